@@ -1,0 +1,1 @@
+"""Everything JupyterHub: configuration, the submission service, and the ``contesthub`` CLI root."""

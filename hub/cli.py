@@ -1,0 +1,52 @@
+"""The ``contesthub`` console script: one root, subcommands grouped by room.
+
+Each room contributes its own group (``sandbox.cli.datasets``, ...). A user error anywhere
+is a :class:`ContesthubError`; here it becomes one line on stderr and exit code 1, in the
+user's language (``--lang``, else ``CONTESTHUB_LANG``, else Chinese when ``LANG`` is zh_*).
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from sandbox.cli import datasets
+from sandbox.errors import ContesthubError
+from sandbox.settings import Paths
+
+
+def default_lang() -> str:
+    lang = os.environ.get("CONTESTHUB_LANG") or os.environ.get("LANG", "")
+    return "zh" if lang.lower().startswith("zh") else "en"
+
+
+class ContesthubGroup(click.Group):
+    """Turns domain errors into one-line CLI errors (no traceback for a user error)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ContesthubError as exc:
+            lang = (ctx.obj or {}).get("lang", default_lang())
+            raise click.ClickException(exc.message(lang)) from None
+
+
+@click.group(cls=ContesthubGroup)
+@click.option("--data-root", type=click.Path(file_okay=False), help="Published open data [CONTESTHUB_DATA_ROOT].")
+@click.option("--private-root", type=click.Path(file_okay=False),
+              help="Organizer-only files [CONTESTHUB_PRIVATE_ROOT].")
+@click.option("--datasets-dir", type=click.Path(file_okay=False), help="Dataset descriptors [CONTESTHUB_DATASETS].")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of messages.")
+@click.version_option(package_name="contesthub")
+@click.pass_context
+def cli(ctx: click.Context, data_root, private_root, datasets_dir, lang) -> None:
+    """contesthub: an open-data innovation contest in one repository (开放数据创新大赛平台)."""
+    ctx.obj = {"paths": Paths.from_env(data_root, private_root, datasets_dir), "lang": lang}
+
+
+cli.add_command(datasets)
+
+
+def main() -> None:
+    cli(prog_name="contesthub")

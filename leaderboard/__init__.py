@@ -1,0 +1,1 @@
+"""The contest domain (challenges, teams, submissions, scoring) and the public Streamlit app."""

@@ -1,0 +1,384 @@
+"""``contesthub datasets build``: raw source -> checked, de-identified, versioned Parquet.
+
+Per table: stage the raw source (``sources``), validate it (``quality``), de-identify and
+pass the k-anonymity gate (``privacy``), and write zstd Parquet sorted by the declared key.
+Per dataset: everything is written into a hidden temporary folder inside the dataset's
+folder, then renamed to ``v<N>`` (immutable from then on) and the ``latest`` symlink is
+replaced atomically. A build that fails or is killed leaves the previous version published
+and readable; the temporary folder of a killed build is removed by the next build.
+
+All heavy lifting is DuckDB; Python only orchestrates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import importlib.metadata
+import importlib.resources
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from sandbox import privacy, quality, sources
+from sandbox.catalog import write_root_catalog
+from sandbox.descriptor import ACCESS_RIGHTS, Dataset, TableSpec
+from sandbox.errors import ContesthubError, QualityGateError
+from sandbox.progress import QUIET, Reporter
+from sandbox.settings import Paths
+from sandbox.sql import lit, q
+
+#: Bump when the build's output changes for the same inputs (forces rebuilds).
+BUILD_FORMAT = 1
+DEFAULT_MEMORY_LIMIT = os.environ.get("CONTESTHUB_BUILD_MEMORY", "1GB")
+
+
+@dataclass
+class TableResult:
+    name: str
+    rows: int
+    bytes: int
+    errors: int
+    quarantined: int
+    suppressed: int
+
+
+@dataclass
+class BuildResult:
+    dataset: str
+    status: str  # built | up-to-date | failed
+    version: int | None
+    seconds: float
+    tables: list[TableResult] = field(default_factory=list)
+    error: ContesthubError | None = None
+
+    def to_dict(self) -> dict:
+        out = {"dataset": self.dataset, "status": self.status, "version": self.version,
+               "seconds": round(self.seconds, 3), "tables": [t.__dict__ for t in self.tables]}
+        if self.error:
+            out["error"] = self.error.to_dict("en")
+        return out
+
+
+# --- folders and versions ------------------------------------------------------------------
+
+
+def dataset_dir(data_root: Path, dataset_id: str) -> Path:
+    return data_root / dataset_id
+
+
+def versions(data_root: Path, dataset_id: str) -> list[int]:
+    d = dataset_dir(data_root, dataset_id)
+    if not d.is_dir():
+        return []
+    return sorted(int(p.name[1:]) for p in d.iterdir() if p.name[:1] == "v" and p.name[1:].isdigit() and p.is_dir())
+
+
+def latest_version(data_root: Path, dataset_id: str) -> int | None:
+    link = dataset_dir(data_root, dataset_id) / "latest"
+    if not link.is_symlink():
+        return None
+    return int(os.readlink(link)[1:])
+
+
+def read_version_catalog(data_root: Path, dataset_id: str, version: int) -> dict:
+    return json.loads((dataset_dir(data_root, dataset_id) / f"v{version}" / "catalog.json").read_text("utf-8"))
+
+
+@contextmanager
+def _lock(paths: Paths, dataset_id: str) -> Iterator[None]:
+    lock_dir = paths.private_root / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{dataset_id}.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ContesthubError(
+                f"another build of {dataset_id!r} is running; wait for it to finish",
+                f"数据集 {dataset_id!r} 正在被另一个构建进程处理；请等待其完成",
+                code="build-busy",
+            ) from None
+        yield
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write_json(path: Path, doc: object) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, ensure_ascii=False, indent=1, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+# --- raw sources ---------------------------------------------------------------------------
+
+
+def _load_recipe(ds: Dataset):
+    path = ds.folder / ds.meta["source"]["generator"]
+    spec = importlib.util.spec_from_file_location(f"contesthub_recipe_{ds.id}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def source_fingerprint(ds: Dataset, scale: float) -> str:
+    """Everything the published bytes depend on, so an unchanged dataset is not rebuilt."""
+    src = ds.meta["source"]
+    parts: dict[str, object] = {"format": BUILD_FORMAT, "descriptor": ds.digest}
+    if "generator" in src:
+        parts["scale"] = scale
+        parts["recipe"] = sha256_file(ds.folder / src["generator"])
+        parts["seed"] = src.get("seed", 0)
+    else:
+        if "package" in src:
+            parts["package"] = f"{src['package']}=={importlib.metadata.version(src['package'])}"
+        for t in ds.tables:
+            p = _static_source_base(ds) / t.source.path
+            parts[t.name] = sha256_file(p) if p.is_file() else "missing"
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _static_source_base(ds: Dataset) -> Path:
+    src = ds.meta["source"]
+    if "package" in src:
+        return Path(str(importlib.resources.files(src["package"].replace("-", "_"))))
+    return ds.folder
+
+
+def resolve_sources(ds: Dataset, paths: Paths, scale: float, reporter: Reporter = QUIET) -> dict[str, Path]:
+    """Raw source file of each table; runs the seeded generator (once) where there is one."""
+    src = ds.meta["source"]
+    if "generator" not in src:
+        base = _static_source_base(ds)
+        return {t.name: base / t.source.path for t in ds.tables}
+    recipe_hash = sha256_file(ds.folder / src["generator"])[:12]
+    seed = src.get("seed", 0)
+    out = paths.private_root / "raw" / ds.id / f"seed{seed}-scale{scale:g}-{recipe_hash}"
+    if not (out / ".complete").exists():
+        tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        with reporter.step(f"{ds.id}: generating raw source (seed {seed}, scale {scale:g})"):
+            _load_recipe(ds).generate(tmp, seed=seed, scale=scale)
+        (tmp / ".complete").write_text(dt.datetime.now(dt.UTC).isoformat())
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    return {t.name: out / t.source.path for t in ds.tables}
+
+
+# --- one table -----------------------------------------------------------------------------
+
+
+def connect_for_build(scratch: Path, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(config={
+        "memory_limit": memory_limit,
+        "temp_directory": str(scratch / "duckdb-spill"),
+        "preserve_insertion_order": True,  # output keeps source order, so sorted sources need no sort
+        "threads": os.cpu_count() or 2,
+    })
+    return con
+
+
+def _write_table(
+    con: duckdb.DuckDBPyConnection, table: TableSpec, staged: sources.Staged, bad: str,
+    gate: privacy.GateResult, target: Path, needs_sort: bool, reporter: Reporter, label: str,
+) -> int:
+    src = f"read_parquet({lit(str(staged.file))}, file_row_number=true)"
+    select = f"SELECT {privacy.select_list(table)} FROM {src} WHERE NOT ({bad})"
+    query = f"SELECT * FROM ({select}) d"
+    if gate.suppress_condition:
+        query += f" WHERE NOT {gate.suppress_condition}"
+    if needs_sort and table.sort_by:
+        query += " ORDER BY " + ", ".join(q(c) for c in table.sort_by)
+    options = "FORMAT parquet, COMPRESSION zstd"
+    if table.partition_by:
+        options += ", PARTITION_BY (" + ", ".join(q(c) for c in table.partition_by) + ")"
+    rows = reporter.sql(con, f"COPY ({query}) TO {lit(str(target))} ({options})", label).fetchall()[0][0]
+    return int(rows)
+
+
+def _quarantine(con, staged: sources.Staged, bad: str, out: Path) -> None:
+    """Keep the rows that failed validation (raw values) for the organizer, never published."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    con.execute(f"COPY (SELECT * FROM read_parquet({lit(str(staged.file))}, file_row_number=true) WHERE {bad}) "
+                f"TO {lit(str(out))} (FORMAT parquet, COMPRESSION zstd)").fetchall()
+
+
+def _files_of(target: Path, root: Path) -> list[dict]:
+    files = [target] if target.is_file() else sorted(p for p in target.rglob("*.parquet"))
+    return [{"path": str(p.relative_to(root)), "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in files]
+
+
+# --- one dataset ---------------------------------------------------------------------------
+
+
+def build_dataset(
+    ds: Dataset, paths: Paths, *, scale: float = 1.0, force: bool = False, reporter: Reporter = QUIET,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+) -> BuildResult:
+    """Build one dataset into a new immutable version; never raises for a data problem."""
+    started = time.perf_counter()
+    paths.ensure()
+    try:
+        with _lock(paths, ds.id):
+            return _build_locked(ds, paths, scale, force, reporter, memory_limit, started)
+    except ContesthubError as exc:
+        return BuildResult(ds.id, "failed", None, time.perf_counter() - started, error=exc)
+
+
+def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_limit, started) -> BuildResult:
+    home = dataset_dir(paths.data_root, ds.id)
+    home.mkdir(parents=True, exist_ok=True)
+    for stale in home.glob(".tmp-*"):  # left by a killed build; we hold the lock, so nobody owns it
+        shutil.rmtree(stale, ignore_errors=True)
+
+    fingerprint = source_fingerprint(ds, scale)
+    current = latest_version(paths.data_root, ds.id)
+    if current and not force and read_version_catalog(paths.data_root, ds.id, current).get("fingerprint") == fingerprint:
+        return BuildResult(ds.id, "up-to-date", current, time.perf_counter() - started)
+
+    raw = resolve_sources(ds, paths, scale, reporter)
+    version = (max(versions(paths.data_root, ds.id), default=0)) + 1
+    tmp = home / f".tmp-v{version}-{os.getpid()}"
+    scratch = paths.private_root / "build" / f"{ds.id}-{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True, mode=0o700)
+    tmp.mkdir()
+    results: list[TableResult] = []
+    tables_doc: dict[str, dict] = {}
+    try:
+        con = connect_for_build(scratch, memory_limit)
+        con.execute("SET VARIABLE contesthub_salt = $salt", {"salt": privacy.load_salt(paths.private_root)}).fetchall()
+        staged_by_name: dict[str, sources.Staged] = {}
+        for table in ds.build_order():
+            label = f"{ds.id}.{table.name}"
+            with reporter.step(f"{label}: reading {raw[table.name].name}"):
+                staged = sources.stage(con, table, raw[table.name], scratch)
+            staged_by_name[table.name] = staged
+            with reporter.step(f"{label}: validating {staged.rows_read:,} rows"):
+                report, bad = quality.validate(con, staged, staged_by_name)
+            if report.findings and table.on_error == "fail":
+                _save_failed_report(paths, ds, report)
+                worst = ", ".join(f"{c} ×{n}" for c, n in report.counts().items())
+                first = report.findings[0]
+                ex = first.examples[0]["row"] if first.examples else "?"
+                raise QualityGateError(
+                    f"table {table.name!r}: {report.bad_rows} bad row(s) ({worst}); first: row {ex}, "
+                    f"{first.message_en}. Fix the source, or set tables.{table.name}.on_error: quarantine "
+                    f"in {ds.path.name} to publish the good rows.",
+                    f"表 {table.name!r}：{report.bad_rows} 行有问题（{worst}）；第一处：第 {ex} 行，{first.message_zh}。"
+                    f"请修正源数据，或在 {ds.path.name} 中设置 tables.{table.name}.on_error: quarantine 以只发布合格的行。",
+                    details=report.to_dict(),
+                )
+            deid = (f"SELECT {privacy.select_list(table)} FROM read_parquet({lit(str(staged.file))}, "
+                    f"file_row_number=true) WHERE NOT ({bad})")
+            with reporter.step(f"{label}: privacy gate (k={table.k})"):
+                gate = privacy.k_anonymity_gate(con, table, deid)
+            if report.bad_rows:
+                _quarantine(con, staged, bad,
+                            paths.private_root / "quarantine" / ds.id / f"v{version}" / f"{table.name}.parquet")
+            target = tmp / (table.name if table.partition_by else f"{table.name}.parquet")
+            rows = _write_table(con, table, staged, bad, gate, target, not report.sorted, reporter,
+                                f"{label}: writing Parquet")
+            files = _files_of(target, tmp)
+            nbytes = sum(f["bytes"] for f in files)
+            results.append(TableResult(table.name, rows, nbytes, sum(report.counts().values()),
+                                       report.bad_rows, gate.suppressed_rows))
+            tables_doc[table.name] = {
+                "title": table.title, "description": table.description, "rows": rows, "bytes": nbytes,
+                "files": files, "partition_by": list(table.partition_by), "sort_by": list(table.sort_by),
+                "source": {"file": raw[table.name].name, "format": table.source.format, "encoding": staged.encoding},
+                "schema": {
+                    "fields": [privacy.published_field(f) for f in table.fields if f.published],
+                    **({"primaryKey": list(table.primary_key)} if table.primary_key else {}),
+                    **({"foreignKeys": list(table.foreign_keys)} if table.foreign_keys else {}),
+                },
+                "privacy": {**gate.to_dict(),
+                            "dropped": [f.name for f in table.fields if f.rule == "drop"],
+                            "hashed": [f.name for f in table.fields if f.rule == "hash"],
+                            "generalised": {f.name: f.rule for f in table.fields
+                                            if f.rule not in ("keep", "drop", "hash")}},
+                "quality": {**report.to_dict(), "on_error": table.on_error, "quarantined_rows": report.bad_rows},
+            }
+        con.close()
+        doc = {
+            "id": ds.id, "version": version, "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "descriptor_version": ds.meta["version"], "descriptor_sha256": ds.digest, "fingerprint": fingerprint,
+            "scale": scale, "access_rights": ACCESS_RIGHTS[ds.meta["open_tier"]], **_catalog_meta(ds),
+            "tables": tables_doc,
+        }
+        _atomic_write_json(tmp / "catalog.json", doc)
+        _publish(home, tmp, version)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    write_root_catalog(paths.data_root)
+    return BuildResult(ds.id, "built", version, time.perf_counter() - started, results)
+
+
+def _catalog_meta(ds: Dataset) -> dict:
+    keep = ("title", "description", "theme", "keywords", "publisher", "contact", "licence", "source",
+            "open_tier", "update_frequency", "temporal", "spatial")
+    meta = {k: ds.meta[k] for k in keep}
+    meta["source"] = {k: v for k, v in meta["source"].items() if k in ("description", "citation", "package")}
+    return meta
+
+
+def _publish(home: Path, tmp: Path, version: int) -> None:
+    """Make ``tmp`` version ``version`` and point ``latest`` at it, each step atomic."""
+    for p in tmp.rglob("*"):
+        if p.is_file():
+            fd = os.open(p, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+    _fsync_dir(tmp)
+    final = home / f"v{version}"
+    os.rename(tmp, final)
+    link = home / f".latest-{os.getpid()}"
+    if link.is_symlink():
+        link.unlink()
+    os.symlink(final.name, link)
+    os.replace(link, home / "latest")
+    _fsync_dir(home)
+
+
+def _save_failed_report(paths: Paths, ds: Dataset, report: quality.Report) -> None:
+    out = paths.private_root / "reports" / ds.id
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    _atomic_write_json(out / f"{stamp}-{report.table}-failed.json", report.to_dict())
+
+
+def build_all(
+    datasets: list[Dataset], paths: Paths, *, scale: float = 1.0, force: bool = False, reporter: Reporter = QUIET,
+) -> list[BuildResult]:
+    return [build_dataset(ds, paths, scale=scale, force=force, reporter=reporter) for ds in datasets]

@@ -1,0 +1,201 @@
+"""``contesthub datasets ...`` and ``contesthub sql``: the open-data room's commands.
+
+Every listing takes ``--json``; every user error is one line and exit code 1 (the root
+group in ``hub.cli`` turns :class:`ContesthubError` into that).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from sandbox import build as builder
+from sandbox import catalog as cat
+from sandbox.descriptor import load_all
+from sandbox.progress import Reporter
+from sandbox.settings import Paths
+
+
+def out() -> Console:
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:  # pipes and CI logs: do not squeeze tables into 80 columns
+        console = Console(soft_wrap=True, width=160)
+    return console
+
+
+def echo_json(doc: object) -> None:
+    click.echo(json.dumps(doc, ensure_ascii=False, indent=2, default=str))
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _lang(ctx: click.Context) -> str:
+    return ctx.obj["lang"]
+
+
+def _t(ctx: click.Context, text: dict) -> str:
+    return text.get(_lang(ctx)) or text.get("en") or next(iter(text.values()))
+
+
+@click.group("datasets")
+def datasets() -> None:
+    """Publish and browse the open-data catalog (开放数据目录)."""
+
+
+@datasets.command("validate")
+@click.argument("ids", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def validate_cmd(ctx: click.Context, ids: tuple[str, ...], as_json: bool) -> None:
+    """Check dataset descriptors; report every problem with file and field path."""
+    paths: Paths = ctx.obj["paths"]
+    found = load_all(paths.datasets_dir, ids)  # raises DescriptorError listing every problem
+    if as_json:
+        echo_json({"valid": True, "datasets": [d.id for d in found]})
+    else:
+        click.echo(f"{len(found)} descriptor(s) valid: {', '.join(d.id for d in found)}")
+
+
+@datasets.command("build")
+@click.argument("ids", nargs=-1)
+@click.option("--scale", type=float, default=1.0, show_default=True,
+              help="Grow generated datasets (50 makes the largest table 10 million rows).")
+@click.option("--force", is_flag=True, help="Build a new version even when nothing changed.")
+@click.option("--memory-limit", default=builder.DEFAULT_MEMORY_LIMIT, show_default=True,
+              help="DuckDB memory limit for the build; beyond it DuckDB spills to the private root.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (no progress bars).")
+@click.pass_context
+def build_cmd(ctx: click.Context, ids: tuple[str, ...], scale: float, force: bool, memory_limit: str,
+              as_json: bool) -> None:
+    """Build datasets into new immutable versions of checked, de-identified Parquet."""
+    paths: Paths = ctx.obj["paths"]
+    found = load_all(paths.datasets_dir, ids)
+    results = []
+    with Reporter(enabled=not as_json and sys.stderr.isatty()) as reporter:
+        for ds in found:
+            if not as_json:
+                click.echo(f"building {ds.id} …", err=True)
+            results.append(builder.build_dataset(ds, paths, scale=scale, force=force, reporter=reporter,
+                                                 memory_limit=memory_limit))
+    failed = [r for r in results if r.status == "failed"]
+    if as_json:
+        echo_json([r.to_dict() for r in results])
+    else:
+        table = Table(title="build summary / 构建结果")
+        for col in ("dataset", "status", "version", "tables", "rows", "size", "bad rows", "suppressed", "seconds"):
+            table.add_column(col, justify="right" if col not in ("dataset", "status") else "left")
+        for r in results:
+            table.add_row(r.dataset, r.status, str(r.version or "-"), str(len(r.tables) or "-"),
+                          f"{sum(t.rows for t in r.tables):,}" if r.tables else "-",
+                          human_bytes(sum(t.bytes for t in r.tables)) if r.tables else "-",
+                          str(sum(t.quarantined for t in r.tables)) if r.tables else "-",
+                          str(sum(t.suppressed for t in r.tables)) if r.tables else "-", f"{r.seconds:.1f}")
+        out().print(table)
+        for r in failed:
+            click.echo(f"error: {r.dataset}: {r.error.message(_lang(ctx))}", err=True)
+    if failed:
+        ctx.exit(1)
+
+
+def _print_listing(ctx: click.Context, rows: list[dict], title: str) -> None:
+    lang = _lang(ctx)
+    table = Table(title=title)
+    for col in ("id", "title", "theme", "tier", "tables", "rows", "size", "version", "licence"):
+        table.add_column(col, justify="right" if col in ("rows", "size", "version") else "left")
+    for r in rows:
+        table.add_row(r["id"], r[f"title_{lang}"], cat.THEMES[r["theme"]][lang], cat.TIERS[r["tier"]][lang],
+                      r["tables"], f"{r['rows']:,}", human_bytes(r["bytes"]), f"v{r['version']}", r["licence"])
+    out().print(table)
+    if not rows:
+        click.echo("no datasets found / 没有找到数据集")
+
+
+@datasets.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the listing as JSON.")
+@click.pass_context
+def list_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List published datasets."""
+    rows = cat.summary_rows(cat.load(ctx.obj["paths"].data_root))
+    if as_json:
+        echo_json(rows)
+    else:
+        _print_listing(ctx, rows, "open datasets / 开放数据集")
+
+
+@datasets.command("search")
+@click.argument("query", default="")
+@click.option("--theme", type=click.Choice(sorted(cat.THEMES)), help="Only this theme.")
+@click.option("--tier", type=click.Choice(sorted(cat.TIERS)), help="Only this open tier.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.pass_context
+def search_cmd(ctx: click.Context, query: str, theme: str | None, tier: str | None, as_json: bool) -> None:
+    """Search titles, keywords and descriptions in Chinese or English (例如：门诊)."""
+    rows = cat.search(ctx.obj["paths"].data_root, query, theme=theme, tier=tier)
+    if as_json:
+        echo_json(rows)
+    else:
+        _print_listing(ctx, rows, f"search: {query}")
+
+
+@datasets.command("show")
+@click.argument("dataset_id")
+@click.option("--version", "version", type=int, help="A specific version (default: latest).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole catalog entry as JSON.")
+@click.pass_context
+def show_cmd(ctx: click.Context, dataset_id: str, version: int | None, as_json: bool) -> None:
+    """Show a dataset: schema with units, licence, versions and quality report."""
+    root = ctx.obj["paths"].data_root
+    e = cat.entry(root, dataset_id, version)
+    history = cat.load(root)["datasets"][dataset_id]["versions"]
+    if as_json:
+        echo_json({**e, "versions": history})
+        return
+    con = out()
+    con.print(f"[bold]{_t(ctx, e['title'])}[/bold]  ({e['id']} v{e['version']}, built {e['built_at']})")
+    con.print(_t(ctx, e["description"]), markup=False)
+    con.print(f"theme: {cat.THEMES[e['theme']][_lang(ctx)]}   tier: {cat.TIERS[e['open_tier']][_lang(ctx)]} "
+              f"({e['access_rights']})   licence: {e['licence']['title']}   publisher: {_t(ctx, e['publisher'])}",
+              markup=False)
+    con.print(f"source: {e['source'].get('citation', '')}", markup=False)
+    con.print("versions: " + ", ".join(f"v{v['version']} ({v['built_at'][:10]}, {v['rows']:,} rows)" for v in history))
+    for name, t in e["tables"].items():
+        q = t["quality"]
+        table = Table(title=f"{e['id']}.{name} — {_t(ctx, t['title'])}: {t['rows']:,} rows, "
+                            f"{human_bytes(t['bytes'])}; quality: {q['rows_read']:,} read, {q['bad_rows']} bad; "
+                            f"privacy: k={t['privacy']['k']}, {t['privacy']['suppressed_rows']} suppressed")
+        for col in ("field", "type", "title", "unit", "constraints", "privacy"):
+            table.add_column(col)
+        for f in t["schema"]["fields"]:
+            p = f["privacy"]
+            table.add_row(f["name"], f["type"], _t(ctx, f["title"]), f.get("unit", ""),
+                          ", ".join(f"{k}={v}" for k, v in f.get("constraints", {}).items()),
+                          "" if p["class"] == "none" else f"{p['class']}: {p['rule']}")
+        con.print(table)
+        for err in q["errors"]:
+            con.print(f"  {err['code']} ×{err['count']}: {err['message_' + _lang(ctx)]}", markup=False)
+
+
+@datasets.command("export-dcat")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write to this file.")
+@click.option("--base-url", default="", help="Public URL under which the data root is served.")
+@click.pass_context
+def export_dcat_cmd(ctx: click.Context, output: str | None, base_url: str) -> None:
+    """Write the catalog as DCAT-AP JSON-LD."""
+    doc = cat.export_dcat(ctx.obj["paths"].data_root, base_url)
+    text = json.dumps(doc, ensure_ascii=False, indent=2)
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        click.echo(f"wrote {len(doc['dcat:dataset'])} datasets to {output}", err=True)
+    else:
+        click.echo(text)
