@@ -314,7 +314,7 @@ def load_file(path: Path, root: Path | None = None) -> tuple[Dataset | None, lis
     """Load one descriptor; return it (or None) and every problem found."""
     file = str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (a SafeLoader)
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except UnicodeDecodeError:
         return None, [Problem(file, "", "is not UTF-8 text", "a UTF-8 encoded YAML file")]
     except yaml.YAMLError as exc:

@@ -102,6 +102,8 @@ def _type_ok(f: Field, staged: Staged) -> str:
 def row_checks(staged: Staged) -> list[RowCheck]:
     """Every row-level rule of the schema, as SQL conditions."""
     checks: list[RowCheck] = []
+    all_null = " AND ".join(f"{q(f.name)} IS NULL" for f in staged.table.fields)
+    blank = f"({all_null}) AND __type_errors IS NULL"
     for f in staged.table.fields:
         c, name = q(f.name), f.name
         if f.name in staged.converted and f.type != "string":
@@ -111,7 +113,8 @@ def row_checks(staged: Staged) -> list[RowCheck]:
                                    f"字段 {name!r}：值不是有效的 {f.type}" + (f"（格式 {f.format}）" if f.format else "")))
         k = f.constraints
         if k.get("required") or name in staged.table.primary_key:
-            checks.append(RowCheck("constraint-error", name, f"{c} IS NULL AND {_type_ok(f, staged)}",
+            # An entirely blank row is reported once, as blank-row, not once per required field.
+            checks.append(RowCheck("constraint-error", name, f"{c} IS NULL AND {_type_ok(f, staged)} AND NOT ({blank})",
                                    f"field {name!r} is required but empty", f"字段 {name!r} 为必填，但为空"))
         if "minimum" in k:
             checks.append(RowCheck("constraint-error", name, f"{c} < {_typed(f, k['minimum'])}",
@@ -139,8 +142,7 @@ def row_checks(staged: Staged) -> list[RowCheck]:
             checks.append(RowCheck("constraint-error", name, f"{c} NOT IN ({allowed})",
                                    f"field {name!r}: value is not one of {shown}",
                                    f"字段 {name!r}：值不在允许的取值 {shown} 之中"))
-    all_null = " AND ".join(f"{q(f.name)} IS NULL" for f in staged.table.fields)
-    checks.append(RowCheck("blank-row", "", f"({all_null}) AND __type_errors IS NULL",
+    checks.append(RowCheck("blank-row", "", blank,
                            "the row is completely empty", "整行为空"))
     return checks
 

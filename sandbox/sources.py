@@ -130,11 +130,18 @@ def transcode_to_utf8(path: Path, encoding: str, out: Path) -> Path:
 
 
 def read_header(path: Path, delimiter: str) -> list[str]:
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        try:
-            return [h.strip() for h in next(csv.reader(fh, delimiter=delimiter))]
-        except StopIteration:
-            raise SourceError(f"{path.name}: the file is empty", f"{path.name}：文件是空的") from None
+    """The header cells; only the first line is decoded, so a bad byte further down is a row error."""
+    with open(path, "rb") as fh:
+        first = fh.readline(1 << 20)
+    if not first.strip():
+        raise SourceError(f"{path.name}: the file is empty or its first line is blank; the first line must be the header",
+                          f"{path.name}：文件为空或首行为空；第一行必须是表头")
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SourceError(f"{path.name}: the header line is not valid UTF-8; declare source.encoding in dataset.yaml",
+                          f"{path.name}：表头行不是有效的 UTF-8；请在 dataset.yaml 中声明 source.encoding") from None
+    return [h.strip() for h in next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter))]
 
 
 def check_header(name: str, header: list[str], table: TableSpec) -> None:
@@ -248,8 +255,11 @@ def stage_csv(con: duckdb.DuckDBPyConnection, table: TableSpec, path: Path, out:
     ).fetchall():
         m = _CAST_VALUE.search(message or "")
         code = _REJECT_CODES.get(etype, "format-error")
-        rejects.append(Reject(row=int(line), field=column if code == "type-error" else None, code=code,
-                              value=m.group(1) if m else None))
+        reject = Reject(row=int(line), field=column if code == "type-error" else None, code=code,
+                        value=m.group(1) if m else None)
+        # DuckDB reports a short row once per missing column; a person sees one row with missing cells.
+        if not rejects or (rejects[-1].row, rejects[-1].code, rejects[-1].field) != (reject.row, code, reject.field):
+            rejects.append(reject)
     rows = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out))})").fetchall()[0][0]
     return Staged(table, out, rows, rejects, tuple(f.name for f in converted), encoding)
 
