@@ -53,7 +53,7 @@ def step_done(stamp: Path, key: str) -> bool:
 
 
 def setup_python() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 -- dev.py runs under whatever python3 the machine has
         sys.exit(f"contesthub needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not PY.exists():
         say(f"creating .venv with Python {sys.version.split()[0]}")
@@ -69,14 +69,19 @@ def setup_python() -> None:
 
 
 def setup_node() -> None:
-    stamp, key = ROOT / "node_modules" / ".contesthub-installed", digest(ROOT / "package.json", ROOT / "package-lock.json")
+    stamp, key = (
+        ROOT / "node_modules" / ".contesthub-installed",
+        digest(ROOT / "package.json", ROOT / "package-lock.json"),
+    )
     if step_done(stamp, key):
         return
     npm = shutil.which("npm")
     if not npm:
         sys.exit("npm was not found: install Node.js (it provides npm), then run this again")
     say("installing configurable-http-proxy into node_modules (npm ci)")
-    run(npm, "ci" if (ROOT / "package-lock.json").exists() else "install", "--no-audit", "--no-fund", "--loglevel=error")
+    run(
+        npm, "ci" if (ROOT / "package-lock.json").exists() else "install", "--no-audit", "--no-fund", "--loglevel=error"
+    )
     stamp.write_text(key)
 
 
@@ -111,8 +116,9 @@ def main(argv: list[str]) -> None:
         os.execv(PY, [str(PY), str(ROOT / "benchmarks" / f"{rest[0]}.py"), *rest[1:]])
     elif cmd == "lock":
         setup()
-        frozen = subprocess.run([str(PY), "-m", "pip", "freeze", "--exclude-editable"], capture_output=True, text=True,
-                                check=True).stdout
+        frozen = subprocess.run(
+            [str(PY), "-m", "pip", "freeze", "--exclude-editable"], capture_output=True, text=True, check=True
+        ).stdout
         LOCK.write_text("# Pinned by `python3 dev.py lock`; used as pip constraints by `python3 dev.py`.\n" + frozen)
         say(f"wrote {LOCK.name}")
     else:

@@ -34,8 +34,9 @@ class ContesthubGroup(click.Group):
 
 @click.group(cls=ContesthubGroup)
 @click.option("--data-root", type=click.Path(file_okay=False), help="Published open data [CONTESTHUB_DATA_ROOT].")
-@click.option("--private-root", type=click.Path(file_okay=False),
-              help="Organizer-only files [CONTESTHUB_PRIVATE_ROOT].")
+@click.option(
+    "--private-root", type=click.Path(file_okay=False), help="Organizer-only files [CONTESTHUB_PRIVATE_ROOT]."
+)
 @click.option("--datasets-dir", type=click.Path(file_okay=False), help="Dataset descriptors [CONTESTHUB_DATASETS].")
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=default_lang, help="Language of messages.")
 @click.version_option(package_name="contesthub")
@@ -46,6 +47,36 @@ def cli(ctx: click.Context, data_root, private_root, datasets_dir, lang) -> None
 
 
 cli.add_command(datasets)
+
+
+@cli.command("up")
+@click.pass_context
+def up(ctx: click.Context) -> None:
+    """Bring the platform up on this machine with its embedded defaults and demo data.
+
+    Today that is the open-data layer: every demo dataset built, checked and published as
+    versioned Parquet with its catalog. JupyterHub, the submission service and the public
+    leaderboard join this command as they are built (see README, "Status").
+    """
+    from sandbox.build import build_all
+    from sandbox.catalog import load, summary_rows
+    from sandbox.cli import _print_listing
+    from sandbox.descriptor import load_all
+    from sandbox.progress import Reporter
+
+    paths: Paths = ctx.obj["paths"]
+    with Reporter() as reporter:
+        results = build_all(load_all(paths.datasets_dir), paths.ensure(), reporter=reporter)
+    failed = [r for r in results if r.status == "failed"]
+    for r in failed:
+        click.echo(f"error: {r.dataset}: {r.error.message(ctx.obj['lang'])}", err=True)
+    _print_listing(ctx, summary_rows(load(paths.data_root)), "open datasets / 开放数据集")
+    click.echo(f"data root (read-only for contestants): {paths.data_root}")
+    click.echo(f"private root (organizers only):        {paths.private_root}")
+    click.echo("Try: contesthub datasets show hospital_outpatient   |   contesthub datasets search 门诊")
+    click.echo("Not yet in this version: JupyterHub sandboxes, submissions and the leaderboard (README, Status).")
+    if failed:
+        ctx.exit(1)
 
 
 def main() -> None:

@@ -35,8 +35,8 @@ from sandbox.catalog import write_root_catalog
 from sandbox.descriptor import ACCESS_RIGHTS, Dataset, TableSpec
 from sandbox.errors import ContesthubError, QualityGateError
 from sandbox.progress import QUIET, Reporter
+from sandbox.quoting import lit, q
 from sandbox.settings import Paths
-from sandbox.sql import lit, q
 
 #: Bump when the build's output changes for the same inputs (forces rebuilds).
 BUILD_FORMAT = 1
@@ -63,8 +63,13 @@ class BuildResult:
     error: ContesthubError | None = None
 
     def to_dict(self) -> dict:
-        out = {"dataset": self.dataset, "status": self.status, "version": self.version,
-               "seconds": round(self.seconds, 3), "tables": [t.__dict__ for t in self.tables]}
+        out = {
+            "dataset": self.dataset,
+            "status": self.status,
+            "version": self.version,
+            "seconds": round(self.seconds, 3),
+            "tables": [t.__dict__ for t in self.tables],
+        }
         if self.error:
             out["error"] = self.error.to_dict("en")
         return out
@@ -197,18 +202,30 @@ def resolve_sources(ds: Dataset, paths: Paths, scale: float, reporter: Reporter 
 
 
 def connect_for_build(scratch: Path, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={
-        "memory_limit": memory_limit,
-        "temp_directory": str(scratch / "duckdb-spill"),
-        "preserve_insertion_order": True,  # output keeps source order, so sorted sources need no sort
-        "threads": os.cpu_count() or 2,
-    })
+    con = duckdb.connect(
+        config={
+            "memory_limit": memory_limit,
+            "temp_directory": str(scratch / "duckdb-spill"),
+            "preserve_insertion_order": True,  # output keeps source order, so sorted sources need no sort
+            "threads": os.cpu_count() or 2,
+        }
+    )
+    # DuckDB plans a long IN list (an enum constraint) as a join, and joins do not keep row
+    # order: the staged rows would be shuffled and row numbers in reports would be wrong.
+    con.execute("SET disabled_optimizers = 'in_clause'").fetchall()
     return con
 
 
 def _write_table(
-    con: duckdb.DuckDBPyConnection, table: TableSpec, staged: sources.Staged, bad: str,
-    gate: privacy.GateResult, target: Path, needs_sort: bool, reporter: Reporter, label: str,
+    con: duckdb.DuckDBPyConnection,
+    table: TableSpec,
+    staged: sources.Staged,
+    bad: str,
+    gate: privacy.GateResult,
+    target: Path,
+    needs_sort: bool,
+    reporter: Reporter,
+    label: str,
 ) -> int:
     src = f"read_parquet({lit(str(staged.file))}, file_row_number=true)"
     select = f"SELECT {privacy.select_list(table)} FROM {src} WHERE NOT ({bad})"
@@ -217,7 +234,9 @@ def _write_table(
         query += f" WHERE NOT {gate.suppress_condition}"
     if needs_sort and table.sort_by:
         query += " ORDER BY " + ", ".join(q(c) for c in table.sort_by)
-    options = "FORMAT parquet, COMPRESSION zstd"
+    # zstd level 1: on the 10-million-row benchmark table it wrote faster *and* smaller files
+    # than DuckDB's default level 3 (173 vs 180 MiB); readers decompress both equally fast.
+    options = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
     if table.partition_by:
         options += ", PARTITION_BY (" + ", ".join(q(c) for c in table.partition_by) + ")"
     rows = reporter.sql(con, f"COPY ({query}) TO {lit(str(target))} ({options})", label).fetchall()[0][0]
@@ -225,10 +244,13 @@ def _write_table(
 
 
 def _quarantine(con, staged: sources.Staged, bad: str, out: Path) -> None:
-    """Keep the rows that failed validation (raw values) for the organizer, never published."""
+    """Keep the rows that failed validation for the organizer (raw values of the staged fields), never published."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(f"COPY (SELECT * FROM read_parquet({lit(str(staged.file))}, file_row_number=true) WHERE {bad}) "
-                f"TO {lit(str(out))} (FORMAT parquet, COMPRESSION zstd)").fetchall()
+    cols = ", ".join(q(f.name) for f in staged.table.fields if f.name in sources.staged_fields(staged.table))
+    con.execute(
+        f"COPY (SELECT {cols} FROM read_parquet({lit(str(staged.file))}, file_row_number=true) WHERE {bad}) "
+        f"TO {lit(str(out))} (FORMAT parquet, COMPRESSION zstd)"
+    ).fetchall()
 
 
 def _files_of(target: Path, root: Path) -> list[dict]:
@@ -240,7 +262,12 @@ def _files_of(target: Path, root: Path) -> list[dict]:
 
 
 def build_dataset(
-    ds: Dataset, paths: Paths, *, scale: float = 1.0, force: bool = False, reporter: Reporter = QUIET,
+    ds: Dataset,
+    paths: Paths,
+    *,
+    scale: float = 1.0,
+    force: bool = False,
+    reporter: Reporter = QUIET,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
 ) -> BuildResult:
     """Build one dataset into a new immutable version; never raises for a data problem."""
@@ -261,7 +288,11 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
 
     fingerprint = source_fingerprint(ds, scale)
     current = latest_version(paths.data_root, ds.id)
-    if current and not force and read_version_catalog(paths.data_root, ds.id, current).get("fingerprint") == fingerprint:
+    if (
+        current
+        and not force
+        and read_version_catalog(paths.data_root, ds.id, current).get("fingerprint") == fingerprint
+    ):
         return BuildResult(ds.id, "up-to-date", current, time.perf_counter() - started)
 
     raw = resolve_sources(ds, paths, scale, reporter)
@@ -279,11 +310,12 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
         staged_by_name: dict[str, sources.Staged] = {}
         for table in ds.build_order():
             label = f"{ds.id}.{table.name}"
-            with reporter.step(f"{label}: reading {raw[table.name].name}"):
-                staged = sources.stage(con, table, raw[table.name], scratch)
+            checks = quality.row_checks(table, {f.name for f in sources.converted_fields(table)})
+            with reporter.step(f"{label}: reading and checking {raw[table.name].name}"):
+                staged = sources.stage(con, table, raw[table.name], scratch, quality.flag_columns(checks))
             staged_by_name[table.name] = staged
             with reporter.step(f"{label}: validating {staged.rows_read:,} rows"):
-                report, bad = quality.validate(con, staged, staged_by_name)
+                report, bad = quality.validate(con, staged, checks, staged_by_name)
             if report.findings and table.on_error == "fail":
                 _save_failed_report(paths, ds, report)
                 worst = ", ".join(f"{c} ×{n}" for c, n in report.counts().items())
@@ -293,45 +325,70 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
                     f"table {table.name!r}: {report.bad_rows} bad row(s) ({worst}); first: row {ex}, "
                     f"{first.message_en}. Fix the source, or set tables.{table.name}.on_error: quarantine "
                     f"in {ds.path.name} to publish the good rows.",
-                    f"表 {table.name!r}：{report.bad_rows} 行有问题（{worst}）；第一处：第 {ex} 行，{first.message_zh}。"
-                    f"请修正源数据，或在 {ds.path.name} 中设置 tables.{table.name}.on_error: quarantine 以只发布合格的行。",
+                    f"表 {table.name!r}：{report.bad_rows} 行有问题（{worst}）；"
+                    f"第一处：第 {ex} 行，{first.message_zh}。请修正源数据，"
+                    f"或在 {ds.path.name} 中设置 tables.{table.name}.on_error: quarantine 以只发布合格的行。",
                     details=report.to_dict(),
                 )
-            deid = (f"SELECT {privacy.select_list(table)} FROM read_parquet({lit(str(staged.file))}, "
-                    f"file_row_number=true) WHERE NOT ({bad})")
+            deid = (
+                f"SELECT {privacy.select_list(table)} FROM read_parquet({lit(str(staged.file))}, "
+                f"file_row_number=true) WHERE NOT ({bad})"
+            )
             with reporter.step(f"{label}: privacy gate (k={table.k})"):
                 gate = privacy.k_anonymity_gate(con, table, deid)
             if report.bad_rows:
-                _quarantine(con, staged, bad,
-                            paths.private_root / "quarantine" / ds.id / f"v{version}" / f"{table.name}.parquet")
+                _quarantine(
+                    con,
+                    staged,
+                    bad,
+                    paths.private_root / "quarantine" / ds.id / f"v{version}" / f"{table.name}.parquet",
+                )
             target = tmp / (table.name if table.partition_by else f"{table.name}.parquet")
-            rows = _write_table(con, table, staged, bad, gate, target, not report.sorted, reporter,
-                                f"{label}: writing Parquet")
+            # Filters through a join (set-level bad rows, suppressed groups) do not keep row order.
+            needs_sort = not report.sorted or report.bad_by_join or gate.suppress_condition is not None
+            rows = _write_table(
+                con, table, staged, bad, gate, target, needs_sort, reporter, f"{label}: writing Parquet"
+            )
             files = _files_of(target, tmp)
             nbytes = sum(f["bytes"] for f in files)
-            results.append(TableResult(table.name, rows, nbytes, sum(report.counts().values()),
-                                       report.bad_rows, gate.suppressed_rows))
+            results.append(
+                TableResult(
+                    table.name, rows, nbytes, sum(report.counts().values()), report.bad_rows, gate.suppressed_rows
+                )
+            )
             tables_doc[table.name] = {
-                "title": table.title, "description": table.description, "rows": rows, "bytes": nbytes,
-                "files": files, "partition_by": list(table.partition_by), "sort_by": list(table.sort_by),
+                "title": table.title,
+                "description": table.description,
+                "rows": rows,
+                "bytes": nbytes,
+                "files": files,
+                "partition_by": list(table.partition_by),
+                "sort_by": list(table.sort_by),
                 "source": {"file": raw[table.name].name, "format": table.source.format, "encoding": staged.encoding},
                 "schema": {
                     "fields": [privacy.published_field(f) for f in table.fields if f.published],
                     **({"primaryKey": list(table.primary_key)} if table.primary_key else {}),
                     **({"foreignKeys": list(table.foreign_keys)} if table.foreign_keys else {}),
                 },
-                "privacy": {**gate.to_dict(),
-                            "dropped": [f.name for f in table.fields if f.rule == "drop"],
-                            "hashed": [f.name for f in table.fields if f.rule == "hash"],
-                            "generalised": {f.name: f.rule for f in table.fields
-                                            if f.rule not in ("keep", "drop", "hash")}},
+                "privacy": {
+                    **gate.to_dict(),
+                    "dropped": [f.name for f in table.fields if f.rule == "drop"],
+                    "hashed": [f.name for f in table.fields if f.rule == "hash"],
+                    "generalised": {f.name: f.rule for f in table.fields if f.rule not in ("keep", "drop", "hash")},
+                },
                 "quality": {**report.to_dict(), "on_error": table.on_error, "quarantined_rows": report.bad_rows},
             }
         con.close()
         doc = {
-            "id": ds.id, "version": version, "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "descriptor_version": ds.meta["version"], "descriptor_sha256": ds.digest, "fingerprint": fingerprint,
-            "scale": scale, "access_rights": ACCESS_RIGHTS[ds.meta["open_tier"]], **_catalog_meta(ds),
+            "id": ds.id,
+            "version": version,
+            "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "descriptor_version": ds.meta["version"],
+            "descriptor_sha256": ds.digest,
+            "fingerprint": fingerprint,
+            "scale": scale,
+            "access_rights": ACCESS_RIGHTS[ds.meta["open_tier"]],
+            **_catalog_meta(ds),
             "tables": tables_doc,
         }
         _atomic_write_json(tmp / "catalog.json", doc)
@@ -346,8 +403,20 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
 
 
 def _catalog_meta(ds: Dataset) -> dict:
-    keep = ("title", "description", "theme", "keywords", "publisher", "contact", "licence", "source",
-            "open_tier", "update_frequency", "temporal", "spatial")
+    keep = (
+        "title",
+        "description",
+        "theme",
+        "keywords",
+        "publisher",
+        "contact",
+        "licence",
+        "source",
+        "open_tier",
+        "update_frequency",
+        "temporal",
+        "spatial",
+    )
     meta = {k: ds.meta[k] for k in keep}
     meta["source"] = {k: v for k, v in meta["source"].items() if k in ("description", "citation", "package")}
     return meta
@@ -379,6 +448,11 @@ def _save_failed_report(paths: Paths, ds: Dataset, report: quality.Report) -> No
 
 
 def build_all(
-    datasets: list[Dataset], paths: Paths, *, scale: float = 1.0, force: bool = False, reporter: Reporter = QUIET,
+    datasets: list[Dataset],
+    paths: Paths,
+    *,
+    scale: float = 1.0,
+    force: bool = False,
+    reporter: Reporter = QUIET,
 ) -> list[BuildResult]:
     return [build_dataset(ds, paths, scale=scale, force=force, reporter=reporter) for ds in datasets]

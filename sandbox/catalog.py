@@ -14,6 +14,7 @@ import json
 import os
 import re
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 from sandbox.errors import NotFound
@@ -31,8 +32,13 @@ TIERS = {
 }
 # EU frequency vocabulary, as DCAT-AP expects.
 FREQUENCIES = {
-    "daily": "DAILY", "weekly": "WEEKLY", "monthly": "MONTHLY", "quarterly": "QUARTERLY",
-    "annual": "ANNUAL", "irregular": "IRREG", "never": "NEVER",
+    "daily": "DAILY",
+    "weekly": "WEEKLY",
+    "monthly": "MONTHLY",
+    "quarterly": "QUARTERLY",
+    "annual": "ANNUAL",
+    "irregular": "IRREG",
+    "never": "NEVER",
 }
 
 
@@ -48,8 +54,14 @@ def write_root_catalog(data_root: Path) -> dict:
         history = []
         for v in vers:
             doc = json.loads((home / f"v{v}" / "catalog.json").read_text("utf-8"))
-            history.append({"version": v, "built_at": doc["built_at"], "descriptor_version": doc["descriptor_version"],
-                            "rows": sum(t["rows"] for t in doc["tables"].values())})
+            history.append(
+                {
+                    "version": v,
+                    "built_at": doc["built_at"],
+                    "descriptor_version": doc["descriptor_version"],
+                    "rows": sum(t["rows"] for t in doc["tables"].values()),
+                }
+            )
         datasets[home.name] = {"latest": entry["version"], "versions": history, "entry": entry}
     doc = {"generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "datasets": datasets}
     fd, tmp = tempfile.mkstemp(dir=data_root, prefix=".catalog.json.")
@@ -74,16 +86,19 @@ def entry(data_root: Path, dataset_id: str, version: int | None = None) -> dict:
     cat = load(data_root)
     if dataset_id not in cat["datasets"]:
         known = ", ".join(cat["datasets"]) or "none built yet"
-        raise NotFound(f"no published dataset {dataset_id!r} (published: {known}); "
-                       "run `contesthub datasets list` to see them",
-                       f"没有已发布的数据集 {dataset_id!r}（已发布：{known}）；运行 `contesthub datasets list` 查看")
+        raise NotFound(
+            f"no published dataset {dataset_id!r} (published: {known}); run `contesthub datasets list` to see them",
+            f"没有已发布的数据集 {dataset_id!r}（已发布：{known}）；运行 `contesthub datasets list` 查看",
+        )
     if version is None:
         return cat["datasets"][dataset_id]["entry"]
     path = data_root / dataset_id / f"v{version}" / "catalog.json"
     if not path.exists():
         have = ", ".join(str(v["version"]) for v in cat["datasets"][dataset_id]["versions"])
-        raise NotFound(f"dataset {dataset_id!r} has no version {version} (versions: {have})",
-                       f"数据集 {dataset_id!r} 没有版本 {version}（现有版本：{have}）")
+        raise NotFound(
+            f"dataset {dataset_id!r} has no version {version} (versions: {have})",
+            f"数据集 {dataset_id!r} 没有版本 {version}（现有版本：{have}）",
+        )
     return json.loads(path.read_text("utf-8"))
 
 
@@ -92,13 +107,23 @@ def summary_rows(cat: dict) -> list[dict]:
     rows = []
     for ds_id, d in cat["datasets"].items():
         e = d["entry"]
-        rows.append({
-            "id": ds_id, "title_zh": e["title"]["zh"], "title_en": e["title"]["en"], "theme": e["theme"],
-            "tier": e["open_tier"], "publisher_zh": e["publisher"]["zh"], "publisher_en": e["publisher"]["en"],
-            "tables": ", ".join(e["tables"]), "rows": sum(t["rows"] for t in e["tables"].values()),
-            "bytes": sum(t["bytes"] for t in e["tables"].values()), "version": e["version"],
-            "licence": e["licence"]["id"], "built_at": e["built_at"],
-        })
+        rows.append(
+            {
+                "id": ds_id,
+                "title_zh": e["title"]["zh"],
+                "title_en": e["title"]["en"],
+                "theme": e["theme"],
+                "tier": e["open_tier"],
+                "publisher_zh": e["publisher"]["zh"],
+                "publisher_en": e["publisher"]["en"],
+                "tables": ", ".join(e["tables"]),
+                "rows": sum(t["rows"] for t in e["tables"].values()),
+                "bytes": sum(t["bytes"] for t in e["tables"].values()),
+                "version": e["version"],
+                "licence": e["licence"]["id"],
+                "built_at": e["built_at"],
+            }
+        )
     return rows
 
 
@@ -152,59 +177,100 @@ def export_dcat(data_root: Path, base_url: str = "") -> dict:
         dists = []
         for tname, t in e["tables"].items():
             for f in t["files"]:
-                url = f"{base_url.rstrip('/')}/{ds_id}/v{e['version']}/{f['path']}" if base_url else \
-                    f"{ds_id}/v{e['version']}/{f['path']}"
-                dists.append({
-                    "@type": "dcat:Distribution",
-                    "dct:title": [{"@language": "zh", "@value": t["title"]["zh"]},
-                                  {"@language": "en", "@value": t["title"]["en"]}],
-                    "dct:identifier": f"{ds_id}.{tname}",
-                    "dcat:downloadURL": {"@id": url},
-                    "dcat:mediaType": "application/vnd.apache.parquet",
-                    "dct:format": "Parquet",
-                    "dcat:byteSize": {"@value": str(f["bytes"]), "@type": "xsd:nonNegativeInteger"},
-                    "spdx:checksum": {"@type": "spdx:Checksum", "spdx:algorithm": {"@id": "spdx:checksumAlgorithm_sha256"},
-                                      "spdx:checksumValue": f["sha256"]},
-                    "dct:license": {"@id": e["licence"]["url"]},
-                })
-        datasets.append({
-            "@type": "dcat:Dataset",
-            "@id": f"{base_url.rstrip('/')}/{ds_id}" if base_url else ds_id,
-            "dct:identifier": ds_id,
-            "dct:title": [{"@language": "zh", "@value": e["title"]["zh"]}, {"@language": "en", "@value": e["title"]["en"]}],
-            "dct:description": [{"@language": "zh", "@value": e["description"]["zh"]},
-                                {"@language": "en", "@value": e["description"]["en"]}],
-            "dcat:keyword": [{"@language": "zh", "@value": k} for k in e["keywords"]["zh"]]
-            + [{"@language": "en", "@value": k} for k in e["keywords"]["en"]],
-            "dcat:theme": {"@id": f"contesthub-theme:{e['theme']}", "skos:prefLabel": THEMES[e["theme"]]["en"]},
-            "dct:publisher": {"@type": "foaf:Agent", "foaf:name": [{"@language": "zh", "@value": e["publisher"]["zh"]},
-                                                                   {"@language": "en", "@value": e["publisher"]["en"]}]},
-            "dcat:contactPoint": {"@type": "vcard:Kind", "vcard:fn": e["contact"]["name"],
-                                  "vcard:hasEmail": f"mailto:{e['contact']['email']}"},
-            "dct:license": {"@id": e["licence"]["url"], "dct:title": e["licence"]["title"]},
-            "dct:accessRights": {"@id": f"http://publications.europa.eu/resource/authority/access-right/"
-                                        f"{e['access_rights']}"},
-            "dct:accrualPeriodicity": {"@id": "http://publications.europa.eu/resource/authority/frequency/"
-                                              + FREQUENCIES[e["update_frequency"]]},
-            "dct:temporal": {"@type": "dct:PeriodOfTime", "dcat:startDate": e["temporal"]["start"],
-                             "dcat:endDate": e["temporal"]["end"]},
-            "dct:spatial": {"@type": "dct:Location", "skos:prefLabel": [
-                {"@language": "zh", "@value": e["spatial"]["zh"]}, {"@language": "en", "@value": e["spatial"]["en"]}]},
-            "dct:source": e["source"].get("citation"),
-            "dcat:version": str(e["version"]),
-            "dct:issued": e["built_at"],
-            "dcat:distribution": dists,
-        })
+                # Partition folders hold escaped values (city=%E5%8C%97...): quote the path so
+                # a web server serving the data root maps the URL back to the real file.
+                rel = f"{ds_id}/v{e['version']}/{urllib.parse.quote(f['path'])}"
+                url = f"{base_url.rstrip('/')}/{rel}" if base_url else rel
+                dists.append(
+                    {
+                        "@type": "dcat:Distribution",
+                        "dct:title": [
+                            {"@language": "zh", "@value": t["title"]["zh"]},
+                            {"@language": "en", "@value": t["title"]["en"]},
+                        ],
+                        "dct:identifier": f"{ds_id}.{tname}",
+                        "dcat:downloadURL": {"@id": url},
+                        "dcat:mediaType": "application/vnd.apache.parquet",
+                        "dct:format": "Parquet",
+                        "dcat:byteSize": {"@value": str(f["bytes"]), "@type": "xsd:nonNegativeInteger"},
+                        "spdx:checksum": {
+                            "@type": "spdx:Checksum",
+                            "spdx:algorithm": {"@id": "spdx:checksumAlgorithm_sha256"},
+                            "spdx:checksumValue": f["sha256"],
+                        },
+                        "dct:license": {"@id": e["licence"]["url"]},
+                    }
+                )
+        datasets.append(
+            {
+                "@type": "dcat:Dataset",
+                "@id": f"{base_url.rstrip('/')}/{ds_id}" if base_url else ds_id,
+                "dct:identifier": ds_id,
+                "dct:title": [
+                    {"@language": "zh", "@value": e["title"]["zh"]},
+                    {"@language": "en", "@value": e["title"]["en"]},
+                ],
+                "dct:description": [
+                    {"@language": "zh", "@value": e["description"]["zh"]},
+                    {"@language": "en", "@value": e["description"]["en"]},
+                ],
+                "dcat:keyword": [{"@language": "zh", "@value": k} for k in e["keywords"]["zh"]]
+                + [{"@language": "en", "@value": k} for k in e["keywords"]["en"]],
+                "dcat:theme": {"@id": f"contesthub-theme:{e['theme']}", "skos:prefLabel": THEMES[e["theme"]]["en"]},
+                "dct:publisher": {
+                    "@type": "foaf:Agent",
+                    "foaf:name": [
+                        {"@language": "zh", "@value": e["publisher"]["zh"]},
+                        {"@language": "en", "@value": e["publisher"]["en"]},
+                    ],
+                },
+                "dcat:contactPoint": {
+                    "@type": "vcard:Kind",
+                    "vcard:fn": e["contact"]["name"],
+                    "vcard:hasEmail": f"mailto:{e['contact']['email']}",
+                },
+                "dct:license": {"@id": e["licence"]["url"], "dct:title": e["licence"]["title"]},
+                "dct:accessRights": {
+                    "@id": f"http://publications.europa.eu/resource/authority/access-right/{e['access_rights']}"
+                },
+                "dct:accrualPeriodicity": {
+                    "@id": "http://publications.europa.eu/resource/authority/frequency/"
+                    + FREQUENCIES[e["update_frequency"]]
+                },
+                "dct:temporal": {
+                    "@type": "dct:PeriodOfTime",
+                    "dcat:startDate": e["temporal"]["start"],
+                    "dcat:endDate": e["temporal"]["end"],
+                },
+                "dct:spatial": {
+                    "@type": "dct:Location",
+                    "skos:prefLabel": [
+                        {"@language": "zh", "@value": e["spatial"]["zh"]},
+                        {"@language": "en", "@value": e["spatial"]["en"]},
+                    ],
+                },
+                "dct:source": e["source"].get("citation"),
+                "dcat:version": str(e["version"]),
+                "dct:issued": e["built_at"],
+                "dcat:distribution": dists,
+            }
+        )
     return {
         "@context": {
-            "dcat": "http://www.w3.org/ns/dcat#", "dct": "http://purl.org/dc/terms/",
-            "foaf": "http://xmlns.com/foaf/0.1/", "vcard": "http://www.w3.org/2006/vcard/ns#",
-            "skos": "http://www.w3.org/2004/02/skos/core#", "spdx": "http://spdx.org/rdf/terms#",
-            "xsd": "http://www.w3.org/2001/XMLSchema#", "contesthub-theme": "urn:contesthub:theme:",
+            "dcat": "http://www.w3.org/ns/dcat#",
+            "dct": "http://purl.org/dc/terms/",
+            "foaf": "http://xmlns.com/foaf/0.1/",
+            "vcard": "http://www.w3.org/2006/vcard/ns#",
+            "skos": "http://www.w3.org/2004/02/skos/core#",
+            "spdx": "http://spdx.org/rdf/terms#",
+            "xsd": "http://www.w3.org/2001/XMLSchema#",
+            "contesthub-theme": "urn:contesthub:theme:",
         },
         "@type": "dcat:Catalog",
-        "dct:title": [{"@language": "zh", "@value": "contesthub 开放数据目录"},
-                      {"@language": "en", "@value": "contesthub open data catalog"}],
+        "dct:title": [
+            {"@language": "zh", "@value": "contesthub 开放数据目录"},
+            {"@language": "en", "@value": "contesthub open data catalog"},
+        ],
         "dct:modified": cat.get("generated_at"),
         "dcat:dataset": datasets,
     }

@@ -68,15 +68,25 @@ def validate_cmd(ctx: click.Context, ids: tuple[str, ...], as_json: bool) -> Non
 
 @datasets.command("build")
 @click.argument("ids", nargs=-1)
-@click.option("--scale", type=float, default=1.0, show_default=True,
-              help="Grow generated datasets (50 makes the largest table 10 million rows).")
+@click.option(
+    "--scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Grow generated datasets (50 makes the largest table 10 million rows).",
+)
 @click.option("--force", is_flag=True, help="Build a new version even when nothing changed.")
-@click.option("--memory-limit", default=builder.DEFAULT_MEMORY_LIMIT, show_default=True,
-              help="DuckDB memory limit for the build; beyond it DuckDB spills to the private root.")
+@click.option(
+    "--memory-limit",
+    default=builder.DEFAULT_MEMORY_LIMIT,
+    show_default=True,
+    help="DuckDB memory limit for the build; beyond it DuckDB spills to the private root.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (no progress bars).")
 @click.pass_context
-def build_cmd(ctx: click.Context, ids: tuple[str, ...], scale: float, force: bool, memory_limit: str,
-              as_json: bool) -> None:
+def build_cmd(
+    ctx: click.Context, ids: tuple[str, ...], scale: float, force: bool, memory_limit: str, as_json: bool
+) -> None:
     """Build datasets into new immutable versions of checked, de-identified Parquet."""
     paths: Paths = ctx.obj["paths"]
     found = load_all(paths.datasets_dir, ids)
@@ -85,8 +95,9 @@ def build_cmd(ctx: click.Context, ids: tuple[str, ...], scale: float, force: boo
         for ds in found:
             if not as_json:
                 click.echo(f"building {ds.id} …", err=True)
-            results.append(builder.build_dataset(ds, paths, scale=scale, force=force, reporter=reporter,
-                                                 memory_limit=memory_limit))
+            results.append(
+                builder.build_dataset(ds, paths, scale=scale, force=force, reporter=reporter, memory_limit=memory_limit)
+            )
     failed = [r for r in results if r.status == "failed"]
     if as_json:
         echo_json([r.to_dict() for r in results])
@@ -95,11 +106,17 @@ def build_cmd(ctx: click.Context, ids: tuple[str, ...], scale: float, force: boo
         for col in ("dataset", "status", "version", "tables", "rows", "size", "bad rows", "suppressed", "seconds"):
             table.add_column(col, justify="right" if col not in ("dataset", "status") else "left")
         for r in results:
-            table.add_row(r.dataset, r.status, str(r.version or "-"), str(len(r.tables) or "-"),
-                          f"{sum(t.rows for t in r.tables):,}" if r.tables else "-",
-                          human_bytes(sum(t.bytes for t in r.tables)) if r.tables else "-",
-                          str(sum(t.quarantined for t in r.tables)) if r.tables else "-",
-                          str(sum(t.suppressed for t in r.tables)) if r.tables else "-", f"{r.seconds:.1f}")
+            table.add_row(
+                r.dataset,
+                r.status,
+                str(r.version or "-"),
+                str(len(r.tables) or "-"),
+                f"{sum(t.rows for t in r.tables):,}" if r.tables else "-",
+                human_bytes(sum(t.bytes for t in r.tables)) if r.tables else "-",
+                str(sum(t.quarantined for t in r.tables)) if r.tables else "-",
+                str(sum(t.suppressed for t in r.tables)) if r.tables else "-",
+                f"{r.seconds:.1f}",
+            )
         out().print(table)
         for r in failed:
             click.echo(f"error: {r.dataset}: {r.error.message(_lang(ctx))}", err=True)
@@ -113,8 +130,17 @@ def _print_listing(ctx: click.Context, rows: list[dict], title: str) -> None:
     for col in ("id", "title", "theme", "tier", "tables", "rows", "size", "version", "licence"):
         table.add_column(col, justify="right" if col in ("rows", "size", "version") else "left")
     for r in rows:
-        table.add_row(r["id"], r[f"title_{lang}"], cat.THEMES[r["theme"]][lang], cat.TIERS[r["tier"]][lang],
-                      r["tables"], f"{r['rows']:,}", human_bytes(r["bytes"]), f"v{r['version']}", r["licence"])
+        table.add_row(
+            r["id"],
+            r[f"title_{lang}"],
+            cat.THEMES[r["theme"]][lang],
+            cat.TIERS[r["tier"]][lang],
+            r["tables"],
+            f"{r['rows']:,}",
+            human_bytes(r["bytes"]),
+            f"v{r['version']}",
+            r["licence"],
+        )
     out().print(table)
     if not rows:
         click.echo("no datasets found / 没有找到数据集")
@@ -163,23 +189,32 @@ def show_cmd(ctx: click.Context, dataset_id: str, version: int | None, as_json: 
     con = out()
     con.print(f"[bold]{_t(ctx, e['title'])}[/bold]  ({e['id']} v{e['version']}, built {e['built_at']})")
     con.print(_t(ctx, e["description"]), markup=False)
-    con.print(f"theme: {cat.THEMES[e['theme']][_lang(ctx)]}   tier: {cat.TIERS[e['open_tier']][_lang(ctx)]} "
-              f"({e['access_rights']})   licence: {e['licence']['title']}   publisher: {_t(ctx, e['publisher'])}",
-              markup=False)
+    con.print(
+        f"theme: {cat.THEMES[e['theme']][_lang(ctx)]}   tier: {cat.TIERS[e['open_tier']][_lang(ctx)]} "
+        f"({e['access_rights']})   licence: {e['licence']['title']}   publisher: {_t(ctx, e['publisher'])}",
+        markup=False,
+    )
     con.print(f"source: {e['source'].get('citation', '')}", markup=False)
     con.print("versions: " + ", ".join(f"v{v['version']} ({v['built_at'][:10]}, {v['rows']:,} rows)" for v in history))
     for name, t in e["tables"].items():
         q = t["quality"]
-        table = Table(title=f"{e['id']}.{name} — {_t(ctx, t['title'])}: {t['rows']:,} rows, "
-                            f"{human_bytes(t['bytes'])}; quality: {q['rows_read']:,} read, {q['bad_rows']} bad; "
-                            f"privacy: k={t['privacy']['k']}, {t['privacy']['suppressed_rows']} suppressed")
+        table = Table(
+            title=f"{e['id']}.{name} — {_t(ctx, t['title'])}: {t['rows']:,} rows, "
+            f"{human_bytes(t['bytes'])}; quality: {q['rows_read']:,} read, {q['bad_rows']} bad; "
+            f"privacy: k={t['privacy']['k']}, {t['privacy']['suppressed_rows']} suppressed"
+        )
         for col in ("field", "type", "title", "unit", "constraints", "privacy"):
             table.add_column(col)
         for f in t["schema"]["fields"]:
             p = f["privacy"]
-            table.add_row(f["name"], f["type"], _t(ctx, f["title"]), f.get("unit", ""),
-                          ", ".join(f"{k}={v}" for k, v in f.get("constraints", {}).items()),
-                          "" if p["class"] == "none" else f"{p['class']}: {p['rule']}")
+            table.add_row(
+                f["name"],
+                f["type"],
+                _t(ctx, f["title"]),
+                f.get("unit", ""),
+                ", ".join(f"{k}={v}" for k, v in f.get("constraints", {}).items()),
+                "" if p["class"] == "none" else f"{p['class']}: {p['rule']}",
+            )
         con.print(table)
         for err in q["errors"]:
             con.print(f"  {err['code']} ×{err['count']}: {err['message_' + _lang(ctx)]}", markup=False)

@@ -161,7 +161,8 @@ class _Loader(yaml.SafeLoader):
 
 
 _Loader.yaml_implicit_resolvers = {
-    k: [r for r in v if r[0] != "tag:yaml.org,2002:timestamp"] for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    k: [r for r in v if r[0] != "tag:yaml.org,2002:timestamp"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 
 
@@ -221,13 +222,23 @@ def _semantic_problems(doc: dict, file: str) -> list[Problem]:
             priv = f.get("privacy") or {}
             cls, rule = priv.get("class", "none"), priv.get("rule")
             if cls == "direct" and rule not in ("drop", "hash"):
-                out.append(Problem(file, f"{fp}.privacy.rule",
-                                   f"direct identifier {f.get('name')!r} would be published as it is",
-                                   "rule: drop or rule: hash"))
+                out.append(
+                    Problem(
+                        file,
+                        f"{fp}.privacy.rule",
+                        f"direct identifier {f.get('name')!r} would be published as it is",
+                        "rule: drop or rule: hash",
+                    )
+                )
             if rule in RULE_TYPES and f.get("type") not in RULE_TYPES[rule]:
-                out.append(Problem(file, f"{fp}.privacy.rule",
-                                   f"rule {rule!r} does not apply to a {f.get('type')} field",
-                                   "a field of type " + " or ".join(sorted(RULE_TYPES[rule]))))
+                out.append(
+                    Problem(
+                        file,
+                        f"{fp}.privacy.rule",
+                        f"rule {rule!r} does not apply to a {f.get('type')} field",
+                        "a field of type " + " or ".join(sorted(RULE_TYPES[rule])),
+                    )
+                )
             if rule == "age_band" and "width" not in priv:
                 out.append(Problem(file, f"{fp}.privacy.width", "age_band needs a band width", "width: 5"))
             if rule == "top_code" and "top_code" not in priv:
@@ -239,39 +250,67 @@ def _semantic_problems(doc: dict, file: str) -> list[Problem]:
                 try:
                     re.compile(pattern)
                 except re.error as exc:
-                    out.append(Problem(file, f"{fp}.constraints.pattern", f"not a valid pattern ({exc})",
-                                       "a regular expression"))
+                    out.append(
+                        Problem(
+                            file, f"{fp}.constraints.pattern", f"not a valid pattern ({exc})", "a regular expression"
+                        )
+                    )
         schema = t.get("schema", {})
         published = {f.get("name") for f in fields if (f.get("privacy") or {}).get("rule") != "drop"}
         for key in ("primaryKey",):
             for n in schema.get(key) or []:
                 if n not in names:
-                    out.append(Problem(file, f"{base}.schema.{key}", f"names unknown field {n!r}",
-                                       "one of " + ", ".join(map(str, names))))
+                    out.append(
+                        Problem(
+                            file,
+                            f"{base}.schema.{key}",
+                            f"names unknown field {n!r}",
+                            "one of " + ", ".join(map(str, names)),
+                        )
+                    )
         for key in ("sort_by", "partition_by"):
             for n in t.get(key) or []:
                 if n not in published:
-                    out.append(Problem(file, f"{base}.{key}", f"names {n!r}, which is not a published field",
-                                       "one of " + ", ".join(sorted(map(str, published)))))
+                    out.append(
+                        Problem(
+                            file,
+                            f"{base}.{key}",
+                            f"names {n!r}, which is not a published field",
+                            "one of " + ", ".join(sorted(map(str, published))),
+                        )
+                    )
         for j, fk in enumerate(schema.get("foreignKeys") or []):
             fkp = f"{base}.schema.foreignKeys[{j}]"
             for n in fk.get("fields", []):
                 if n not in names:
-                    out.append(Problem(file, f"{fkp}.fields", f"names unknown field {n!r}",
-                                       "one of " + ", ".join(map(str, names))))
+                    out.append(
+                        Problem(
+                            file, f"{fkp}.fields", f"names unknown field {n!r}", "one of " + ", ".join(map(str, names))
+                        )
+                    )
             ref = fk.get("reference", {})
             target = tables.get(ref.get("resource"))
             if target is None:
-                out.append(Problem(file, f"{fkp}.reference.resource",
-                                   f"names unknown table {ref.get('resource')!r}",
-                                   "one of " + ", ".join(tables)))
+                out.append(
+                    Problem(
+                        file,
+                        f"{fkp}.reference.resource",
+                        f"names unknown table {ref.get('resource')!r}",
+                        "one of " + ", ".join(tables),
+                    )
+                )
             else:
                 tnames = [f.get("name") for f in target.get("schema", {}).get("fields", [])]
                 for n in ref.get("fields", []):
                     if n not in tnames:
-                        out.append(Problem(file, f"{fkp}.reference.fields",
-                                           f"names unknown field {n!r} of table {ref.get('resource')!r}",
-                                           "one of " + ", ".join(map(str, tnames))))
+                        out.append(
+                            Problem(
+                                file,
+                                f"{fkp}.reference.fields",
+                                f"names unknown field {n!r} of table {ref.get('resource')!r}",
+                                "one of " + ", ".join(map(str, tnames)),
+                            )
+                        )
             if len(fk.get("fields", [])) != len(ref.get("fields", [])):
                 out.append(Problem(file, fkp, "fields and reference.fields differ in length", "the same length"))
     return out
@@ -287,25 +326,49 @@ def _to_dataset(doc: dict, path: Path) -> Dataset:
             cls = priv.pop("class")
             rule = priv.pop("rule", "keep")
             priv.pop("note", None)
-            fields.append(Field(
-                name=f["name"], type=f["type"], title=f["title"], description=f.get("description"),
-                unit=f.get("unit"), definition=f.get("definition"), constraints=f.get("constraints") or {},
-                format=f.get("format"), privacy_class=cls, rule=rule, rule_options=priv,
-                source_name=f.get("source_name", f["name"]),
-            ))
+            fields.append(
+                Field(
+                    name=f["name"],
+                    type=f["type"],
+                    title=f["title"],
+                    description=f.get("description"),
+                    unit=f.get("unit"),
+                    definition=f.get("definition"),
+                    constraints=f.get("constraints") or {},
+                    format=f.get("format"),
+                    privacy_class=cls,
+                    rule=rule,
+                    rule_options=priv,
+                    source_name=f.get("source_name", f["name"]),
+                )
+            )
         src = t["source"]
         ka = t.get("k_anonymity") or {}
         pk = tuple(schema.get("primaryKey") or ())
-        tables.append(TableSpec(
-            name=tname, title=t["title"], description=t.get("description"),
-            source=SourceSpec(path=src["path"], format=src["format"], encoding=src.get("encoding", "auto"),
-                              delimiter=src.get("delimiter", ","), sheet=src.get("sheet")),
-            fields=tuple(fields), primary_key=pk, foreign_keys=tuple(schema.get("foreignKeys") or ()),
-            missing_values=tuple(schema.get("missingValues", [""])), on_error=t.get("on_error", "fail"),
-            sort_by=tuple(t.get("sort_by") or pk), partition_by=tuple(t.get("partition_by") or ()),
-            k=ka.get("k", DEFAULT_K), on_small_groups=ka.get("on_small_groups", "refuse"),
-            allow_duplicate_rows=t.get("allow_duplicate_rows", False),
-        ))
+        tables.append(
+            TableSpec(
+                name=tname,
+                title=t["title"],
+                description=t.get("description"),
+                source=SourceSpec(
+                    path=src["path"],
+                    format=src["format"],
+                    encoding=src.get("encoding", "auto"),
+                    delimiter=src.get("delimiter", ","),
+                    sheet=src.get("sheet"),
+                ),
+                fields=tuple(fields),
+                primary_key=pk,
+                foreign_keys=tuple(schema.get("foreignKeys") or ()),
+                missing_values=tuple(schema.get("missingValues", [""])),
+                on_error=t.get("on_error", "fail"),
+                sort_by=tuple(t.get("sort_by") or pk),
+                partition_by=tuple(t.get("partition_by") or ()),
+                k=ka.get("k", DEFAULT_K),
+                on_small_groups=ka.get("on_small_groups", "refuse"),
+                allow_duplicate_rows=t.get("allow_duplicate_rows", False),
+            )
+        )
     meta = {k: v for k, v in doc.items() if k != "tables"}
     return Dataset(id=doc["id"], path=path, meta=meta, tables=tuple(tables))
 
@@ -325,8 +388,9 @@ def load_file(path: Path, root: Path | None = None) -> tuple[Dataset | None, lis
         return None, [Problem(file, "", "is not a mapping of keys to values", "a YAML mapping")]
     problems = _schema_problems(doc, file)
     if doc.get("id") and doc["id"] != path.parent.name:
-        problems.append(Problem(file, "id", f"{doc['id']!r} differs from the folder name {path.parent.name!r}",
-                                "the folder name"))
+        problems.append(
+            Problem(file, "id", f"{doc['id']!r} differs from the folder name {path.parent.name!r}", "the folder name")
+        )
     if problems:  # semantic checks assume the basic shape is right
         return None, problems
     problems = _semantic_problems(doc, file)

@@ -24,7 +24,7 @@ import duckdb
 
 from sandbox.descriptor import Field, TableSpec
 from sandbox.errors import PrivacyGateError
-from sandbox.sql import lit, q
+from sandbox.quoting import lit, q
 
 HASH_HEX_CHARS = 20  # 80 bits: no collisions among billions of people, short enough to read
 
@@ -88,8 +88,8 @@ def published_field(f: Field) -> dict:
         constraints = {k: v for k, v in constraints.items() if k == "required"}
     elif f.rule in ("top_code", "truncate"):
         constraints = {k: v for k, v in constraints.items() if k in ("required", "minimum")}
-    elif f.format:
-        out["format"] = f.format
+    elif f.format and f.type not in ("date", "datetime", "time"):
+        out["format"] = f.format  # a parsed date is published as a date; its source format is moot
     if constraints:
         out["constraints"] = constraints
     out["privacy"] = {"class": f.privacy_class, "rule": f.rule, **f.rule_options}
@@ -114,8 +114,12 @@ class GateResult:
     suppress_condition: str | None = None  # SQL over the de-identified columns, true on rows to drop
 
     def to_dict(self) -> dict:
-        return {"k": self.k, "quasi_identifiers": self.quasi_identifiers, "small_groups": self.small_groups,
-                "suppressed_rows": self.suppressed_rows}
+        return {
+            "k": self.k,
+            "quasi_identifiers": self.quasi_identifiers,
+            "small_groups": self.small_groups,
+            "suppressed_rows": self.suppressed_rows,
+        }
 
 
 def k_anonymity_gate(con: duckdb.DuckDBPyConnection, table: TableSpec, deidentified_sql: str) -> GateResult:

@@ -27,8 +27,12 @@ class Reporter:
     def __enter__(self) -> Reporter:
         if self.enabled:
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-                console=self.console, transient=False,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=False,
             )
             self._progress.__enter__()
         return self

@@ -45,9 +45,7 @@ class Paths:
         home = Path(os.environ.get("CONTESTHUB_HOME", PROJECT_ROOT / "var"))
         return cls(
             data_root=Path(data_root or os.environ.get("CONTESTHUB_DATA_ROOT", home / "data")).resolve(),
-            private_root=Path(
-                private_root or os.environ.get("CONTESTHUB_PRIVATE_ROOT", home / "private")
-            ).resolve(),
+            private_root=Path(private_root or os.environ.get("CONTESTHUB_PRIVATE_ROOT", home / "private")).resolve(),
             datasets_dir=Path(
                 datasets_dir or os.environ.get("CONTESTHUB_DATASETS", PROJECT_ROOT / "datasets")
             ).resolve(),

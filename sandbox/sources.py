@@ -3,8 +3,8 @@
 Chinese portals publish CSV in UTF-8, UTF-8 with a BOM (Excel's "CSV UTF-8") and GBK/GB18030
 (Excel's default "CSV" on a Chinese Windows); also XLSX, JSON and NDJSON. Whatever comes in,
 this module produces one staging Parquet file per table: the declared columns in source
-order, typed per the Table Schema, plus a ``__type_errors`` column where a value could not
-be read as its type. Rows DuckDB's CSV reader cannot parse at all (too few or too many
+order, typed per the Table Schema, plus the extra columns the caller asks for (validation
+flags), computed on the typed row in the same pass. Rows DuckDB's CSV reader cannot parse at all (too few or too many
 cells, bad quoting, invalid UTF-8) are recorded as :class:`Reject` and left out.
 
 The staging file holds raw, not yet de-identified values: it lives in the organizer-only
@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from sandbox.descriptor import Field, TableSpec
 from sandbox.errors import SourceError
-from sandbox.sql import lit, q
+from sandbox.quoting import lit, q
 
 SNIFF_BYTES = 4 << 20
 CHUNK = 1 << 20
@@ -48,8 +48,9 @@ class Staged:
     file: Path
     rows: int  # rows in the staging file
     rejects: list[Reject] = field(default_factory=list)
-    converted: tuple[str, ...] = ()  # fields converted in SQL; failures listed in __type_errors
-    encoding: str = "utf-8"
+    converted: tuple[str, ...] = ()  # fields typed in SQL rather than by the reader
+    encoding: str | None = "utf-8"  # None for sources that are not text files (XLSX)
+    first_row: int = 2  # row number of the first record: 2 under a header line, 1 in JSON
     _rejected_rows: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -60,8 +61,12 @@ class Staged:
         return self.rows + len(self._rejected_rows)
 
     def source_row(self, index: int) -> int:
-        """Spreadsheet row number (header = row 1) of the staging row at 0-based ``index``."""
-        row = index + 2
+        """Row number in the source of the staging row at 0-based ``index``.
+
+        For CSV and XLSX the header is row 1, as a spreadsheet shows it; for JSON the first
+        record is row 1.
+        """
+        row = index + self.first_row
         # Each rejected row at or before the candidate pushes it one further down.
         seen = 0
         while True:
@@ -134,13 +139,17 @@ def read_header(path: Path, delimiter: str) -> list[str]:
     with open(path, "rb") as fh:
         first = fh.readline(1 << 20)
     if not first.strip():
-        raise SourceError(f"{path.name}: the file is empty or its first line is blank; the first line must be the header",
-                          f"{path.name}：文件为空或首行为空；第一行必须是表头")
+        raise SourceError(
+            f"{path.name}: the file is empty or its first line is blank; the first line must be the header",
+            f"{path.name}：文件为空或首行为空；第一行必须是表头",
+        )
     try:
         text = first.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise SourceError(f"{path.name}: the header line is not valid UTF-8; declare source.encoding in dataset.yaml",
-                          f"{path.name}：表头行不是有效的 UTF-8；请在 dataset.yaml 中声明 source.encoding") from None
+        raise SourceError(
+            f"{path.name}: the header line is not valid UTF-8; declare source.encoding in dataset.yaml",
+            f"{path.name}：表头行不是有效的 UTF-8；请在 dataset.yaml 中声明 source.encoding",
+        ) from None
     return [h.strip() for h in next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter))]
 
 
@@ -164,9 +173,11 @@ def check_header(name: str, header: list[str], table: TableSpec) -> None:
         problems_zh.append(f"extra-label：文件中的列 {x!r} 未在表结构中声明")
     if problems_en:
         raise SourceError(
-            f"{name}: the header does not match table {table.name!r}: " + "; ".join(problems_en)
+            f"{name}: the header does not match table {table.name!r}: "
+            + "; ".join(problems_en)
             + ". Rename the columns or update the schema in dataset.yaml.",
-            f"{name}：表头与表 {table.name!r} 的结构不符：" + "；".join(problems_zh)
+            f"{name}：表头与表 {table.name!r} 的结构不符："
+            + "；".join(problems_zh)
             + "。请修改列名或更新 dataset.yaml 中的表结构。",
             code="header-error",
         )
@@ -188,13 +199,22 @@ def _convert(f: Field, raw: str) -> str:
         return f"CAST(try_strptime(trim({raw}), {lit(f.format)}) AS {target})"
     if f.type == "integer":
         # Spreadsheets hand integers over as 3.0; accept exact whole numbers only.
-        return (f"CASE WHEN TRY_CAST(trim({raw}) AS DOUBLE) = round(TRY_CAST(trim({raw}) AS DOUBLE)) "
-                f"THEN TRY_CAST(TRY_CAST(trim({raw}) AS DOUBLE) AS BIGINT) END")
+        return (
+            f"CASE WHEN TRY_CAST(trim({raw}) AS DOUBLE) = round(TRY_CAST(trim({raw}) AS DOUBLE)) "
+            f"THEN TRY_CAST(TRY_CAST(trim({raw}) AS DOUBLE) AS BIGINT) END"
+        )
     return f"TRY_CAST(trim({raw}) AS {f.duckdb_type})"
 
 
-def _stage_select(table: TableSpec, converted: list[Field], source_sql: str, missing: tuple[str, ...]) -> str:
-    """SELECT that types the converted fields and records which ones failed."""
+def _stage_select(
+    table: TableSpec, converted: list[Field], source_sql: str, missing: tuple[str, ...], extra: list[str]
+) -> str:
+    """SELECT that types the fields, then adds ``extra`` columns computed on the typed row.
+
+    ``__type_errors`` (the converted fields whose value did not parse) and ``__blank`` (the
+    row is entirely empty) are visible to the extra columns, which is how validation flags
+    are computed in the same pass as the read.
+    """
     cols, flags = [], []
     conv_names = {f.name for f in converted}
     for f in table.fields:
@@ -207,7 +227,35 @@ def _stage_select(table: TableSpec, converted: list[Field], source_sql: str, mis
         cols.append(f"{_convert(f, raw)} AS {q(f.name)}")
         flags.append(f"CASE WHEN {raw} IS NOT NULL AND {_convert(f, raw)} IS NULL THEN {lit(f.name)} END")
     errors = f"NULLIF(concat_ws(',', {', '.join(flags)}), '')" if flags else "CAST(NULL AS VARCHAR)"
-    return f"SELECT {', '.join(cols)}, {errors} AS __type_errors FROM {source_sql}"
+    typed = f"SELECT {', '.join(cols)}, {errors} AS __type_errors FROM {source_sql}"
+    all_null = " AND ".join(f"{q(f.name)} IS NULL" for f in table.fields)
+    marked = f"SELECT *, ({all_null}) AND __type_errors IS NULL AS __blank FROM ({typed})"
+    kept = ", ".join(q(f.name) for f in table.fields if f.name in staged_fields(table))
+    return f"SELECT {kept}{''.join(', ' + e for e in extra)} FROM ({marked})"
+
+
+def staged_fields(table: TableSpec) -> set[str]:
+    """The fields written to the staging file.
+
+    Writing Parquet is most of a build's cost, and a dropped identifier is needed only for
+    its row-level rules, which run while the source is read. So a dropped field is staged
+    only when a key (primary, unique, foreign) or the whole-row duplicate check needs it;
+    that also keeps it out of the organizer's quarantine file.
+    """
+    if not table.primary_key and not table.allow_duplicate_rows:
+        return {f.name for f in table.fields}
+    needed = {f.name for f in table.fields if f.published or f.constraints.get("unique")}
+    needed |= set(table.primary_key)
+    for fk in table.foreign_keys:
+        needed |= set(fk["fields"])
+    return needed
+
+
+def converted_fields(table: TableSpec) -> list[Field]:
+    """Fields typed in SQL (not by the reader); their parse failures are type-errors in validation."""
+    if table.source.format == "csv":
+        return [f for f in table.fields if _needs_sql_conversion(f)]
+    return list(table.fields)
 
 
 _CAST_VALUE = re.compile(r'Could not convert string "(.*)" to', re.S)
@@ -225,13 +273,15 @@ def _copy_to_stage(con: duckdb.DuckDBPyConnection, select: str, out: Path) -> No
     con.execute(f"COPY ({select}) TO {lit(str(out))} (FORMAT parquet, COMPRESSION lz4_raw)").fetchall()
 
 
-def stage_csv(con: duckdb.DuckDBPyConnection, table: TableSpec, path: Path, out: Path, scratch: Path) -> Staged:
+def stage_csv(
+    con: duckdb.DuckDBPyConnection, table: TableSpec, path: Path, out: Path, scratch: Path, extra: list[str]
+) -> Staged:
     encoding = detect_encoding(path, table.source.encoding)
     readable = path if encoding == "utf-8" else transcode_to_utf8(path, encoding, scratch / f"{table.name}.utf8.csv")
     header = read_header(readable, table.source.delimiter)
     check_header(path.name, header, table)
     by_source = {f.source_name: f for f in table.fields}
-    converted = [by_source[h] for h in header if _needs_sql_conversion(by_source[h])]
+    converted = converted_fields(table)
     columns = ", ".join(
         f"{lit(h)}: {lit('VARCHAR' if by_source[h] in converted else by_source[h].duckdb_type)}" for h in header
     )
@@ -243,7 +293,7 @@ def stage_csv(con: duckdb.DuckDBPyConnection, table: TableSpec, path: Path, out:
         f"store_rejects=true, rejects_table={lit(rej)}, rejects_scan={lit(rej + '_scan')})"
     )
     try:
-        _copy_to_stage(con, _stage_select(table, converted, source_sql, table.missing_values), out)
+        _copy_to_stage(con, _stage_select(table, converted, source_sql, table.missing_values, extra), out)
     except duckdb.Error as exc:
         raise SourceError(
             f"{path.name}: cannot be read as CSV ({str(exc).splitlines()[0]})",
@@ -255,8 +305,9 @@ def stage_csv(con: duckdb.DuckDBPyConnection, table: TableSpec, path: Path, out:
     ).fetchall():
         m = _CAST_VALUE.search(message or "")
         code = _REJECT_CODES.get(etype, "format-error")
-        reject = Reject(row=int(line), field=column if code == "type-error" else None, code=code,
-                        value=m.group(1) if m else None)
+        reject = Reject(
+            row=int(line), field=column if code == "type-error" else None, code=code, value=m.group(1) if m else None
+        )
         # DuckDB reports a short row once per missing column; a person sees one row with missing cells.
         if not rejects or (rejects[-1].row, rejects[-1].code, rejects[-1].field) != (reject.row, code, reject.field):
             rejects.append(reject)
@@ -287,18 +338,21 @@ def _xlsx_rows(path: Path, sheet: str | None) -> Iterator[tuple]:
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for a broken file
-        raise SourceError(f"{path.name}: not a readable XLSX workbook ({exc})",
-                          f"{path.name}：不是可读取的 XLSX 工作簿（{exc}）") from None
+        raise SourceError(
+            f"{path.name}: not a readable XLSX workbook ({exc})", f"{path.name}：不是可读取的 XLSX 工作簿（{exc}）"
+        ) from None
     try:
         if sheet and sheet not in wb.sheetnames:
-            raise SourceError(f"{path.name}: no sheet {sheet!r} (sheets: {', '.join(wb.sheetnames)})",
-                              f"{path.name}：没有工作表 {sheet!r}（现有：{', '.join(wb.sheetnames)}）")
+            raise SourceError(
+                f"{path.name}: no sheet {sheet!r} (sheets: {', '.join(wb.sheetnames)})",
+                f"{path.name}：没有工作表 {sheet!r}（现有：{', '.join(wb.sheetnames)}）",
+            )
         yield from (wb[sheet] if sheet else wb.worksheets[0]).iter_rows(values_only=True)
     finally:
         wb.close()
 
 
-def stage_xlsx(con: duckdb.DuckDBPyConnection, table: TableSpec, path: Path, out: Path) -> Staged:
+def stage_xlsx(con: duckdb.DuckDBPyConnection, table: TableSpec, path: Path, out: Path, extra: list[str]) -> Staged:
     rows = _xlsx_rows(path, table.source.sheet)
     header = [("" if h is None else str(h)).strip() for h in next(rows, ())]
     if not header:
@@ -311,38 +365,57 @@ def stage_xlsx(con: duckdb.DuckDBPyConnection, table: TableSpec, path: Path, out
     arrow = pa.table({h: pa.array(c, type=pa.string()) for h, c in zip(header, columns, strict=True)})
     con.register("__xlsx_src", arrow)
     try:
-        _copy_to_stage(con, _stage_select(table, list(table.fields), "__xlsx_src", table.missing_values), out)
+        _copy_to_stage(con, _stage_select(table, list(table.fields), "__xlsx_src", table.missing_values, extra), out)
     finally:
         con.unregister("__xlsx_src")
-    return Staged(table, out, arrow.num_rows, [], tuple(f.name for f in table.fields))
+    return Staged(table, out, arrow.num_rows, [], tuple(f.name for f in table.fields), encoding=None)
 
 
-def stage_json(con: duckdb.DuckDBPyConnection, table: TableSpec, path: Path, out: Path) -> Staged:
+def stage_json(con: duckdb.DuckDBPyConnection, table: TableSpec, path: Path, out: Path, extra: list[str]) -> Staged:
     fmt = "newline_delimited" if table.source.format == "ndjson" else "array"
+    try:  # the keys, as DuckDB detects them from a sample of the records
+        keys = [
+            r[0]
+            for r in con.execute(f"DESCRIBE SELECT * FROM read_json({lit(str(path))}, format={lit(fmt)})").fetchall()
+        ]
+    except duckdb.Error as exc:
+        raise SourceError(
+            f"{path.name}: cannot be read as {fmt.replace('_', '-')} JSON ({str(exc).splitlines()[0]})",
+            f"{path.name}：无法按 JSON 读取（{str(exc).splitlines()[0]}）",
+        ) from None
+    check_header(path.name, keys, table)
     columns = ", ".join(f"{lit(f.source_name)}: 'VARCHAR'" for f in table.fields)
     source_sql = f"read_json({lit(str(path))}, format={lit(fmt)}, columns={{{columns}}})"
     try:
-        _copy_to_stage(con, _stage_select(table, list(table.fields), source_sql, table.missing_values), out)
+        _copy_to_stage(con, _stage_select(table, list(table.fields), source_sql, table.missing_values, extra), out)
     except duckdb.Error as exc:
         raise SourceError(
             f"{path.name}: cannot be read as {fmt.replace('_', '-')} JSON ({str(exc).splitlines()[0]})",
             f"{path.name}：无法按 JSON 读取（{str(exc).splitlines()[0]}）",
         ) from None
     rows = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out))})").fetchall()[0][0]
-    return Staged(table, out, rows, [], tuple(f.name for f in table.fields))
+    return Staged(table, out, rows, [], tuple(f.name for f in table.fields), encoding="utf-8", first_row=1)
 
 
-def stage(con: duckdb.DuckDBPyConnection, table: TableSpec, path: Path, scratch: Path) -> Staged:
-    """Read ``path`` (the table's raw source) into ``scratch/<table>.stage.parquet``."""
+def stage(
+    con: duckdb.DuckDBPyConnection, table: TableSpec, path: Path, scratch: Path, extra: list[str] | None = None
+) -> Staged:
+    """Read ``path`` (the table's raw source) into ``scratch/<table>.stage.parquet``.
+
+    ``extra`` are SQL columns computed on each typed row during the same pass (validation
+    flags); they may use ``__type_errors``.
+    """
+    extra = extra or []
     if not path.is_file():
-        raise SourceError(f"source file {path} of table {table.name!r} does not exist",
-                          f"表 {table.name!r} 的源文件 {path} 不存在")
+        raise SourceError(
+            f"source file {path} of table {table.name!r} does not exist", f"表 {table.name!r} 的源文件 {path} 不存在"
+        )
     if path.stat().st_size == 0:
         raise SourceError(f"{path.name}: the file is empty", f"{path.name}：文件是空的")
     out = scratch / f"{table.name}.stage.parquet"
     fmt = table.source.format
     if fmt == "csv":
-        return stage_csv(con, table, path, out, scratch)
+        return stage_csv(con, table, path, out, scratch, extra)
     if fmt == "xlsx":
-        return stage_xlsx(con, table, path, out)
-    return stage_json(con, table, path, out)
+        return stage_xlsx(con, table, path, out, extra)
+    return stage_json(con, table, path, out, extra)

@@ -20,8 +20,14 @@ import pyarrow as pa
 
 # Lunar New Year's Day (正月初一) per year.
 SPRING_FESTIVAL = {
-    2018: dt.date(2018, 2, 16), 2019: dt.date(2019, 2, 5), 2020: dt.date(2020, 1, 25), 2021: dt.date(2021, 2, 12),
-    2022: dt.date(2022, 2, 1), 2023: dt.date(2023, 1, 22), 2024: dt.date(2024, 2, 10), 2025: dt.date(2025, 1, 29),
+    2018: dt.date(2018, 2, 16),
+    2019: dt.date(2019, 2, 5),
+    2020: dt.date(2020, 1, 25),
+    2021: dt.date(2021, 2, 12),
+    2022: dt.date(2022, 2, 1),
+    2023: dt.date(2023, 1, 22),
+    2024: dt.date(2024, 2, 10),
+    2025: dt.date(2025, 1, 29),
 }
 
 # (province, province code, [(city, city code), ...], relative size)
@@ -124,4 +130,14 @@ def write_csv(table: pa.Table, path: Path, encoding: str = "utf-8", delimiter: s
     text = tmp.read_text("utf-8")
     tmp.unlink()
     path.write_bytes(text.encode("utf-8-sig" if encoding == "utf-8-sig" else "gbk"))
+    return path
+
+
+def write_json(table: pa.Table, path: Path, *, array: bool = False) -> Path:
+    """Write ``table`` as newline-delimited JSON, or as one JSON array when ``array``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.register("t", table)
+    con.execute(f"COPY t TO '{path}' (FORMAT json{', ARRAY true' if array else ''})").fetchall()
+    con.close()
     return path

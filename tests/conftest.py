@@ -78,8 +78,18 @@ def run_cli(paths: Paths):
     def run(*args: str, root: Paths | None = None, lang: str = "en"):
         p = root or paths
         return CliRunner().invoke(
-            cli, ["--data-root", str(p.data_root), "--private-root", str(p.private_root),
-                  "--datasets-dir", str(p.datasets_dir), "--lang", lang, *args],
+            cli,
+            [
+                "--data-root",
+                str(p.data_root),
+                "--private-root",
+                str(p.private_root),
+                "--datasets-dir",
+                str(p.datasets_dir),
+                "--lang",
+                lang,
+                *args,
+            ],
         )
 
     return run

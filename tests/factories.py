@@ -35,4 +35,9 @@ def field(name: str, type_: str = "string", **extra) -> dict:
 def table(fields: list[dict], path: str = "data.csv", fmt: str = "csv", **extra) -> dict:
     schema_keys = {k: extra.pop(k) for k in ("primaryKey", "foreignKeys", "missingValues") if k in extra}
     source = {"path": path, "format": fmt, **extra.pop("source", {})}
-    return {"title": {"zh": "表", "en": "table"}, "source": source, "schema": {"fields": fields, **schema_keys}, **extra}
+    return {
+        "title": {"zh": "表", "en": "table"},
+        "source": source,
+        "schema": {"fields": fields, **schema_keys},
+        **extra,
+    }

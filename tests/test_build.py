@@ -18,8 +18,10 @@ FIELDS = [field("id", "integer"), field("value", "number"), field("label")]
 
 
 def _big_csv(path, rows: int) -> None:
-    duckdb.sql(f"COPY (SELECT i AS id, i * 0.5 AS value, 'label-' || (i % 97) AS label FROM range({rows}) t(i)) "
-               f"TO '{path}' (HEADER)").fetchall()
+    duckdb.sql(
+        f"COPY (SELECT i AS id, i * 0.5 AS value, 'label-' || (i % 97) AS label FROM range({rows}) t(i)) "
+        f"TO '{path}' (HEADER)"
+    ).fetchall()
 
 
 def _checksums_match(paths, ds_id: str) -> bool:
@@ -69,9 +71,21 @@ def test_build_killed_midway_keeps_previous_version_intact(make_dataset, build, 
     assert build(ds).version == 1
     _big_csv(ds.folder / "data.csv", 3_000_000)  # a build long enough to interrupt
 
-    cmd = [sys.executable, "-c", "from hub.cli import main; main()", "--data-root", str(paths.data_root),
-           "--private-root", str(paths.private_root), "--datasets-dir", str(paths.datasets_dir),
-           "datasets", "build", ds.id, "--json"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from hub.cli import main; main()",
+        "--data-root",
+        str(paths.data_root),
+        "--private-root",
+        str(paths.private_root),
+        "--datasets-dir",
+        str(paths.datasets_dir),
+        "datasets",
+        "build",
+        ds.id,
+        "--json",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     home = paths.data_root / ds.id
     deadline = time.monotonic() + 60
@@ -117,12 +131,16 @@ def test_catalog_records_rows_bytes_and_sha256(make_dataset, build, paths):
 
 def test_partitioned_table_is_hive_partitioned(make_dataset, build, paths):
     fields = [field("day", "date"), field("city"), field("n", "integer")]
-    ds = make_dataset({"t": table(fields, primaryKey=["day", "city"], partition_by=["city"])},
-                      {"data.csv": "day,city,n\n2024-01-01,北京,1\n2024-01-01,上海,2\n2024-01-02,北京,3\n"})
+    ds = make_dataset(
+        {"t": table(fields, primaryKey=["day", "city"], partition_by=["city"])},
+        {"data.csv": "day,city,n\n2024-01-01,北京,1\n2024-01-01,上海,2\n2024-01-02,北京,3\n"},
+    )
     assert build(ds).status == "built"
     parts = sorted(p.parent.name for p in (paths.data_root / ds.id / "latest" / "t").rglob("*.parquet"))
     assert len(parts) == 2 and all(p.startswith("city=") for p in parts)  # folder names are URL-escaped
-    back = duckdb.sql(f"SELECT city, sum(n) FROM read_parquet('{paths.data_root}/{ds.id}/latest/t/*/*.parquet', "
-                      "hive_partitioning=true) GROUP BY city ORDER BY city").fetchall()
+    back = duckdb.sql(
+        f"SELECT city, sum(n) FROM read_parquet('{paths.data_root}/{ds.id}/latest/t/*/*.parquet', "
+        "hive_partitioning=true) GROUP BY city ORDER BY city"
+    ).fetchall()
     assert back == [("上海", 2), ("北京", 4)]
     assert _checksums_match(paths, ds.id)

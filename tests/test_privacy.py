@@ -17,7 +17,9 @@ def _rows(n_per_group: dict[tuple[str, int], int]) -> str:
     for (gender, age), n in n_per_group.items():
         for _ in range(n):
             i += 1
-            lines.append(f"P{i:04d},姓名{i},11010119800101{i:04d},{gender},{age},2024-03-{1 + i % 28:02d},110105,{i * 10}.5")
+            lines.append(
+                f"P{i:04d},姓名{i},11010119800101{i:04d},{gender},{age},2024-03-{1 + i % 28:02d},110105,{i * 10}.5"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -41,7 +43,13 @@ def test_published_columns_are_de_identified(make_dataset, build, paths):
     con = duckdb.connect()
     rel = f"'{paths.data_root}/{ds.id}/latest/p.parquet'"
     assert [d[0] for d in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()] == [
-        "pid", "gender", "age", "visit", "area", "fee"]  # name and id_card are gone
+        "pid",
+        "gender",
+        "age",
+        "visit",
+        "area",
+        "fee",
+    ]  # name and id_card are gone
     rows = con.execute(f"SELECT pid, gender, age, visit, area, fee FROM {rel} ORDER BY fee").fetchall()
     assert {r[2] for r in rows} == {"30-34", "90+"}
     assert {r[3] for r in rows} == {"2024-03"}
@@ -68,19 +76,24 @@ def test_small_groups_are_refused_with_advice(make_dataset, build, paths):
     ds = make_dataset({"p": table(FIELDS, "p.csv")}, {"p.csv": _rows({("男", 33): 12, ("女", 94): 3})})
     result = build(ds)
     assert result.status == "failed" and isinstance(result.error, PrivacyGateError)
-    assert "1 combination(s) of (gender, age, visit, area) occur in fewer than 11 rows (3 rows in all)" in result.error.en
+    assert (
+        "1 combination(s) of (gender, age, visit, area) occur in fewer than 11 rows (3 rows in all)" in result.error.en
+    )
     assert "on_small_groups: suppress" in result.error.en and "少于 11 行" in result.error.zh
     assert not (paths.data_root / ds.id / "latest").exists()
 
 
 def test_small_groups_are_suppressed_when_the_descriptor_says_so(make_dataset, build, paths):
-    ds = make_dataset({"p": table(FIELDS, "p.csv", k_anonymity={"k": 11, "on_small_groups": "suppress"})},
-                      {"p.csv": _rows({("男", 33): 12, ("女", 94): 3, ("女", 41): 5})})
+    ds = make_dataset(
+        {"p": table(FIELDS, "p.csv", k_anonymity={"k": 11, "on_small_groups": "suppress"})},
+        {"p.csv": _rows({("男", 33): 12, ("女", 94): 3, ("女", 41): 5})},
+    )
     result = build(ds)
     assert result.status == "built"
     assert result.tables[0].suppressed == 8 and result.tables[0].rows == 12
-    groups = duckdb.sql(f"SELECT gender, age, count(*) FROM '{paths.data_root}/{ds.id}/latest/p.parquet' "
-                        "GROUP BY ALL").fetchall()
+    groups = duckdb.sql(
+        f"SELECT gender, age, count(*) FROM '{paths.data_root}/{ds.id}/latest/p.parquet' GROUP BY ALL"
+    ).fetchall()
     assert groups == [("男", "30-34", 12)]
 
 
@@ -92,7 +105,9 @@ def test_k_is_configurable(make_dataset, build):
 
 def test_a_direct_identifier_must_be_dropped_or_hashed(make_dataset):
     with pytest.raises(DescriptorError) as info:
-        make_dataset({"p": table([field("phone", privacy={"class": "direct", "rule": "keep"})])}, {"data.csv": "phone\n1\n"})
+        make_dataset(
+            {"p": table([field("phone", privacy={"class": "direct", "rule": "keep"})])}, {"data.csv": "phone\n1\n"}
+        )
     problem = info.value.problems[0]
     assert problem.path == "tables.p.schema.fields[0].privacy.rule"
     assert "would be published as it is" in problem.what and problem.expected == "rule: drop or rule: hash"

@@ -17,23 +17,28 @@ PEOPLE_FIELDS = [
     field("email", constraints={"unique": True}),
 ]
 # Spreadsheet row numbers (header = row 1) are in the comments; the assertions use them.
-PEOPLE_CSV = "\n".join([
-    "id,name,age,city,code,email",
-    "1,张三,30,北京,AB12,a@x",  # 2 ok
-    "2,李四,abc,上海,CD34,b@x",  # 3 type-error (age)
-    "3,,40,北京,EF56,c@x",  # 4 constraint-error: name required
-    "4,王五,130,北京,GH78,d@x",  # 5 constraint-error: age maximum
-    "5,赵六,20,广州,IJ90,e@x",  # 6 constraint-error: city enum
-    "6,钱七,25,上海,bad,f@x",  # 7 constraint-error: code pattern and minLength
-    "7,孙八,26,上海,KL12,z@x",  # 8 ok
-    "7,周九,27,北京,MN34,g@x",  # 9 primary-key (7 again)
-    "8,吴十,28",  # 10 missing-cell
-    "9,郑一,29,北京,OP56,h@x,extra",  # 11 extra-cell
-    ",,,,,",  # 12 blank-row
-    "10,冯二,31,北京,QR78,a@x",  # 13 unique-error (email a@x again)
-    "11,陈三,-1,上海,ST90,i@x",  # 14 constraint-error: age minimum
-    "10,冯二,31,北京,QR78,a@x",  # 15 duplicate-row of 13 (and primary-key, unique-error)
-]) + "\n"
+PEOPLE_CSV = (
+    "\n".join(
+        [
+            "id,name,age,city,code,email",
+            "1,张三,30,北京,AB12,a@x",  # 2 ok
+            "2,李四,abc,上海,CD34,b@x",  # 3 type-error (age)
+            "3,,40,北京,EF56,c@x",  # 4 constraint-error: name required
+            "4,王五,130,北京,GH78,d@x",  # 5 constraint-error: age maximum
+            "5,赵六,20,广州,IJ90,e@x",  # 6 constraint-error: city enum
+            "6,钱七,25,上海,bad,f@x",  # 7 constraint-error: code pattern and minLength
+            "7,孙八,26,上海,KL12,z@x",  # 8 ok
+            "7,周九,27,北京,MN34,g@x",  # 9 primary-key (7 again)
+            "8,吴十,28",  # 10 missing-cell
+            "9,郑一,29,北京,OP56,h@x,extra",  # 11 extra-cell
+            ",,,,,",  # 12 blank-row
+            "10,冯二,31,北京,QR78,a@x",  # 13 unique-error (email a@x again)
+            "11,陈三,-1,上海,ST90,i@x",  # 14 constraint-error: age minimum
+            "10,冯二,31,北京,QR78,a@x",  # 15 duplicate-row of 13 (and primary-key, unique-error)
+        ]
+    )
+    + "\n"
+)
 
 
 def _finding(report: dict, code: str, field_name: str | None = None) -> dict:
@@ -44,8 +49,10 @@ def _finding(report: dict, code: str, field_name: str | None = None) -> dict:
 
 @pytest.fixture
 def people_report(make_dataset, build, paths) -> dict:
-    ds = make_dataset({"people": table(PEOPLE_FIELDS, "people.csv", primaryKey=["id"], on_error="quarantine")},
-                      {"people.csv": PEOPLE_CSV})
+    ds = make_dataset(
+        {"people": table(PEOPLE_FIELDS, "people.csv", primaryKey=["id"], on_error="quarantine")},
+        {"people.csv": PEOPLE_CSV},
+    )
     result = build(ds)
     assert result.status == "built", result.error and result.error.en
     from sandbox.catalog import entry
@@ -101,8 +108,14 @@ def test_quarantine_publishes_only_good_rows_and_keeps_bad_ones_private(people_r
 
 def test_failing_table_names_row_and_rule_and_keeps_nothing(make_dataset, build, paths):
     csv = "id,age\n1,30\n2,abc\n3,200\n"
-    ds = make_dataset({"t": table([field("id", "integer"), field("age", "integer", constraints={"maximum": 120})],
-                                  primaryKey=["id"])}, {"data.csv": csv})
+    ds = make_dataset(
+        {
+            "t": table(
+                [field("id", "integer"), field("age", "integer", constraints={"maximum": 120})], primaryKey=["id"]
+            )
+        },
+        {"data.csv": csv},
+    )
     result = build(ds)
     assert result.status == "failed"
     assert isinstance(result.error, QualityGateError)
@@ -133,9 +146,13 @@ def test_foreign_key_to_another_table(make_dataset, build, paths):
     ds = make_dataset(
         {
             "hospitals": table([field("hid")], "h.csv", primaryKey=["hid"]),
-            "visits": table([field("vid", "integer"), field("hid")], "v.csv", primaryKey=["vid"],
-                            foreignKeys=[{"fields": ["hid"], "reference": {"resource": "hospitals", "fields": ["hid"]}}],
-                            on_error="quarantine"),
+            "visits": table(
+                [field("vid", "integer"), field("hid")],
+                "v.csv",
+                primaryKey=["vid"],
+                foreignKeys=[{"fields": ["hid"], "reference": {"resource": "hospitals", "fields": ["hid"]}}],
+                on_error="quarantine",
+            ),
         },
         {"h.csv": "hid\nH1\nH2\n", "v.csv": "vid,hid\n1,H1\n2,H9\n3,H2\n4,\n"},
     )
@@ -149,8 +166,17 @@ def test_foreign_key_to_another_table(make_dataset, build, paths):
 
 def test_invalid_utf8_row_is_an_encoding_error(make_dataset, build, paths):
     raw = b"id,name\n1,ok\n2,bad\xff\xfe\n3,fine\n"
-    ds = make_dataset({"t": table([field("id", "integer"), field("name")], primaryKey=["id"],
-                                  source={"encoding": "utf-8"}, on_error="quarantine")}, {"data.csv": raw})
+    ds = make_dataset(
+        {
+            "t": table(
+                [field("id", "integer"), field("name")],
+                primaryKey=["id"],
+                source={"encoding": "utf-8"},
+                on_error="quarantine",
+            )
+        },
+        {"data.csv": raw},
+    )
     assert build(ds).status == "built"
     from sandbox.catalog import entry
 

@@ -30,12 +30,15 @@ def test_gbk_csv_with_chinese_headers_and_values(make_dataset, build, paths, dec
     raw = CN_CSV.encode("gbk")
     with pytest.raises(UnicodeDecodeError):
         raw.decode("utf-8")  # the file really is GBK, not UTF-8
-    ds = make_dataset({"h": table(CN_FIELDS, "h.csv", primaryKey=["hospital_id"], source={"encoding": declared})},
-                      {"h.csv": raw})
+    ds = make_dataset(
+        {"h": table(CN_FIELDS, "h.csv", primaryKey=["hospital_id"], source={"encoding": declared})}, {"h.csv": raw}
+    )
     result = build(ds)
     assert result.status == "built", result.error and result.error.en
-    assert _published(paths, ds.id, "h") == [("H0001", "北京协和医院", "北京", 2000),
-                                             ("H0002", "中山大学附属第一医院", "广东", 3000)]
+    assert _published(paths, ds.id, "h") == [
+        ("H0001", "北京协和医院", "北京", 2000),
+        ("H0002", "中山大学附属第一医院", "广东", 3000),
+    ]
     catalog = json.loads((paths.data_root / ds.id / "latest" / "catalog.json").read_text("utf-8"))
     assert catalog["tables"]["h"]["source"]["encoding"] == "gb18030"
 
@@ -50,8 +53,9 @@ def test_gbk_file_with_a_bad_byte_names_the_line(make_dataset, build):
 
 
 def test_utf8_with_bom_excel_export(make_dataset, build, paths):
-    ds = make_dataset({"h": table(CN_FIELDS, "h.csv", source={"encoding": "utf-8-sig"})},
-                      {"h.csv": CN_CSV.encode("utf-8-sig")})
+    ds = make_dataset(
+        {"h": table(CN_FIELDS, "h.csv", source={"encoding": "utf-8-sig"})}, {"h.csv": CN_CSV.encode("utf-8-sig")}
+    )
     assert build(ds).status == "built"
     assert _published(paths, ds.id, "h")[0][0] == "H0001"
 
@@ -88,8 +92,10 @@ def test_xlsx_with_typed_cells_and_text_dates(make_dataset, build, paths, tmp_pa
         field("wage", "number", source_name="平均工资"),
         field("registered", "date", source_name="登记日期"),
     ]
-    ds = make_dataset({"e": table(fields, "e.xlsx", fmt="xlsx", on_error="quarantine", source={"sheet": "数据"})},
-                      {"e.xlsx": path.read_bytes()})
+    ds = make_dataset(
+        {"e": table(fields, "e.xlsx", fmt="xlsx", on_error="quarantine", source={"sheet": "数据"})},
+        {"e.xlsx": path.read_bytes()},
+    )
     result = build(ds)
     assert result.status == "built", result.error and result.error.en
     assert _published(paths, ds.id, "e") == [
@@ -97,23 +103,34 @@ def test_xlsx_with_typed_cells_and_text_dates(make_dataset, build, paths, tmp_pa
         (dt.date(2024, 2, 1), "宁波", 980, 7001.0, dt.date(2024, 3, 1)),
     ]
     errors = json.loads((paths.data_root / ds.id / "latest" / "catalog.json").read_text("utf-8"))["tables"]["e"][
-        "quality"]["errors"]
+        "quality"
+    ]["errors"]
     assert {(e["code"], e["field"]) for e in errors} == {("type-error", "month"), ("type-error", "employed")}
     assert all(e["examples"][0]["row"] == 4 for e in errors)
 
 
 @pytest.mark.parametrize("fmt", ["json", "ndjson"])
 def test_json_and_ndjson(make_dataset, build, paths, fmt):
-    rows = [{"date": "2024-10-01", "spot": "故宫", "visitors": 80000},
-            {"date": "2024-10-02", "spot": "故宫", "visitors": "很多"},
-            {"date": "2024-10-03", "spot": "故宫", "visitors": 75000}]
-    text = json.dumps(rows, ensure_ascii=False) if fmt == "json" else "\n".join(json.dumps(r, ensure_ascii=False)
-                                                                                for r in rows)
+    rows = [
+        {"date": "2024-10-01", "spot": "故宫", "visitors": 80000},
+        {"date": "2024-10-02", "spot": "故宫", "visitors": "很多"},
+        {"date": "2024-10-03", "spot": "故宫", "visitors": 75000},
+    ]
+    text = (
+        json.dumps(rows, ensure_ascii=False)
+        if fmt == "json"
+        else "\n".join(json.dumps(r, ensure_ascii=False) for r in rows)
+    )
     fields = [field("date", "date"), field("spot"), field("visitors", "integer", constraints={"minimum": 0})]
-    ds = make_dataset({"v": table(fields, f"v.{fmt}", fmt=fmt, primaryKey=["date", "spot"], on_error="quarantine")},
-                      {f"v.{fmt}": text})
+    ds = make_dataset(
+        {"v": table(fields, f"v.{fmt}", fmt=fmt, primaryKey=["date", "spot"], on_error="quarantine")},
+        {f"v.{fmt}": text},
+    )
     assert build(ds).status == "built"
-    assert _published(paths, ds.id, "v") == [(dt.date(2024, 10, 1), "故宫", 80000), (dt.date(2024, 10, 3), "故宫", 75000)]
+    assert _published(paths, ds.id, "v") == [
+        (dt.date(2024, 10, 1), "故宫", 80000),
+        (dt.date(2024, 10, 3), "故宫", 75000),
+    ]
 
 
 def test_broken_json_is_a_source_error(make_dataset, build):
@@ -125,7 +142,54 @@ def test_broken_json_is_a_source_error(make_dataset, build):
 
 def test_missing_values_and_semicolons(make_dataset, build, paths):
     fields = [field("id", "integer"), field("x", "number")]
-    ds = make_dataset({"t": table(fields, primaryKey=["id"], missingValues=["", "NA", "-"], source={"delimiter": ";"})},
-                      {"data.csv": "id;x\n1;NA\n2;-\n3;2.5\n"})
+    ds = make_dataset(
+        {"t": table(fields, primaryKey=["id"], missingValues=["", "NA", "-"], source={"delimiter": ";"})},
+        {"data.csv": "id;x\n1;NA\n2;-\n3;2.5\n"},
+    )
     assert build(ds).status == "built"
     assert _published(paths, ds.id, "t") == [(1, None), (2, None), (3, 2.5)]
+
+
+def test_json_keys_are_checked_like_a_header(make_dataset, build):
+    text = "\n".join(json.dumps(r) for r in [{"date": "2024-01-01", "n": 1, "temprature": 3}] * 3)
+    fields = [field("date", "date"), field("n", "integer"), field("temperature", "number")]
+    ds = make_dataset({"t": table(fields, "t.ndjson", fmt="ndjson")}, {"t.ndjson": text})
+    result = build(ds)
+    assert result.status == "failed"
+    assert "missing-label: column 'temperature'" in result.error.en
+    assert "extra-label: column 'temprature'" in result.error.en
+
+
+def test_json_rows_are_numbered_from_the_first_record(make_dataset, build, paths):
+    rows = [{"id": 1, "n": 5}, {"id": 2, "n": -1}, {"id": 3, "n": 7}]
+    fields = [field("id", "integer"), field("n", "integer", constraints={"minimum": 0})]
+    ds = make_dataset(
+        {"t": table(fields, "t.json", fmt="json", primaryKey=["id"], on_error="quarantine")},
+        {"t.json": json.dumps(rows)},
+    )
+    assert build(ds).status == "built"
+    errors = json.loads((paths.data_root / ds.id / "latest" / "catalog.json").read_text("utf-8"))["tables"]["t"][
+        "quality"
+    ]["errors"]
+    assert [e["examples"][0]["row"] for e in errors] == [2]
+
+
+def test_row_numbers_stay_exact_on_large_parallel_reads(make_dataset, build, paths, tmp_path):
+    """A long enum list must not reorder rows (DuckDB would plan it as a join): row 250,002 is named."""
+    depts = [f"科室{i}" for i in range(12)]
+    src = tmp_path / "big.csv"
+    duckdb.sql(
+        f"COPY (SELECT i AS id, {depts!r}[1 + i % 12] AS dept, i % 97 AS n FROM range(300000) t(i)) TO '{src}' (HEADER)"
+    ).fetchall()
+    lines = src.read_text("utf-8").splitlines()
+    lines[250_001] = lines[250_001].replace("科室", "外院", 1)  # spreadsheet row 250,002
+    fields = [field("id", "integer"), field("dept", constraints={"enum": depts}), field("n", "integer")]
+    ds = make_dataset(
+        {"t": table(fields, primaryKey=["id"], on_error="quarantine")}, {"data.csv": "\n".join(lines) + "\n"}
+    )
+    assert build(ds).status == "built"
+    doc = json.loads((paths.data_root / ds.id / "latest" / "catalog.json").read_text("utf-8"))
+    (error,) = doc["tables"]["t"]["quality"]["errors"]
+    assert error["examples"] == [{"row": 250_002, "value": lines[250_001].split(",")[1]}]
+    ids = duckdb.sql(f"SELECT id FROM '{paths.data_root}/{ds.id}/latest/t.parquet'").fetchnumpy()["id"]
+    assert len(ids) == 299_999 and (ids[1:] > ids[:-1]).all()  # published in key order

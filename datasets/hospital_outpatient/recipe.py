@@ -40,8 +40,23 @@ DEPT_WEIGHTS = np.array([28, 14, 13, 9, 6, 7, 8, 5, 6, 4], dtype=float)
 INSURANCE = ["城镇职工医保", "城乡居民医保", "自费", "商业保险"]
 INSURANCE_WEIGHTS = np.array([45, 40, 10, 5], dtype=float)
 # ICD-10 chapters seen in outpatient care, with rough shares.
-DIAGNOSES = ["J06.9", "J20.9", "I10", "E11.9", "K29.7", "M54.5", "H52.1", "K02.9", "N39.0", "L20.9",
-             "O80", "J45.9", "R50.9", "S93.4", "F41.1"]
+DIAGNOSES = [
+    "J06.9",
+    "J20.9",
+    "I10",
+    "E11.9",
+    "K29.7",
+    "M54.5",
+    "H52.1",
+    "K02.9",
+    "N39.0",
+    "L20.9",
+    "O80",
+    "J45.9",
+    "R50.9",
+    "S93.4",
+    "F41.1",
+]
 REMOTE_CITIES = ["5401", "6301", "6401", "4601"]
 BROKEN_ROW_RATE = 1 / 5000
 ROWS_AT_SCALE_1 = 200_000
@@ -65,20 +80,22 @@ def _hospitals(rng: np.random.Generator) -> pa.Table:
             name = f"{city}市第{i + 4}人民医院"
         seen.add(name)
         names.append(name)
-    return pa.table({
-        "医院编码": [f"H{i + 1:04d}" for i in range(HOSPITALS)],
-        "医院名称": names,
-        "省份": [places[p][0] for p in pick],
-        "城市": [places[p][2] for p in pick],
-        "医院等级": [GRADES[g][0] for g in grade],
-        "床位数": [int(GRADES[g][2] * rng.uniform(0.7, 1.5)) for g in grade],
-    })
+    return pa.table(
+        {
+            "医院编码": [f"H{i + 1:04d}" for i in range(HOSPITALS)],
+            "医院名称": names,
+            "省份": [places[p][0] for p in pick],
+            "城市": [places[p][2] for p in pick],
+            "医院等级": [GRADES[g][0] for g in grade],
+            "床位数": [int(GRADES[g][2] * rng.uniform(0.7, 1.5)) for g in grade],
+        }
+    )
 
 
 def expected_visits(cal: synth.Calendar) -> np.ndarray:
     """The day-level multiplier shared by all hospitals (weekday x season x holidays x trend)."""
     weekday = np.array([1.18, 1.10, 1.05, 1.02, 0.98, 0.68, 0.58])[cal.dow]
-    season = 1 + 0.18 * np.cos(2 * np.pi * (cal.doy - 15) / 365.25) - 0.04 * np.exp(-((cal.doy - 210) / 25) ** 2)
+    season = 1 + 0.18 * np.cos(2 * np.pi * (cal.doy - 15) / 365.25) - 0.04 * np.exp(-(((cal.doy - 210) / 25) ** 2))
     sf = cal.spring_offset
     spring = np.where((sf >= -2) & (sf <= 6), 0.35, 1.0)
     spring = np.where((sf > 6) & (sf <= 16), 0.35 + 0.65 * (sf - 6) / 10, spring)
@@ -91,19 +108,25 @@ def expected_visits(cal: synth.Calendar) -> np.ndarray:
 def _daily_visits(rng: np.random.Generator, hospitals: pa.Table, cal: synth.Calendar) -> tuple[pa.Table, np.ndarray]:
     grade_base = {g: b for g, b, _ in GRADES}
     province_effect = {p[0]: p[3] for p in synth.PROVINCES}
-    base = np.array([grade_base[g] * province_effect[p] * rng.uniform(0.8, 1.2)
-                     for g, p in zip(hospitals["医院等级"].to_pylist(), hospitals["省份"].to_pylist(), strict=True)])
+    base = np.array(
+        [
+            grade_base[g] * province_effect[p] * rng.uniform(0.8, 1.2)
+            for g, p in zip(hospitals["医院等级"].to_pylist(), hospitals["省份"].to_pylist(), strict=True)
+        ]
+    )
     day = expected_visits(cal)
     lam = base[:, None] * day[None, :] * rng.lognormal(0, 0.06, (len(base), len(day)))
     visits = rng.poisson(lam)
     emergency = rng.poisson(lam * 0.07 * np.where(cal.holiday, 1.6, 1.0)[None, :])
     n_days = len(cal.dates)
-    table = pa.table({
-        "date": np.tile(cal.dates, len(base)),
-        "hospital_id": np.repeat(hospitals["医院编码"].to_numpy(zero_copy_only=False), n_days),
-        "outpatient_visits": visits.ravel(),
-        "emergency_visits": emergency.ravel(),
-    })
+    table = pa.table(
+        {
+            "date": np.tile(cal.dates, len(base)),
+            "hospital_id": np.repeat(hospitals["医院编码"].to_numpy(zero_copy_only=False), n_days),
+            "outpatient_visits": visits.ravel(),
+            "emergency_visits": emergency.ravel(),
+        }
+    )
     return table.sort_by([("date", "ascending"), ("hospital_id", "ascending")]), visits
 
 
@@ -117,16 +140,30 @@ def _patients(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     district = np.char.add(district, np.char.zfill(rng.integers(1, 13, n).astype("U2"), 2))
     # Age on 1 January 2023, the first day of the data, so nobody is born after a visit.
     age_years = np.clip(rng.gamma(2.2, 19, n), 0, 103).astype(int)
-    birth = np.datetime64("2023-01-01") - (age_years * 365.25).astype("timedelta64[D]") \
+    birth = (
+        np.datetime64("2023-01-01")
+        - (age_years * 365.25).astype("timedelta64[D]")
         - rng.integers(0, 365, n).astype("timedelta64[D]")
+    )
     return {
-        "district": district, "birth": birth, "gender": np.where(rng.random(n) < 0.52, "女", "男"),
-        "id_card": synth.resident_ids(rng, district, birth), "name": synth.names(rng, n), "phone": synth.phones(rng, n),
+        "district": district,
+        "birth": birth,
+        "gender": np.where(rng.random(n) < 0.52, "女", "男"),
+        "id_card": synth.resident_ids(rng, district, birth),
+        "name": synth.names(rng, n),
+        "phone": synth.phones(rng, n),
     }
 
 
-def _visit_records(rng: np.random.Generator, hospitals: pa.Table, cal: synth.Calendar, n_hospitals: int,
-                   cells: np.ndarray, people: dict[str, np.ndarray], first_id: int) -> pa.Table:
+def _visit_records(
+    rng: np.random.Generator,
+    hospitals: pa.Table,
+    cal: synth.Calendar,
+    n_hospitals: int,
+    cells: np.ndarray,
+    people: dict[str, np.ndarray],
+    first_id: int,
+) -> pa.Table:
     """Visits for the given (day-major, sorted) day x hospital cells."""
     n = len(cells)
     day_idx, hosp_idx = np.divmod(cells, n_hospitals)
@@ -142,22 +179,24 @@ def _visit_records(rng: np.random.Generator, hospitals: pa.Table, cal: synth.Cal
     broken = rng.random(n) < BROKEN_ROW_RATE
     fee = np.where(broken & (rng.random(n) < 0.5), -fee, fee)
     diagnosis = np.where(broken & (fee > 0), None, np.array(DIAGNOSES)[diag])
-    return pa.table({
-        "visit_id": np.arange(first_id, first_id + n, dtype=np.int64),
-        "visit_date": dates,
-        "hospital_id": hospitals["医院编码"].to_numpy(zero_copy_only=False)[hosp_idx],
-        "department": np.array(DEPARTMENTS)[dept],
-        "patient_id": np.char.add("P", np.char.zfill(patient.astype("U8"), 8)),
-        "patient_name": people["name"][patient],
-        "id_card": people["id_card"][patient],
-        "phone": people["phone"][patient],
-        "gender": people["gender"][patient],
-        "age": age_at_visit,
-        "residence_area": people["district"][patient],
-        "diagnosis_code": pa.array(diagnosis, type=pa.string()),
-        "fee_yuan": fee,
-        "insurance_type": np.array(INSURANCE)[rng.choice(4, n, p=INSURANCE_WEIGHTS / INSURANCE_WEIGHTS.sum())],
-    })
+    return pa.table(
+        {
+            "visit_id": np.arange(first_id, first_id + n, dtype=np.int64),
+            "visit_date": dates,
+            "hospital_id": hospitals["医院编码"].to_numpy(zero_copy_only=False)[hosp_idx],
+            "department": np.array(DEPARTMENTS)[dept],
+            "patient_id": np.char.add("P", np.char.zfill(patient.astype("U8"), 8)),
+            "patient_name": people["name"][patient],
+            "id_card": people["id_card"][patient],
+            "phone": people["phone"][patient],
+            "gender": people["gender"][patient],
+            "age": age_at_visit,
+            "residence_area": people["district"][patient],
+            "diagnosis_code": pa.array(diagnosis, type=pa.string()),
+            "fee_yuan": fee,
+            "insurance_type": np.array(INSURANCE)[rng.choice(4, n, p=INSURANCE_WEIGHTS / INSURANCE_WEIGHTS.sum())],
+        }
+    )
 
 
 def generate(out: Path, *, seed: int, scale: float = 1.0) -> None:
@@ -173,6 +212,8 @@ def generate(out: Path, *, seed: int, scale: float = 1.0) -> None:
     people = _patients(rng, max(n // 4, 1000))
     # Large scales are generated in slices of consecutive days to bound memory.
     step = 2_000_000
-    parts = [_visit_records(np.random.default_rng([seed, i]), hospitals, cal, HOSPITALS, cells[s:s + step], people, s + 1)
-             for i, s in enumerate(range(0, n, step))]
+    parts = [
+        _visit_records(np.random.default_rng([seed, i]), hospitals, cal, HOSPITALS, cells[s : s + step], people, s + 1)
+        for i, s in enumerate(range(0, n, step))
+    ]
     synth.write_csv(pa.concat_tables(parts), out / "visit_records.csv")
