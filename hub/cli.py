@@ -11,7 +11,7 @@ import os
 
 import click
 
-from sandbox.cli import datasets
+from sandbox.cli import datasets, sql_cmd
 from sandbox.errors import ContesthubError
 from sandbox.settings import Paths
 
@@ -44,9 +44,14 @@ class ContesthubGroup(click.Group):
 def cli(ctx: click.Context, data_root, private_root, datasets_dir, lang) -> None:
     """contesthub: an open-data innovation contest in one repository (开放数据创新大赛平台)."""
     ctx.obj = {"paths": Paths.from_env(data_root, private_root, datasets_dir), "lang": lang}
+    # Flags win over the environment, also for the contestant API that `contesthub sql` uses.
+    for flag, var in ((data_root, "CONTESTHUB_DATA_ROOT"), (private_root, "CONTESTHUB_PRIVATE_ROOT")):
+        if flag:
+            os.environ[var] = str(flag)
 
 
 cli.add_command(datasets)
+cli.add_command(sql_cmd)
 
 
 @cli.command("up")

@@ -234,3 +234,27 @@ def export_dcat_cmd(ctx: click.Context, output: str | None, base_url: str) -> No
         click.echo(f"wrote {len(doc['dcat:dataset'])} datasets to {output}", err=True)
     else:
         click.echo(text)
+
+
+@click.command("sql")
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--limit", type=int, default=1000, show_default=True, help="At most this many rows (0: all).")
+def sql_cmd(query: str, fmt: str, limit: int) -> None:
+    """Query the open data with SQL from a terminal (tables are <dataset>.<table>)."""
+    import sandbox
+
+    rel = sandbox.sql(query)
+    df = (rel.limit(limit) if limit else rel).df()
+    if fmt == "csv":
+        click.echo(df.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(df.to_json(orient="records", force_ascii=False, date_format="iso"))
+    else:
+        table = Table()
+        for col in df.columns:
+            table.add_column(str(col), justify="right" if df[col].dtype.kind in "iuf" else "left")
+        for row in df.itertuples(index=False):
+            table.add_row(*("" if v is None else str(v) for v in row))
+        out().print(table)
+        click.echo(f"{len(df)} row(s)" + (f" (limited to {limit}; use --limit 0 for all)" if len(df) == limit else ""))
