@@ -382,3 +382,33 @@ def dask(
     if t.get("partition_by"):  # a hive-partitioned folder: filters on its keys skip whole folders
         return dd.read_parquet(str(folder / _split(name)[1]), columns=cols, filters=filters)
     return dd.read_parquet([str(folder / f["path"]) for f in t["files"]], columns=cols, filters=filters)
+
+
+def dask_client(workers: int | None = None) -> Any:
+    """A Dask client for work that does not fit one DuckDB query.
+
+    Where the hub configured a dask-gateway (dask's config ``gateway.address``, set by the
+    spawner as ``DASK_GATEWAY__ADDRESS``), a cluster is asked from the gateway, which enforces
+    the team's limits on cores, memory and workers; otherwise a local cluster sized to this
+    sandbox's own limits (threads and memory, spilling into the user's space).
+    """
+    import dask.config
+    from distributed import Client, LocalCluster
+
+    if dask.config.get("gateway.address", None):
+        from dask_gateway import GatewayCluster
+
+        # The cluster owns its gateway connection and shuts down when closed (or the kernel ends).
+        cluster = GatewayCluster(shutdown_on_close=True)
+        cluster.scale(workers or 2)
+        return cluster.get_client()
+    limits = Limits.from_env()
+    limits.spill_dir.mkdir(parents=True, exist_ok=True)
+    cluster = LocalCluster(
+        n_workers=workers or 1,
+        threads_per_worker=max(1, limits.threads // (workers or 1)),
+        memory_limit=limits.memory_bytes // (workers or 1),
+        local_directory=str(limits.spill_dir),
+        dashboard_address=None,
+    )
+    return Client(cluster)

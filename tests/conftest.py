@@ -10,6 +10,8 @@ fixture            scope      what it gives
 ``demo``           session    every dataset of the repository built once (scale 1) into a
                               session folder; a :class:`Paths`. Read it, never write to it.
 ``run_cli``        function   runs ``contesthub`` in-process (click's CliRunner) with ``paths``
+``contestant``     function   the environment of a contestant's kernel over ``demo``: its own
+                              HOME, CONTESTHUB_DATA_ROOT/PRIVATE_ROOT set; yields the home
 =================  =========  ===============================================================
 
 Every crafted dataset gets a unique id (``new_id()``) so tests never see each other's files.
@@ -93,3 +95,20 @@ def run_cli(paths: Paths):
         )
 
     return run
+
+
+@pytest.fixture
+def contestant(demo, tmp_path, monkeypatch):
+    """The environment a contestant's kernel has: data root from the spawner, a home of its own."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("CONTESTHUB_DATA_ROOT", str(demo.data_root))
+    monkeypatch.setenv("CONTESTHUB_PRIVATE_ROOT", str(demo.private_root))
+    monkeypatch.setenv("CONTESTHUB_THREADS", "2")
+    monkeypatch.delenv("CONTESTHUB_MEMORY_LIMIT", raising=False)
+    import sandbox
+
+    sandbox.refresh()
+    yield home
+    sandbox.refresh()

@@ -14,21 +14,6 @@ from sandbox.api import SandboxError
 from sandbox.errors import NotFound
 
 
-@pytest.fixture
-def contestant(demo, tmp_path, monkeypatch):
-    """The environment a contestant's kernel has: data root from the spawner, a home of its own."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("CONTESTHUB_DATA_ROOT", str(demo.data_root))
-    monkeypatch.setenv("CONTESTHUB_PRIVATE_ROOT", str(demo.private_root))
-    monkeypatch.setenv("CONTESTHUB_THREADS", "2")
-    monkeypatch.delenv("CONTESTHUB_MEMORY_LIMIT", raising=False)
-    sandbox.refresh()
-    yield home
-    sandbox.refresh()
-
-
 def _parquet(demo, ds_id: str, tname: str) -> pd.DataFrame:
     doc = json.loads((demo.data_root / ds_id / "latest" / "catalog.json").read_text("utf-8"))
     files = doc["tables"][tname]["files"]
