@@ -24,7 +24,8 @@ def free_port() -> int:
 
 
 def _beijing_total() -> int:
-    return int(sandbox.sql("SELECT sum(entries) FROM metro_ridership.daily_entries WHERE city = '北京'").fetchall()[0][0])
+    query = "SELECT sum(entries) FROM metro_ridership.daily_entries WHERE city = '北京'"
+    return int(sandbox.sql(query).fetchall()[0][0])
 
 
 def test_local_cluster_follows_sandbox_limits(monkeypatch):
@@ -56,8 +57,12 @@ c.DaskGateway.authenticator_class = "dask_gateway_server.auth.SimpleAuthenticato
 c.SimpleAuthenticator.password = "test-only"
 """)
     log = open(tmp_path / "gateway.log", "w")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("dask-gateway-server")), "-f", str(config)],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dask-gateway-server")), "-f", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with socket.socket() as s:
