@@ -40,8 +40,9 @@ __all__ = [
 ]
 
 
-def _show_errors_without_traceback() -> None:
-    """In a notebook, a ContesthubError shows its message (zh and en), not a traceback."""
+def _setup_notebook() -> None:
+    """In IPython: show a ContesthubError as its message (zh and en), not a traceback, and
+    render Altair charts offline."""
     try:
         ip = get_ipython()  # type: ignore[name-defined]
     except NameError:
@@ -51,6 +52,19 @@ def _show_errors_without_traceback() -> None:
         print(f"\033[31m{value.zh}\n{value.en}\033[0m  [{value.code}]")
 
     ip.set_custom_exc((ContesthubError,), handler)
+    try:
+        import altair as alt
+    except ImportError:
+        return
+
+    # Altair's default renderer loads JavaScript from a CDN, which a sandbox cannot reach, and
+    # JupyterLab 4 renders Vega-Lite up to v5 by itself: hand charts to that built-in renderer.
+    def jupyterlab_offline(spec: dict, **_) -> dict:
+        spec = {key: value for key, value in spec.items() if key != "$schema"}
+        return {"application/vnd.vegalite.v5+json": spec, "text/plain": "<Altair chart / 图表>"}
+
+    alt.renderers.register("contesthub", jupyterlab_offline)
+    alt.renderers.enable("contesthub")
 
 
-_show_errors_without_traceback()
+_setup_notebook()

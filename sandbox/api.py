@@ -105,12 +105,16 @@ def _allowed_directories(data_root: Path, limits: Limits) -> list[str]:
 
 
 class Session:
-    """A confined DuckDB connection with a view for every published table."""
+    """One confined DuckDB instance with a view for every published table.
 
-    def __init__(self, data_root: Path | None = None, pins: dict[str, int] | None = None, limits: Limits | None = None):
+    Version pins do not open another instance (which would get a memory budget of its own):
+    each set of pins gets an in-memory catalog of views inside this instance, used through a
+    cursor of its own, so every query of the kernel shares one memory limit.
+    """
+
+    def __init__(self, data_root: Path | None = None, limits: Limits | None = None):
         self.data_root = (data_root or Paths.from_env().data_root).resolve()
         self.limits = limits or Limits.from_env()
-        self.pins = dict(pins or {})
         self.catalog = _catalog.load(self.data_root)
         self.limits.spill_dir.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(
@@ -122,14 +126,21 @@ class Session:
                 "autoload_known_extensions": False,
             }
         )
-        self._create_views()
+        self._create_views(self.con, "memory", {})
         self.con.execute(f"SET allowed_directories = {_allowed_directories(self.data_root, self.limits)!r}").fetchall()
         self.con.execute("SET enable_external_access = false").fetchall()
         self.con.execute("SET lock_configuration = true").fetchall()
+        self._pinned: dict[tuple[tuple[str, int], ...], duckdb.DuckDBPyConnection] = {}
 
-    def _create_views(self) -> None:
+    def _create_views(self, con: duckdb.DuckDBPyConnection, db: str, pins: dict[str, int]) -> None:
+        for ds_id in pins:
+            if ds_id not in self.catalog["datasets"]:
+                raise NotFound(
+                    f"no published dataset {ds_id!r}; sandbox.datasets() lists them",
+                    f"没有已发布的数据集 {ds_id!r}；sandbox.datasets() 可列出全部数据集",
+                )
         for ds_id, d in self.catalog["datasets"].items():
-            pinned = self.pins.get(ds_id, d["latest"])
+            pinned = pins.get(ds_id, d["latest"])
             if pinned not in [v["version"] for v in d["versions"]]:
                 have = ", ".join(str(v["version"]) for v in d["versions"])
                 raise NotFound(
@@ -140,33 +151,45 @@ class Session:
                 entry = _catalog.entry(self.data_root, ds_id, v["version"])
                 schemas = [f"{ds_id}_v{v['version']}"] + ([ds_id] if v["version"] == pinned else [])
                 for schema in schemas:
-                    self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {q(schema)}").fetchall()
+                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {q(db)}.{q(schema)}").fetchall()
                     for tname, t in entry["tables"].items():
                         src = _table_source(self.data_root, ds_id, v["version"], tname, t)
-                        self.con.execute(f"CREATE VIEW {q(schema)}.{q(tname)} AS SELECT * FROM {src}").fetchall()
-        for ds_id in self.pins:
-            if ds_id not in self.catalog["datasets"]:
-                raise NotFound(
-                    f"no published dataset {ds_id!r}; sandbox.datasets() lists them",
-                    f"没有已发布的数据集 {ds_id!r}；sandbox.datasets() 可列出全部数据集",
-                )
+                        con.execute(f"CREATE VIEW {q(db)}.{q(schema)}.{q(tname)} AS SELECT * FROM {src}").fetchall()
+
+    def connection(self, pins: dict[str, int] | None = None) -> duckdb.DuckDBPyConnection:
+        """The connection to run a query on: the main one, or a cursor over pinned views."""
+        key = tuple(sorted((pins or {}).items()))
+        if not key:
+            return self.con
+        if key not in self._pinned:
+            db = f"pinned_{len(self._pinned) + 1}"
+            self.con.execute(f"ATTACH ':memory:' AS {q(db)}").fetchall()
+            try:
+                self._create_views(self.con, db, dict(key))
+            except ContesthubError:
+                self.con.execute(f"DETACH {q(db)}").fetchall()
+                raise
+            cur = self.con.cursor()
+            cur.execute(f"USE {q(db)}").fetchall()
+            self._pinned[key] = cur
+        return self._pinned[key]
 
     def tables(self) -> list[str]:
         return [f"{ds}.{t}" for ds, d in self.catalog["datasets"].items() for t in d["entry"]["tables"]]
 
 
-@functools.lru_cache(maxsize=8)
-def _session(data_root: str, pins: tuple[tuple[str, int], ...]) -> Session:
-    return Session(Path(data_root), dict(pins))
+@functools.lru_cache(maxsize=4)
+def _session(data_root: str) -> Session:
+    return Session(Path(data_root))
 
 
-def session(version: dict[str, int] | None = None) -> Session:
-    """The process's session for these version pins (created once, then reused)."""
-    return _session(str(Paths.from_env().data_root), tuple(sorted((version or {}).items())))
+def session() -> Session:
+    """The process's session (created once, then reused; ``refresh()`` starts a new one)."""
+    return _session(str(Paths.from_env().data_root))
 
 
 def refresh() -> None:
-    """Forget open sessions, so the next query sees versions published since."""
+    """Forget the open session, so the next query sees versions published since."""
     _session.cache_clear()
 
 
@@ -230,12 +253,29 @@ class Relation:
     def columns(self) -> list[str]:
         return list(self._rel.columns)
 
+    def df(self) -> Any:
+        """A pandas DataFrame; integer sums stay integers.
+
+        DuckDB sums integers into 128-bit integers, which pandas can only hold as floats, so
+        they are narrowed to 64 bits when every value fits (otherwise left to DuckDB).
+        """
+        wide = [c for c, t in zip(self._rel.columns, self._rel.types, strict=True) if str(t) == "HUGEINT"]
+        if wide:
+            narrowed = self._rel.project(
+                ", ".join(f"CAST({q(c)} AS BIGINT) AS {q(c)}" if c in wide else q(c) for c in self._rel.columns)
+            )
+            try:
+                return _guard(self._session, narrowed.df)
+            except duckdb.ConversionException:
+                pass
+        return _guard(self._session, self._rel.df)
+
     def __repr__(self) -> str:
         return _guard(self._session, repr, self._rel)
 
     def _repr_html_(self) -> str:
-        df = _guard(self._session, self._rel.limit(20).df)
-        return f"<p>{', '.join(map(html.escape, self.columns))} — first rows / 前 20 行</p>" + df.to_html(
+        df = Relation(self._rel.limit(20), self._session).df()
+        return f"<p>前 20 行 / first rows: {', '.join(map(html.escape, self.columns))}</p>" + df.to_html(
             index=False, escape=True
         )
 
@@ -245,8 +285,9 @@ class Relation:
 
 def sql(query: str, version: dict[str, int] | None = None) -> Relation:
     """Run SQL over the open data; ``version={"dataset": N}`` pins datasets to a version."""
-    s = session(version)
-    return Relation(_guard(s, s.con.sql, query), s)
+    s = session()
+    con = s.connection(version)
+    return Relation(_guard(s, con.sql, query), s)
 
 
 def table(name: str, version: dict[str, int] | None = None) -> Relation:
@@ -322,7 +363,8 @@ class Description:
         from rich.console import Console
         from rich.table import Table
 
-        console = Console(width=160, record=True, file=open(os.devnull, "w"))  # noqa: SIM115 - closed below
+        # force_jupyter=False: inside a notebook rich would display each table as it prints.
+        console = Console(width=160, record=True, force_jupyter=False, file=open(os.devnull, "w"))  # noqa: SIM115
         for line in self._header():
             console.print(line, markup=False)
         for tname, group in self.fields().groupby("table", sort=False):

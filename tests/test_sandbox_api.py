@@ -145,3 +145,19 @@ def test_cli_sql_formats(contestant, demo, run_cli):
     assert "chosen" in tab.output and "4 row(s)" in tab.output
     bad = run_cli("sql", "SELECT * FROM nowhere.t", root=demo)
     assert bad.exit_code == 1 and "Error:" in bad.output and "Traceback" not in bad.output
+
+
+def test_integer_sums_stay_integers(contestant):
+    df = sandbox.sql("SELECT sum(outpatient_visits) AS visits FROM hospital_outpatient.daily_visits").df()
+    assert str(df["visits"].dtype) == "int64"
+    huge = sandbox.sql("SELECT sum(x) AS s FROM (SELECT 9223372036854775807::BIGINT AS x UNION ALL SELECT 10)").df()
+    assert float(huge["s"][0]) == 9223372036854775817.0  # too big for int64: DuckDB's own conversion
+
+
+def test_pinned_queries_share_one_instance_and_its_memory_limit(contestant):
+    latest = sandbox.sql("SELECT current_setting('memory_limit')").fetchall()
+    pinned = sandbox.sql("SELECT current_setting('memory_limit')", version={"rand_hie": 1}).fetchall()
+    assert latest == pinned
+    catalogs = {r[0] for r in sandbox.sql("SELECT database_name FROM duckdb_databases()").fetchall()}
+    assert {"memory", "pinned_1"} <= catalogs
+    assert sandbox.sql("SELECT count(*) FROM rand_hie.visits", version={"rand_hie": 1}).fetchall() == [(20190,)]

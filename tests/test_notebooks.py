@@ -1,0 +1,228 @@
+"""The getting-started notebook, run in a real kernel against the demo catalog.
+
+The notebook is executed once per module with ``nbclient`` (kernel ``python3``, which
+jupyter_client starts with this interpreter, so the project's venv). The kernel inherits
+the environment a contestant's kernel gets from the spawner: the data and private roots
+and a home of its own. The tests then read the outputs a person would see, and check the
+numbers against DuckDB reading the demo Parquet files directly, not through ``sandbox``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+import duckdb
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from sandbox.settings import PROJECT_ROOT
+
+NOTEBOOK = PROJECT_ROOT / "sandbox" / "notebooks" / "getting_started.ipynb"
+# The Vega-Lite versions JupyterLab 4 renders with its built-in renderer, so without network.
+JUPYTERLAB_VEGALITE = {f"application/vnd.vegalite.v{n}+json" for n in (3, 4, 5)}
+CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+@pytest.fixture(scope="module")
+def executed(demo, tmp_path_factory):
+    """The notebook after running every cell, as a contestant's kernel would."""
+    home = tmp_path_factory.mktemp("home")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(home))
+        mp.setenv("CONTESTHUB_DATA_ROOT", str(demo.data_root))
+        mp.setenv("CONTESTHUB_PRIVATE_ROOT", str(demo.private_root))
+        mp.setenv("CONTESTHUB_THREADS", "2")
+        for name in ("CONTESTHUB_MEMORY_LIMIT", "CONTESTHUB_SPILL_DIR", "MEM_LIMIT", "CPU_LIMIT"):
+            mp.delenv(name, raising=False)
+        NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(home)}}).execute()
+    return nb
+
+
+# --- reading outputs -----------------------------------------------------------------------
+
+
+def cell(nb, snippet: str):
+    """The code cell whose source is ``snippet``, or else the one cell that contains it."""
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    found = [c for c in code if c.source.strip() == snippet] or [c for c in code if snippet in c.source]
+    assert len(found) == 1, f"{len(found)} code cells contain {snippet!r}"
+    return found[0]
+
+
+def result(c) -> dict:
+    """The data bundle of the cell's result (its ``Out[n]``)."""
+    results = [o for o in c.outputs if o.output_type == "execute_result"]
+    assert len(results) == 1, [o.output_type for o in c.outputs]
+    return results[0].data
+
+
+def table(page: str) -> list[dict[str, str]]:
+    """The rows of the first HTML table in ``page`` (pandas' ``to_html``), keyed by header; "" is the index."""
+    head, body = page.split("<tbody>", 1)
+    header = [html.unescape(h.strip()) for h in re.findall(r"<th[^>]*>(.*?)</th>", head.split("<thead>", 1)[1], re.S)]
+    rows = []
+    for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", body.split("</tbody>", 1)[0], re.S):
+        cells = [html.unescape(v.strip()) for v in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", tr, re.S)]
+        assert len(cells) == len(header), (header, cells)
+        rows.append(dict(zip(header, cells, strict=True)))
+    return rows
+
+
+def parquet(demo, ds_id: str, tname: str, version: int | None = None) -> str:
+    """``read_parquet([...])`` over a published table's files, found from its catalog.json."""
+    folder = demo.data_root / ds_id / (f"v{version}" if version else "latest")
+    files = json.loads((folder / "catalog.json").read_text("utf-8"))["tables"][tname]["files"]
+    return f"read_parquet({[str(folder / f['path']) for f in files]!r}, hive_partitioning=true)"
+
+
+# --- the stored notebook -------------------------------------------------------------------
+
+
+def test_stored_notebook_is_clean_and_bilingual():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    assert nb.nbformat == 4 and nb.metadata.kernelspec.name == "python3"
+    for c in nb.cells:
+        if c.cell_type == "code":
+            assert c.outputs == [] and c.execution_count is None, c.source
+        else:
+            # Chinese first, then English: the first word (code spans aside) is Chinese.
+            prose = re.sub(r"`[^`]*`", "", c.source)
+            first = re.search(r"[A-Za-z\u3400-\u9fff]", prose)
+            assert first and CJK.match(first.group()), c.source
+            assert re.search(r"[A-Za-z]{3,} [A-Za-z]{3,}", prose), c.source
+    assert "提交预测 / Submitting predictions" in nb.cells[-1].source and "sandbox.submit" in nb.cells[-1].source
+    assert not any("sandbox.submit" in c.source for c in nb.cells if c.cell_type == "code")
+
+
+# --- the executed notebook -----------------------------------------------------------------
+
+
+def test_every_cell_ran_cleanly(executed):
+    silent = []
+    for c in executed.cells:
+        if c.cell_type != "code":
+            continue
+        for o in c.outputs:
+            assert o.output_type != "error", (c.source, o.get("ename"), o.get("evalue"))
+            assert not (o.output_type == "stream" and o.name == "stderr"), (c.source, o.text)
+            # sandbox prints its errors (zh and en, in red) instead of raising a traceback
+            assert not (o.output_type == "stream" and "\x1b[31m" in o.text), (c.source, o.text)
+        if not c.outputs:
+            silent.append(c.source.splitlines()[0])
+    assert silent == ["import sandbox", "import altair as alt"]  # only the set-up cells show nothing
+
+
+def test_what_is_open(executed, demo):
+    listed = {row["id"] for row in table(result(cell(executed, "sandbox.datasets()"))["text/html"])}
+    assert listed == {p.name for p in (PROJECT_ROOT / "datasets").iterdir() if (p / "dataset.yaml").exists()}
+    assert "hospital_outpatient" in result(cell(executed, "sandbox.datasets()"))["text/plain"]
+    outpatient = table(result(cell(executed, 'sandbox.search("门诊")'))["text/html"])
+    assert outpatient[0]["id"] == "hospital_outpatient" and outpatient[0]["title_zh"] == "医院门诊就诊数据（模拟）"
+    ridership = table(result(cell(executed, 'sandbox.search("ridership")'))["text/html"])
+    assert [row["id"] for row in ridership] == ["metro_ridership"]
+
+
+def test_describe_shows_units_and_definitions(executed):
+    described = result(cell(executed, 'sandbox.describe("hospital_outpatient")'))
+    page = described["text/html"]
+    assert "医院门诊就诊数据（模拟） / Hospital outpatient visits (synthetic)" in page
+    fee = next(row for row in table(page) if row["field"] == "fee_yuan")
+    assert (fee["title_zh"], fee["unit"], fee["table"]) == ("就诊费用", "元 (CNY)", "visit_records")
+    assert fee["definition_zh"] == "本次门诊的医疗费用总额（含医保支付和个人支付）"
+    assert "fee_yuan" in described["text/plain"] and "元 (CNY)" in described["text/plain"]
+    with_units = table(result(cell(executed, ".fields()"))["text/html"])
+    assert {row["field"]: row["unit"] for row in with_units} == {
+        "beds": "张 (beds)",
+        "outpatient_visits": "人次 (visits)",
+        "emergency_visits": "人次 (visits)",
+        "age": "岁 (years)",
+        "fee_yuan": "元 (CNY)",
+    }
+
+
+def test_describe_shows_one_output(executed):
+    outputs = cell(executed, 'sandbox.describe("hospital_outpatient")').outputs
+    assert [o.output_type for o in outputs] == ["execute_result"]
+
+
+def test_sql_join_per_province_matches_the_parquet_files(executed, demo):
+    expected = duckdb.sql(f"""
+        SELECT h.province, count(DISTINCT h.hospital_id) AS hospitals, sum(v.outpatient_visits) AS visits,
+               count(DISTINCT v.date) AS days
+        FROM {parquet(demo, "hospital_outpatient", "daily_visits")} AS v
+        JOIN {parquet(demo, "hospital_outpatient", "hospitals")} AS h ON v.hospital_id = h.hospital_id
+        GROUP BY h.province ORDER BY visits DESC""").fetchall()
+    shown = table(result(cell(executed, "by_province = sandbox.sql("))["text/html"])
+    assert [row["province"] for row in shown] == [province for province, *_ in expected]
+    assert len(shown) == 10
+    for row, (_, hospitals, visits, days) in zip(shown, expected, strict=True):
+        assert int(row["hospitals"]) == hospitals
+        assert int(row["visits"]) == visits  # an integer, as shown: the notebook casts sum() to BIGINT
+        assert abs(float(row["visits_per_day"]) - visits / days) <= 0.5
+
+
+def test_spring_festival_dip_and_weekday_effect(executed, demo):
+    visits = parquet(demo, "hospital_outpatient", "daily_visits")
+    expected = duckdb.sql(f"""
+        SELECT strftime(date - CAST(isodow(date) - 1 AS INTEGER), '%Y-%m-%d') AS monday,
+               sum(outpatient_visits) AS visits
+        FROM {visits} WHERE date BETWEEN DATE '2024-01-01' AND DATE '2024-03-31'
+        GROUP BY monday HAVING count(DISTINCT date) = 7 ORDER BY monday""").fetchall()
+    weeks = table(result(cell(executed, "AS vs_median"))["text/html"])
+    assert [(row["week_start"], int(row["visits"])) for row in weeks] == expected
+    lowest = min(weeks, key=lambda row: int(row["visits"]))
+    assert lowest["week_start"] == "2024-02-12"  # the week after the Spring Festival, Saturday 10 February 2024
+    vs_median = {row["week_start"]: float(row["vs_median"]) for row in weeks}
+    assert vs_median["2024-02-05"] < 0.7 and vs_median["2024-02-12"] < 0.5
+
+    days = table(result(cell(executed, "AS vs_mean"))["text/html"])
+    assert [row["weekday"] for row in days] == ["周一", "周二", "周三", "周四", "周五", "周六", "周日"]
+    means = [float(row["mean_visits"]) for row in days]
+    assert means == sorted(means, reverse=True)  # Monday busiest, Sunday quietest
+    [(monday,)] = duckdb.sql(f"SELECT avg(outpatient_visits) FROM {visits} WHERE isodow(date) = 1").fetchall()
+    assert abs(means[0] - monday) <= 0.05
+    assert all(float(row["vs_mean"]) < 0.8 for row in days[5:])
+
+
+def test_plot_renders_offline_in_jupyterlab(executed, demo):
+    bundle = result(cell(executed, "alt.Chart(weekly"))
+    mimes = set(bundle) & JUPYTERLAB_VEGALITE
+    assert mimes, f"no Vega-Lite output JupyterLab renders offline: {sorted(bundle)}"
+    assert "text/html" not in bundle  # altair's HTML output loads vega from a CDN
+    spec = bundle[mimes.pop()]
+    assert spec["mark"]["type"] == "line"
+    assert spec["encoding"]["y"]["title"] == "门诊人次 / Outpatient visits"
+    assert "url" not in spec["data"]  # the data is in the spec, not fetched
+    (points,) = spec["datasets"].values()
+    [(weeks,)] = duckdb.sql(f"""
+        SELECT count(*) FROM (SELECT date_trunc('week', date) AS w
+        FROM {parquet(demo, "hospital_outpatient", "daily_visits")} GROUP BY w HAVING count(DISTINCT date) = 7)
+        """).fetchall()
+    assert len(points) == weeks > 100
+
+
+def test_dask_reads_one_city(executed, demo):
+    lazy = result(cell(executed, "beijing = sandbox.dask("))["text/plain"]
+    assert "npartitions=1" in lazy and "entries" in lazy and "city" not in lazy
+    expected = duckdb.sql(f"""
+        SELECT line, avg(entries) FROM {parquet(demo, "metro_ridership", "daily_entries")}
+        WHERE city = '北京' GROUP BY line ORDER BY 2 DESC LIMIT 5""").fetchall()
+    text = result(cell(executed, 'beijing.groupby("line")'))["text/plain"]
+    shown = [(m[1], float(m[2])) for m in re.finditer(r"^(\d+号线)\s+([\d.]+)$", text, re.M)]
+    assert [line for line, _ in shown] == [line for line, _ in expected]
+    for (_, got), (_, want) in zip(shown, expected, strict=True):
+        assert abs(got - want) <= 0.5
+
+
+def test_pinned_version_equals_version_1(executed, demo):
+    [(rows, visits)] = duckdb.sql(
+        f"SELECT count(*), sum(outpatient_visits) FROM {parquet(demo, 'hospital_outpatient', 'daily_visits', 1)}"
+    ).fetchall()
+    for snippet in ('version={"hospital_outpatient": 1}', "FROM hospital_outpatient_v1.daily_visits"):
+        (shown,) = table(result(cell(executed, snippet))["text/html"])
+        assert (int(shown["n_rows"]), int(shown["visits"])) == (rows, visits)
