@@ -8,9 +8,8 @@
     sandbox.dask("hospital_outpatient.visit_records", columns=[...], filters=[...])
 
 Every published table is a read-only DuckDB view ``<dataset>.<table>`` over the latest
-version, and ``<dataset>_v<N>.<table>`` over version N; ``sql(..., version={"dataset": N})``
-pins a whole query to a version. The connection is confined: it reads the open data and the
-user's own files and nothing else (no network, no other users' homes, no hidden
+version; ``sql(..., version={"dataset": N})`` pins a whole query to version N. The
+connection is confined: it reads the open data and the user's own files and nothing else (no network, no other users' homes, no hidden
 solutions), its settings are locked, and its threads and memory follow the sandbox's
 limits, spilling large queries to a folder in the user's space.
 
@@ -45,7 +44,23 @@ class SandboxError(ContesthubError):
 
 
 def _physical_memory() -> int:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    """The machine's memory, or the container's limit (cgroup v2 or v1) where that is lower."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -57,7 +72,7 @@ class Limits:
     @classmethod
     def from_env(cls) -> Limits:
         cpu = os.environ.get("CONTESTHUB_THREADS") or os.environ.get("CPU_LIMIT")
-        threads = max(1, int(float(cpu))) if cpu else (os.cpu_count() or 1)
+        threads = max(1, int(float(cpu))) if cpu else _usable_cpus()
         mem = os.environ.get("CONTESTHUB_MEMORY_LIMIT")
         if mem:
             memory = _parse_bytes(mem)
@@ -147,14 +162,14 @@ class Session:
                     f"dataset {ds_id!r} has no version {pinned} (versions: {have})",
                     f"数据集 {ds_id!r} 没有版本 {pinned}（现有版本：{have}）",
                 )
-            for v in d["versions"]:
-                entry = _catalog.entry(self.data_root, ds_id, v["version"])
-                schemas = [f"{ds_id}_v{v['version']}"] + ([ds_id] if v["version"] == pinned else [])
-                for schema in schemas:
-                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {q(db)}.{q(schema)}").fetchall()
-                    for tname, t in entry["tables"].items():
-                        src = _table_source(self.data_root, ds_id, v["version"], tname, t)
-                        con.execute(f"CREATE VIEW {q(db)}.{q(schema)}.{q(tname)} AS SELECT * FROM {src}").fetchall()
+            # Only the version in use gets views: binding a view reads its files' footers, so
+            # eager views for every old version made start-up grow with each rebuild. Older
+            # versions are one version={...} pin away (a catalog built on first use).
+            entry = d["entry"] if pinned == d["latest"] else _catalog.entry(self.data_root, ds_id, pinned)
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {q(db)}.{q(ds_id)}").fetchall()
+            for tname, t in entry["tables"].items():
+                src = _table_source(self.data_root, ds_id, pinned, tname, t)
+                con.execute(f"CREATE VIEW {q(db)}.{q(ds_id)}.{q(tname)} AS SELECT * FROM {src}").fetchall()
 
     def connection(self, pins: dict[str, int] | None = None) -> duckdb.DuckDBPyConnection:
         """The connection to run a query on: the main one, or a cursor over pinned views."""
@@ -420,10 +435,16 @@ def dask(
     import dask.dataframe as dd
 
     folder, t = locate(name, version)
-    cols = list(columns) if columns else None
+    # Partitions of about 64 MiB of row groups, so a large file is not one pandas frame.
+    options = {
+        "columns": list(columns) if columns else None,
+        "filters": filters,
+        "split_row_groups": "adaptive",
+        "blocksize": "64MiB",
+    }
     if t.get("partition_by"):  # a hive-partitioned folder: filters on its keys skip whole folders
-        return dd.read_parquet(str(folder / _split(name)[1]), columns=cols, filters=filters)
-    return dd.read_parquet([str(folder / f["path"]) for f in t["files"]], columns=cols, filters=filters)
+        return dd.read_parquet(str(folder / _split(name)[1]), **options)
+    return dd.read_parquet([str(folder / f["path"]) for f in t["files"]], **options)
 
 
 def dask_client(workers: int | None = None) -> Any:
