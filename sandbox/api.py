@@ -9,9 +9,10 @@
 
 Every published table is a read-only DuckDB view ``<dataset>.<table>`` over the latest
 version; ``sql(..., version={"dataset": N})`` pins a whole query to version N. The
-connection is confined: it reads the open data and the user's own files and nothing else (no network, no other users' homes, no hidden
-solutions), its settings are locked, and its threads and memory follow the sandbox's
-limits, spilling large queries to a folder in the user's space.
+connection is confined: it reads the open data and the user's own files and nothing else
+(no network, no other users' homes, no hidden solutions), its settings are locked, and its
+threads and memory follow the sandbox's limits, spilling large queries to a folder in the
+user's space.
 
 Limits come from the environment the spawner sets (JupyterHub's ``CPU_LIMIT`` and
 ``MEM_LIMIT``), or from ``CONTESTHUB_THREADS`` / ``CONTESTHUB_MEMORY_LIMIT``; the data root
