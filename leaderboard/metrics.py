@@ -1,0 +1,325 @@
+"""The metric registry: what a challenge can be scored with.
+
+Each metric has a name, a version (bumped whenever its result can change, so a rescore
+after a fix is visible and old scores stay explainable), the kind of target it reads,
+whether higher is better, and a defined answer for degenerate inputs. Every metric is
+checked against scikit-learn (or, where scikit-learn has none, against the cited formula)
+in ``tests/test_metrics.py``.
+
+Inputs are numpy arrays already aligned by id: ``y_true`` from the hidden solution,
+``y_pred`` from the submission. Probabilistic metrics take a 2-D ``y_pred`` (one column per
+class, in ``classes`` order) for multi-class targets. Ranking metrics take, per row, the
+relevant items and the predicted ranking as lists.
+
+Degenerate cases, decided per metric (an organizer sees :class:`MetricUndefined` with the
+reason; a contestant never does, because challenges are validated against their solution):
+
+=====================  =====================================================================
+roc_auc, gini          one class only in y_true: undefined
+r2                     constant y_true: 1.0 for a perfect prediction, else 0.0 (scikit-learn)
+mcc                    constant y_true or y_pred: 0.0 (scikit-learn)
+qwk                    y_true and y_pred both a single identical value: 1.0; otherwise as
+                       scikit-learn (0.0 when the expected disagreement is 0)
+balanced_accuracy      classes absent from y_true are ignored (scikit-learn)
+f1 (binary)            no positive in y_true or y_pred: 0.0 (scikit-learn, zero_division=0)
+mape                   y_true = 0 anywhere: undefined (use smape or mae)
+rmsle                  a negative value: undefined
+log_loss               probabilities clipped to [1e-15, 1 - 1e-15], rows renormalised
+=====================  =====================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sandbox.errors import ContesthubError
+
+EPS = 1e-15
+
+
+class MetricUndefined(ContesthubError):
+    """The metric has no value for these targets (organizer-facing)."""
+
+    code = "metric-undefined"
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    version: int
+    kind: str  # regression | binary | multiclass | ranking
+    input: str  # value | label | probability | ranking
+    higher_is_better: bool
+    title: dict[str, str]
+    fn: Callable[..., float]
+
+    def __call__(self, y_true, y_pred, **params) -> float:
+        value = float(self.fn(y_true, y_pred, **params))
+        if not np.isfinite(value):
+            raise MetricUndefined(f"{self.name} is not finite for these inputs", f"{self.name} 对这些输入没有有限值")
+        return value
+
+
+REGISTRY: dict[str, Metric] = {}
+
+
+def metric(name: str, version: int, kind: str, input: str, higher_is_better: bool, zh: str, en: str):
+    def register(fn: Callable[..., float]) -> Callable[..., float]:
+        REGISTRY[name] = Metric(name, version, kind, input, higher_is_better, {"zh": zh, "en": en}, fn)
+        return fn
+
+    return register
+
+
+def get(name: str) -> Metric:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ContesthubError(
+            f"unknown metric {name!r}; known: {', '.join(sorted(REGISTRY))}",
+            f"未知的评价指标 {name!r}；可用：{', '.join(sorted(REGISTRY))}",
+            code="unknown-metric",
+        ) from None
+
+
+def _f(a) -> np.ndarray:
+    return np.asarray(a, dtype=float)
+
+
+def _undefined(name: str, en: str, zh: str) -> MetricUndefined:
+    return MetricUndefined(f"{name}: {en}", f"{name}：{zh}")
+
+
+# --- regression ----------------------------------------------------------------------------
+
+
+@metric("rmse", 1, "regression", "value", False, "均方根误差", "Root mean squared error")
+def rmse(y_true, y_pred) -> float:
+    return float(np.sqrt(np.mean((_f(y_true) - _f(y_pred)) ** 2)))
+
+
+@metric("mae", 1, "regression", "value", False, "平均绝对误差", "Mean absolute error")
+def mae(y_true, y_pred) -> float:
+    return float(np.mean(np.abs(_f(y_true) - _f(y_pred))))
+
+
+@metric("rmsle", 1, "regression", "value", False, "均方根对数误差", "Root mean squared logarithmic error")
+def rmsle(y_true, y_pred) -> float:
+    t, p = _f(y_true), _f(y_pred)
+    if (t < 0).any() or (p < 0).any():
+        raise _undefined("rmsle", "values must be 0 or more", "取值必须大于等于 0")
+    return float(np.sqrt(np.mean((np.log1p(t) - np.log1p(p)) ** 2)))
+
+
+@metric("mape", 1, "regression", "value", False, "平均绝对百分比误差", "Mean absolute percentage error")
+def mape(y_true, y_pred) -> float:
+    t, p = _f(y_true), _f(y_pred)
+    if (t == 0).any():
+        raise _undefined("mape", "a true value is 0; use smape or mae", "存在真实值为 0；请改用 smape 或 mae")
+    return float(np.mean(np.abs((t - p) / t)))
+
+
+@metric("smape", 1, "regression", "value", False, "对称平均绝对百分比误差", "Symmetric mean absolute percentage error")
+def smape(y_true, y_pred) -> float:
+    """Kaggle's definition: mean of 2|p - t| / (|t| + |p|), with 0/0 counted as 0, in percent."""
+    t, p = _f(y_true), _f(y_pred)
+    den = np.abs(t) + np.abs(p)
+    ratio = np.divide(2 * np.abs(p - t), den, out=np.zeros_like(den), where=den != 0)
+    return float(100 * np.mean(ratio))
+
+
+@metric("r2", 1, "regression", "value", True, "决定系数 R²", "Coefficient of determination (R²)")
+def r2(y_true, y_pred) -> float:
+    t, p = _f(y_true), _f(y_pred)
+    ss_res = np.sum((t - p) ** 2)
+    ss_tot = np.sum((t - t.mean()) ** 2)
+    if ss_tot == 0:
+        return 1.0 if ss_res == 0 else 0.0
+    return float(1 - ss_res / ss_tot)
+
+
+# --- classification ------------------------------------------------------------------------
+
+
+def _labels(y_true, y_pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    classes, inv = np.unique(np.concatenate([t, p]), return_inverse=True)
+    return inv[: len(t)], inv[len(t) :], classes
+
+
+def _confusion(ti: np.ndarray, pi: np.ndarray, k: int) -> np.ndarray:
+    return np.bincount(ti * k + pi, minlength=k * k).reshape(k, k).astype(float)
+
+
+@metric("accuracy", 1, "multiclass", "label", True, "准确率", "Accuracy")
+def accuracy(y_true, y_pred) -> float:
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+
+@metric("balanced_accuracy", 1, "multiclass", "label", True, "平衡准确率", "Balanced accuracy")
+def balanced_accuracy(y_true, y_pred) -> float:
+    ti, pi, classes = _labels(y_true, y_pred)
+    cm = _confusion(ti, pi, len(classes))
+    support = cm.sum(axis=1)
+    present = support > 0
+    return float(np.mean(np.diag(cm)[present] / support[present]))
+
+
+def _f1_per_class(cm: np.ndarray) -> np.ndarray:
+    tp = np.diag(cm)
+    denom = 2 * tp + (cm.sum(axis=0) - tp) + (cm.sum(axis=1) - tp)
+    return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+
+
+@metric("f1", 1, "binary", "label", True, "F1 分数（二分类）", "F1 score (binary, positive class 1)")
+def f1(y_true, y_pred, positive=1) -> float:
+    t, p = np.asarray(y_true) == positive, np.asarray(y_pred) == positive
+    tp = np.sum(t & p)
+    denom = 2 * tp + np.sum(~t & p) + np.sum(t & ~p)
+    return float(2 * tp / denom) if denom else 0.0
+
+
+@metric("f1_macro", 1, "multiclass", "label", True, "宏平均 F1", "F1 score, macro average")
+def f1_macro(y_true, y_pred) -> float:
+    ti, pi, classes = _labels(y_true, y_pred)
+    return float(np.mean(_f1_per_class(_confusion(ti, pi, len(classes)))))
+
+
+@metric("f1_micro", 1, "multiclass", "label", True, "微平均 F1", "F1 score, micro average")
+def f1_micro(y_true, y_pred) -> float:
+    return accuracy(y_true, y_pred)  # for single-label multi-class data, micro F1 equals accuracy
+
+
+@metric("mcc", 1, "multiclass", "label", True, "马修斯相关系数", "Matthews correlation coefficient")
+def mcc(y_true, y_pred) -> float:
+    ti, pi, classes = _labels(y_true, y_pred)
+    cm = _confusion(ti, pi, len(classes))
+    t_sum, p_sum = cm.sum(axis=1), cm.sum(axis=0)
+    n, correct = cm.sum(), np.trace(cm)
+    cov_ytyp = correct * n - t_sum @ p_sum
+    cov_ypyp = n * n - p_sum @ p_sum
+    cov_ytyt = n * n - t_sum @ t_sum
+    if cov_ypyp * cov_ytyt == 0:
+        return 0.0
+    return float(cov_ytyp / np.sqrt(cov_ytyt * cov_ypyp))
+
+
+@metric("qwk", 1, "multiclass", "label", True, "二次加权 Kappa", "Quadratic weighted kappa")
+def qwk(y_true, y_pred) -> float:
+    """Cohen's kappa with quadratic weights over the ordered labels seen in either input."""
+    ti, pi, classes = _labels(y_true, y_pred)
+    k = len(classes)
+    if k == 1:
+        return 1.0
+    cm = _confusion(ti, pi, k)
+    w = (np.subtract.outer(np.arange(k), np.arange(k)) ** 2).astype(float)
+    expected = np.outer(cm.sum(axis=1), cm.sum(axis=0)) / cm.sum()
+    denom = np.sum(w * expected)
+    return float(1 - np.sum(w * cm) / denom) if denom else 0.0
+
+
+def _binary_auc(t: np.ndarray, s: np.ndarray) -> float:
+    """Mann-Whitney U with average ranks for ties."""
+    pos = t.astype(bool)
+    n_pos, n_neg = pos.sum(), (~pos).sum()
+    if n_pos == 0 or n_neg == 0:
+        raise _undefined("roc_auc", "y_true has only one class", "真实标签只有一个类别")
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s))
+    sorted_s = s[order]
+    # average rank for each run of equal scores
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_s)) + 1]
+    ends = np.r_[starts[1:], len(s)]
+    avg = (starts + ends + 1) / 2.0
+    ranks[order] = np.repeat(avg, ends - starts)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+@metric("roc_auc", 1, "binary", "probability", True, "ROC 曲线下面积", "Area under the ROC curve")
+def roc_auc(y_true, y_pred, classes: Sequence | None = None) -> float:
+    """Binary: ``y_pred`` is the score of class 1. Multi-class: a matrix, macro one-vs-rest."""
+    t, s = np.asarray(y_true), _f(y_pred)
+    if s.ndim == 1:
+        return _binary_auc(t.astype(int), s)
+    classes = list(classes) if classes is not None else list(range(s.shape[1]))
+    return float(np.mean([_binary_auc((t == c).astype(int), s[:, i]) for i, c in enumerate(classes)]))
+
+
+@metric("log_loss", 1, "multiclass", "probability", False, "对数损失", "Log loss (cross-entropy)")
+def log_loss(y_true, y_pred, classes: Sequence | None = None) -> float:
+    """Binary: ``y_pred`` is P(class 1). Multi-class: a matrix with columns in ``classes`` order."""
+    t, p = np.asarray(y_true), _f(y_pred)
+    if p.ndim == 1:
+        p = np.column_stack([1 - p, p])
+        classes = [0, 1]
+    classes = list(classes) if classes is not None else list(range(p.shape[1]))
+    p = np.clip(p, EPS, 1 - EPS)
+    p = p / p.sum(axis=1, keepdims=True)
+    index = {c: i for i, c in enumerate(classes)}
+    cols = np.array([index[v] for v in t.tolist()])
+    return float(-np.mean(np.log(p[np.arange(len(t)), cols])))
+
+
+@metric("gini", 1, "binary", "probability", True, "归一化基尼系数", "Normalized Gini coefficient")
+def normalized_gini(y_true, y_pred) -> float:
+    """Kaggle's normalized Gini (Porto Seguro): gini(t, s) / gini(t, t), ties broken by row order."""
+    t, s = _f(y_true), _f(y_pred)
+
+    def gini(actual: np.ndarray, score: np.ndarray) -> float:
+        order = np.lexsort((np.arange(len(score)), -score))
+        a = actual[order]
+        total = a.sum()
+        if total == 0:
+            raise _undefined("gini", "y_true has no positive value", "真实值中没有正值")
+        cum = np.cumsum(a) / total
+        return float(cum.sum() / len(a) - (len(a) + 1) / (2 * len(a)))
+
+    return gini(t, s) / gini(t, t)
+
+
+# --- ranking -------------------------------------------------------------------------------
+
+
+def _relevant_lists(y_true, y_pred) -> list[tuple[set, list]]:
+    return [(set(a), list(p)) for a, p in zip(y_true, y_pred, strict=True)]
+
+
+@metric("map_at_k", 1, "ranking", "ranking", True, "前 K 项平均准确率均值 MAP@K", "Mean average precision at K")
+def map_at_k(y_true, y_pred, k: int = 10) -> float:
+    """Kaggle's MAP@K: per row, sum of precision@i at each hit in the first k, / min(|actual|, k)."""
+    scores = []
+    for actual, predicted in _relevant_lists(y_true, y_pred):
+        if not actual:
+            scores.append(0.0)
+            continue
+        hits, total, seen = 0, 0.0, set()
+        for i, item in enumerate(predicted[:k], start=1):
+            if item in actual and item not in seen:
+                hits += 1
+                total += hits / i
+            seen.add(item)
+        scores.append(total / min(len(actual), k))
+    return float(np.mean(scores))
+
+
+@metric(
+    "ndcg_at_k",
+    1,
+    "ranking",
+    "ranking",
+    True,
+    "前 K 项归一化折损累计增益 NDCG@K",
+    "Normalized discounted cumulative gain at K",
+)
+def ndcg_at_k(y_true, y_pred, k: int = 10) -> float:
+    """Binary relevance (an item is relevant if listed in the row's answer), log2 discounts."""
+    scores = []
+    for actual, predicted in _relevant_lists(y_true, y_pred):
+        gains = [1.0 if item in actual else 0.0 for item in dict.fromkeys(predicted[:k])]
+        dcg = sum(g / np.log2(i + 2) for i, g in enumerate(gains))
+        ideal = sum(1 / np.log2(i + 2) for i in range(min(len(actual), k)))
+        scores.append(dcg / ideal if ideal else 0.0)
+    return float(np.mean(scores))
