@@ -226,21 +226,34 @@ def _write_table(
     needs_sort: bool,
     reporter: Reporter,
     label: str,
+    *,
+    where: str | None = None,
+    drop: tuple[str, ...] = (),
+    partition: bool = True,
 ) -> int:
+    """Write the published (de-identified) rows; ``where`` and ``drop`` cut out a holdout part."""
     src = f"read_parquet({lit(str(staged.file))}, file_row_number=true)"
     select = f"SELECT {privacy.select_list(table)} FROM {src} WHERE NOT ({bad})"
-    query = f"SELECT * FROM ({select}) d"
-    if gate.suppress_condition:
-        query += f" WHERE NOT {gate.suppress_condition}"
+    conditions = [f"NOT {gate.suppress_condition}"] if gate.suppress_condition else []
+    if where:
+        conditions.append(f"({where})")
+    columns = "* EXCLUDE (" + ", ".join(q(c) for c in drop) + ")" if drop else "*"
+    query = f"SELECT {columns} FROM ({select}) d" + (" WHERE " + " AND ".join(conditions) if conditions else "")
     if needs_sort and table.sort_by:
         query += " ORDER BY " + ", ".join(q(c) for c in table.sort_by)
     # zstd level 1: on the 10-million-row benchmark table it wrote faster *and* smaller files
     # than DuckDB's default level 3 (173 vs 180 MiB); readers decompress both equally fast.
     options = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
-    if table.partition_by:
+    if table.partition_by and partition:
         options += ", PARTITION_BY (" + ", ".join(q(c) for c in table.partition_by) + ")"
+    target.parent.mkdir(parents=True, exist_ok=True)
     rows = reporter.sql(con, f"COPY ({query}) TO {lit(str(target))} ({options})", label).fetchall()[0][0]
     return int(rows)
+
+
+def solution_file(private_root: Path, dataset_id: str, version: int, table: str) -> Path:
+    """Where the answers of a table's held-out rows are kept (organizers and the scorer only)."""
+    return private_root / "solutions" / dataset_id / f"v{version}" / f"{table}.parquet"
 
 
 def _quarantine(con, staged: sources.Staged, bad: str, out: Path) -> None:
@@ -304,6 +317,7 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
     tmp.mkdir()
     results: list[TableResult] = []
     tables_doc: dict[str, dict] = {}
+    written_solutions: list[Path] = []
     try:
         con = connect_for_build(scratch, memory_limit)
         con.execute("SET VARIABLE contesthub_salt = $salt", {"salt": privacy.load_salt(paths.private_root)}).fetchall()
@@ -346,8 +360,18 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
             target = tmp / (table.name if table.partition_by else f"{table.name}.parquet")
             # Filters through a join (set-level bad rows, suppressed groups) do not keep row order.
             needs_sort = not report.sorted or report.bad_by_join or gate.suppress_condition is not None
+            holdout = table.holdout
             rows = _write_table(
-                con, table, staged, bad, gate, target, needs_sort, reporter, f"{label}: writing Parquet"
+                con,
+                table,
+                staged,
+                bad,
+                gate,
+                target,
+                needs_sort,
+                reporter,
+                f"{label}: writing Parquet",
+                where=f"NOT ({holdout['where']})" if holdout else None,
             )
             files = _files_of(target, tmp)
             nbytes = sum(f["bytes"] for f in files)
@@ -356,6 +380,23 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
                     table.name, rows, nbytes, sum(report.counts().values()), report.bad_rows, gate.suppressed_rows
                 )
             )
+            test_doc = None
+            if holdout:
+                test_doc = _write_holdout(
+                    con,
+                    ds,
+                    table,
+                    staged,
+                    bad,
+                    gate,
+                    needs_sort,
+                    reporter,
+                    label,
+                    tmp,
+                    paths,
+                    version,
+                    written_solutions,
+                )
             tables_doc[table.name] = {
                 "title": table.title,
                 "description": table.description,
@@ -377,7 +418,10 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
                     "generalised": {f.name: f.rule for f in table.fields if f.rule not in ("keep", "drop", "hash")},
                 },
                 "quality": {**report.to_dict(), "on_error": table.on_error, "quarantined_rows": report.bad_rows},
+                **({"holdout": {**holdout, "test_table": table.test_table}} if holdout else {}),
             }
+            if test_doc:  # listed right after the table it was cut from
+                tables_doc[table.test_table] = test_doc
         con.close()
         doc = {
             "id": ds.id,
@@ -395,11 +439,84 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
         _publish(home, tmp, version)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in written_solutions:  # answers of a version that was never published
+            shutil.rmtree(folder, ignore_errors=True)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     write_root_catalog(paths.data_root)
     return BuildResult(ds.id, "built", version, time.perf_counter() - started, results)
+
+
+def _write_holdout(
+    con,
+    ds: Dataset,
+    table: TableSpec,
+    staged,
+    bad,
+    gate,
+    needs_sort,
+    reporter,
+    label,
+    tmp: Path,
+    paths: Paths,
+    version: int,
+    written_solutions: list[Path],
+) -> dict:
+    """Publish the held-out rows without their hidden columns; keep the answers private.
+
+    Returns the catalog entry of the test table.
+    """
+    holdout, name = table.holdout, table.test_table
+    target = tmp / (name if table.partition_by else f"{name}.parquet")
+    rows = _write_table(
+        con,
+        table,
+        staged,
+        bad,
+        gate,
+        target,
+        needs_sort,
+        reporter,
+        f"{label}: writing the test set",
+        where=holdout["where"],
+        drop=tuple(holdout["hidden"]),
+    )
+    solution = solution_file(paths.private_root, ds.id, version, table.name)
+    written_solutions.append(solution.parent)
+    _write_table(
+        con,
+        table,
+        staged,
+        bad,
+        gate,
+        solution,
+        needs_sort,
+        reporter,
+        f"{label}: writing the solution",
+        where=holdout["where"],
+        partition=False,
+    )
+    files = _files_of(target, tmp)
+    hidden = ", ".join(holdout["hidden"])
+    return {
+        "title": {"zh": f"{table.title['zh']}（测试集）", "en": f"{table.title['en']} (test set)"},
+        "description": {
+            "zh": f"{table.name} 中留作比赛测试集的行，不含 {hidden}。",
+            "en": f"Rows of {table.name} kept back as a contest's test set, without {hidden}.",
+        },
+        "rows": rows,
+        "bytes": sum(f["bytes"] for f in files),
+        "files": files,
+        "test_of": table.name,
+        "partition_by": list(table.partition_by),
+        "sort_by": list(table.sort_by),
+        "schema": {
+            "fields": [
+                privacy.published_field(f) for f in table.fields if f.published and f.name not in holdout["hidden"]
+            ]
+        },
+    }
 
 
 def _catalog_meta(ds: Dataset) -> dict:

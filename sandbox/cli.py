@@ -197,26 +197,31 @@ def show_cmd(ctx: click.Context, dataset_id: str, version: int | None, as_json: 
     con.print(f"source: {e['source'].get('citation', '')}", markup=False)
     con.print("versions: " + ", ".join(f"v{v['version']} ({v['built_at'][:10]}, {v['rows']:,} rows)" for v in history))
     for name, t in e["tables"].items():
-        q = t["quality"]
+        if "test_of" in t:  # a contest's test set: the held-out rows of another table
+            head = f"test set of {t['test_of']}, hidden: {', '.join(e['tables'][t['test_of']]['holdout']['hidden'])}"
+        else:
+            q, p = t["quality"], t["privacy"]
+            head = (
+                f"quality: {q['rows_read']:,} read, {q['bad_rows']} bad; "
+                f"privacy: k={p['k']}, {p['suppressed_rows']} suppressed"
+            )
         table = Table(
-            title=f"{e['id']}.{name} — {_t(ctx, t['title'])}: {t['rows']:,} rows, "
-            f"{human_bytes(t['bytes'])}; quality: {q['rows_read']:,} read, {q['bad_rows']} bad; "
-            f"privacy: k={t['privacy']['k']}, {t['privacy']['suppressed_rows']} suppressed"
+            title=f"{e['id']}.{name} — {_t(ctx, t['title'])}: {t['rows']:,} rows, {human_bytes(t['bytes'])}; {head}"
         )
         for col in ("field", "type", "title", "unit", "constraints", "privacy"):
             table.add_column(col)
         for f in t["schema"]["fields"]:
-            p = f["privacy"]
+            priv = f["privacy"]
             table.add_row(
                 f["name"],
                 f["type"],
                 _t(ctx, f["title"]),
                 f.get("unit", ""),
                 ", ".join(f"{k}={v}" for k, v in f.get("constraints", {}).items()),
-                "" if p["class"] == "none" else f"{p['class']}: {p['rule']}",
+                "" if priv["class"] == "none" else f"{priv['class']}: {priv['rule']}",
             )
         con.print(table)
-        for err in q["errors"]:
+        for err in t.get("quality", {}).get("errors", []):
             con.print(f"  {err['code']} ×{err['count']}: {err['message_' + _lang(ctx)]}", markup=False)
 
 

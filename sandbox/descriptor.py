@@ -102,6 +102,12 @@ class TableSpec:
     k: int
     on_small_groups: str
     allow_duplicate_rows: bool = False
+    holdout: dict | None = None  # {"where": SQL over published columns, "hidden": [fields]}
+
+    @property
+    def test_table(self) -> str | None:
+        """Name of the published test table (the held-out rows without the hidden columns)."""
+        return f"{self.name}_test" if self.holdout else None
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -279,6 +285,27 @@ def _semantic_problems(doc: dict, file: str) -> list[Problem]:
                             "one of " + ", ".join(sorted(map(str, published))),
                         )
                     )
+        holdout = t.get("holdout")
+        if holdout:
+            for n in holdout.get("hidden", []):
+                if n not in published:
+                    out.append(
+                        Problem(
+                            file,
+                            f"{base}.holdout.hidden",
+                            f"names {n!r}, which is not a published field",
+                            "one of " + ", ".join(sorted(map(str, published))),
+                        )
+                    )
+            if f"{tname}_test" in tables:
+                out.append(
+                    Problem(
+                        file,
+                        f"{base}.holdout",
+                        f"the test table {tname}_test would clash with a table",
+                        "no table named <table>_test",
+                    )
+                )
         for j, fk in enumerate(schema.get("foreignKeys") or []):
             fkp = f"{base}.schema.foreignKeys[{j}]"
             for n in fk.get("fields", []):
@@ -367,6 +394,7 @@ def _to_dataset(doc: dict, path: Path) -> Dataset:
                 k=ka.get("k", DEFAULT_K),
                 on_small_groups=ka.get("on_small_groups", "refuse"),
                 allow_duplicate_rows=t.get("allow_duplicate_rows", False),
+                holdout=t.get("holdout"),
             )
         )
     meta = {k: v for k, v in doc.items() if k != "tables"}

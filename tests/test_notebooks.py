@@ -203,7 +203,7 @@ def test_plot_renders_offline_in_jupyterlab(executed, demo):
         SELECT count(*) FROM (SELECT date_trunc('week', date) AS w
         FROM {parquet(demo, "hospital_outpatient", "daily_visits")} GROUP BY w HAVING count(DISTINCT date) = 7)
         """).fetchall()
-    assert len(points) == weeks > 100
+    assert len(points) == weeks > 80  # 2023-01 to 2024-09: the last quarter is the test set
 
 
 def test_dask_reads_one_city(executed, demo):
