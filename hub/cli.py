@@ -11,6 +11,7 @@ import os
 
 import click
 
+from leaderboard.cli import contest, score_cmd
 from sandbox.cli import datasets, sql_cmd
 from sandbox.errors import ContesthubError
 from sandbox.settings import Paths
@@ -52,6 +53,8 @@ def cli(ctx: click.Context, data_root, private_root, datasets_dir, lang) -> None
 
 cli.add_command(datasets)
 cli.add_command(sql_cmd)
+cli.add_command(contest)
+cli.add_command(score_cmd)
 
 
 @cli.command("up")

@@ -1,0 +1,286 @@
+"""The contest definition: ``config/contest.toml``.
+
+One file says what the contest is: its title, time zone, phases and challenges. A
+challenge names its data (a dataset table whose ``holdout`` is the test set), the id
+columns, the hidden target (and, for a yes/no question, which value counts as yes), the
+metric, the public share of the test rows, quotas and team sizes, and when it opens,
+closes and is revealed. :func:`load` checks the file against
+``schemas/contest.schema.json`` and against the dataset descriptors, and reports every
+problem with file and key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jsonschema
+
+from leaderboard import metrics
+from sandbox.descriptor import Dataset, load_all
+from sandbox.errors import ContesthubError, NotFound, Problem
+from sandbox.settings import PROJECT_ROOT
+
+SCHEMA = Path(__file__).with_name("schemas") / "contest.schema.json"
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "contest.toml"
+
+
+def config_path(explicit: str | os.PathLike | None = None) -> Path:
+    """``--contest``, else ``CONTESTHUB_CONTEST``, else ``config/contest.toml`` in the checkout."""
+    return Path(explicit or os.environ.get("CONTESTHUB_CONTEST", DEFAULT_CONFIG))
+
+
+class ContestConfigError(ContesthubError):
+    code = "contest-invalid"
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(
+            f"{len(problems)} problem(s) in the contest definition:\n{lines}",
+            f"比赛定义有 {len(problems)} 处问题：\n{lines}",
+            details=[p.__dict__ for p in problems],
+        )
+
+
+@dataclass(frozen=True)
+class Challenge:
+    id: str
+    title: dict[str, str]
+    description: dict[str, str]
+    dataset: str
+    table: str
+    id_columns: tuple[str, ...]
+    target: str
+    positive: str | None
+    prediction: str
+    metric: str
+    metric_params: dict
+    public_fraction: float
+    daily_quota: int
+    max_team_size: int
+    final_selections: int
+    opens: dt.datetime
+    closes: dt.datetime
+    reveal: dt.datetime
+
+    @property
+    def scorer(self) -> metrics.Metric:
+        return metrics.get(self.metric)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.scorer.higher_is_better
+
+
+@dataclass(frozen=True)
+class Phase:
+    id: str
+    title: dict[str, str]
+    start: dt.datetime
+    end: dt.datetime
+
+
+@dataclass(frozen=True)
+class Contest:
+    title: dict[str, str]
+    timezone: ZoneInfo
+    phases: tuple[Phase, ...]
+    challenges: tuple[Challenge, ...]
+    path: Path
+
+    def challenge(self, challenge_id: str) -> Challenge:
+        for c in self.challenges:
+            if c.id == challenge_id:
+                return c
+        raise NotFound(
+            f"no challenge {challenge_id!r} (challenges: {', '.join(c.id for c in self.challenges)})",
+            f"没有赛题 {challenge_id!r}（现有赛题：{', '.join(c.id for c in self.challenges)}）",
+        )
+
+
+def _jsonable(value):
+    """TOML dates and times as ISO text, so the JSON Schema can check them."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    return value
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(
+        json.loads(SCHEMA.read_text("utf-8")), format_checker=jsonschema.FormatChecker()
+    )
+
+
+def _path(parts) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _time(raw, tz: ZoneInfo) -> dt.datetime:
+    value = raw if isinstance(raw, dt.datetime) else dt.datetime.fromisoformat(str(raw))
+    return value if value.tzinfo else value.replace(tzinfo=tz)
+
+
+def load(path: Path | None = None, datasets_dir: Path | None = None) -> Contest:
+    """Read and check the contest definition; raise one ContestConfigError listing every problem."""
+    path = config_path(path)
+    file = str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
+    try:
+        doc = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ContestConfigError(
+            [Problem(file, "", "does not exist", "a contest definition (config/contest.toml)")]
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ContestConfigError([Problem(file, "", f"is not valid TOML ({exc})", "TOML")]) from None
+    problems = [
+        Problem(file, _path(e.absolute_path), e.message, "")
+        for e in sorted(_validator().iter_errors(_jsonable(doc)), key=lambda e: list(map(str, e.absolute_path)))
+    ]
+    if problems:
+        raise ContestConfigError(problems)
+    try:
+        tz = ZoneInfo(doc["timezone"])
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ContestConfigError(
+            [
+                Problem(
+                    file,
+                    "timezone",
+                    f"{doc['timezone']!r} is not a known time zone",
+                    "an IANA name such as Asia/Shanghai",
+                )
+            ]
+        ) from None
+    datasets = {d.id: d for d in load_all(datasets_dir or PROJECT_ROOT / "datasets")}
+    challenges, seen = [], set()
+    for i, c in enumerate(doc["challenges"]):
+        key = f"challenges[{i}]"
+        if c["id"] in seen:
+            problems.append(Problem(file, f"{key}.id", f"challenge {c['id']!r} is defined twice", "unique ids"))
+        seen.add(c["id"])
+        problems += _check_challenge(file, key, c, datasets)
+        challenges.append(
+            Challenge(
+                id=c["id"],
+                title=c["title"],
+                description=c["description"],
+                dataset=c["dataset"],
+                table=c["table"],
+                id_columns=tuple(c["id_columns"]),
+                target=c["target"],
+                positive=c.get("positive"),
+                prediction=c.get("prediction", c["target"]),
+                metric=c["metric"],
+                metric_params=c.get("metric_params", {}),
+                public_fraction=float(c["public_fraction"]),
+                daily_quota=c["daily_quota"],
+                max_team_size=c["max_team_size"],
+                final_selections=c.get("final_selections", 2),
+                opens=_time(c["opens"], tz),
+                closes=_time(c["closes"], tz),
+                reveal=_time(c["reveal"], tz),
+            )
+        )
+        ch = challenges[-1]
+        if not ch.opens < ch.closes <= ch.reveal:
+            problems.append(Problem(file, f"{key}.opens", "the times are out of order", "opens < closes <= reveal"))
+    phases = tuple(
+        Phase(p["id"], p["title"], _time(p["start"], tz), _time(p["end"], tz)) for p in doc.get("phases", [])
+    )
+    for i, p in enumerate(phases):
+        if p.start >= p.end:
+            problems.append(Problem(file, f"phases[{i}].start", "the phase ends before it starts", "start < end"))
+    if problems:
+        raise ContestConfigError(problems)
+    return Contest(title=doc["title"], timezone=tz, phases=phases, challenges=tuple(challenges), path=path)
+
+
+def _check_challenge(file: str, key: str, c: dict, datasets: dict[str, Dataset]) -> list[Problem]:
+    out = []
+    if c["metric"] not in metrics.REGISTRY:
+        out.append(
+            Problem(
+                file,
+                f"{key}.metric",
+                f"unknown metric {c['metric']!r}",
+                "one of " + ", ".join(sorted(metrics.REGISTRY)),
+            )
+        )
+        return out
+    m = metrics.REGISTRY[c["metric"]]
+    if m.kind == "binary" and "positive" not in c:
+        out.append(
+            Problem(
+                file,
+                f"{key}.positive",
+                f"{c['metric']} scores a yes/no question",
+                "positive = the target value that counts as yes",
+            )
+        )
+    if m.kind == "ranking":
+        out.append(Problem(file, f"{key}.metric", "ranking challenges are not supported yet", "another metric"))
+    ds = datasets.get(c["dataset"])
+    if ds is None:
+        out.append(
+            Problem(
+                file, f"{key}.dataset", f"unknown dataset {c['dataset']!r}", "one of " + ", ".join(sorted(datasets))
+            )
+        )
+        return out
+    table = next((t for t in ds.tables if t.name == c["table"]), None)
+    if table is None:
+        out.append(
+            Problem(
+                file,
+                f"{key}.table",
+                f"dataset {ds.id!r} has no table {c['table']!r}",
+                "one of " + ", ".join(t.name for t in ds.tables),
+            )
+        )
+        return out
+    if not table.holdout:
+        out.append(
+            Problem(
+                file,
+                f"{key}.table",
+                f"{ds.id}.{table.name} has no holdout, so there is no hidden test set",
+                f"holdout: {{where, hidden}} on table {table.name} in {ds.path.name}",
+            )
+        )
+        return out
+    if c["target"] not in table.holdout["hidden"]:
+        out.append(
+            Problem(
+                file,
+                f"{key}.target",
+                f"{c['target']!r} is not hidden in the holdout of {table.name}",
+                "one of " + ", ".join(table.holdout["hidden"]),
+            )
+        )
+    published = {f.name for f in table.fields if f.published} - set(table.holdout["hidden"])
+    for col in c["id_columns"]:
+        if col not in published:
+            out.append(
+                Problem(
+                    file,
+                    f"{key}.id_columns",
+                    f"{col!r} is not a column of {table.test_table}",
+                    "one of " + ", ".join(sorted(published)),
+                )
+            )
+    return out

@@ -1,0 +1,157 @@
+"""The contest definition and offline scoring, checked against an independent split and scikit-learn."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+import sandbox
+from leaderboard import contest
+from leaderboard.contest import ContestConfigError
+from leaderboard.scoring import score_file, solution_for
+from sandbox.api import SandboxError
+from sandbox.settings import PROJECT_ROOT
+
+CONFIG = PROJECT_ROOT / "config" / "contest.toml"
+
+
+@pytest.fixture(scope="module")
+def demo_contest() -> contest.Contest:
+    return contest.load(CONFIG)
+
+
+def _solution(demo, ch) -> list[dict]:
+    path, _ = solution_for(ch, demo)
+    return duckdb.sql(f"SELECT * FROM read_parquet('{path}')").df().to_dict("records")
+
+
+def _is_public(ch, row) -> bool:
+    """The split, computed independently of the scorer: md5 of 'challenge:id', first 8 hex digits."""
+    ident = "|".join(str(row[c]) for c in ch.id_columns)
+    bucket = int(hashlib.md5(f"{ch.id}:{ident}".encode()).hexdigest()[:8], 16) % 1_000_000
+    return bucket < ch.public_fraction * 1_000_000
+
+
+def _write(tmp_path, rows: list[dict], name="sub.csv"):
+    path = tmp_path / name
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_the_demo_contest_is_valid(demo, run_cli):
+    result = run_cli("contest", "validate", "--json", root=demo)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    by_id = {c["id"]: c for c in doc["challenges"]}
+    assert set(by_id) == {"outpatient_forecast", "emergency_visit", "department_triage"}
+    assert by_id["outpatient_forecast"]["test_rows"] == 60 * 92  # 60 hospitals, 1 Oct - 31 Dec 2024
+    assert by_id["emergency_visit"]["metric"] == "roc_auc" and by_id["emergency_visit"]["higher_is_better"]
+    assert doc["timezone"] == "Asia/Shanghai"
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (('metric = "rmse"', 'metric = "rsme"'), "challenges[0].metric: unknown metric 'rsme'"),
+        (
+            ('target = "outpatient_visits"', 'target = "hospital_id"'),
+            "target: 'hospital_id' is not hidden",
+        ),
+        (
+            ('table = "daily_visits"', 'table = "hospitals"'),
+            "table: hospital_outpatient.hospitals has no",
+        ),
+        (('timezone = "Asia/Shanghai"', 'timezone = "Mars/Olympus"'), "timezone: 'Mars/Olympus' is not a known"),
+        (("public_fraction = 0.3", "public_fraction = 1.5"), "challenges[0].public_fraction"),
+        (('id = "emergency_visit"', 'id = "outpatient_forecast"'), "challenges[1].id: challenge 'outpatient_forecast'"),
+        (('positive = "急诊科"\n', ""), "challenges[1].positive: roc_auc scores a yes/no question"),
+        (
+            ("opens = 2026-11-01T00:00:00+08:00", "opens = 2027-06-01T00:00:00+08:00"),
+            "challenges[0].opens: the times are out of order",
+        ),
+    ],
+    ids=["metric", "target", "no-holdout", "timezone", "fraction", "duplicate", "positive", "times"],
+)
+def test_mistakes_in_the_contest_definition_name_file_and_key(tmp_path, edit, expected):
+    text = CONFIG.read_text("utf-8")
+    assert edit[0] in text
+    path = tmp_path / "contest.toml"
+    path.write_text(text.replace(edit[0], edit[1], 1), "utf-8")
+    with pytest.raises(ContestConfigError) as info:
+        contest.load(path)
+    assert any(expected in str(p) for p in info.value.problems), [str(p) for p in info.value.problems]
+    assert all(str(p).startswith(str(path)) for p in info.value.problems)
+
+
+def test_a_perfect_submission_scores_perfectly(demo, demo_contest, tmp_path):
+    ch = demo_contest.challenge("outpatient_forecast")
+    rows = [
+        {"date": r["date"], "hospital_id": r["hospital_id"], "outpatient_visits": r["outpatient_visits"]}
+        for r in _solution(demo, ch)
+    ]
+    result = score_file(ch, _write(tmp_path, rows), demo)
+    assert result.valid and result.rows == 5520
+    assert result.public_score == 0.0 and result.private_score == 0.0
+    assert (result.metric, result.metric_version, result.dataset_version) == ("rmse", 1, 1)
+
+
+def test_scores_equal_scikit_learn_on_an_independent_split(demo, demo_contest, tmp_path):
+    rng = np.random.default_rng(3)
+    ch = demo_contest.challenge("emergency_visit")
+    sol = _solution(demo, ch)
+    truth = np.array([r["department"] == "急诊科" for r in sol], dtype=int)
+    noisy = np.clip(truth * 0.3 + rng.random(len(sol)) * 0.8, 0, 1)
+    path = _write(tmp_path, [{"visit_id": r["visit_id"], "p_emergency": p} for r, p in zip(sol, noisy, strict=True)])
+    result = score_file(ch, path, demo)
+    public = np.array([_is_public(ch, r) for r in sol])
+    assert 0.25 < public.mean() < 0.35  # public_fraction = 0.3
+    assert math.isclose(result.public_score, skm.roc_auc_score(truth[public], noisy[public]), rel_tol=1e-9)
+    assert math.isclose(result.private_score, skm.roc_auc_score(truth[~public], noisy[~public]), rel_tol=1e-9)
+
+    ch = demo_contest.challenge("department_triage")
+    labels = sorted({r["department"] for r in sol})
+    guess = [r["department"] if rng.random() < 0.5 else labels[0] for r in sol]
+    path = _write(
+        tmp_path, [{"visit_id": r["visit_id"], "department": g} for r, g in zip(sol, guess, strict=True)], "triage.csv"
+    )
+    result = score_file(ch, path, demo)
+    public = np.array([_is_public(ch, r) for r in sol])  # each challenge has its own split
+    t, g = np.array([r["department"] for r in sol]), np.array(guess)
+    assert math.isclose(result.public_score, skm.f1_score(t[public], g[public], average="macro"), rel_tol=1e-9)
+    assert math.isclose(result.private_score, skm.f1_score(t[~public], g[~public], average="macro"), rel_tol=1e-9)
+
+
+def test_an_invalid_file_is_not_scored_and_says_why(demo, demo_contest, tmp_path, run_cli):
+    path = tmp_path / "bad.csv"
+    path.write_text("visit_id,p_emergency\n1,0.5\n1,0.7\n2,1.5\n", "utf-8")
+    result = score_file(demo_contest.challenge("emergency_visit"), path, demo)
+    assert not result.valid and result.public_score is None and result.private_score is None
+    codes = {e["code"]: e for e in result.errors}
+    assert {"duplicate-id", "missing-id", "probability-range"} <= set(codes)
+    assert codes["probability-range"]["row"] == 4
+    cli = run_cli("score", "emergency_visit", str(path), root=demo, lang="zh")
+    assert cli.exit_code == 1 and "probability-range" in cli.output and "Traceback" not in cli.output
+    js = run_cli("score", "emergency_visit", str(path), "--json", root=demo)
+    assert js.exit_code == 1 and json.loads(js.output)["valid"] is False
+
+
+def test_contestants_cannot_read_the_solutions(contestant, demo, demo_contest):
+    path, _ = solution_for(demo_contest.challenge("outpatient_forecast"), demo)
+    with pytest.raises(SandboxError) as info:
+        sandbox.sql(f"SELECT * FROM read_parquet('{path}')").fetchall()
+    assert info.value.code == "access-denied"
+    tables = set(
+        sandbox.sql("SELECT table_name FROM duckdb_tables() UNION SELECT view_name FROM duckdb_views()").df().iloc[:, 0]
+    )
+    assert "daily_visits_test" in tables
+    hidden = sandbox.sql("DESCRIBE hospital_outpatient.daily_visits_test").df()["column_name"].tolist()
+    assert "outpatient_visits" not in hidden and "emergency_visits" not in hidden
+    last = sandbox.sql("SELECT max(date) FROM hospital_outpatient.daily_visits").fetchall()[0][0]
+    assert str(last) == "2024-09-30"  # the published training rows stop where the test set begins
