@@ -121,6 +121,7 @@ def write_csv(table: pa.Table, path: Path, encoding: str = "utf-8", delimiter: s
     """Write ``table`` as CSV; 'utf-8-sig' and 'gbk' mimic Excel exports from Chinese portals."""
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false").fetchall()  # generators report through the build's Reporter
     con.register("t", table)
     if encoding == "utf-8":
         con.execute(f"COPY t TO '{path}' (HEADER, DELIMITER '{delimiter}')").fetchall()
@@ -137,6 +138,7 @@ def write_json(table: pa.Table, path: Path, *, array: bool = False) -> Path:
     """Write ``table`` as newline-delimited JSON, or as one JSON array when ``array``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false").fetchall()  # generators report through the build's Reporter
     con.register("t", table)
     con.execute(f"COPY t TO '{path}' (FORMAT json{', ARRAY true' if array else ''})").fetchall()
     con.close()
