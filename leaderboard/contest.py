@@ -24,7 +24,7 @@ import jsonschema
 
 from leaderboard import metrics
 from sandbox.descriptor import Dataset, load_all
-from sandbox.errors import ContesthubError, NotFound, Problem
+from sandbox.errors import NotFound, Problem, ProblemsError
 from sandbox.settings import PROJECT_ROOT
 
 SCHEMA = Path(__file__).with_name("schemas") / "contest.schema.json"
@@ -36,17 +36,9 @@ def config_path(explicit: str | os.PathLike | None = None) -> Path:
     return Path(explicit or os.environ.get("CONTESTHUB_CONTEST", DEFAULT_CONFIG))
 
 
-class ContestConfigError(ContesthubError):
+class ContestConfigError(ProblemsError):
     code = "contest-invalid"
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(
-            f"{len(problems)} problem(s) in the contest definition:\n{lines}",
-            f"比赛定义有 {len(problems)} 处问题：\n{lines}",
-            details=[p.__dict__ for p in problems],
-        )
+    what_en, what_zh = "the contest definition", "比赛定义"
 
 
 @dataclass(frozen=True)

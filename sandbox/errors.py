@@ -49,20 +49,27 @@ class Problem:
         return f"{self.file}: {self.path or '(top level)'}: {self.what}{tail}"
 
 
-class DescriptorError(ContesthubError):
-    """A dataset descriptor (``datasets/<id>/dataset.yaml``) has mistakes; lists all of them."""
+class ProblemsError(ContesthubError):
+    """Mistakes in a file a person wrote, all of them at once, each with its place."""
 
-    code = "descriptor-invalid"
+    what_en, what_zh = "the file", "文件"
 
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         n = len(self.problems)
         super().__init__(
-            f"{n} problem(s) in dataset descriptors:\n{lines}",
-            f"数据集描述文件有 {n} 处问题：\n{lines}",
+            f"{n} problem(s) in {self.what_en}:\n{lines}",
+            f"{self.what_zh}有 {n} 处问题：\n{lines}",
             details=[p.__dict__ for p in self.problems],
         )
+
+
+class DescriptorError(ProblemsError):
+    """A dataset descriptor (``datasets/<id>/dataset.yaml``) has mistakes."""
+
+    code = "descriptor-invalid"
+    what_en, what_zh = "dataset descriptors", "数据集描述文件"
 
 
 class SourceError(ContesthubError):
