@@ -218,36 +218,38 @@ def connect_for_build(scratch: Path, memory_limit: str = DEFAULT_MEMORY_LIMIT) -
     return con
 
 
-def _write_table(
-    con: duckdb.DuckDBPyConnection,
-    table: TableSpec,
-    staged: sources.Staged,
-    bad: str,
-    gate: privacy.GateResult,
-    target: Path,
-    needs_sort: bool,
-    reporter: Reporter,
-    label: str,
-    *,
-    where: str | None = None,
-    drop: tuple[str, ...] = (),
-    partition: bool = True,
-) -> int:
-    """Write the published (de-identified) rows; ``where`` and ``drop`` cut out a holdout part."""
-    src = f"read_parquet({lit(str(staged.file))}, file_row_number=true)"
-    # ``where`` (a holdout) is evaluated on the staged source values, inside the scan, so DuckDB
-    # can skip row groups instead of de-identifying every row first; holdouts use fields that
-    # are published unchanged (dates, ids), where source and published values are the same.
-    select = f"SELECT {privacy.select_list(table)} FROM {src} WHERE NOT ({bad})" + (f" AND ({where})" if where else "")
-    conditions = [f"NOT {gate.suppress_condition}"] if gate.suppress_condition else []
-    columns = "* EXCLUDE (" + ", ".join(q(c) for c in drop) + ")" if drop else "*"
-    query = f"SELECT {columns} FROM ({select}) d" + (" WHERE " + " AND ".join(conditions) if conditions else "")
-    if needs_sort and table.sort_by:
-        query += " ORDER BY " + ", ".join(q(c) for c in table.sort_by)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    options = _parquet_options(table, partition)
-    rows = reporter.sql(con, f"COPY ({query}) TO {lit(str(target))} ({options})", label).fetchall()[0][0]
-    return int(rows)
+@dataclass
+class PublishedRows:
+    """The de-identified rows of one table, ready to be written whole or split by a holdout."""
+
+    con: duckdb.DuckDBPyConnection
+    table: TableSpec
+    staged: sources.Staged
+    bad: str  # SQL over the staged rows: true on rows that failed validation
+    gate: privacy.GateResult
+    needs_sort: bool
+    reporter: Reporter
+
+    def write(
+        self, target: Path, label: str, *, where: str | None = None, drop: tuple[str, ...] = (), partition: bool = True
+    ) -> int:
+        """Write the rows (those matching ``where``, without the ``drop`` columns) as Parquet."""
+        table = self.table
+        src = f"read_parquet({lit(str(self.staged.file))}, file_row_number=true)"
+        # ``where`` (a holdout) is evaluated on the staged source values, inside the scan, so
+        # DuckDB can skip row groups instead of de-identifying every row first; holdouts use
+        # fields published unchanged (dates, ids), where source and published values agree.
+        select = f"SELECT {privacy.select_list(table)} FROM {src} WHERE NOT ({self.bad})"
+        if where:
+            select += f" AND ({where})"
+        conditions = [f"NOT {self.gate.suppress_condition}"] if self.gate.suppress_condition else []
+        columns = "* EXCLUDE (" + ", ".join(q(c) for c in drop) + ")" if drop else "*"
+        query = f"SELECT {columns} FROM ({select}) d" + (" WHERE " + " AND ".join(conditions) if conditions else "")
+        if self.needs_sort and table.sort_by:
+            query += " ORDER BY " + ", ".join(q(c) for c in table.sort_by)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        statement = f"COPY ({query}) TO {lit(str(target))} ({_parquet_options(table, partition)})"
+        return int(self.reporter.sql(self.con, statement, label).fetchall()[0][0])
 
 
 def _parquet_options(table: TableSpec, partition: bool = True) -> str:
@@ -369,17 +371,9 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
             # Filters through a join (set-level bad rows, suppressed groups) do not keep row order.
             needs_sort = not report.sorted or report.bad_by_join or gate.suppress_condition is not None
             holdout = table.holdout
-            rows = _write_table(
-                con,
-                table,
-                staged,
-                bad,
-                gate,
-                target,
-                needs_sort,
-                reporter,
-                f"{label}: writing Parquet",
-                where=f"NOT ({holdout['where']})" if holdout else None,
+            published = PublishedRows(con, table, staged, bad, gate, needs_sort, reporter)
+            rows = published.write(
+                target, f"{label}: writing Parquet", where=f"NOT ({holdout['where']})" if holdout else None
             )
             files = _files_of(target, tmp)
             nbytes = sum(f["bytes"] for f in files)
@@ -390,21 +384,7 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
             )
             test_doc = None
             if holdout:
-                test_doc = _write_holdout(
-                    con,
-                    ds,
-                    table,
-                    staged,
-                    bad,
-                    gate,
-                    needs_sort,
-                    reporter,
-                    label,
-                    tmp,
-                    paths,
-                    version,
-                    written_solutions,
-                )
+                test_doc = _write_holdout(published, ds.id, label, tmp, paths.private_root, version, written_solutions)
             tables_doc[table.name] = {
                 "title": table.title,
                 "description": table.description,
@@ -457,17 +437,11 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
 
 
 def _write_holdout(
-    con,
-    ds: Dataset,
-    table: TableSpec,
-    staged,
-    bad,
-    gate,
-    needs_sort,
-    reporter,
-    label,
+    published: PublishedRows,
+    dataset_id: str,
+    label: str,
     tmp: Path,
-    paths: Paths,
+    private_root: Path,
     version: int,
     written_solutions: list[Path],
 ) -> dict:
@@ -475,27 +449,16 @@ def _write_holdout(
 
     Returns the catalog entry of the test table.
     """
+    table = published.table
     holdout, name = table.holdout, table.test_table
-    solution = solution_file(paths.private_root, ds.id, version, table.name)
+    solution = solution_file(private_root, dataset_id, version, table.name)
     written_solutions.append(solution.parent)
-    _write_table(
-        con,
-        table,
-        staged,
-        bad,
-        gate,
-        solution,
-        needs_sort,
-        reporter,
-        f"{label}: writing the solution",
-        where=holdout["where"],
-        partition=False,
-    )
+    published.write(solution, f"{label}: writing the solution", where=holdout["where"], partition=False)
     # The test set is the solution without its hidden columns: copy it from that (already
     # de-identified, much smaller) file instead of scanning the whole table again.
     target = tmp / (name if table.partition_by else f"{name}.parquet")
     hidden_cols = ", ".join(q(c) for c in holdout["hidden"])
-    rows = con.execute(
+    rows = published.con.execute(
         f"COPY (SELECT * EXCLUDE ({hidden_cols}) FROM read_parquet({lit(str(solution))})) "
         f"TO {lit(str(target))} ({_parquet_options(table)})"
     ).fetchall()[0][0]
