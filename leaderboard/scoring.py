@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 
 from leaderboard.contest import Challenge
 from leaderboard.submission import Expect, SubmissionInvalid, validate_file
@@ -121,9 +122,15 @@ def score_file(challenge: Challenge, path: Path, paths: Paths, *, version: int |
         f"FROM {sol} s JOIN {q(loaded.table)} t ON {on}"
     ).fetchnumpy()
     result.rows = loaded.rows
+    y_all, p_all = np.asarray(rows["y"]), np.asarray(rows["p"])
+    if scorer.input == "label" and challenge.positive is None:
+        # Integer codes in sorted label order: metrics see the same labels in the same order
+        # (which quadratic kappa relies on) without sorting a million Python strings.
+        codes, _ = pd.factorize(np.concatenate([y_all, p_all]), sort=True)
+        y_all, p_all = codes[: len(y_all)], codes[len(y_all) :]
     for split in ("public", "private"):
         mask = rows["split"] == split
-        y, p = np.asarray(rows["y"])[mask], np.asarray(rows["p"])[mask]
+        y, p = y_all[mask], p_all[mask]
         if scorer.input == "label" and challenge.positive is not None:
             p = p.astype(int)
         value = scorer(y, p, **challenge.metric_params)

@@ -335,11 +335,17 @@ def check(con: duckdb.DuckDBPyConnection, loaded: Loaded, expect: Expect, test_i
     ids = ", ".join(q(c) for c in expect.id_columns)
     key = " AND ".join(f"CAST(s.{q(c)} AS VARCHAR) = CAST(i.{q(c)} AS VARCHAR)" for c in expect.id_columns)
     id_text = " || '|' || ".join(f"CAST({q(c)} AS VARCHAR)" for c in expect.id_columns)
-    n, rows = _rows(
-        con,
-        loaded,
-        f"rowid IN (SELECT rowid FROM (SELECT rowid, row_number() OVER (PARTITION BY {ids} "
-        f"ORDER BY rowid) AS k FROM {t}) WHERE k > 1)",
+    # Cheap counts first; the row numbers of examples are looked up only for checks that fail.
+    distinct = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {ids} FROM {t})").fetchall()[0][0]
+    n, rows = (
+        (0, [])
+        if distinct == loaded.rows
+        else _rows(
+            con,
+            loaded,
+            f"rowid IN (SELECT rowid FROM (SELECT rowid, row_number() OVER (PARTITION BY {ids} "
+            f"ORDER BY rowid) AS k FROM {t}) WHERE k > 1)",
+        )
     )
     if n:
         problems.append(
@@ -351,7 +357,12 @@ def check(con: duckdb.DuckDBPyConnection, loaded: Loaded, expect: Expect, test_i
                 count=n,
             )
         )
-    n, rows = _rows(con, loaded, f"rowid IN (SELECT s.rowid FROM {t} s ANTI JOIN ({test_ids}) i ON {key})")
+    unknown = con.execute(f"SELECT count(*) FROM {t} s ANTI JOIN ({test_ids}) i ON {key}").fetchall()[0][0]
+    n, rows = (
+        (0, [])
+        if not unknown
+        else _rows(con, loaded, f"rowid IN (SELECT s.rowid FROM {t} s ANTI JOIN ({test_ids}) i ON {key})")
+    )
     if n:
         problems.append(
             Problem(
@@ -380,6 +391,7 @@ def check(con: duckdb.DuckDBPyConnection, loaded: Loaded, expect: Expect, test_i
                 column=",".join(expect.id_columns),
             )
         )
+    value_checks: list[tuple[str, str, str, str, str]] = []
     for c in expect.prediction_columns:
         v = f"trim(CAST({q(c)} AS VARCHAR))"
         if expect.input in ("value", "probability"):
@@ -420,10 +432,15 @@ def check(con: duckdb.DuckDBPyConnection, loaded: Loaded, expect: Expect, test_i
             ]
         else:
             checks = []
-        for code, where, en, zh in checks:
-            n, rows = _rows(con, loaded, where)
+        value_checks += [(code, where, en, zh, c) for code, where, en, zh in checks]
+    if value_checks:
+        counts = con.execute(
+            "SELECT " + ", ".join(f"count(*) FILTER (WHERE {w})" for _, w, _, _, _ in value_checks) + f" FROM {t}"
+        ).fetchall()[0]
+        for (code, where, en, zh, c), n in zip(value_checks, counts, strict=True):
             if n:
-                problems.append(Problem(code, en.format(n=n), zh.format(n=n), column=c, rows=rows, count=n))
+                _, rows = _rows(con, loaded, where)
+                problems.append(Problem(code, en.format(n=n), zh.format(n=n), column=c, rows=rows, count=int(n)))
     return problems
 
 
