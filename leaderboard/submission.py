@@ -106,6 +106,12 @@ def _fail(code: str, en: str, zh: str, **kw) -> SubmissionInvalid:
 # --- unpacking -----------------------------------------------------------------------------
 
 
+def _head(path: Path, n: int) -> bytes:
+    """The first ``n`` bytes of a file (never the whole file: it may be a gigabyte)."""
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
 def _copy_capped(src, dst: Path, cap: int) -> None:
     written = 0
     with open(dst, "wb") as out:
@@ -142,7 +148,7 @@ def unpack(path: Path, work: Path, expect: Expect) -> Path:
                 f"the gzip file is damaged ({exc}); compress it again",
                 f"gzip 文件已损坏（{exc}）；请重新压缩",
             ) from None
-        return unpack(out, work, expect) if out.read_bytes()[:2] == b"\x1f\x8b" else out
+        return unpack(out, work, expect) if _head(out, 2) == b"\x1f\x8b" else out
     if magic == b"PK\x03\x04":
         try:
             archive = zipfile.ZipFile(path)
@@ -180,7 +186,7 @@ def unpack(path: Path, work: Path, expect: Expect) -> Path:
                 raise _fail(
                     "bad-archive", f"the zip member cannot be read ({exc})", f"无法读取 zip 中的文件（{exc}）"
                 ) from None
-        return unpack(out, work, expect) if out.read_bytes()[:2] in (b"\x1f\x8b", b"PK") else out
+        return unpack(out, work, expect) if _head(out, 2) in (b"\x1f\x8b", b"PK") else out
     return path
 
 
@@ -199,8 +205,9 @@ class Loaded:
 
 def load(con: duckdb.DuckDBPyConnection, path: Path, work: Path, expect: Expect, table: str = "submission") -> Loaded:
     plain = unpack(path, work, expect)
-    raw = plain.read_bytes()[:4]
-    if plain.stat().st_size == 0 or not plain.read_bytes()[:65536].strip():
+    head = _head(plain, 65536)
+    raw = head[:4]
+    if not head.strip():
         raise _fail(
             "empty-file",
             "the file is empty; it needs a header row and one row per test id",
@@ -250,7 +257,7 @@ def load(con: duckdb.DuckDBPyConnection, path: Path, work: Path, expect: Expect,
                     for c in dups
                 ]
             )
-        if b"\x00" in plain.read_bytes()[:65536]:
+        if b"\x00" in _head(plain, 65536):
             raise _fail(
                 "unreadable",
                 "the file holds NUL bytes, so it is not a CSV text file; save it as UTF-8 CSV",

@@ -218,6 +218,17 @@ def connect_for_build(scratch: Path, memory_limit: str = DEFAULT_MEMORY_LIMIT) -
     return con
 
 
+def deidentified_select(table: TableSpec, staged: sources.Staged, bad: str, where: str | None = None) -> str:
+    """SQL for the table's good rows as they are published (de-identified, before the k gate).
+
+    ``where`` (a holdout) is evaluated on the staged source values, inside the scan, so DuckDB
+    can skip row groups instead of de-identifying every row first; holdouts use fields
+    published unchanged (dates, ids), where source and published values agree.
+    """
+    src = f"read_parquet({lit(str(staged.file))}, file_row_number=true)"
+    return f"SELECT {privacy.select_list(table)} FROM {src} WHERE NOT ({bad})" + (f" AND ({where})" if where else "")
+
+
 @dataclass
 class PublishedRows:
     """The de-identified rows of one table, ready to be written whole or split by a holdout."""
@@ -235,13 +246,7 @@ class PublishedRows:
     ) -> int:
         """Write the rows (those matching ``where``, without the ``drop`` columns) as Parquet."""
         table = self.table
-        src = f"read_parquet({lit(str(self.staged.file))}, file_row_number=true)"
-        # ``where`` (a holdout) is evaluated on the staged source values, inside the scan, so
-        # DuckDB can skip row groups instead of de-identifying every row first; holdouts use
-        # fields published unchanged (dates, ids), where source and published values agree.
-        select = f"SELECT {privacy.select_list(table)} FROM {src} WHERE NOT ({self.bad})"
-        if where:
-            select += f" AND ({where})"
+        select = deidentified_select(table, self.staged, self.bad, where)
         conditions = [f"NOT {self.gate.suppress_condition}"] if self.gate.suppress_condition else []
         columns = "* EXCLUDE (" + ", ".join(q(c) for c in drop) + ")" if drop else "*"
         query = f"SELECT {columns} FROM ({select}) d" + (" WHERE " + " AND ".join(conditions) if conditions else "")
@@ -354,13 +359,9 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
                     f"或在 {ds.path.name} 中设置 tables.{table.name}.on_error: quarantine 以只发布合格的行。",
                     details=report.to_dict(),
                 )
-            deid = (
-                f"SELECT {privacy.select_list(table)} FROM read_parquet({lit(str(staged.file))}, "
-                f"file_row_number=true) WHERE NOT ({bad})"
-            )
             with reporter.step(f"{label}: privacy gate (k={table.k})"):
-                gate = privacy.k_anonymity_gate(con, table, deid)
-            if report.bad_rows:
+                gate = privacy.k_anonymity_gate(con, table, deidentified_select(table, staged, bad))
+            if bad != "FALSE":  # rows the reader could not parse are not in the staged table
                 _quarantine(
                     con,
                     staged,

@@ -289,12 +289,12 @@ def _examples(con, staged: Staged, where: str, fields: list[Field | None]) -> li
     return out
 
 
-def _dup_condition(cols: list[str]) -> str:
+def _dup_condition(cols: list[str], src: str) -> str:
     """True on every row whose ``cols`` repeat an earlier row's (the first one stays)."""
     keys = ", ".join(q(c) for c in cols)
     return (
         f"file_row_number IN (SELECT file_row_number FROM (SELECT file_row_number, row_number() OVER "
-        f"(PARTITION BY {keys} ORDER BY file_row_number) AS __n FROM __SRC__) WHERE __n > 1)"
+        f"(PARTITION BY {keys} ORDER BY file_row_number) AS __n FROM {src}) WHERE __n > 1)"
     )
 
 
@@ -358,7 +358,7 @@ def validate(
             (
                 "primary-key",
                 ",".join(pk),
-                _dup_condition(pk),
+                _dup_condition(pk, src),
                 f"primary key ({', '.join(pk)}) repeats an earlier row",
                 f"主键（{', '.join(pk)}）与前面的行重复",
                 [by_name[c] for c in pk],
@@ -370,7 +370,7 @@ def validate(
                 (
                     "unique-error",
                     f.name,
-                    f"{q(f.name)} IS NOT NULL AND " + _dup_condition([f.name]),
+                    f"{q(f.name)} IS NOT NULL AND " + _dup_condition([f.name], src),
                     f"field {f.name!r} is declared unique but the value repeats an earlier row",
                     f"字段 {f.name!r} 声明为唯一，但值与前面的行重复",
                     [f],
@@ -406,7 +406,7 @@ def validate(
             (
                 "duplicate-row",
                 None,
-                _dup_condition([f.name for f in table.fields if f.name in kept]),
+                _dup_condition([f.name for f in table.fields if f.name in kept], src),
                 "the row repeats an earlier row exactly",
                 "该行与前面某行完全相同",
                 [None],
@@ -414,7 +414,6 @@ def validate(
         )
     set_bad: list[str] = []
     for code, fname, cond, en, zh, fields in set_checks:
-        cond = cond.replace("__SRC__", src)
         n = con.execute(f"SELECT count(*) FROM {src} WHERE {cond}").fetchall()[0][0]
         if n:
             report.findings.append(Finding(code, fname, int(n), en, zh, _examples(con, staged, cond, fields)))

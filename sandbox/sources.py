@@ -4,8 +4,9 @@ Chinese portals publish CSV in UTF-8, UTF-8 with a BOM (Excel's "CSV UTF-8") and
 (Excel's default "CSV" on a Chinese Windows); also XLSX, JSON and NDJSON. Whatever comes in,
 this module produces one staging Parquet file per table: the declared columns in source
 order, typed per the Table Schema, plus the extra columns the caller asks for (validation
-flags), computed on the typed row in the same pass. Rows DuckDB's CSV reader cannot parse at all (too few or too many
-cells, bad quoting, invalid UTF-8) are recorded as :class:`Reject` and left out.
+flags), computed on the typed row in the same pass. Rows DuckDB's CSV reader cannot parse
+at all (too few or too many cells, bad quoting, invalid UTF-8) are recorded as
+:class:`Reject` and left out.
 
 The staging file holds raw, not yet de-identified values: it lives in the organizer-only
 scratch folder and is deleted after the build.
