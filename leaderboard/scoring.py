@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from leaderboard.contest import Challenge
-from leaderboard.submission import Expect, SubmissionInvalid, validate_file
+from leaderboard.submission import Expect, SubmissionInvalid, id_text, ids_equal, validate_file
 from sandbox import catalog
 from sandbox.build import solution_file
 from sandbox.errors import NotFound
@@ -46,14 +46,10 @@ class ScoreResult:
         return asdict(self)
 
 
-def _id_text(alias: str, columns: tuple[str, ...]) -> str:
-    return " || '|' || ".join(f"CAST({alias}.{q(c)} AS VARCHAR)" for c in columns)
-
-
 def split_expr(challenge: Challenge, alias: str = "s") -> str:
     """SQL: 'public' or 'private' for a solution row, from md5(challenge id : row id)."""
     bucket = (
-        f"CAST('0x' || substr(md5({lit(challenge.id + ':')} || {_id_text(alias, challenge.id_columns)}), 1, 8) "
+        f"CAST('0x' || substr(md5({lit(challenge.id + ':')} || {id_text(alias, challenge.id_columns)}), 1, 8) "
         f"AS UBIGINT) % {SPLIT_BUCKETS}"
     )
     return f"CASE WHEN {bucket} < {int(challenge.public_fraction * SPLIT_BUCKETS)} THEN 'public' ELSE 'private' END"
@@ -116,7 +112,7 @@ def score_file(challenge: Challenge, path: Path, paths: Paths, *, version: int |
         y_true = f"CAST(s.{target} AS VARCHAR)"
     pred = f"t.{q(challenge.prediction)}"
     y_pred = f"trim(CAST({pred} AS VARCHAR))" if scorer.input == "label" else f"CAST({pred} AS DOUBLE)"
-    on = " AND ".join(f"CAST(s.{q(c)} AS VARCHAR) = CAST(t.{q(c)} AS VARCHAR)" for c in challenge.id_columns)
+    on = ids_equal(challenge.id_columns, "s", "t")
     rows = con.execute(
         f"SELECT {split_expr(challenge)} AS split, {y_true} AS y, {y_pred} AS p "
         f"FROM {sol} s JOIN {q(loaded.table)} t ON {on}"

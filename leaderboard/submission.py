@@ -106,6 +106,17 @@ def _fail(code: str, en: str, zh: str, **kw) -> SubmissionInvalid:
 # --- unpacking -----------------------------------------------------------------------------
 
 
+def id_text(alias: str, columns: tuple[str, ...]) -> str:
+    """SQL: a row's id as one text value. Ids are compared as text everywhere, so a CSV's
+    '2024-10-01' matches the solution's DATE and a Parquet file's typed ids match too."""
+    return " || '|' || ".join(f"CAST({alias}.{q(c)} AS VARCHAR)" for c in columns)
+
+
+def ids_equal(columns: tuple[str, ...], a: str, b: str) -> str:
+    """SQL: rows ``a`` and ``b`` have the same id (column by column, as text)."""
+    return " AND ".join(f"CAST({a}.{q(c)} AS VARCHAR) = CAST({b}.{q(c)} AS VARCHAR)" for c in columns)
+
+
 def _head(path: Path, n: int) -> bytes:
     """The first ``n`` bytes of a file (never the whole file: it may be a gigabyte)."""
     with open(path, "rb") as fh:
@@ -340,8 +351,7 @@ def check(con: duckdb.DuckDBPyConnection, loaded: Loaded, expect: Expect, test_i
             )
         )
     ids = ", ".join(q(c) for c in expect.id_columns)
-    key = " AND ".join(f"CAST(s.{q(c)} AS VARCHAR) = CAST(i.{q(c)} AS VARCHAR)" for c in expect.id_columns)
-    id_text = " || '|' || ".join(f"CAST({q(c)} AS VARCHAR)" for c in expect.id_columns)
+    key = ids_equal(expect.id_columns, "s", "i")
     # Cheap counts first; the row numbers of examples are looked up only for checks that fail.
     distinct = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {ids} FROM {t})").fetchall()[0][0]
     n, rows = (
@@ -386,7 +396,8 @@ def check(con: duckdb.DuckDBPyConnection, loaded: Loaded, expect: Expect, test_i
         shown = [
             r[0]
             for r in con.execute(
-                f"SELECT {id_text} FROM ({test_ids}) i ANTI JOIN {t} s ON {key} LIMIT {EXAMPLES}"
+                f"SELECT {id_text('i', expect.id_columns)} FROM ({test_ids}) i "
+                f"ANTI JOIN {t} s ON {key} LIMIT {EXAMPLES}"
             ).fetchall()
         ]
         problems.append(
