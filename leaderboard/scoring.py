@@ -1,6 +1,6 @@
 """Scoring a submission file against a challenge's hidden solution.
 
-DuckDB reads and checks the file once (:mod:`leaderboard.submission`), joins it with the
+DuckDB reads and checks the file once (:mod:`leaderboard.validation`), joins it with the
 solution by id, and hands each split's aligned targets and predictions to the metric. The
 public/private split of the test rows is a hash of the challenge and the row's id (md5, so
 it never changes with a library upgrade): fixed when the challenge is created, the same
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from leaderboard.contest import Challenge
-from leaderboard.submission import Expect, SubmissionInvalid, id_text, ids_equal, validate_file
+from leaderboard.validation import Expect, SubmissionInvalid, id_text, ids_equal, validate_file
 from sandbox import catalog
 from sandbox.build import solution_file
 from sandbox.errors import NotFound
