@@ -86,6 +86,24 @@ class Contest:
     phases: tuple[Phase, ...]
     challenges: tuple[Challenge, ...]
     path: Path
+    team_freeze: dt.datetime | None = None
+    upload_limit_mb: int = 50
+
+    @property
+    def upload_limit(self) -> int:
+        return self.upload_limit_mb << 20
+
+    @property
+    def max_team_size(self) -> int:
+        """A team plays every challenge, so the smallest limit of any challenge applies."""
+        return min(c.max_team_size for c in self.challenges)
+
+    def day(self, moment: dt.datetime) -> dt.date:
+        """The contest day of a moment: quotas reset at midnight in the contest's time zone."""
+        return moment.astimezone(self.timezone).date()
+
+    def teams_frozen(self, now: dt.datetime) -> bool:
+        return self.team_freeze is not None and now >= self.team_freeze
 
     def challenge(self, challenge_id: str) -> Challenge:
         for c in self.challenges:
@@ -199,7 +217,15 @@ def load(path: Path | None = None, datasets_dir: Path | None = None) -> Contest:
             problems.append(Problem(file, f"phases[{i}].start", "the phase ends before it starts", "start < end"))
     if problems:
         raise ContestConfigError(problems)
-    return Contest(title=doc["title"], timezone=tz, phases=phases, challenges=tuple(challenges), path=path)
+    return Contest(
+        title=doc["title"],
+        timezone=tz,
+        phases=phases,
+        challenges=tuple(challenges),
+        path=path,
+        team_freeze=_time(doc["team_freeze"], tz) if "team_freeze" in doc else None,
+        upload_limit_mb=doc.get("upload_limit_mb", 50),
+    )
 
 
 def _check_challenge(file: str, key: str, c: dict, datasets: dict[str, Dataset]) -> list[Problem]:

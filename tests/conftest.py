@@ -112,3 +112,6 @@ def contestant(demo, tmp_path, monkeypatch):
     sandbox.refresh()
     yield home
     sandbox.refresh()
+
+
+pytest_plugins = ["contest_fixtures"]

@@ -1,0 +1,212 @@
+"""The contest store's tables (SQLAlchemy 2; migrations in ``leaderboard/migrations``).
+
+What the tables promise, and how:
+
+* every submission is kept: a row per upload that passed the quota gate, with its
+  content-addressed file (``sha256``), whatever became of it (``status``), and its errors;
+* every score can be recomputed: a score row names the metric version and dataset version
+  it came from; a rescore adds rows and flips ``active``, it never overwrites;
+* quotas are counters with a guard (``used < daily quota + granted``) changed by one
+  conditional UPDATE, which both SQLite and PostgreSQL apply atomically;
+* the private score lives in ``scores.sealed_private_score``; only :mod:`leaderboard.ranking`
+  reads it, and only for a revealed challenge or an organizer;
+* the audit log is append-only and hash-chained; ``audit_head`` is the one row a writer
+  locks to extend the chain, so concurrent writers cannot fork it.
+
+All times are stored as UTC (naive in the database, aware in Python).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in Python; naive UTC in the database (SQLite has no time zones)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("store times must be time-zone aware")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict] = {dt.datetime: UTCDateTime, dict: JSON, list: JSON}
+
+
+class Team(Base):
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # ``name`` is the JupyterHub group (a slug); ``display_name`` is free text a team chose
+    # and is shown escaped everywhere.
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"))
+
+    members: Mapped[list[Member]] = relationship(back_populates="team", order_by="Member.joined_at")
+
+
+class Member(Base):
+    """A user belongs to at most one team (the primary key is the user)."""
+
+    __tablename__ = "members"
+
+    user: Mapped[str] = mapped_column(String(255), primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), index=True)
+    joined_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    team: Mapped[Team] = relationship(back_populates="members")
+
+
+class Submission(Base):
+    __tablename__ = "submissions"
+    __table_args__ = (
+        Index("ix_submissions_challenge_team", "challenge", "team_id"),
+        Index("ix_submissions_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    user: Mapped[str] = mapped_column(String(255))
+    challenge: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The day the quota was charged to, in the contest's time zone.
+    quota_day: Mapped[dt.date] = mapped_column(Date)
+    file_name: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # received → validating → scored | invalid | error
+    status: Mapped[str] = mapped_column(String(16), default="received")
+    # True while the submission holds one unit of its team's daily quota.
+    charged: Mapped[bool] = mapped_column(Boolean, default=True)
+    errors: Mapped[list] = mapped_column(default=list)
+    provenance: Mapped[dict] = mapped_column(default=dict)
+    selected: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    finished_at: Mapped[dt.datetime | None]
+
+    team: Mapped[Team] = relationship()
+    scores: Mapped[list[Score]] = relationship(back_populates="submission", order_by="Score.id")
+
+
+class Score(Base):
+    __tablename__ = "scores"
+    __table_args__ = (Index("ix_scores_submission_active", "submission_id", "active"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
+    public_score: Mapped[float | None] = mapped_column(Float)
+    sealed_private_score: Mapped[float | None] = mapped_column(Float)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    metric: Mapped[str] = mapped_column(String(32))
+    metric_version: Mapped[int] = mapped_column(Integer)
+    dataset_version: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    rescore_id: Mapped[int | None] = mapped_column(ForeignKey("rescores.id"))
+
+    submission: Mapped[Submission] = relationship(back_populates="scores")
+
+
+class Quota(Base):
+    """Submissions a team used on one challenge on one day, and extra ones granted."""
+
+    __tablename__ = "quotas"
+
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+    challenge: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    used: Mapped[int] = mapped_column(Integer, default=0)
+    granted: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class QuotaGrant(Base):
+    __tablename__ = "quota_grants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    challenge: Mapped[str] = mapped_column(String(64))
+    day: Mapped[dt.date] = mapped_column(Date)
+    extra: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    by: Mapped[str] = mapped_column(String(255))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Reveal(Base):
+    __tablename__ = "reveals"
+
+    challenge: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revealed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    by: Mapped[str] = mapped_column(String(255))
+    # Bootstrap intervals and tied groups computed at the reveal (see ranking.intervals).
+    report: Mapped[dict] = mapped_column(default=dict)
+
+
+class Rescore(Base):
+    __tablename__ = "rescores"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    challenge: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(32))
+    metric_version: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # pending → published | discarded
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    decided_at: Mapped[dt.datetime | None]
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime]
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[str] = mapped_column(Text)  # canonical JSON, hashed as stored
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The chain's last entry; the row a writer locks while it appends."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,293 @@
+"""Standings, the reveal and rescoring: who is ahead, computed in the database.
+
+Public standings rank each team's best public score; ties go to the earlier submission
+and are marked as ties. The private standings exist only for a revealed challenge (or an
+organizer): each team's final submissions are those it selected, else its best N by public
+score, and its best private score among them ranks it. Both are window-function queries
+over the store, so a page showing 1,000 teams does not load 100,000 submissions.
+
+This is the only module that reads ``scores.sealed_private_score``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import Integer, Select, and_, case, cast, func, select
+from sqlalchemy.orm import Session
+
+from leaderboard import audit
+from leaderboard.contest import Challenge, Contest
+from leaderboard.models import Rescore, Reveal, Score, Submission, Team, utcnow
+from leaderboard.scoring import score_file
+from leaderboard.store import Store
+from sandbox.errors import ContesthubError, NotFound
+from sandbox.settings import Paths
+
+
+class Sealed(ContesthubError):
+    code = "sealed"
+
+
+def revealed(session: Session, challenge_id: str) -> Reveal | None:
+    return session.get(Reveal, challenge_id)
+
+
+def _scores(ch: Challenge, rescore_id: int | None, as_of: dt.datetime | None) -> Select:
+    """One row per scored submission of the challenge: the active scores, or a rescore's."""
+    on = Score.rescore_id == rescore_id if rescore_id is not None else Score.active.is_(True)
+    q = (
+        select(
+            Submission.id.label("submission_id"),
+            Submission.team_id,
+            Submission.created_at,
+            cast(Submission.selected, Integer).label("selected"),
+            Score.public_score,
+            Score.sealed_private_score,
+        )
+        .join(Score, and_(Score.submission_id == Submission.id, on))
+        .where(Submission.challenge == ch.id, Submission.status == "scored", Score.public_score.is_not(None))
+    )
+    if as_of is not None:
+        q = q.where(Submission.created_at <= as_of)
+    return q
+
+
+def _order(column, ch: Challenge):
+    return column.desc() if ch.higher_is_better else column.asc()
+
+
+def _public_rows(session: Session, ch: Challenge, rescore_id: int | None, as_of: dt.datetime | None) -> list:
+    s = _scores(ch, rescore_id, as_of).subquery()
+    ranked = select(
+        s.c.submission_id,
+        s.c.team_id,
+        s.c.created_at,
+        s.c.public_score,
+        func.row_number()
+        .over(partition_by=s.c.team_id, order_by=(_order(s.c.public_score, ch), s.c.created_at, s.c.submission_id))
+        .label("rn"),
+        func.count().over(partition_by=s.c.team_id).label("entries"),
+        func.max(s.c.created_at).over(partition_by=s.c.team_id).label("last"),
+    ).subquery()
+    q = (
+        select(ranked, Team.name, Team.display_name)
+        .join(Team, Team.id == ranked.c.team_id)
+        .where(ranked.c.rn == 1)
+        .order_by(_order(ranked.c.public_score, ch), ranked.c.created_at, ranked.c.submission_id)
+    )
+    return session.execute(q).all()
+
+
+def _with_ranks(rows: list[dict], key: str) -> list[dict]:
+    """Positions 1..n after the tie-break, plus the shared rank and a mark for equal scores."""
+    prev, shared = object(), 0
+    for i, r in enumerate(rows, 1):
+        if r[key] != prev:
+            shared, prev = i, r[key]
+        r["rank"], r["tie_rank"] = i, shared
+    for i, r in enumerate(rows):
+        r["tied"] = (i > 0 and rows[i - 1][key] == r[key]) or (i + 1 < len(rows) and rows[i + 1][key] == r[key])
+    return rows
+
+
+def public_standings(
+    session: Session, ch: Challenge, *, rescore_id: int | None = None, now: dt.datetime | None = None
+) -> list[dict]:
+    """Rank, team, best public score, entries, last submission and movement over 24 hours."""
+    now = now or utcnow()
+    rows = [
+        {
+            "team": r.name,
+            "display_name": r.display_name,
+            "score": r.public_score,
+            "submission_id": r.submission_id,
+            "submitted_at": r.created_at,
+            "entries": r.entries,
+            "last_submission": r.last,
+        }
+        for r in _public_rows(session, ch, rescore_id, now)
+    ]
+    _with_ranks(rows, "score")
+    before = {r.name: i for i, r in enumerate(_public_rows(session, ch, rescore_id, now - dt.timedelta(hours=24)), 1)}
+    for r in rows:
+        # Positive: climbed; None: new on the board in the last 24 hours.
+        r["movement_24h"] = before[r["team"]] - r["rank"] if r["team"] in before else None
+    return rows
+
+
+def private_standings(
+    session: Session, ch: Challenge, *, organizer: bool = False, rescore_id: int | None = None
+) -> list[dict]:
+    """The final ranking. Sealed until the challenge is revealed, except for organizers."""
+    if not organizer and revealed(session, ch.id) is None:
+        raise Sealed(
+            f"the private ranking of {ch.id} is sealed until the organizers reveal it",
+            f"赛题 {ch.id} 的最终排名在组织方公布前保密",
+        )
+    s = _scores(ch, rescore_id, None).subquery()
+    by_public = select(
+        s,
+        func.row_number()
+        .over(partition_by=s.c.team_id, order_by=(_order(s.c.public_score, ch), s.c.created_at, s.c.submission_id))
+        .label("prn"),
+        func.max(s.c.selected).over(partition_by=s.c.team_id).label("chose"),
+    ).subquery()
+    final = (
+        select(by_public)
+        .where(
+            case(
+                (by_public.c.chose == 1, by_public.c.selected == 1),
+                else_=by_public.c.prn <= ch.final_selections,
+            ),
+            by_public.c.sealed_private_score.is_not(None),
+        )
+        .subquery()
+    )
+    best = select(
+        final,
+        func.row_number()
+        .over(
+            partition_by=final.c.team_id,
+            order_by=(_order(final.c.sealed_private_score, ch), final.c.created_at, final.c.submission_id),
+        )
+        .label("rn"),
+    ).subquery()
+    q = (
+        select(best, Team.name, Team.display_name)
+        .join(Team, Team.id == best.c.team_id)
+        .where(best.c.rn == 1)
+        .order_by(_order(best.c.sealed_private_score, ch), best.c.created_at, best.c.submission_id)
+    )
+    rows = [
+        {
+            "team": r.name,
+            "display_name": r.display_name,
+            "score": r.sealed_private_score,
+            "public_score": r.public_score,
+            "submission_id": r.submission_id,
+            "submitted_at": r.created_at,
+            "selected_by_team": bool(r.chose),
+        }
+        for r in session.execute(q)
+    ]
+    _with_ranks(rows, "score")
+    public_rank = {r["team"]: r["rank"] for r in public_standings(session, ch, rescore_id=rescore_id, now=ch.closes)}
+    for r in rows:
+        r["public_rank"] = public_rank.get(r["team"])
+        r["shift"] = r["public_rank"] - r["rank"] if r["public_rank"] else None
+    return rows
+
+
+def reveal(session: Session, contest: Contest, challenge_id: str, *, by: str, now: dt.datetime | None = None) -> Reveal:
+    """Make the private ranking public: one recorded organizer action, after the deadline."""
+    ch = contest.challenge(challenge_id)
+    now = now or utcnow()
+    if now < ch.closes:
+        raise ContesthubError(
+            f"{ch.id} is still open until {ch.closes:%Y-%m-%d %H:%M %z}; reveal it after it closes",
+            f"赛题 {ch.id} 在 {ch.closes:%Y-%m-%d %H:%M} 前仍开放，截止后才能公布",
+            code="reveal-too-early",
+        )
+    if revealed(session, ch.id):
+        raise ContesthubError(f"{ch.id} is already revealed", f"赛题 {ch.id} 已公布", code="already-revealed")
+    rec = Reveal(challenge=ch.id, revealed_at=now, by=by, report={})
+    session.add(rec)
+    session.flush()
+    top = private_standings(session, ch, organizer=True)[:3]
+    audit.record(session, by, "challenge.reveal", ch.id, {"top3": [r["team"] for r in top]})
+    return rec
+
+
+@dataclass
+class RescoreResult:
+    id: int
+    scored: int
+    invalid: list[int]
+    changes: list[dict]
+
+
+def rescore(store: Store, contest: Contest, paths: Paths, challenge_id: str, *, by: str, reason: str) -> RescoreResult:
+    """Score every scored submission again with today's metric and data; publish nothing yet."""
+    ch = contest.challenge(challenge_id)
+    with store.session() as s:
+        run = Rescore(challenge=ch.id, metric=ch.scorer.name, metric_version=ch.scorer.version, reason=reason, by=by)
+        s.add(run)
+        s.flush()
+        subs = s.execute(
+            select(Submission.id, Submission.sha256)
+            .where(Submission.challenge == ch.id, Submission.status == "scored")
+            .order_by(Submission.id)
+        ).all()
+        audit.record(s, by, "rescore.start", ch.id, {"rescore": run.id, "reason": reason, "submissions": len(subs)})
+        run_id = run.id
+    invalid = []
+    for sid, sha in subs:
+        result = score_file(ch, store.files.path(sha), paths)
+        with store.session() as s:
+            if not result.valid:
+                invalid.append(sid)
+                continue
+            s.add(
+                Score(
+                    submission_id=sid,
+                    public_score=result.public_score,
+                    sealed_private_score=result.private_score,
+                    rows=result.rows,
+                    metric=result.metric,
+                    metric_version=result.metric_version,
+                    dataset_version=result.dataset_version,
+                    active=False,
+                    rescore_id=run_id,
+                )
+            )
+    with store.session() as s:
+        changes = rescore_changes(s, ch, run_id)
+    return RescoreResult(run_id, len(subs) - len(invalid), invalid, changes)
+
+
+def rescore_changes(session: Session, ch: Challenge, rescore_id: int) -> list[dict]:
+    """Per team: public (and, for organizers, private) rank and score before and after a rescore."""
+    old = {r["team"]: r for r in public_standings(session, ch)}
+    new = {r["team"]: r for r in public_standings(session, ch, rescore_id=rescore_id)}
+    old_p = {r["team"]: r for r in private_standings(session, ch, organizer=True)}
+    new_p = {r["team"]: r for r in private_standings(session, ch, organizer=True, rescore_id=rescore_id)}
+    out = []
+    for team in sorted(set(old) | set(new), key=lambda t: (new.get(t, {}).get("rank", 10**9), t)):
+        o, n, op, np_ = old.get(team, {}), new.get(team, {}), old_p.get(team, {}), new_p.get(team, {})
+        out.append(
+            {
+                "team": team,
+                "public_rank_before": o.get("rank"),
+                "public_rank_after": n.get("rank"),
+                "public_score_before": o.get("score"),
+                "public_score_after": n.get("score"),
+                "private_rank_before": op.get("rank"),
+                "private_rank_after": np_.get("rank"),
+            }
+        )
+    return out
+
+
+def decide_rescore(session: Session, rescore_id: int, *, by: str, publish: bool) -> Rescore:
+    """Publish a rescore (its scores become the active ones) or discard it; recorded either way."""
+    run = session.get(Rescore, rescore_id)
+    if run is None or run.status != "pending":
+        raise NotFound(f"no pending rescore {rescore_id}", f"没有待确认的重新评分 {rescore_id}")
+    if publish:
+        rescored = select(Score.submission_id).where(Score.rescore_id == run.id).scalar_subquery()
+        for sc in session.execute(select(Score).where(Score.submission_id.in_(rescored))).scalars():
+            sc.active = sc.rescore_id == run.id
+    run.status, run.decided_at = ("published" if publish else "discarded"), utcnow()
+    session.flush()
+    audit.record(session, by, f"rescore.{run.status}", run.challenge, {"rescore": run.id})
+    return run
+
+
+def challenge_summary(session: Session, ch: Challenge) -> dict:
+    """Teams and submissions of a challenge, for the contest's home page."""
+    teams_n, subs_n = session.execute(
+        select(func.count(func.distinct(Submission.team_id)), func.count()).where(Submission.challenge == ch.id)
+    ).one()
+    return {"challenge": ch.id, "teams": teams_n, "submissions": subs_n}

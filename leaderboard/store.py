@@ -1,0 +1,194 @@
+"""Where the contest keeps its records and files.
+
+* **The database** (:func:`connect`): SQLite in WAL mode under the private root by default,
+  PostgreSQL in production (``CONTESTHUB_DB_URL=postgresql+psycopg://...``). The schema is
+  created and upgraded by Alembic (:func:`upgrade`), never by ``create_all``, so a
+  production database follows the same migrations as a test one. SQLite writers take the
+  write lock when their transaction begins (``BEGIN IMMEDIATE``): two writers never both
+  read and then collide on upgrade, and readers in WAL mode are never blocked.
+* **The files** (:class:`FileStore`): each submission file is stored once under its
+  SHA-256, written to a temporary name in the same folder and renamed, so a file in the
+  store is always whole and never changes. Both live in the private root, which
+  contestants cannot read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from sandbox.errors import ContesthubError
+from sandbox.settings import Paths
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+CHUNK = 1 << 20
+
+
+def default_url(paths: Paths) -> str:
+    return os.environ.get("CONTESTHUB_DB_URL") or f"sqlite:///{paths.private_root / 'contest.sqlite'}"
+
+
+def make_engine(url: str, *, readonly: bool = False) -> Engine:
+    """An engine with the settings each database needs for the contest's guarantees."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_con, _record) -> None:
+            dbapi_con.isolation_level = None  # transactions are begun below, explicitly
+            cur = dbapi_con.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")  # an accepted submission survives a power cut
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            if readonly:
+                cur.execute("PRAGMA query_only=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn) -> None:
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+        return engine
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    if readonly:
+        engine = engine.execution_options(postgresql_readonly=True)
+    return engine
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str) -> None:
+    """Bring the database schema to the newest migration (safe to repeat)."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(url), "head")
+
+
+@dataclass
+class Store:
+    """One contest store: its database and its submission files."""
+
+    url: str
+    engine: Engine
+    files: FileStore
+    sessions: sessionmaker[Session]
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work: committed when the block ends, rolled back if it raises."""
+        with self.sessions.begin() as s:
+            yield s
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def connect(paths: Paths, url: str | None = None, *, migrate: bool = True, readonly: bool = False) -> Store:
+    url = url or default_url(paths)
+    if migrate and not readonly:
+        upgrade(url)
+    engine = make_engine(url, readonly=readonly)
+    files = FileStore(paths.private_root / "submissions")
+    return Store(url=url, engine=engine, files=files, sessions=sessionmaker(engine, expire_on_commit=False))
+
+
+class UploadTooLarge(ContesthubError):
+    code = "file-too-large"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A received file in the upload area, with the digest computed while it was written."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+class FileStore:
+    """Content-addressed, immutable submission files: ``<root>/<sha[:2]>/<sha>``."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.incoming = root / "incoming"
+
+    def path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256
+
+    def receive(self, stream: BinaryIO, limit: int) -> Upload:
+        """Stream an upload to a temporary file (hashing as it goes), refusing more than ``limit`` bytes."""
+        self.incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
+        h, size = hashlib.sha256(), 0
+        fd, name = tempfile.mkstemp(dir=self.incoming, prefix="upload-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := stream.read(CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise UploadTooLarge(
+                            f"the file is larger than the limit of {limit // (1 << 20)} MiB; "
+                            "submit fewer columns or compress it with gzip or zip",
+                            f"文件超过 {limit // (1 << 20)} MiB 的上限；请只保留所需的列，或用 gzip/zip 压缩后再提交",
+                        )
+                    h.update(chunk)
+                    out.write(chunk)
+        except BaseException:
+            os.unlink(name)
+            raise
+        return Upload(Path(name), size, h.hexdigest())
+
+    def keep(self, upload: Upload) -> Path:
+        """Move a received upload into the store under its digest (whole, fsynced, immutable)."""
+        target = self.path(upload.sha256)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if target.exists():  # the same bytes were submitted before: one copy is enough
+            upload.path.unlink(missing_ok=True)
+            return target
+        with open(upload.path, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(upload.path, 0o400)
+        os.replace(upload.path, target)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return target
+
+    def verify(self, sha256: str) -> bool:
+        """True when the stored file still has the digest it was stored under."""
+        path = self.path(sha256)
+        if not path.exists():
+            return False
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+        return h.hexdigest() == sha256
+
+    def sweep_incoming(self) -> int:
+        """Remove uploads left behind by a crash (they were never accepted); returns how many."""
+        if not self.incoming.exists():
+            return 0
+        removed = 0
+        for p in self.incoming.iterdir():
+            p.unlink(missing_ok=True)
+            removed += 1
+        return removed
