@@ -249,8 +249,9 @@ def rescore(store: Store, contest: Contest, paths: Paths, challenge_id: str, *, 
 
 def rescore_changes(session: Session, ch: Challenge, rescore_id: int) -> list[dict]:
     """Per team: public (and, for organizers, private) rank and score before and after a rescore."""
-    old = {r["team"]: r for r in public_standings(session, ch)}
-    new = {r["team"]: r for r in public_standings(session, ch, rescore_id=rescore_id)}
+    # Every submission is made before the challenge closes: rank them all.
+    old = {r["team"]: r for r in public_standings(session, ch, now=ch.closes)}
+    new = {r["team"]: r for r in public_standings(session, ch, rescore_id=rescore_id, now=ch.closes)}
     old_p = {r["team"]: r for r in private_standings(session, ch, organizer=True)}
     new_p = {r["team"]: r for r in private_standings(session, ch, organizer=True, rescore_id=rescore_id)}
     out = []
