@@ -1,23 +1,36 @@
-"""The getting-started notebook, run in a real kernel against the demo catalog.
+"""The sandbox's notebooks, run in a real kernel against the demo catalog.
 
-The notebook is executed once per module with ``nbclient`` (kernel ``python3``, which
+Each notebook is executed once per module with ``nbclient`` (kernel ``python3``, which
 jupyter_client starts with this interpreter, so the project's venv). The kernel inherits
 the environment a contestant's kernel gets from the spawner: the data and private roots
 and a home of its own. The tests then read the outputs a person would see, and check the
 numbers against DuckDB reading the demo Parquet files directly, not through ``sandbox``.
+
+The getting-started notebook comes first; then the starter notebook of each challenge
+(``sandbox/notebooks/<challenge id>.ipynb``), run without its ``submit``-tagged cell: the
+submission file it saves must pass the submission checks, and its validation score must
+beat a trivial baseline computed here.
 """
 
 from __future__ import annotations
 
+import ast
 import html
 import json
+import math
 import re
+import time
+from types import SimpleNamespace
 
 import duckdb
 import nbformat
+import numpy as np
+import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
+from leaderboard import contest
+from leaderboard.scoring import score_file
 from sandbox.settings import PROJECT_ROOT
 
 NOTEBOOK = PROJECT_ROOT / "sandbox" / "notebooks" / "getting_started.ipynb"
@@ -26,11 +39,8 @@ JUPYTERLAB_VEGALITE = {f"application/vnd.vegalite.v{n}+json" for n in (3, 4, 5)}
 CJK = re.compile(r"[\u3400-\u9fff]")
 
 
-@pytest.fixture(scope="module")
-def executed(demo, tmp_path_factory):
-    """The notebook after running every cell, as a contestant's kernel would."""
-    home = tmp_path_factory.mktemp("home")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+def run_notebook(nb, demo, home) -> None:
+    """Run every cell of ``nb`` in a kernel with a contestant's environment, working folder ``home``."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HOME", str(home))
         mp.setenv("CONTESTHUB_DATA_ROOT", str(demo.data_root))
@@ -39,6 +49,14 @@ def executed(demo, tmp_path_factory):
         for name in ("CONTESTHUB_MEMORY_LIMIT", "CONTESTHUB_SPILL_DIR", "MEM_LIMIT", "CPU_LIMIT"):
             mp.delenv(name, raising=False)
         NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(home)}}).execute()
+
+
+@pytest.fixture(scope="module")
+def executed(demo, tmp_path_factory):
+    """The notebook after running every cell, as a contestant's kernel would."""
+    home = tmp_path_factory.mktemp("home")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    run_notebook(nb, demo, home)
     return nb
 
 
@@ -72,6 +90,14 @@ def table(page: str) -> list[dict[str, str]]:
     return rows
 
 
+def assert_bilingual(text: str) -> None:
+    """Chinese first, then English: the first word (code spans aside) is Chinese, and English follows."""
+    prose = re.sub(r"`[^`]*`", "", text)
+    first = re.search(r"[A-Za-z\u3400-\u9fff]", prose)
+    assert first and CJK.match(first.group()), text
+    assert re.search(r"[A-Za-z]{3,} [A-Za-z]{3,}", prose), text
+
+
 def parquet(demo, ds_id: str, tname: str, version: int | None = None) -> str:
     """``read_parquet([...])`` over a published table's files, found from its catalog.json."""
     folder = demo.data_root / ds_id / (f"v{version}" if version else "latest")
@@ -90,11 +116,7 @@ def test_stored_notebook_is_clean_and_bilingual():
         if c.cell_type == "code":
             assert c.outputs == [] and c.execution_count is None, c.source
         else:
-            # Chinese first, then English: the first word (code spans aside) is Chinese.
-            prose = re.sub(r"`[^`]*`", "", c.source)
-            first = re.search(r"[A-Za-z\u3400-\u9fff]", prose)
-            assert first and CJK.match(first.group()), c.source
-            assert re.search(r"[A-Za-z]{3,} [A-Za-z]{3,}", prose), c.source
+            assert_bilingual(c.source)
     assert "提交预测 / Submitting predictions" in nb.cells[-1].source and "sandbox.submit" in nb.cells[-1].source
     assert not any("sandbox.submit" in c.source for c in nb.cells if c.cell_type == "code")
 
@@ -225,3 +247,208 @@ def test_pinned_version_equals_version_1(executed, demo):
     ).fetchall()
     (shown,) = table(result(cell(executed, 'version={"hospital_outpatient": 1}'))["text/html"])
     assert (int(shown["n_rows"]), int(shown["visits"])) == (rows, visits)
+
+
+# --- the challenges' starter notebooks -----------------------------------------------------
+
+CHALLENGES = ("outpatient_forecast", "emergency_visit", "department_triage")
+# The starters validate on the last 8 weeks of the training data: they fit on the rows up to
+# CUTOFF and score the rows after it (5 August to 30 September 2024).
+CUTOFF = "2024-08-04"
+SCORE_LINE = re.compile(r"validation (RMSE|ROC AUC|macro F1): (\S+)")
+PERIOD_LINE = re.compile(r"validation period: (\d{4}-\d\d-\d\d) – (\d{4}-\d\d-\d\d), (\d+) ")
+
+
+def starter_path(challenge_id: str):
+    return NOTEBOOK.parent / f"{challenge_id}.ipynb"
+
+
+def challenge_of(challenge_id: str) -> contest.Challenge:
+    return contest.load(PROJECT_ROOT / "config" / "contest.toml").challenge(challenge_id)
+
+
+def is_submit(c) -> bool:
+    return "submit" in c.metadata.get("tags", [])
+
+
+@pytest.fixture(scope="module", params=CHALLENGES)
+def starter(request, demo, tmp_path_factory):
+    """A challenge's starter notebook after running every cell but the ``submit`` one.
+
+    ``sandbox.submit`` talks to the submission service, which the test does not have, so the
+    cell tagged ``submit`` is taken out of the notebook before it runs.
+    """
+    challenge = challenge_of(request.param)
+    home = tmp_path_factory.mktemp(f"home-{challenge.id}")
+    nb = nbformat.read(starter_path(challenge.id), as_version=4)
+    nb.cells = [c for c in nb.cells if not is_submit(c)]
+    start = time.monotonic()
+    run_notebook(nb, demo, home)
+    return SimpleNamespace(challenge=challenge, nb=nb, home=home, seconds=time.monotonic() - start)
+
+
+def printed(nb, snippet: str) -> str:
+    """What the code cell containing ``snippet`` printed."""
+    return "".join(o.text for o in cell(nb, snippet).outputs if o.output_type == "stream" and o.name == "stdout")
+
+
+@pytest.mark.parametrize("challenge_id", CHALLENGES)
+def test_stored_starter_is_clean_and_bilingual(challenge_id):
+    challenge = challenge_of(challenge_id)
+    nb = nbformat.read(starter_path(challenge_id), as_version=4)
+    nbformat.validate(nb)
+    assert nb.nbformat == 4 and nb.metadata.kernelspec.name == "python3"
+    for c in nb.cells:
+        if c.cell_type == "code":
+            assert c.outputs == [] and c.execution_count is None, c.source
+            assert "sklearn" not in c.source  # scikit-learn is not installed in a sandbox
+        else:
+            assert_bilingual(c.source)
+    title = nb.cells[0].source.splitlines()[0]
+    assert title.startswith("# ") and challenge.title["zh"] in title and challenge.title["en"] in title
+    assert f"`{challenge.dataset}.{challenge.table}_test`" in nb.cells[0].source
+    assert any(f'"submission_{challenge_id}.csv"' in c.source for c in nb.cells if c.cell_type == "code")
+    # The last cell submits, the one before says what that costs; nothing else submits.
+    explain, submit = nb.cells[-2:]
+    assert submit.cell_type == "code" and is_submit(submit)
+    assert submit.source == f'sandbox.submit("{challenge_id}", predictions)'
+    assert explain.cell_type == "markdown"
+    for words in ("提交服务", "今天", "次数", "submission service", "today's", "quota"):
+        assert words in explain.source, words
+    assert [c for c in nb.cells if "sandbox.submit" in c.source and c.cell_type == "code"] == [submit]
+
+
+@pytest.mark.parametrize("challenge_id", CHALLENGES)
+def test_starter_computes_the_challenges_metric(challenge_id):
+    """The metric function the notebook defines agrees with the contest's scorer."""
+    challenge = challenge_of(challenge_id)
+    nb = nbformat.read(starter_path(challenge_id), as_version=4)
+    name = {"rmse": "rmse", "roc_auc": "roc_auc", "f1_macro": "f1_macro"}[challenge.metric]
+    defs = [
+        node
+        for c in nb.cells
+        if c.cell_type == "code"
+        for node in ast.parse(c.source).body
+        if isinstance(node, ast.FunctionDef) and node.name == name
+    ]
+    assert len(defs) == 1, name
+    namespace = {"np": np, "pd": pd}
+    exec(compile(ast.Module(body=defs, type_ignores=[]), name, "exec"), namespace)
+    rng = np.random.default_rng(7)
+    if challenge.metric == "rmse":
+        y, p = rng.normal(500, 100, 1000), rng.normal(500, 100, 1000)
+    elif challenge.metric == "roc_auc":
+        y, p = rng.integers(0, 2, 1000), rng.integers(0, 20, 1000) / 20  # with ties
+    else:
+        labels = np.array(["内科", "外科", "儿科", "急诊科"])
+        y, p = labels[rng.integers(0, 4, 1000)], labels[rng.integers(0, 3, 1000)]  # one label never predicted
+    assert namespace[name](y, p) == pytest.approx(challenge.scorer(y, p), rel=1e-9)
+
+
+def test_starter_ran_cleanly_and_quickly(starter):
+    for c in starter.nb.cells:
+        if c.cell_type != "code":
+            continue
+        for o in c.outputs:
+            assert o.output_type != "error", (c.source, o.get("ename"), o.get("evalue"))
+            assert not (o.output_type == "stream" and o.name == "stderr"), (c.source, o.text)
+            assert not (o.output_type == "stream" and "\x1b[31m" in o.text), (c.source, o.text)
+    # About 5 s on two cores with the demo data, kernel start included; the aim is under 20 s.
+    assert starter.seconds < 60
+
+
+def test_starter_saves_a_valid_submission(starter, demo):
+    challenge = starter.challenge
+    path = starter.home / f"submission_{challenge.id}.csv"
+    assert path.exists(), sorted(p.name for p in starter.home.iterdir())
+    saved = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert list(saved.columns) == [*challenge.id_columns, challenge.prediction]
+    assert (saved != "").all().all(), "empty cells"
+    test = parquet(demo, challenge.dataset, f"{challenge.table}_test")
+    [(n_test,)] = duckdb.sql(f"SELECT count(*) FROM {test}").fetchall()
+    assert len(saved) == n_test
+    ids = ", ".join(challenge.id_columns)
+    [(missing, unknown)] = duckdb.sql(f"""
+        SELECT count(*) FILTER (WHERE s.{challenge.id_columns[0]} IS NULL),
+               count(*) FILTER (WHERE t.{challenge.id_columns[0]} IS NULL)
+        FROM (SELECT DISTINCT {ids} FROM read_csv({str(path)!r}, all_varchar = true)) AS s
+        FULL JOIN (SELECT {", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in challenge.id_columns)} FROM {test}) AS t
+        USING ({ids})""").fetchall()
+    assert (missing, unknown) == (0, 0)  # with len(saved) == n_test: every test row once
+    predicted = saved[challenge.prediction]
+    if challenge.scorer.input == "label":
+        [(labels,)] = duckdb.sql(
+            f"SELECT list(DISTINCT {challenge.target}) FROM {parquet(demo, challenge.dataset, challenge.table)}"
+        ).fetchall()
+        assert set(predicted) <= set(labels) and len(labels) == 10
+        assert predicted.nunique() >= 2  # not just the most frequent department
+    else:
+        values = predicted.astype(float)
+        assert np.isfinite(values).all() and (values >= 0).all()
+        if challenge.scorer.input == "probability":
+            assert (values <= 1).all() and values.nunique() > 10
+    # The submission service's own checks accept the file.
+    scored = score_file(challenge, path, demo)
+    assert scored.valid, scored.errors
+    assert scored.rows == n_test and math.isfinite(scored.public_score)
+
+
+def test_starter_validation_beats_a_trivial_baseline(starter, demo):
+    challenge = starter.challenge
+    text = printed(starter.nb, "validation period")
+    rows = parquet(demo, challenge.dataset, challenge.table)
+    day = "date" if challenge.table == "daily_visits" else "visit_date"
+    [(first, last, n_valid)] = duckdb.sql(
+        f"SELECT strftime(min({day}), '%Y-%m-%d'), strftime(max({day}), '%Y-%m-%d'), count(*) "
+        f"FROM {rows} WHERE {day} > DATE '{CUTOFF}'"
+    ).fetchall()
+    period = PERIOD_LINE.search(text)
+    assert period, text
+    assert period.groups() == (first, last, str(n_valid)) == ("2024-08-05", "2024-09-30", str(n_valid))
+    found = SCORE_LINE.search(text)
+    assert found, text
+    score = float(found[2])
+    assert math.isfinite(score), text
+    if challenge.metric == "rmse":
+        assert found[1] == "RMSE"
+        # predicting the mean of the training rows for every validation row
+        [(trivial,)] = duckdb.sql(f"""
+            SELECT sqrt(avg(power(v.outpatient_visits - m.mean, 2)))
+            FROM {rows} AS v, (SELECT avg(outpatient_visits) AS mean FROM {rows} WHERE date <= DATE '{CUTOFF}') AS m
+            WHERE v.date > DATE '{CUTOFF}'""").fetchall()
+        assert 0 < score < trivial / 2, (score, trivial)
+    elif challenge.metric == "roc_auc":
+        assert found[1] == "ROC AUC"
+        assert 0.6 < score <= 1, score  # one probability for every visit gives 0.5
+    else:
+        assert found[1] == "macro F1"
+        # the most frequent training department for every validation visit: F1 of that class over the classes
+        [(trivial,)] = duckdb.sql(f"""
+            WITH top AS (
+                SELECT department FROM {rows} WHERE visit_date <= DATE '{CUTOFF}'
+                GROUP BY department ORDER BY count(*) DESC LIMIT 1),
+            valid AS (SELECT department FROM {rows} WHERE visit_date > DATE '{CUTOFF}')
+            SELECT 2 * count(*) FILTER (WHERE department = (SELECT department FROM top))
+                   / (count(*) + count(*) FILTER (WHERE department = (SELECT department FROM top)))
+                   / count(DISTINCT department)
+            FROM valid""").fetchall()
+        assert 1.5 * trivial < score <= 1, (score, trivial)
+
+
+def test_starter_chart_renders_offline(starter):
+    bundles = [
+        o.data
+        for c in starter.nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "execute_result" and set(o.data) & JUPYTERLAB_VEGALITE
+    ]
+    assert len(bundles) == 1  # one chart
+    (bundle,) = bundles
+    assert "text/html" not in bundle  # altair's HTML output loads vega from a CDN
+    spec = bundle[(set(bundle) & JUPYTERLAB_VEGALITE).pop()]
+    assert "url" not in spec["data"]  # the data is in the spec, not fetched
+    (points,) = spec["datasets"].values()
+    assert len(points) > 10
+    title = spec["title"]["text"] if isinstance(spec["title"], dict) else spec["title"]
+    assert CJK.search(title) and " / " in title
