@@ -122,6 +122,38 @@ class Upload:
     sha256: str
 
 
+class UploadSink:
+    """Bytes arriving in pieces (an HTTP body), hashed and counted as they are written."""
+
+    def __init__(self, folder: Path, limit: int):
+        fd, name = tempfile.mkstemp(dir=folder, prefix="upload-")
+        self.path, self.limit, self.size = Path(name), limit, 0
+        self._file = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            self.abort()
+            raise UploadTooLarge(
+                f"the file is larger than the limit of {self.limit >> 20} MiB; "
+                "submit fewer columns or compress it with gzip or zip",
+                f"文件超过 {self.limit >> 20} MiB 的上限；请只保留所需的列，或用 gzip/zip 压缩后再提交",
+            )
+        self._hash.update(chunk)
+        self._file.write(chunk)
+
+    def close(self) -> Upload:
+        self._file.close()
+        return Upload(self.path, self.size, self._hash.hexdigest())
+
+    def abort(self) -> None:
+        """Forget the upload: no partial file stays behind."""
+        if not self._file.closed:
+            self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
 class FileStore:
     """Content-addressed, immutable submission files: ``<root>/<sha[:2]>/<sha>``."""
 
@@ -132,27 +164,21 @@ class FileStore:
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
 
-    def receive(self, stream: BinaryIO, limit: int) -> Upload:
-        """Stream an upload to a temporary file (hashing as it goes), refusing more than ``limit`` bytes."""
+    def open_upload(self, limit: int) -> UploadSink:
+        """A temporary file in the upload area that refuses more than ``limit`` bytes."""
         self.incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
-        h, size = hashlib.sha256(), 0
-        fd, name = tempfile.mkstemp(dir=self.incoming, prefix="upload-")
+        return UploadSink(self.incoming, limit)
+
+    def receive(self, stream: BinaryIO, limit: int) -> Upload:
+        """Stream a file-like object into the upload area (hashing as it goes)."""
+        sink = self.open_upload(limit)
         try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := stream.read(CHUNK):
-                    size += len(chunk)
-                    if size > limit:
-                        raise UploadTooLarge(
-                            f"the file is larger than the limit of {limit // (1 << 20)} MiB; "
-                            "submit fewer columns or compress it with gzip or zip",
-                            f"文件超过 {limit // (1 << 20)} MiB 的上限；请只保留所需的列，或用 gzip/zip 压缩后再提交",
-                        )
-                    h.update(chunk)
-                    out.write(chunk)
+            while chunk := stream.read(CHUNK):
+                sink.write(chunk)
         except BaseException:
-            os.unlink(name)
+            sink.abort()
             raise
-        return Upload(Path(name), size, h.hexdigest())
+        return sink.close()
 
     def keep(self, upload: Upload) -> Path:
         """Move a received upload into the store under its digest (whole, fsynced, immutable)."""
@@ -183,12 +209,17 @@ class FileStore:
                 h.update(chunk)
         return h.hexdigest() == sha256
 
-    def sweep_incoming(self) -> int:
-        """Remove uploads left behind by a crash (they were never accepted); returns how many."""
+    def sweep_incoming(self, before: float) -> int:
+        """Remove uploads last written before ``before`` (a crash left them; they were never
+        accepted); uploads still arriving are newer. Returns how many were removed."""
         if not self.incoming.exists():
             return 0
         removed = 0
         for p in self.incoming.iterdir():
-            p.unlink(missing_ok=True)
-            removed += 1
+            try:
+                if p.stat().st_mtime < before:
+                    p.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
         return removed

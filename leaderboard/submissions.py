@@ -190,12 +190,18 @@ def _clean_provenance(provenance: dict | None) -> dict:
 def score(store: Store, contest: Contest, paths: Paths, submission_id: int) -> Submission:
     """Validate and score one received submission; safe to call again after a crash."""
     with store.session() as s:
+        # Claim it: only one scorer moves a submission from received to validating.
+        claimed = s.execute(
+            update(Submission)
+            .where(Submission.id == submission_id, Submission.status == "received")
+            .values(status="validating", attempts=Submission.attempts + 1)
+            .execution_options(synchronize_session=False)
+        ).rowcount
         sub = s.get(Submission, submission_id)
         if sub is None:
             raise NotFound(f"no submission {submission_id}", f"没有编号为 {submission_id} 的提交")
-        if sub.status not in PENDING:
+        if not claimed:
             return sub
-        sub.status, sub.attempts = "validating", sub.attempts + 1
     ch = contest.challenge(sub.challenge)
     errors, result = [], None
     if not store.files.verify(sub.sha256):
@@ -249,12 +255,21 @@ def _error(code: str, en: str, zh: str) -> dict:
     }
 
 
-def recover(store: Store, contest: Contest, paths: Paths) -> list[int]:
-    """Finish what a crash interrupted: rescore pending submissions, refund those without a file."""
-    store.files.sweep_incoming()
+def recover(store: Store, contest: Contest, paths: Paths, started: dt.datetime | None = None) -> list[int]:
+    """Finish what a crash interrupted: score again what was pending before ``started`` (the
+    service's start; default now), refund what has no file, delete uploads never accepted."""
+    started = started or utcnow()
+    store.files.sweep_incoming(before=started.timestamp())
     with store.session() as s:
-        pending = s.execute(select(Submission.id).where(Submission.status.in_(PENDING)).order_by(Submission.id))
-        ids = [r[0] for r in pending]
+        stale = s.execute(
+            select(Submission)
+            .where(Submission.status.in_(PENDING), Submission.created_at < started)
+            .order_by(Submission.id)
+        ).scalars()
+        ids = []
+        for sub in stale:
+            sub.status = "received"  # its scorer died with the old process
+            ids.append(sub.id)
     for sid in ids:
         score(store, contest, paths, sid)
     return ids

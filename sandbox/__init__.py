@@ -22,20 +22,24 @@ from sandbox.api import (
     table,
 )
 from sandbox.errors import ContesthubError
+from sandbox.submit import SubmissionResult, my_submissions, submit
 
 __version__ = "0.1.0"
 __all__ = [
     "ContesthubError",
     "Relation",
     "SandboxError",
+    "SubmissionResult",
     "dask",
     "dask_client",
     "datasets",
     "describe",
     "locate",
+    "my_submissions",
     "refresh",
     "search",
     "sql",
+    "submit",
     "table",
 ]
 

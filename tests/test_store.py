@@ -85,7 +85,7 @@ def test_a_submission_interrupted_by_a_crash_is_scored_on_restart(
     sub = submit(store, "ann", CH, predictions(CH, noise=0.1))
     with store.session() as s:
         s.get(Submission, sub.id).status = status  # the service died here
-    assert submissions.recover(store, demo_contest, demo) == [sub.id]
+    assert submissions.recover(store, demo_contest, demo, started=NOW + dt.timedelta(hours=1)) == [sub.id]
     with store.session() as s:
         row = s.get(Submission, sub.id)
         assert row.status == "scored" and row.charged and len(row.scores) == 1
@@ -99,7 +99,7 @@ def test_a_submission_whose_file_never_arrived_is_refunded_on_restart(store, dem
     path.chmod(0o600)
     path.unlink()  # crash between the database commit and the rename
     (store.files.incoming / "upload-leftover").write_bytes(b"half a file")
-    submissions.recover(store, demo_contest, demo)
+    submissions.recover(store, demo_contest, demo, started=NOW + dt.timedelta(hours=1))
     with store.session() as s:
         row = s.get(Submission, sub.id)
         assert row.status == "error" and not row.charged

@@ -1,0 +1,207 @@
+"""``sandbox.submit``: send predictions to the contest's submission service from a notebook.
+
+Inside a hub's JupyterLab no extra login is needed: the notebook server's own token
+(``JUPYTERHUB_API_TOKEN``) carries ``access:services!service=submit``, and the spawner
+tells us where the service is (``CONTESTHUB_SUBMIT_URL``). A DataFrame is written to a CSV
+under ``~/submissions/`` first, so the contestant keeps exactly what was sent. The file is
+streamed (never loaded into memory), then the service is polled until the submission is
+scored or rejected, and the outcome is shown in both languages.
+
+Only the standard library's HTTP client is used: the sandbox talks to the service like any
+other client, and knows nothing of the hub or the contest engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+
+from sandbox.errors import ContesthubError
+
+PENDING = ("received", "validating")
+
+
+class SubmitError(ContesthubError):
+    code = "submit-failed"
+
+
+@dataclass
+class SubmissionResult:
+    """What became of one submission, as the team may see it (never a private score)."""
+
+    id: int
+    challenge: str
+    status: str
+    public_score: float | None = None
+    metric: str | None = None
+    errors: list[dict] = field(default_factory=list)
+    file: str = ""
+    raw: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "scored"
+
+    def lines(self, lang: str = "zh") -> list[str]:
+        zh = lang == "zh"
+        if self.status == "scored":
+            return [
+                f"提交 #{self.id} 已评分：公开榜得分 {self.public_score:.6g}（{self.metric}）"
+                if zh
+                else f"submission #{self.id} scored: public score {self.public_score:.6g} ({self.metric})"
+            ]
+        if self.status in PENDING:
+            return [f"提交 #{self.id} 仍在评分中" if zh else f"submission #{self.id} is still being scored"]
+        head = (
+            f"提交 #{self.id} 未通过检查（不计入提交次数）："
+            if zh
+            else f"submission #{self.id} was not scored (it did not count against your quota):"
+        )
+        out = [head]
+        for e in self.errors:
+            where = []
+            if e.get("column"):
+                where.append(f"column {e['column']}" if not zh else f"列 {e['column']}")
+            if e.get("rows"):
+                where.append(("rows " if not zh else "行 ") + ", ".join(map(str, e["rows"][:5])))
+            msg = e.get("message_zh" if zh else "message_en") or e.get("message", "")
+            out.append(f"  - [{e.get('code')}] {msg}" + (f" ({'; '.join(where)})" if where else ""))
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines("zh") + self.lines("en"))
+
+    def _repr_html_(self) -> str:
+        colour = "#1a7f37" if self.ok else "#b35900" if self.status in PENDING else "#cf222e"
+        body = "<br>".join(escape(line) for line in self.lines("zh") + self.lines("en"))
+        return f'<div style="border-left:4px solid {colour};padding:4px 8px">{body}</div>'
+
+
+def _service() -> tuple[str, str]:
+    url = os.environ.get("CONTESTHUB_SUBMIT_URL")
+    token = os.environ.get("JUPYTERHUB_API_TOKEN")
+    if not url or not token:
+        raise SubmitError(
+            "no submission service is configured here: submit from a JupyterLab started by the contest hub "
+            "(it sets CONTESTHUB_SUBMIT_URL and JUPYTERHUB_API_TOKEN)",
+            "当前环境没有配置提交服务：请在比赛平台启动的 JupyterLab 中提交"
+            "（它会设置 CONTESTHUB_SUBMIT_URL 和 JUPYTERHUB_API_TOKEN）",
+            code="no-service",
+        )
+    return url.rstrip("/") + "/api", token
+
+
+def _request(method: str, url: str, token: str, data=None, headers: dict | None = None) -> dict:
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Authorization": f"token {token}", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=600) as resp:
+            return json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            doc = json.loads(exc.read() or b"{}")
+        except ValueError:
+            doc = {}
+        raise SubmitError(
+            doc.get("message_en") or f"the submission service answered {exc.code} {exc.reason}",
+            doc.get("message_zh") or f"提交服务返回 {exc.code} {exc.reason}",
+            code=doc.get("code") or f"http-{exc.code}",
+        ) from None
+    except urllib.error.URLError as exc:
+        raise SubmitError(
+            f"the submission service cannot be reached ({exc.reason}); try again in a minute",
+            f"无法连接提交服务（{exc.reason}）；请稍后再试",
+            code="service-unreachable",
+        ) from None
+
+
+def _as_file(challenge: str, predictions) -> Path:
+    """A path as given, or a DataFrame written to ``~/submissions/<challenge>-<time>.csv``."""
+    if isinstance(predictions, str | os.PathLike):
+        path = Path(predictions).expanduser()
+        if not path.is_file():
+            raise SubmitError(f"there is no file {path}", f"文件 {path} 不存在", code="no-file")
+        return path
+    if not hasattr(predictions, "to_csv"):
+        raise SubmitError(
+            "submit a pandas DataFrame or the path of a CSV/Parquet file",
+            "请提交 pandas DataFrame，或 CSV/Parquet 文件的路径",
+            code="bad-argument",
+        )
+    folder = Path.home() / "submissions"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{challenge}-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
+    predictions.to_csv(path, index=False)
+    return path
+
+
+def _provenance() -> dict[str, str]:
+    from sandbox import __version__
+
+    out = {"sandbox_version": __version__, "client": "sandbox.submit"}
+    if os.environ.get("JPY_SESSION_NAME"):  # set by jupyter_server for a notebook's kernel
+        out["notebook"] = os.path.basename(os.environ["JPY_SESSION_NAME"])
+    return out
+
+
+def submit(challenge: str, predictions, *, wait: float = 300.0, quiet: bool = False) -> SubmissionResult:
+    """Send predictions (a DataFrame or a file) for ``challenge`` and wait for the score.
+
+    Costs one of the team's daily submissions unless the file is rejected.
+    """
+    from urllib.parse import quote, urlencode
+
+    api, token = _service()
+    path = _as_file(challenge, predictions)
+    query = urlencode({"file_name": path.name, **_provenance()})
+    with open(path, "rb") as body:
+        doc = _request(
+            "POST",
+            f"{api}/challenges/{quote(challenge)}/submissions?{query}",
+            token,
+            data=body,
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(path.stat().st_size)},
+        )
+    deadline = time.monotonic() + wait
+    while doc["status"] in PENDING and time.monotonic() < deadline:
+        time.sleep(0.5)
+        doc = _request("GET", f"{api}/submissions/{doc['id']}", token)
+    result = SubmissionResult(
+        id=doc["id"],
+        challenge=doc["challenge"],
+        status=doc["status"],
+        public_score=doc.get("public_score"),
+        metric=doc.get("metric"),
+        errors=doc.get("errors") or [],
+        file=str(path),
+        raw=doc,
+    )
+    if not quiet and not _in_ipython():
+        print(result)
+    return result
+
+
+def my_submissions(challenge: str | None = None) -> list[dict]:
+    """The team's submissions, newest first (public scores only)."""
+    from urllib.parse import urlencode
+
+    api, token = _service()
+    return _request(
+        "GET", f"{api}/submissions" + (f"?{urlencode({'challenge': challenge})}" if challenge else ""), token
+    )
+
+
+def _in_ipython() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return get_ipython() is not None
