@@ -11,7 +11,16 @@ import os
 
 import click
 
-from leaderboard.cli import contest, score_cmd
+from leaderboard.cli import (
+    audit_cmd,
+    contest,
+    grant_cmd,
+    rescore_cmd,
+    reveal_cmd,
+    score_cmd,
+    submissions_cmd,
+    teams_cmd,
+)
 from sandbox.cli import datasets, sql_cmd
 from sandbox.errors import ContesthubError
 from sandbox.settings import Paths
@@ -55,6 +64,8 @@ cli.add_command(datasets)
 cli.add_command(sql_cmd)
 cli.add_command(contest)
 cli.add_command(score_cmd)
+for command in (teams_cmd, grant_cmd, submissions_cmd, reveal_cmd, rescore_cmd, audit_cmd):
+    cli.add_command(command)
 
 
 @cli.command("up")

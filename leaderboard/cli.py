@@ -100,3 +100,266 @@ def score_cmd(ctx: click.Context, challenge_id: str, file: str, contest_file: st
             click.echo(f"{e['code']}: {e['message_' + lang]}{where}", err=True)
     if not result.valid:
         ctx.exit(1)
+
+
+# --- the contest store: teams, quotas, submissions, reveal, rescore, audit --------------------
+
+
+def _contest(ctx: click.Context) -> contest_config.Contest:
+    return contest_config.load(contest_config.config_path(ctx.obj.get("contest_file")), ctx.obj["paths"].datasets_dir)
+
+
+def _store(ctx: click.Context):
+    from leaderboard import store
+
+    return store.connect(ctx.obj["paths"])
+
+
+def _table(title: str, columns: list[str], rows: list[list]) -> None:
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*["" if v is None else str(v) for v in r])
+    out().print(table)
+
+
+ORGANIZER = click.option(
+    "--by", default=lambda: __import__("getpass").getuser(), help="Who does this (recorded in the audit log)."
+)
+
+
+@click.group("teams")
+@contest_option
+@click.pass_context
+def teams_cmd(ctx: click.Context, contest_file: str | None) -> None:
+    """Teams: create, add and remove members, merge, list (队伍管理)."""
+    ctx.obj["contest_file"] = contest_file
+
+
+@teams_cmd.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def teams_list(ctx: click.Context, as_json: bool) -> None:
+    from leaderboard import teams
+
+    with _store(ctx).session() as s:
+        rows = teams.listing(s)
+    if as_json:
+        echo_json(rows)
+        return
+    _table(
+        "teams / 队伍",
+        ["team", "display name", "members"],
+        [[t["name"], t["display_name"], ", ".join(t["members"])] for t in rows],
+    )
+
+
+@teams_cmd.command("create")
+@click.argument("name")
+@click.argument("members", nargs=-1)
+@click.option("--display-name", help="The name shown on the leaderboard (default: NAME).")
+@ORGANIZER
+@click.pass_context
+def teams_create(ctx: click.Context, name: str, members: tuple[str, ...], display_name: str | None, by: str) -> None:
+    """Create team NAME with MEMBERS (user names)."""
+    from leaderboard import teams
+
+    with _store(ctx).session() as s:
+        teams.create(s, _contest(ctx), name, actor=by, display_name=display_name, members=members)
+    click.echo(f"team {name} created with {len(members)} member(s) / 已创建队伍")
+
+
+@teams_cmd.command("add")
+@click.argument("team")
+@click.argument("user")
+@ORGANIZER
+@click.pass_context
+def teams_add(ctx: click.Context, team: str, user: str, by: str) -> None:
+    """Add USER to TEAM."""
+    from leaderboard import teams
+
+    with _store(ctx).session() as s:
+        teams.add_member(s, _contest(ctx), team, user, actor=by)
+    click.echo(f"{user} joined {team} / 已加入")
+
+
+@teams_cmd.command("remove")
+@click.argument("team")
+@click.argument("user")
+@ORGANIZER
+@click.pass_context
+def teams_remove(ctx: click.Context, team: str, user: str, by: str) -> None:
+    """Remove USER from TEAM."""
+    from leaderboard import teams
+
+    with _store(ctx).session() as s:
+        teams.remove_member(s, _contest(ctx), team, user, actor=by)
+    click.echo(f"{user} left {team} / 已退出")
+
+
+@teams_cmd.command("merge")
+@click.argument("team")
+@click.argument("other")
+@ORGANIZER
+@click.pass_context
+def teams_merge(ctx: click.Context, team: str, other: str, by: str) -> None:
+    """Merge team OTHER into TEAM (refused when their submissions exceed a merged team's quota)."""
+    from leaderboard import teams
+
+    with _store(ctx).session() as s:
+        merged = teams.merge(s, _contest(ctx), team, other, actor=by)
+        members = [m.user for m in merged.members]
+    click.echo(f"{other} merged into {team}: {', '.join(members)} / 合并完成")
+
+
+@click.command("grant")
+@click.argument("team")
+@click.argument("challenge_id")
+@click.argument("extra", type=int)
+@click.option("--reason", required=True, help="Why (recorded in the audit log).")
+@click.option("--day", type=click.DateTime(["%Y-%m-%d"]), help="The contest day (default today).")
+@contest_option
+@ORGANIZER
+@click.pass_context
+def grant_cmd(ctx, team: str, challenge_id: str, extra: int, reason: str, day, contest_file, by: str) -> None:
+    """Give TEAM EXTRA submissions on CHALLENGE_ID for one day (追加提交次数)."""
+    from leaderboard import submissions
+
+    ctx.obj["contest_file"] = contest_file
+    with _store(ctx).session() as s:
+        g = submissions.grant(
+            s, _contest(ctx), team, challenge_id, extra, reason=reason, by=by, day=day.date() if day else None
+        )
+    click.echo(f"{team}: +{g.extra} on {g.challenge} for {g.day} ({g.reason}) / 已追加")
+
+
+@click.command("submissions")
+@click.option("--challenge", "challenge_id")
+@click.option("--status", type=click.Choice(["received", "validating", "scored", "invalid", "error"]))
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def submissions_cmd(ctx, challenge_id: str | None, status: str | None, limit: int, as_json: bool) -> None:
+    """List submissions, newest first (organizers; public scores only)."""
+    from sqlalchemy import select
+
+    from leaderboard import submissions
+    from leaderboard.models import Submission
+
+    q = select(Submission).order_by(Submission.id.desc()).limit(limit)
+    if challenge_id:
+        q = q.where(Submission.challenge == challenge_id)
+    if status:
+        q = q.where(Submission.status == status)
+    with _store(ctx).session() as s:
+        rows = [submissions.public_view(x, next((sc for sc in x.scores if sc.active), None)) for x in s.scalars(q)]
+    if as_json:
+        echo_json(rows)
+        return
+    _table(
+        "submissions / 提交",
+        ["id", "challenge", "team", "user", "time (UTC)", "status", "public score", "file"],
+        [
+            [
+                r["id"],
+                r["challenge"],
+                r["team"],
+                r["user"],
+                r["created_at"][:19],
+                r["status"],
+                r["public_score"],
+                r["file_name"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+@click.command("reveal")
+@click.argument("challenge_id")
+@contest_option
+@ORGANIZER
+@click.pass_context
+def reveal_cmd(ctx, challenge_id: str, contest_file, by: str) -> None:
+    """Make CHALLENGE_ID's private ranking public (after its deadline; recorded) (公布最终排名)."""
+    from leaderboard import ranking
+
+    ctx.obj["contest_file"] = contest_file
+    contest = _contest(ctx)
+    with _store(ctx).session() as s:
+        ranking.reveal(s, contest, challenge_id, by=by)
+        rows = ranking.private_standings(s, contest.challenge(challenge_id))
+    _table(
+        f"{challenge_id}: private ranking / 最终排名",
+        ["rank", "team", "score", "public rank", "shift"],
+        [[r["rank"], r["team"], f"{r['score']:.6g}", r["public_rank"], r["shift"]] for r in rows[:20]],
+    )
+
+
+@click.command("rescore")
+@click.argument("challenge_id")
+@click.option("--reason", help="Why (recorded); needed to start a rescore.")
+@click.option("--publish", "publish_id", type=int, help="Publish the pending rescore with this id.")
+@click.option("--discard", "discard_id", type=int, help="Discard the pending rescore with this id.")
+@click.option("--json", "as_json", is_flag=True)
+@contest_option
+@ORGANIZER
+@click.pass_context
+def rescore_cmd(ctx, challenge_id, reason, publish_id, discard_id, as_json, contest_file, by) -> None:
+    """Score CHALLENGE_ID's submissions again and show rank changes; publish or discard it after (重新评分)."""
+    from leaderboard import ranking
+
+    ctx.obj["contest_file"] = contest_file
+    store = _store(ctx)
+    if publish_id or discard_id:
+        with store.session() as s:
+            run = ranking.decide_rescore(s, publish_id or discard_id, by=by, publish=bool(publish_id))
+        click.echo(f"rescore {run.id}: {run.status}")
+        return
+    if not reason:
+        raise click.UsageError("say why with --reason")
+    result = ranking.rescore(store, _contest(ctx), ctx.obj["paths"], challenge_id, by=by, reason=reason)
+    if as_json:
+        echo_json({"rescore": result.id, "scored": result.scored, "invalid": result.invalid, "changes": result.changes})
+        return
+    _table(
+        f"rescore {result.id} of {challenge_id}: rank changes (not published) / 排名变化（未发布）",
+        ["team", "public rank", "→", "private rank", "→"],
+        [
+            [
+                c["team"],
+                c["public_rank_before"],
+                c["public_rank_after"],
+                c["private_rank_before"],
+                c["private_rank_after"],
+            ]
+            for c in result.changes
+        ],
+    )
+    click.echo(f"publish with: contesthub rescore {challenge_id} --publish {result.id}   (or --discard {result.id})")
+
+
+@click.group("audit")
+def audit_cmd() -> None:
+    """The audit log (审计日志)."""
+
+
+@audit_cmd.command("verify")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def audit_verify(ctx: click.Context, as_json: bool) -> None:
+    """Check the hash chain: exit 1 if any entry was edited, deleted or reordered."""
+    from leaderboard import audit
+
+    with _store(ctx).session() as s:
+        result = audit.verify(s)
+    if as_json:
+        echo_json(result.to_dict())
+    elif result.ok:
+        click.echo(f"audit log intact: {result.entries} entries / 审计日志完整")
+    else:
+        for p in result.problems:
+            click.echo(p, err=True)
+    if not result.ok:
+        ctx.exit(1)
