@@ -21,7 +21,7 @@ from leaderboard.cli import (
     submissions_cmd,
     teams_cmd,
 )
-from sandbox.cli import datasets, sql_cmd
+from sandbox.cli import datasets, sql_cmd, submit_cmd
 from sandbox.errors import ContesthubError
 from sandbox.settings import Paths
 
@@ -64,7 +64,7 @@ cli.add_command(datasets)
 cli.add_command(sql_cmd)
 cli.add_command(contest)
 cli.add_command(score_cmd)
-for command in (teams_cmd, grant_cmd, submissions_cmd, reveal_cmd, rescore_cmd, audit_cmd):
+for command in (submit_cmd, teams_cmd, grant_cmd, submissions_cmd, reveal_cmd, rescore_cmd, audit_cmd):
     cli.add_command(command)
 
 

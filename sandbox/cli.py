@@ -263,3 +263,21 @@ def sql_cmd(query: str, fmt: str, limit: int) -> None:
             table.add_row(*("" if v is None else str(v) for v in row))
         out().print(table)
         click.echo(f"{len(df)} row(s)" + (f" (limited to {limit}; use --limit 0 for all)" if len(df) == limit else ""))
+
+
+@click.command("submit")
+@click.argument("challenge_id")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the submission as JSON.")
+@click.pass_context
+def submit_cmd(ctx: click.Context, challenge_id: str, file: str, as_json: bool) -> None:
+    """Submit FILE for CHALLENGE_ID from a terminal in your JupyterLab (costs one of today's submissions)."""
+    from sandbox.submit import submit
+
+    result = submit(challenge_id, file, quiet=True)
+    if as_json:
+        echo_json(result.raw)
+    else:
+        click.echo("\n".join(result.lines(_lang(ctx))))
+    if not result.ok:
+        ctx.exit(1)
