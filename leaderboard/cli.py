@@ -363,3 +363,29 @@ def audit_verify(ctx: click.Context, as_json: bool) -> None:
             click.echo(p, err=True)
     if not result.ok:
         ctx.exit(1)
+
+
+@click.command("backup")
+@click.argument("dest", type=click.Path(file_okay=False))
+@contest_option
+@click.pass_context
+def backup_cmd(ctx: click.Context, dest: str, contest_file: str | None) -> None:
+    """Write a consistent backup of the whole contest into DEST, also while submissions continue (备份)."""
+    from leaderboard import backup
+
+    manifest = backup.backup(_store(ctx), ctx.obj["paths"], contest_config.config_path(contest_file), Path(dest))
+    rows = ", ".join(f"{k} {v}" for k, v in manifest["rows"].items() if v)
+    click.echo(f"backup written to {dest}: {len(manifest['files'])} files; rows: {rows} / 备份完成")
+
+
+@click.command("restore")
+@click.argument("src", type=click.Path(exists=True, file_okay=False))
+@click.option("--contest-target", type=click.Path(dir_okay=False), help="Also write the backup's contest.toml here.")
+@click.pass_context
+def restore_cmd(ctx: click.Context, src: str, contest_target: str | None) -> None:
+    """Restore a backup into an empty store and empty roots; verifies checksums and the audit log (恢复)."""
+    from leaderboard import backup
+
+    paths = ctx.obj["paths"].ensure()
+    manifest = backup.restore(Path(src), _store(ctx), paths, Path(contest_target) if contest_target else None)
+    click.echo(f"restored {sum(manifest['rows'].values())} rows and {len(manifest['files'])} files; audit log verified")
