@@ -1,0 +1,233 @@
+"""Open-data catalog: search in Chinese or English, narrow by theme, open tier and publisher,
+then read one dataset: its tables' schemas (units, indicator definitions), licence,
+versions, quality report, sizes, the first rows, and the challenges built on it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from leaderboard import queries
+from leaderboard.views import common
+from leaderboard.views.common import t
+from sandbox.catalog import THEMES, TIERS
+
+ALL = "__all__"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _constraints(c: dict) -> str:
+    parts = []
+    for key, value in (c or {}).items():
+        if key == "enum":
+            value = " / ".join(map(str, value))
+        parts.append(f"{key}={value}" if value is not True else key)
+    return "; ".join(parts)
+
+
+def _schema(table: dict, lang: str) -> pd.DataFrame:
+    fields = table["schema"]["fields"]
+
+    def text(v) -> str:
+        return (v or {}).get(lang) or (v or {}).get("en") or "" if isinstance(v, dict) else str(v or "")
+
+    return pd.DataFrame(
+        {
+            t("col_field"): [f["name"] for f in fields],
+            t("col_type"): [f["type"] for f in fields],
+            t("col_title"): [text(f.get("title")) for f in fields],
+            t("col_unit"): [f.get("unit") or "" for f in fields],
+            t("col_definition"): [text(f.get("definition")) or text(f.get("description")) for f in fields],
+            t("col_constraints"): [_constraints(f.get("constraints")) for f in fields],
+        }
+    )
+
+
+def _quality(table: dict, lang: str) -> None:
+    q = table.get("quality") or {}
+    holds = q.get("valid", True)
+    summary = t(
+        "quality_summary",
+        read=f"{q.get('rows_read', table['rows']):,}",
+        bad=f"{q.get('bad_rows', 0):,}",
+        quarantined=f"{q.get('quarantined_rows', 0):,}",
+    )
+    (st.success if holds else st.warning)(summary)
+    errors = q.get("errors") or []
+    if errors:
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    t("col_code"): [e.get("code", "") for e in errors],
+                    t("col_field"): [e.get("field") or "" for e in errors],
+                    t("col_count"): [int(e.get("count", 0)) for e in errors],
+                    t("col_message"): [e.get(f"message_{lang}") or e.get("message_en", "") for e in errors],
+                    t("col_examples"): [", ".join(str(x.get("row")) for x in e.get("examples") or []) for e in errors],
+                }
+            ),
+            hide_index=True,
+        )
+
+
+def main() -> None:
+    src = common.source()
+    lang, tr = common.lang(), common.translator()
+    st.title(t("catalog_title"))
+    doc = queries.catalog(src.data_root)
+    if not doc["datasets"]:
+        st.info(t("catalog_empty"))
+        return
+    rows_all = queries.catalog_search(src.data_root, "", None, None)
+    publishers = sorted({r[f"publisher_{lang}"] for r in rows_all})
+
+    query = st.text_input(t("catalog_search"), key="catalog_query", placeholder=t("catalog_placeholder")).strip()
+    a, b, c = st.columns(3)
+    theme = a.selectbox(
+        t("facet_theme"),
+        [ALL, *THEMES],
+        format_func=lambda v: tr("facet_all") if v == ALL else THEMES[v][lang],
+        key="catalog_theme",
+    )
+    tier = b.selectbox(
+        t("facet_tier"),
+        [ALL, *TIERS],
+        format_func=lambda v: tr("facet_all") if v == ALL else TIERS[v][lang],
+        key="catalog_tier",
+    )
+    publisher = c.selectbox(
+        t("facet_publisher"),
+        [ALL, *publishers],
+        format_func=lambda v: tr("facet_all") if v == ALL else v,
+        key="catalog_publisher",
+    )
+    found = queries.catalog_search(src.data_root, query, None if theme == ALL else theme, None if tier == ALL else tier)
+    if publisher != ALL:
+        found = [r for r in found if r[f"publisher_{lang}"] == publisher]
+    # Facet counts over the text search, so a reader sees where the matches are.
+    counted = queries.catalog_search(src.data_root, query, None, None)
+    st.caption(
+        t("catalog_found", n=len(found))
+        + " · "
+        + " · ".join(f"{THEMES[k][lang]} {sum(r['theme'] == k for r in counted)}" for k in THEMES)
+    )
+    if not found:
+        st.warning(t("catalog_nothing"))
+        return
+    listing = pd.DataFrame(
+        {
+            t("col_dataset"): [r["id"] for r in found],
+            t("col_title"): [r[f"title_{lang}"] for r in found],
+            t("facet_theme"): [THEMES[r["theme"]][lang] for r in found],
+            t("facet_tier"): [TIERS[r["tier"]][lang] for r in found],
+            t("facet_publisher"): [r[f"publisher_{lang}"] for r in found],
+            t("col_rows"): [int(r["rows"]) for r in found],
+            t("col_size"): [_size(int(r["bytes"])) for r in found],
+            t("col_version"): [int(r["version"]) for r in found],
+            t("col_licence"): [r["licence"] for r in found],
+        }
+    )
+    st.dataframe(listing, hide_index=True)
+
+    ids = [r["id"] for r in found]
+    chosen = st.selectbox(
+        t("choose_dataset"),
+        ids,
+        format_func=lambda i: f"{doc['datasets'][i]['entry']['title'][lang]} ({i})",
+        key="catalog_dataset",
+    )
+    item = doc["datasets"][chosen]
+    e = item["entry"]
+    st.header(e["title"][lang])
+    st.markdown(common.md(e["description"][lang]))
+    info = pd.DataFrame(
+        {
+            t("col_property"): [
+                t("facet_theme"),
+                t("facet_tier"),
+                t("facet_publisher"),
+                t("col_licence"),
+                t("col_frequency"),
+                t("col_temporal"),
+                t("col_spatial"),
+                t("col_keywords"),
+                t("col_source"),
+            ],
+            t("col_value"): [
+                THEMES[e["theme"]][lang],
+                TIERS[e["open_tier"]][lang],
+                e["publisher"][lang],
+                f"{e['licence']['title']} ({e['licence']['id']}) {e['licence'].get('url', '')}".strip(),
+                e.get("update_frequency", ""),
+                f"{e['temporal']['start']} — {e['temporal']['end']}",
+                e["spatial"][lang],
+                ", ".join(e["keywords"][lang]),
+                e["source"].get("citation") or "",
+            ],
+        }
+    )
+    st.dataframe(info, hide_index=True)
+
+    st.subheader(t("versions"))
+    st.dataframe(
+        pd.DataFrame(
+            {
+                t("col_version"): [v["version"] for v in item["versions"]],
+                t("col_built"): [v["built_at"] for v in item["versions"]],
+                t("col_descriptor"): [v["descriptor_version"] for v in item["versions"]],
+                t("col_rows"): [int(v["rows"]) for v in item["versions"]],
+            }
+        ),
+        hide_index=True,
+    )
+
+    contest = queries.contest(src)
+    users = [ch for ch in contest.challenges if ch.dataset == chosen]
+    st.subheader(t("used_by"))
+    if users:
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    t("col_challenge"): [common.challenge_title(ch) for ch in users],
+                    t("col_table"): [f"{ch.dataset}.{ch.table}_test" for ch in users],
+                    t("col_metric"): [common.metric_text(ch) for ch in users],
+                }
+            ),
+            hide_index=True,
+        )
+    else:
+        st.caption(t("used_by_none"))
+
+    tables = list(e["tables"])
+    st.subheader(t("tables"))
+    st.dataframe(
+        pd.DataFrame(
+            {
+                t("col_table"): tables,
+                t("col_title"): [e["tables"][n]["title"][lang] for n in tables],
+                t("col_rows"): [int(e["tables"][n]["rows"]) for n in tables],
+                t("col_size"): [_size(int(e["tables"][n]["bytes"])) for n in tables],
+                t("col_files"): [len(e["tables"][n]["files"]) for n in tables],
+            }
+        ),
+        hide_index=True,
+    )
+    name = st.selectbox(t("choose_table"), tables, key=f"catalog_table_{chosen}")
+    table = e["tables"][name]
+    if table.get("description"):
+        st.caption(common.md(table["description"][lang]))
+    st.markdown("**" + t("schema") + "**")
+    st.dataframe(_schema(table, lang), hide_index=True)
+    st.markdown("**" + t("quality") + "**")
+    _quality(table, lang)
+    st.markdown("**" + t("preview", n=20) + "**")
+    st.dataframe(queries.preview(src.data_root, chosen, int(e["version"]), name), hide_index=True)
+
+
+main()

@@ -1,0 +1,642 @@
+"""The Streamlit leaderboard read through ``AppTest``: what a visitor sees, in zh and en,
+before and after a reveal; private scores absent until then; names shown literally.
+
+Most tests run on SQLite; the reveal test and the standings cross-check run on both
+databases. The app's test seams (``st.session_state`` keys no widget uses) pin the clock
+(``common.NOW_KEY``) and give a visitor a JupyterHub identity (``hub_auth.IDENTITY_KEY``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import parse_qs, urlparse
+
+import pyarrow as pa
+import pytest
+from contest_fixtures import NOW
+from sqlalchemy import func, select
+from streamlit.testing.v1 import AppTest
+
+from leaderboard import demo, i18n, queries, ranking
+from leaderboard.models import Member, Quota, QuotaGrant, Reveal, Score, Submission, Team
+from leaderboard.views import common, hub_auth
+from sandbox.settings import PROJECT_ROOT
+
+APP = PROJECT_ROOT / "leaderboard" / "app.py"
+CH, AUC, F1 = "outpatient_forecast", "emergency_visit", "department_triage"
+XSS = "<img src=x onerror=alert(1)>"
+MD_TRAP = "**bold** [link](javascript:alert(1)) :red[red]"
+ORGANIZER = {"name": "org", "admin": True, "groups": []}
+sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+def T(key: str, lang: str = "zh", **kw) -> str:
+    return i18n.t(key, lang, **kw)
+
+
+# --- a small race whose every number is known ------------------------------------------------
+
+# (team, display name, members, [(challenge, hours before NOW, public, private, status)])
+RACE = [
+    (
+        "alpha",
+        "数据先锋",
+        ("ann", "amy"),
+        [(CH, 72, 40.0, 66.6066, "scored"), (CH, 2, 30.0, 61.2345, "scored"), (AUC, 5, 0.81234, 0.70001, "scored")],
+    ),
+    ("beta", "Blue Heron", ("bob",), [(CH, 48, 30.0, 63.3333, "scored"), (AUC, 6, 0.79999, 0.71111, "scored")]),
+    ("xss", XSS, ("eve",), [(CH, 1, 25.0, 64.4444, "scored"), (CH, 3, None, None, "invalid")]),
+    ("gamma", MD_TRAP, ("gus",), [(CH, 120, 50.0, 65.5555, "scored"), (CH, 100, None, None, "invalid")]),
+]
+PRIVATE = [p for *_, subs in RACE for (_c, _h, _pub, p, st_) in subs if p is not None]
+
+
+def make_race(store, contest) -> None:
+    with store.session() as s:
+        for name, display, users, subs in RACE:
+            team = Team(name=name, display_name=display, created_at=NOW - dt.timedelta(days=10))
+            s.add(team)
+            s.flush()
+            for u in users:
+                s.add(Member(user=u, team_id=team.id, joined_at=NOW - dt.timedelta(days=9)))
+            for ch_id, hours, public, private, status in subs:
+                at = NOW - dt.timedelta(hours=hours)
+                sub = Submission(
+                    team_id=team.id,
+                    user=users[0],
+                    challenge=ch_id,
+                    created_at=at,
+                    quota_day=contest.day(at),
+                    file_name=f"{XSS}.csv" if name == "xss" else "pred.csv",
+                    size=1000,
+                    sha256=f"{name}{hours}".ljust(64, "0"),
+                    status=status,
+                    charged=status == "scored",
+                    errors=[] if status == "scored" else [{"code": "missing-column", "message": "缺少列"}],
+                    finished_at=at,
+                )
+                s.add(sub)
+                s.flush()
+                if status == "scored":
+                    s.add(
+                        Score(
+                            submission_id=sub.id,
+                            public_score=public,
+                            sealed_private_score=private,
+                            rows=10,
+                            metric=contest.challenge(ch_id).metric,
+                            metric_version=1,
+                            dataset_version=1,
+                            created_at=at,
+                        )
+                    )
+        s.add(QuotaGrant(team_id=1, challenge=CH, day=NOW.date(), extra=2, reason="评测故障补偿", by="org"))
+
+
+def reveal(store, contest, report: dict | None = None) -> None:
+    ch = contest.challenge(CH)
+    with store.session() as s:
+        ranking.reveal(s, contest, CH, by="org", now=ch.closes + dt.timedelta(hours=1))
+    if report is not None:
+        with store.session() as s:
+            s.get(Reveal, CH).report = report
+    queries.reset()
+
+
+REPORT = {
+    "intervals": {"alpha": [60.9, 61.6], "beta": [62.8, 63.9], "xss": [63.7, 65.1], "gamma": [64.9, 66.2]},
+    "groups": {"alpha": 1, "beta": 2, "xss": 2, "gamma": 3},
+}
+
+
+# --- running the app ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_env(monkeypatch, tmp_path: Path):
+    """The app's environment: an empty data root, no hub, the default language; fresh caches."""
+    data = tmp_path / "app-data"
+    data.mkdir()
+    monkeypatch.setenv("CONTESTHUB_DATA_ROOT", str(data))
+    monkeypatch.setenv("CONTESTHUB_PRIVATE_ROOT", str(tmp_path / "app-private"))
+    for var in ("CONTESTHUB_LANG", "CONTESTHUB_CONTEST", "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_CLIENT_ID"):
+        monkeypatch.delenv(var, raising=False)
+    queries.reset()
+    yield monkeypatch
+    queries.reset()
+
+
+@pytest.fixture
+def race(app_env, store, demo_contest):
+    make_race(store, demo_contest)
+    app_env.setenv("CONTESTHUB_DB_URL", store.url)
+    return store
+
+
+def open_app(page: str | None = None, *, now=NOW, lang: str | None = None, user: dict | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state[common.NOW_KEY] = now
+    if user is not None:
+        at.session_state[hub_auth.IDENTITY_KEY] = user
+    at.run()
+    if lang:
+        at.radio(key="lang_choice").set_value(lang).run()
+    if page:
+        at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def table(at: AppTest, index: int = 0):
+    return at.dataframe[index].value
+
+
+def rendered(at: AppTest) -> tuple[list[str], list[float]]:
+    """Every text and number the page sent to the browser: element fields, table cells, chart data."""
+    strings: list[str] = []
+    numbers: list[float] = []
+
+    def arrow(data: bytes) -> None:
+        try:
+            frame = pa.ipc.open_stream(pa.py_buffer(data)).read_all().to_pandas()
+        except (pa.ArrowInvalid, OSError):
+            return
+        strings.extend(map(str, frame.columns))
+        for col in frame.columns:
+            for v in frame[col].tolist():
+                if isinstance(v, float | int) and not isinstance(v, bool):
+                    numbers.append(float(v))
+                strings.append(str(v))
+
+    def proto(msg) -> None:
+        for field, value in msg.ListFields():
+            values = value if field.is_repeated else [value]
+            for v in values:
+                if hasattr(v, "ListFields"):
+                    proto(v)
+                elif isinstance(v, bytes):
+                    arrow(v)
+                elif isinstance(v, str):
+                    strings.append(v)
+                elif isinstance(v, float | int) and not isinstance(v, bool):
+                    numbers.append(float(v))
+
+    def walk(node) -> None:
+        if getattr(node, "proto", None) is not None:
+            proto(node.proto)
+        for child in getattr(node, "children", {}).values():
+            walk(child)
+
+    walk(at._tree)
+    return strings, numbers
+
+
+def leaks(at: AppTest, private: list[float]) -> list[str]:
+    strings, numbers = rendered(at)
+    found = [f"number {x}" for x in numbers for p in private if abs(x - p) <= 1e-9 * max(1.0, abs(p))]
+    for p in private:
+        for text in (f"{p:.4f}", f"{p:.5f}", repr(p)):
+            found += [f"text {text!r} in {s[:80]!r}" for s in strings if text in s]
+    return found
+
+
+def markdown_is_safe(at: AppTest) -> None:
+    """No Markdown element may render HTML, and no free text reaches Markdown unescaped."""
+    for node in at.markdown:
+        assert not node.proto.allow_html
+        assert "<img" not in node.value and "](javascript" not in node.value
+
+
+# --- contest home ----------------------------------------------------------------------------
+
+
+@sqlite_only
+def test_home_shows_title_phase_countdown_challenges_and_daily_submissions(race, demo_contest):
+    at = open_app()
+    assert at.title[0].value == demo_contest.title["zh"]
+    assert "当前阶段：**开放提交**" in at.markdown[0].value
+    # From 2026-12-01 10:00 the next deadline is the team freeze, 2027-01-24 23:59:59 (+08:00).
+    assert at.metric[0].label == T("next_deadline") and at.metric[0].value == "54 天 13 小时 59 分"
+    assert "组队冻结" in at.caption[0].value and "2027-01-24 23:59" in at.caption[0].value
+    assert at.metric[1].value == "9"  # every submission, refused ones included
+    challenges = table(at, 1)
+    assert list(challenges[T("col_challenge")]) == ["门诊量预测", "急诊就诊识别", "分诊科室预测"]
+    assert list(challenges[T("col_teams")]) == [4, 2, 0]
+    assert list(challenges[T("col_submissions")]) == [7, 2, 0]
+    assert list(challenges[T("col_status")]) == ["开放提交"] * 3
+    assert len(at.get("vega_lite_chart")) == 2  # the timeline and submissions per day
+
+    at.radio(key="lang_choice").set_value("en").run()
+    assert at.title[0].value == demo_contest.title["en"]
+    assert at.metric[0].label == "Until the next deadline" and at.metric[0].value == "54 d 13 h 59 min"
+    assert list(table(at, 1)["Challenge"]) == [
+        "Outpatient visit forecast",
+        "Emergency visit detection",
+        "Department triage",
+    ]
+
+
+# --- leaderboard -----------------------------------------------------------------------------
+
+
+@sqlite_only
+def test_the_public_leaderboard_before_the_reveal_in_zh_and_en(race):
+    at = open_app("board")
+    assert at.title[0].value == "排行榜：门诊量预测"
+    assert T("sealed_notice") == at.info[0].value
+    board = table(at)
+    assert list(board.columns) == [
+        T(k) for k in ("col_rank", "col_tie", "col_team", "col_score", "col_entries", "col_last", "col_movement")
+    ]
+    # RMSE: lower is better. beta and alpha both have 30.0: beta submitted first, the tie is shown.
+    assert list(board["名次"]) == [1, 2, 3, 4]
+    assert list(board["队伍"]) == [XSS, "Blue Heron", "数据先锋", MD_TRAP]  # names exactly as chosen
+    assert list(board["并列"]) == ["", "=2", "=2", ""]
+    assert list(board["得分"]) == [25.0, 30.0, 30.0, 50.0]
+    assert list(board["提交次数"]) == [1, 1, 2, 1]  # scored submissions only
+    assert list(board["最后提交"]) == ["2026-12-01 09:00", "2026-11-29 10:00", "2026-12-01 08:00", "2026-11-26 10:00"]
+    assert list(board["24 小时变化"]) == ["新上榜", "▼1", "▼1", "▼1"]
+    assert at.caption[-1].value == "第 1–4 名，共 4 支队伍"
+    markdown_is_safe(at)
+
+    at.selectbox(key="board_challenge").set_value(AUC).run()
+    board = table(at)
+    assert list(board["队伍"]) == ["数据先锋", "Blue Heron"]  # ROC AUC: higher is better
+    assert list(board["得分"]) == [0.81234, 0.79999]  # five digits for a probability metric
+
+    at.radio(key="lang_choice").set_value("en").run()
+    assert at.title[0].value == "Leaderboard: Emergency visit detection"
+    board = table(at)
+    assert list(board.columns) == ["Rank", "Tie", "Team", "Score", "Entries", "Last submission", "24 h movement"]
+    assert list(board["24 h movement"]) == ["new", "new"]
+    at.selectbox(key="board_challenge").set_value(F1).run()
+    assert at.info[-1].value == "No scored submissions yet."
+
+
+@sqlite_only
+def test_private_scores_never_reach_any_page_before_the_reveal(race, demo_contest):
+    """Every element of every page, in both languages, searched for every private score."""
+    with race.session() as s:
+        stored = [p for (p,) in s.execute(select(Score.sealed_private_score))]
+    assert sorted(stored) == sorted(PRIVATE)
+    for lang in ("zh", "en"):
+        at = open_app(lang=lang, user=ORGANIZER)
+        assert not leaks(at, stored)
+        for page in ("board", "team", "catalog", "organizer"):
+            at.switch_page(f"views/{page}.py").run()
+            assert not at.exception
+            assert not leaks(at, stored), page
+        at.switch_page("views/board.py").run()
+        for ch in (AUC, F1, CH):
+            at.selectbox(key="board_challenge").set_value(ch).run()
+            assert not leaks(at, stored), ch
+        at.toggle(key="board_race").set_value(True).run()
+        assert not leaks(at, stored)
+        at.switch_page("views/team.py").run()
+        for name, *_ in RACE:
+            at.selectbox(key="team_pick").set_value(name).run()
+            assert not leaks(at, stored), name
+    # The search finds them as soon as they are public: it would have seen a leak.
+    reveal(race, demo_contest)
+    at = open_app("board", now=demo_contest.challenge(CH).reveal)
+    assert leaks(at, stored)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_after_the_reveal_the_final_ranking_with_shift_intervals_and_groups(race, demo_contest, lang):
+    reveal(race, demo_contest, REPORT)
+    at = open_app("board", now=demo_contest.challenge(CH).reveal + dt.timedelta(hours=1), lang=lang)
+    assert T("revealed_at", lang, at="2027-02-01 00:59") == at.success[0].value
+    board = table(at)
+    expected = ["col_rank", "col_tie", "col_team", "col_final_score", "col_public_rank", "col_shift"]
+    assert list(board.columns) == [T(k, lang) for k in (*expected, "col_interval", "col_group")]
+    # Final = best private score among each team's best two public submissions.
+    assert list(board[T("col_team", lang)]) == ["数据先锋", "Blue Heron", XSS, MD_TRAP]
+    assert list(board[T("col_final_score", lang)]) == [61.2345, 63.3333, 64.4444, 65.5555]
+    assert list(board[T("col_public_rank", lang)]) == [3, 2, 1, 4]
+    assert list(board[T("col_shift", lang)]) == ["▲2", "=", "▼2", "="]
+    assert board[T("col_interval", lang)].iloc[0] == "[60.9000, 61.6000]"
+    assert list(board[T("col_group", lang)]) == [1, 2, 2, 3]
+    assert at.subheader[0].value == T("intervals_title", lang)
+    assert len(at.get("vega_lite_chart")) == 1
+    # The public ranking is still there, one click away.
+    at.segmented_control(key="board_view").set_value("public").run()
+    assert list(table(at)[T("col_score", lang)]) == [25.0, 30.0, 30.0, 50.0]
+    # Other challenges stay sealed.
+    at.selectbox(key="board_challenge").set_value(AUC).run()
+    assert at.info[0].value == T("sealed_notice", lang)
+    assert T("col_final_score", lang) not in table(at).columns
+
+
+@sqlite_only
+def test_home_team_and_organizer_pages_after_the_reveal(race, demo_contest):
+    reveal(race, demo_contest, REPORT)
+    after = demo_contest.challenge(CH).reveal + dt.timedelta(hours=1)
+    at = open_app(now=after, user=ORGANIZER)
+    statuses = list(table(at, 1)[T("col_status")])
+    assert statuses == ["已公布最终排名", "已截止，待公布", "已截止，待公布"]
+    assert at.markdown[0].value == T("current_phase", phase="评审与公布", end="2027-02-07 23:59")
+
+    at.switch_page("views/team.py").run()
+    at.selectbox(key="team_pick").set_value("alpha").run()
+    assert T("final_default", n=2) in [m.value for m in at.markdown]
+    assert list(table(at, 1)[T("col_score")]) == [30.0, 40.0]  # public scores; the private one stays on the board
+
+    at.switch_page("views/organizer.py").run()
+    status = table(at, 0)
+    assert list(status[T("col_status")]) == [
+        T("reveal_done", at="2027-02-01 00:59", by="org"),
+        T("reveal_ready"),
+        T("reveal_ready"),
+    ]
+    assert list(status[T("col_report")]) == ["是", "", ""]
+
+
+@sqlite_only
+def test_search_and_paging_through_a_thousand_teams(app_env, store, demo_contest):
+    race = demo.seed(store, demo_contest, teams=1000, submissions=4000, now=NOW, challenges=[CH], grant=False)
+    assert race.teams == 1000 and race.submissions == 4000
+    with store.session() as s:  # the demo keeps the contest's rules: no team over its daily quota
+        worst = s.execute(select(func.max(Quota.used))).scalar_one()
+        assert worst <= demo_contest.challenge(CH).daily_quota
+        ranked = s.execute(select(func.count(func.distinct(Submission.team_id))).where(Submission.status == "scored"))
+        n_ranked = ranked.scalar_one()
+    app_env.setenv("CONTESTHUB_DB_URL", store.url)
+    at = open_app("board", lang="en")
+    pager = at.pagination(key="board_page")
+    assert pager.num_pages == -(-n_ranked // 50) and len(table(at)) == 50
+    assert at.caption[-1].value == f"Showing 1–50 of {n_ranked} teams"
+    pager.set_value(3).run()
+    assert list(table(at)["Rank"])[:2] == [101, 102]
+    assert at.caption[-1].value == f"Showing 101–150 of {n_ranked} teams"
+    at.text_input(key="board_search").input("panda").run()
+    found = table(at)
+    assert len(found) and all("panda" in name.lower() for name in found["Team"])
+    assert at.pagination(key="board_page").value == 1 if at.pagination else True
+    at.text_input(key="board_search").input("no team is called this").run()
+    assert at.warning[0].value == "No team name contains “no team is called this”."
+
+
+# --- team page -------------------------------------------------------------------------------
+
+
+@sqlite_only
+def test_team_page_members_history_and_final_selections(race, demo_contest):
+    at = open_app("team")
+    at.selectbox(key="team_pick").set_value("alpha").run()
+    assert at.header[0].value == "数据先锋"
+    assert list(table(at)["用户"]) == ["ann", "amy"]
+    assert [m.value for m in at.metric[:3]] == ["2", "0", "30.0000"]
+    assert len(at.get("vega_lite_chart")) == 2  # one history per challenge entered
+    assert T("final_default", n=2) not in [m.value for m in at.markdown]  # still open: no final selections
+
+    at.selectbox(key="team_pick").set_value("xss").run()
+    assert at.header[0].value == "&lt;img src=x onerror=alert\\(1\\)&gt;"  # escaped: shown literally
+    assert [m.value for m in at.metric[:3]] == ["2", "1", "25.0000"]
+    markdown_is_safe(at)
+    at.selectbox(key="team_pick").set_value("gamma").run()
+    markdown_is_safe(at)
+
+    with race.session() as s:  # alpha chose its older file
+        first = s.execute(select(Submission).where(Submission.user == "ann", Submission.challenge == CH)).scalars()
+        min(first, key=lambda r: r.created_at).selected = True
+    queries.reset()
+    at = open_app("team", now=demo_contest.challenge(CH).closes + dt.timedelta(minutes=1), lang="en")
+    at.selectbox(key="team_pick").set_value("alpha").run()
+    assert "The final submissions the team chose:" in [m.value for m in at.markdown]
+    assert list(table(at, 1)["Score"]) == [40.0]
+    at.selectbox(key="team_pick").set_value("beta").run()
+    assert "The team chose no final submissions; its best 2 by public score count:" in [m.value for m in at.markdown]
+
+
+# --- organizer page --------------------------------------------------------------------------
+
+
+@sqlite_only
+def test_the_organizer_page_exists_only_for_organizers(race):
+    for user in (None, {"name": "bob", "admin": False, "groups": ["beta"]}):
+        at = open_app(user=user)
+        assert "organizer" not in str([p for p in at._registered_pages.values()])
+        with pytest.raises(ValueError):
+            at.switch_page("views/organizer.py")
+    at = open_app(user={"name": "bob", "admin": False})
+    assert at.sidebar.caption[0].value == "已登录：bob（访客）"
+
+    at = open_app("organizer", user=ORGANIZER, lang="en")
+    assert at.title[0].value == "Organizers"
+    assert at.sidebar.caption[0].value == "Signed in as org (organizer)"
+    status = table(at, 0)
+    assert list(status["Status"]) == ["sealed (still open)"] * 3
+    assert [m.value for m in at.metric] == ["7", "2", "0", "0"]  # scored, refused, error, waiting
+    stream = table(at, 1)
+    assert len(stream) == 9 and f"{XSS}.csv" in set(stream["File"]) and XSS in set(stream["Team"])
+    assert set(stream["Error codes"]) == {"", "missing-column"}
+    codes = table(at, 2)
+    assert list(codes["Code"]) == ["missing-column"] and list(codes["Submissions"]) == [2]
+    grants = table(at, 3)
+    assert list(grants["Team"]) == ["数据先锋"] and list(grants["Extra"]) == [2]
+    assert list(grants["Reason"]) == ["评测故障补偿"]
+    markdown_is_safe(at)
+
+
+# --- catalog ---------------------------------------------------------------------------------
+
+
+@sqlite_only
+def test_catalog_search_facets_schema_quality_preview_and_challenges(app_env, demo, race):
+    app_env.setenv("CONTESTHUB_DATA_ROOT", str(demo.data_root))
+    at = open_app("catalog")
+    assert at.title[0].value == "开放数据目录"
+    assert len(table(at)) == 8
+    at.text_input(key="catalog_query").input("门诊").run()
+    listing = table(at)
+    assert listing["数据集"].iloc[0] == "hospital_outpatient"
+    at.selectbox(key="catalog_dataset").set_value("hospital_outpatient").run()
+    assert at.header[0].value == "医院门诊就诊数据（模拟）"
+    used = table(at, 3)
+    assert list(used["赛题"]) == ["门诊量预测", "急诊就诊识别", "分诊科室预测"]
+    at.selectbox(key="catalog_table_hospital_outpatient").set_value("daily_visits").run()
+    schema = table(at, 5)
+    visits = schema[schema["字段"] == "outpatient_visits"].iloc[0]
+    assert visits["单位"] == "人次 (visits)" and visits["指标定义"].startswith("当日在门诊挂号就诊的人次")
+    preview = table(at, 6)
+    assert len(preview) == 20 and list(preview.columns) == [
+        "date",
+        "hospital_id",
+        "outpatient_visits",
+        "emergency_visits",
+    ]
+
+    at.radio(key="lang_choice").set_value("en").run()
+    at.text_input(key="catalog_query").input("employment").run()
+    assert set(table(at)["Dataset"]) == {"city_employment", "us_employment"}
+    at.selectbox(key="catalog_theme").set_value("transport-tourism").run()
+    assert at.warning[0].value == "No dataset matches."
+    at.text_input(key="catalog_query").input("").run()
+    assert set(table(at)["Dataset"]) == {"metro_ridership", "scenic_visitors", "travel_mode_choice"}
+    at.selectbox(key="catalog_theme").set_value("__all__").run()
+    at.selectbox(key="catalog_dataset").set_value("school_enrollment").run()
+    assert "1,500 rows read, 2 rows with problems, 2 quarantined." in [w.value for w in at.warning]
+    quality = next(d.value for d in at.dataframe if "Code" in d.value.columns)
+    assert set(quality["Code"]) == {"constraint-error"}
+    assert any(c.value == "No challenge uses this dataset." for c in at.caption)
+
+
+# --- the parts underneath --------------------------------------------------------------------
+
+
+def test_fast_public_standings_agree_with_the_ranking_module(store, demo_contest):
+    """The app's SQLite path ranks in pandas; it must give ranking.public_standings' rows."""
+    demo.seed(store, demo_contest, teams=60, submissions=1500, now=NOW, grant=False)
+    with store.session() as s:  # a few exact ties, to check shared ranks and tie-breaks
+        scores = s.execute(select(Score).order_by(Score.id).limit(12)).scalars().all()
+        for a, b in zip(scores[::2], scores[1::2], strict=True):
+            b.public_score = a.public_score
+    for ch in demo_contest.challenges:
+        with store.session() as s:
+            expected = ranking.public_standings(s, ch, now=NOW)
+            got = queries._public_board_pandas(s, ch, NOW).to_dict("records")
+        assert len(got) == len(expected) > 0
+        for g, e in zip(got, expected, strict=True):
+            for key in queries.BOARD_COLUMNS:
+                value = g[key]
+                value = value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
+                value = (
+                    None
+                    if value is None or value is getattr(value, "__class__", None) or str(value) == "<NA>"
+                    else value
+                )
+                assert value == e[key], (ch.id, key, g, e)
+
+
+def test_every_message_has_both_languages_and_every_used_key_exists():
+    placeholders = re.compile(r"{(\w+)}")
+    for key, (zh, en) in i18n.MESSAGES.items():
+        assert zh.strip() and en.strip(), key
+        assert set(placeholders.findall(zh)) == set(placeholders.findall(en)), key
+    source = "\n".join(p.read_text("utf-8") for p in [APP, *sorted((APP.parent / "views").glob("*.py"))])
+    used = set(re.findall(r"\btr?\(\s*\"(\w+)\"", source))
+    used |= {f"view_{v}" for v in ("final", "public")}
+    used |= {f"status_{s}" for s in ("scored", "invalid", "error", "pending", "received", "validating", "future")}
+    assert used - set(i18n.MESSAGES) == set()
+    assert set(i18n.MESSAGES) - used == set()
+
+
+def test_a_missing_store_is_a_notice_not_a_traceback(app_env, tmp_path):
+    app_env.setenv("CONTESTHUB_DB_URL", f"sqlite:///{tmp_path / 'nothing-here.sqlite'}")
+    at = open_app("board")
+    assert at.info[-1].value == T("store_unavailable")
+    assert not (tmp_path / "nothing-here.sqlite").exists()  # read-only: never created
+
+
+# --- JupyterHub OAuth: the sign-in routes against a stand-in for the hub's API -------------
+
+
+class _FakeHub(BaseHTTPRequestHandler):
+    """The two hub endpoints a service's OAuth uses: the token exchange and ``/user``."""
+
+    calls: ClassVar[list] = []
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _reply(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
+        self.calls.append(("token", form))
+        if form.get("code") == ["good-code"] and form.get("code_verifier"):
+            self._reply(200, {"access_token": "tok-org", "token_type": "Bearer"})
+        else:
+            self._reply(400, {"error": "invalid_grant"})
+
+    def do_GET(self) -> None:
+        self.calls.append(("user", self.headers.get("Authorization")))
+        users = {"token tok-org": {"kind": "user", "name": "org", "admin": True, "groups": []}}
+        model = users.get(self.headers.get("Authorization", ""))
+        self._reply(200, model) if model else self._reply(403, {"status": 403, "message": "no such token"})
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeHub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    api = f"http://127.0.0.1:{server.server_port}/hub/api"
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "service-secret")
+    monkeypatch.setenv("JUPYTERHUB_API_URL", api)
+    monkeypatch.setenv("JUPYTERHUB_CLIENT_ID", "service-leaderboard")
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/services/leaderboard/")
+    monkeypatch.setenv("JUPYTERHUB_OAUTH_CALLBACK_URL", "/services/leaderboard/oauth_callback")
+    _FakeHub.calls = []
+    hub_auth.oauth.cache_clear()
+    yield api
+    hub_auth.oauth.cache_clear()
+    server.shutdown()
+    server.server_close()
+
+
+def test_hub_oauth_sign_in_sets_a_token_cookie_that_identifies_an_admin(fake_hub):
+    import asyncio
+
+    import httpx
+    from starlette.applications import Starlette
+
+    async def browse(*paths: str) -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=Starlette(routes=hub_auth.routes()))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            return [await client.get(p) for p in paths]
+
+    (r,) = asyncio.run(browse("/services/leaderboard/oauth_login"))
+    assert r.status_code == 302
+    target = urlparse(r.headers["location"])
+    query = parse_qs(target.query)
+    assert target.path == "/hub/api/oauth2/authorize"
+    assert query["client_id"] == ["service-leaderboard"] and query["response_type"] == ["code"]
+    assert query["redirect_uri"] == ["/services/leaderboard/oauth_callback"]
+    assert query["code_challenge_method"] == ["S256"] and query["state"][0]
+    state = query["state"][0]
+    assert "HttpOnly" in r.headers["set-cookie"] and "Path=/services/leaderboard/" in r.headers["set-cookie"]
+
+    callback = "/services/leaderboard/oauth_callback?code=good-code&state="
+
+    async def sign_in() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=Starlette(routes=hub_auth.routes()))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            client.cookies.set("service-leaderboard-oauth-state", state)
+            # A state this browser was not given is refused before anything is asked of the hub.
+            forged = await client.get(callback + "forged")
+            assert forged.status_code == 400 and not _FakeHub.calls
+            ok = await client.get(callback + state)
+            again = await client.get(callback + state)  # the state is spent
+            out = await client.get("/services/leaderboard/oauth_logout")
+            return [ok, again, out]
+
+    ok, again, out = asyncio.run(sign_in())
+    assert ok.status_code == 302 and ok.headers["location"] == "/services/leaderboard/organizer"
+    cookies = ok.headers.get_list("set-cookie")
+    token_cookie = next(c for c in cookies if c.startswith("service-leaderboard="))
+    assert "service-leaderboard=tok-org" in token_cookie and "HttpOnly" in token_cookie
+    assert "samesite=strict" in token_cookie.lower() and "Path=/services/leaderboard/" in token_cookie
+    assert _FakeHub.calls[0][0] == "token" and _FakeHub.calls[0][1]["client_secret"] == ["service-secret"]
+    assert _FakeHub.calls[0][1]["code_verifier"]
+    assert again.status_code == 400
+    assert out.status_code == 302 and 'service-leaderboard=""' in out.headers["set-cookie"]
+
+    # What every script run does with the cookie: ask the hub whose token it is.
+    user = hub_auth.user_for_cookies({"service-leaderboard": "tok-org"})
+    assert user["name"] == "org" and hub_auth.is_organizer(user)
+    assert hub_auth.user_for_cookies({"service-leaderboard": "stolen"}) is None
+    assert hub_auth.user_for_cookies({}) is None
