@@ -94,6 +94,8 @@ class Submission(Base):
     __table_args__ = (
         Index("ix_submissions_challenge_team", "challenge", "team_id"),
         Index("ix_submissions_status", "status"),
+        # Covers the standings queries: no table lookups for 100,000 submissions.
+        Index("ix_submissions_board", "challenge", "status", "team_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -122,7 +124,10 @@ class Submission(Base):
 
 class Score(Base):
     __tablename__ = "scores"
-    __table_args__ = (Index("ix_scores_submission_active", "submission_id", "active"),)
+    __table_args__ = (
+        Index("ix_scores_submission_active", "submission_id", "active"),
+        Index("ix_scores_board", "submission_id", "active", "public_score"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
