@@ -8,6 +8,8 @@ Set-up is the same for both and is safe to repeat: it creates ``.venv`` with the
 running this script (3.11 or newer), installs the project with the pinned versions in
 ``requirements.lock``, installs configurable-http-proxy into ``node_modules`` with npm (never
 globally), and skips each step whose inputs have not changed since it last succeeded.
+``test`` also installs Chromium and a CJK font for the browser tests from the system's
+packages (``apt-get``, only as root and only if they are missing).
 ``python3 dev.py bench NAME`` runs a benchmark from ``benchmarks/``; ``python3 dev.py lock``
 re-pins the dependencies after pyproject.toml changed.
 
@@ -90,6 +92,32 @@ def setup() -> None:
     setup_node()
 
 
+BROWSER_PACKAGES = ("chromium", "fonts-wqy-microhei")  # the browser tests' Chromium and a CJK font
+BROWSER_FILES = (Path("/usr/bin/chromium"), Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"))
+
+
+def setup_browser() -> None:
+    """Chromium and a CJK font for the browser tests, from the system's packages (root + apt only)."""
+    if all(f.exists() for f in BROWSER_FILES):
+        return
+    stamp, key = VENV / ".contesthub-browser", " ".join(BROWSER_PACKAGES)
+    apt = shutil.which("apt-get")
+    if step_done(stamp, key) or not apt or os.geteuid() != 0:
+        return  # tried already, or cannot: the browser tests say why they skip
+    say(f"installing {', '.join(BROWSER_PACKAGES)} for the browser tests (apt-get)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    quiet = {"stdout": subprocess.DEVNULL, "env": env}
+    if (
+        subprocess.run([apt, "-qq", "update"], **quiet).returncode
+        or subprocess.run(
+            [apt, "-qq", "install", "-y", "--no-install-recommends", *BROWSER_PACKAGES], **quiet
+        ).returncode
+    ):
+        say("apt-get could not install them; the browser tests will be skipped")
+        return
+    stamp.write_text(key)
+
+
 def build_demo_data() -> None:
     say("building the demo datasets (skipped where already up to date)")
     run(BIN / "contesthub", "datasets", "build")
@@ -104,6 +132,7 @@ def main(argv: list[str]) -> None:
         os.execv(BIN / "contesthub", [str(BIN / "contesthub"), "up", *rest])
     elif cmd == "test":
         setup()
+        setup_browser()
         say("ruff check")
         run(BIN / "ruff", "check", ".")
         say("pytest")

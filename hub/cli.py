@@ -11,11 +11,14 @@ import os
 
 import click
 
+from hub.up import up_cmd
 from leaderboard.cli import (
     audit_cmd,
+    backup_cmd,
     contest,
     grant_cmd,
     rescore_cmd,
+    restore_cmd,
     reveal_cmd,
     score_cmd,
     submissions_cmd,
@@ -64,38 +67,22 @@ cli.add_command(datasets)
 cli.add_command(sql_cmd)
 cli.add_command(contest)
 cli.add_command(score_cmd)
-for command in (submit_cmd, teams_cmd, grant_cmd, submissions_cmd, reveal_cmd, rescore_cmd, audit_cmd):
+for command in (
+    submit_cmd,
+    teams_cmd,
+    grant_cmd,
+    submissions_cmd,
+    reveal_cmd,
+    rescore_cmd,
+    audit_cmd,
+    backup_cmd,
+    restore_cmd,
+):
     cli.add_command(command)
 
 
-@cli.command("up")
-@click.pass_context
-def up(ctx: click.Context) -> None:
-    """Bring the platform up on this machine with its embedded defaults and demo data.
-
-    Today that is the open-data layer: every demo dataset built, checked and published as
-    versioned Parquet with its catalog. JupyterHub, the submission service and the public
-    leaderboard join this command as they are built (see README, "Status").
-    """
-    from sandbox.build import build_all
-    from sandbox.catalog import load, summary_rows
-    from sandbox.cli import _print_listing
-    from sandbox.descriptor import load_all
-    from sandbox.progress import Reporter
-
-    paths: Paths = ctx.obj["paths"]
-    with Reporter() as reporter:
-        results = build_all(load_all(paths.datasets_dir), paths.ensure(), reporter=reporter)
-    failed = [r for r in results if r.status == "failed"]
-    for r in failed:
-        click.echo(f"error: {r.dataset}: {r.error.message(ctx.obj['lang'])}", err=True)
-    _print_listing(ctx, summary_rows(load(paths.data_root)), "open datasets / 开放数据集")
-    click.echo(f"data root (read-only for contestants): {paths.data_root}")
-    click.echo(f"private root (organizers only):        {paths.private_root}")
-    click.echo("Try: contesthub datasets show hospital_outpatient   |   contesthub datasets search 门诊")
-    click.echo("Not yet in this version: JupyterHub sandboxes, submissions and the leaderboard (README, Status).")
-    if failed:
-        ctx.exit(1)
+# `contesthub up`: the open data, JupyterHub, the services (hub/up.py).
+cli.add_command(up_cmd)
 
 
 def main() -> None:

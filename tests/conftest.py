@@ -115,3 +115,4 @@ def contestant(demo, tmp_path, monkeypatch):
 
 
 pytest_plugins = ["contest_fixtures"]
+pytest_plugins = [*globals().get("pytest_plugins", []), "hub_fixtures"]  # the real-hub fixtures (tests/hub_fixtures.py)

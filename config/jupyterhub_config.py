@@ -1,0 +1,152 @@
+"""JupyterHub configuration for every mode: ``jupyterhub -f config/jupyterhub_config.py``.
+
+``contesthub up`` runs the hub with this file. Its settings come from ``hub/settings.py``
+(``config/hub.toml``, then CONTESTHUB_* environment variables, then the flags of ``up``):
+ports, mode (demo | secure | cluster), the data, private and home roots, per-contestant CPU
+and memory. Generated secrets and the hub's SQLite database live in ``<private root>/hub/``
+(mode 0700, files 0600), made once and reused on every restart.
+"""
+
+# ruff: noqa: F821 -- `c` is the config object traitlets defines when it runs this file
+import os
+import pwd
+import sys
+from pathlib import Path
+
+from hub import runtime
+from hub.accounts import USERNAME_PATTERN, LocalAccountsAuthenticator
+from hub.sandboxes import DEMO_WARNING, DemoSpawner, SecureSpawner, check_secure_mode, pre_spawn_hook
+from hub.services import ORGANIZER_GROUP, hub_services
+from hub.settings import HubSettings, SettingsError
+
+settings = HubSettings.load()
+rt = runtime.ensure_dir(settings.runtime_dir)
+
+
+def warn(text: str) -> None:
+    """Loud: a framed block on the hub's stderr, which `contesthub up` shows."""
+    bar = "!" * 100
+    sys.stderr.write(f"\n{bar}\n!! {text}\n{bar}\n\n")
+    sys.stderr.flush()
+
+
+# --- network, secrets, database ------------------------------------------------------------
+
+c.JupyterHub.bind_url = f"http://{settings.ip}:{settings.port}"
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = settings.hub_port
+c.JupyterHub.cookie_secret_file = str(runtime.cookie_secret_file(rt))
+c.JupyterHub.db_url = settings.db_url
+c.JupyterHub.pid_file = str(rt / "jupyterhub.pid")
+c.ConfigurableHTTPProxy.command = settings.proxy_command
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
+c.ConfigurableHTTPProxy.auth_token = runtime.proxy_auth_token(rt)
+c.ConfigurableHTTPProxy.pid_file = str(rt / "proxy.pid")
+c.ConfigurableHTTPProxy.should_start = True
+# Stopping the hub (Ctrl-C on `contesthub up`) stops every server and the proxy; accounts,
+# teams and tokens stay in the database for the next start.
+c.JupyterHub.cleanup_servers = True
+c.JupyterHub.cleanup_proxy = True
+
+# --- accounts ------------------------------------------------------------------------------
+
+c.Authenticator.username_pattern = USERNAME_PATTERN
+if settings.demo_open_login:
+    warn(
+        "OPEN LOGIN (--demo-open-login): anyone who can reach this hub logs in with any name and "
+        "no password (DummyAuthenticator). Never use this for a real contest."
+    )
+    c.JupyterHub.authenticator_class = "dummy"
+    c.Authenticator.allow_all = True
+else:
+    # Real local accounts (hub/accounts.py): self sign-up at /hub/signup, approved by an
+    # organizer at /hub/accounts; bcrypt hashes in the hub's database; no shared password.
+    c.JupyterHub.authenticator_class = LocalAccountsAuthenticator
+    c.LocalAccountsAuthenticator.db_url = settings.db_url
+    c.LocalAccountsAuthenticator.min_password_length = settings.min_password_length
+    # Organizers are the members of the `organizers` group, which holds the admin role (see
+    # services below); the organizer account made on first start is one. Add organizers on
+    # the admin page (Groups). The group only ever gains members here, never loses them.
+    c.JupyterHub.load_groups = {ORGANIZER_GROUP: {"users": [settings.organizer]}}
+    # Every account may log in once approved: the authenticator itself refuses the others
+    # (JupyterHub >= 5 otherwise also wants an allow list).
+    c.Authenticator.allow_all = True
+c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
+
+# --- sandboxes -----------------------------------------------------------------------------
+
+home_template = str(settings.home_root / "{username}")
+if settings.mode == "demo":
+    account = pwd.getpwuid(os.getuid()).pw_name
+    warn(DEMO_WARNING.format(account=account))
+    c.JupyterHub.spawner_class = DemoSpawner
+    c.DemoSpawner.home_dir_template = home_template
+    c.JupyterHub.template_vars = {
+        "announcement": "Demo mode: contestants are not isolated from each other. "
+        "演示模式：参赛者之间没有隔离，请勿用于正式比赛。"
+    }
+elif settings.mode == "secure":
+    # Contestants' servers run as their own accounts: Python and the open data must be
+    # readable by every account, while the private root stays closed (mode 0700).
+    problems = check_secure_mode(
+        {
+            "Python (sys.base_prefix)": Path(sys.base_prefix),
+            "the venv": Path(sys.prefix),
+            "the data root": settings.data_root,
+        }
+    )
+    if problems:
+        raise SettingsError(
+            "mode 'secure' cannot start contestants' servers: "
+            + "; ".join(problems)
+            + ". Install contesthub and its Python where every account can read them (e.g. under /opt).",
+            "secure 模式无法启动参赛者的服务器："
+            + "；".join(problems)
+            + "。请把 contesthub 及其 Python 安装到所有账号可读的位置（例如 /opt）。",
+        )
+    c.JupyterHub.spawner_class = SecureSpawner
+    c.SecureSpawner.home_dir_template = home_template
+else:  # cluster: Zero to JupyterHub provides the network and storage settings
+    try:
+        import kubespawner  # noqa: F401
+    except ImportError:
+        raise SettingsError(
+            "mode 'cluster' needs jupyterhub-kubespawner (it runs inside Zero to JupyterHub)",
+            "cluster 模式需要 jupyterhub-kubespawner（在 Zero to JupyterHub 中运行）",
+        ) from None
+    c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+
+if settings.mode != "cluster":
+    # The venv's Python, whether or not its bin/ is on PATH.
+    c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+    if settings.mode == "demo" and os.geteuid() == 0:
+        c.Spawner.args = ["--allow-root"]  # servers run as the hub's account, here root
+c.Spawner.default_url = "/lab"
+c.Spawner.pre_spawn_hook = pre_spawn_hook
+c.Spawner.http_timeout = 90
+c.Spawner.start_timeout = 120
+c.Spawner.cpu_limit = settings.cpu_limit
+c.Spawner.mem_limit = settings.mem_limit_bytes
+# What the contestant API reads (sandbox/api.py): the data root, and threads and memory that
+# follow the limits (DuckDB gets half the memory; the rest is for pandas and the kernel).
+# Never the private root.
+c.Spawner.environment = {
+    "CONTESTHUB_DATA_ROOT": str(settings.data_root),
+    "CONTESTHUB_THREADS": str(settings.threads),
+    "CONTESTHUB_MEMORY_LIMIT": f"{settings.mem_limit_bytes // 2 // 2**20}M",
+    "CONTESTHUB_SUBMIT_URL": f"{settings.public_url}/services/submit/",
+}
+# The notebook's JUPYTERHUB_API_TOKEN: the default `server` role's scopes, plus access to
+# the submission service (sandbox.submit sends it there).
+c.Spawner.server_token_scopes = [
+    "users:activity!user",
+    "access:servers!server",
+    "access:services!service=submit",
+]
+
+# --- services ------------------------------------------------------------------------------
+
+c.JupyterHub.services, service_roles = hub_services(settings)
+c.JupyterHub.load_roles = [{"name": "admin", "groups": [ORGANIZER_GROUP]}, *service_roles]
+# Every contestant may call the submission service (with a notebook's token, see above).
+c.JupyterHub.extra_user_scopes = {"access:services!service=submit"}

@@ -1,0 +1,247 @@
+"""The hub's settings: one small object for `contesthub up` and config/jupyterhub_config.py.
+
+Values come from ``config/hub.toml`` (or the file named by ``CONTESTHUB_HUB_CONFIG``), then
+from environment variables ``CONTESTHUB_<KEY>`` (``CONTESTHUB_PORT``, ``CONTESTHUB_MODE``,
+...), then from explicit overrides (the flags of ``contesthub up``). ``contesthub up`` hands
+the settings it resolved to the hub process as those same variables (:meth:`to_env`), so the
+hub's config file sees exactly what ``up`` printed.
+
+=========================  ==========================================  ====================
+key (env CONTESTHUB_...)   meaning                                     default (hub.toml)
+=========================  ==========================================  ====================
+``mode``                   demo, secure or cluster                     demo
+``ip`` / ``port``          public address of the proxy                 127.0.0.1:8000
+``hub_port``               the hub behind the proxy                    8081
+``proxy_api_port``         configurable-http-proxy's API               8001
+``submit_port``            the submission service                      8010
+``leaderboard_port``       the Streamlit leaderboard                   8501
+``data_root``              published open data (read-only)             $CONTESTHUB_HOME/data
+``private_root``           organizer-only files, hub state             $CONTESTHUB_HOME/private
+``home_root``              contestants' homes                          $CONTESTHUB_HOME/homes
+``cpu_limit``              CPUs per contestant                         2.0
+``mem_limit``              memory per contestant                       4G
+``idle_timeout``           seconds before an idle server is stopped    3600
+``hub_db_url``             the hub's database                          SQLite, private root
+``organizer``              the admin account made on first start       organizer
+``min_password_length``    shortest password at sign-up                10
+``demo_open_login``        no passwords at all (DummyAuthenticator)    false
+``services``               hub services to run: auto (each whose      auto
+                           code exists), none, or e.g. submit,leaderboard
+=========================  ==========================================  ====================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from sandbox.errors import ContesthubError
+from sandbox.settings import PROJECT_ROOT
+
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "hub.toml"
+MODES = ("demo", "secure", "cluster")
+SERVICES = ("submit", "leaderboard")  # the optional hub services (the idle culler follows idle_timeout)
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ContesthubError):
+    code = "hub-settings"
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    mode: str = "demo"
+    ip: str = "127.0.0.1"
+    port: int = 8000
+    hub_port: int = 8081
+    proxy_api_port: int = 8001
+    submit_port: int = 8010
+    leaderboard_port: int = 8501
+    data_root: Path = PROJECT_ROOT / "var" / "data"
+    private_root: Path = PROJECT_ROOT / "var" / "private"
+    home_root: Path = PROJECT_ROOT / "var" / "homes"
+    cpu_limit: float = 2.0
+    mem_limit: str = "4G"
+    idle_timeout: int = 3600
+    hub_db_url: str = ""
+    organizer: str = "organizer"
+    min_password_length: int = 10
+    demo_open_login: bool = False
+    services: str = "auto"
+
+    # --- loading ---------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        config_file: str | os.PathLike | None = None,
+    ) -> HubSettings:
+        """File, then environment, then ``overrides`` (None values are ignored)."""
+        env = os.environ if environ is None else environ
+        path = Path(config_file or env.get("CONTESTHUB_HUB_CONFIG") or DEFAULT_CONFIG)
+        raw: dict[str, Any] = {}
+        if path.exists():
+            try:
+                raw.update(tomllib.loads(path.read_text("utf-8")))
+            except tomllib.TOMLDecodeError as exc:
+                raise SettingsError(f"{path}: not valid TOML: {exc}", f"{path}：不是有效的 TOML：{exc}") from None
+        elif config_file or env.get("CONTESTHUB_HUB_CONFIG"):
+            raise SettingsError(f"hub settings file {path} does not exist", f"找不到 hub 配置文件 {path}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise SettingsError(
+                f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}",
+                f"{path}：未知的配置项 {', '.join(unknown)}；可用：{', '.join(sorted(known))}",
+            )
+        for name in known:
+            if env.get(env_name(name)):
+                raw[name] = env[env_name(name)]
+        for name, value in (overrides or {}).items():
+            if name not in known:
+                raise SettingsError(f"unknown hub setting {name!r}", f"未知的 hub 配置项 {name!r}")
+            if value is not None:
+                raw[name] = value
+        # Empty folders mean the defaults shared with the open-data layer (sandbox.settings).
+        home = Path(env.get("CONTESTHUB_HOME") or PROJECT_ROOT / "var")
+        for name, folder in (("data_root", "data"), ("private_root", "private"), ("home_root", "homes")):
+            raw[name] = _path(raw.get(name)) or (home / folder).resolve()
+        return cls(**{f.name: _coerce(f, raw[f.name]) for f in fields(cls) if f.name in raw}).check()
+
+    def check(self) -> HubSettings:
+        if self.mode not in MODES:
+            raise SettingsError(
+                f"mode {self.mode!r} is not one of {', '.join(MODES)}",
+                f"模式 {self.mode!r} 无效，应为 {'、'.join(MODES)} 之一",
+            )
+        ports = {
+            "port": self.port,
+            "hub_port": self.hub_port,
+            "proxy_api_port": self.proxy_api_port,
+            "submit_port": self.submit_port,
+            "leaderboard_port": self.leaderboard_port,
+        }
+        for name, port in ports.items():
+            if not 0 < port < 65536:
+                raise SettingsError(f"{name} {port} is not a TCP port", f"{name} {port} 不是有效的 TCP 端口")
+        if len(set(ports.values())) != len(ports):
+            raise SettingsError(f"two settings use the same port: {ports}", f"有两个配置项使用了同一个端口：{ports}")
+        if self.cpu_limit <= 0:
+            raise SettingsError("cpu_limit must be above 0", "cpu_limit 必须大于 0")
+        self.mem_limit_bytes  # noqa: B018 -- raises on a malformed limit
+        unknown = set(self.service_names or ()) - set(SERVICES)
+        if unknown:
+            raise SettingsError(
+                f"services: unknown {', '.join(sorted(unknown))}; use auto, none or some of {', '.join(SERVICES)}",
+                f"services：未知的服务 {', '.join(sorted(unknown))}；可用 auto、none 或 {'、'.join(SERVICES)}",
+            )
+        return self
+
+    @property
+    def service_names(self) -> tuple[str, ...] | None:
+        """The optional services asked for; None for "auto" (each whose code exists)."""
+        text = self.services.strip().lower()
+        if text == "auto":
+            return None
+        if text in ("", "none"):
+            return ()
+        return tuple(name.strip() for name in text.split(",") if name.strip())
+
+    # --- derived values --------------------------------------------------------------------
+
+    @property
+    def runtime_dir(self) -> Path:
+        """Generated secrets and the hub's own state: organizer-only, mode 0700."""
+        return self.private_root / "hub"
+
+    @property
+    def db_url(self) -> str:
+        return self.hub_db_url or f"sqlite:///{self.runtime_dir / 'jupyterhub.sqlite'}"
+
+    @property
+    def public_url(self) -> str:
+        host = "127.0.0.1" if self.ip in ("", "0.0.0.0") else self.ip
+        return f"http://{host}:{self.port}"
+
+    @property
+    def mem_limit_bytes(self) -> int:
+        text = self.mem_limit.strip().upper().removesuffix("B").removesuffix("I")
+        units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+        try:
+            value = int(float(text[:-1]) * units[text[-1]]) if text and text[-1] in units else int(float(text))
+        except ValueError:
+            value = 0
+        if value <= 0:
+            raise SettingsError(
+                f"mem_limit {self.mem_limit!r} is not a size such as 4G or 512M",
+                f"mem_limit {self.mem_limit!r} 不是有效的大小（例如 4G、512M）",
+            )
+        return value
+
+    @property
+    def threads(self) -> int:
+        return max(1, int(self.cpu_limit))
+
+    @property
+    def proxy_command(self) -> list[str]:
+        """configurable-http-proxy as installed by dev.py into node_modules, else from PATH."""
+        local = PROJECT_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+        if local.exists():
+            return [str(local)]
+        found = shutil.which("configurable-http-proxy")
+        return [found] if found else ["configurable-http-proxy"]
+
+    def to_env(self) -> dict[str, str]:
+        """Every setting as the CONTESTHUB_* variable that :meth:`load` reads back."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[env_name(f.name)] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        return out
+
+
+def env_name(field_name: str) -> str:
+    return f"CONTESTHUB_{field_name.upper()}"
+
+
+def _path(value: Any) -> Path | None:
+    if value in (None, ""):
+        return None
+    p = Path(os.path.expanduser(str(value)))
+    return (p if p.is_absolute() else PROJECT_ROOT / p).resolve()
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in TRUE | FALSE:
+                return text in TRUE
+            raise ValueError(value)
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "Path":
+            return Path(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise SettingsError(
+            f"hub setting {f.name} (env {env_name(f.name)}): {value!r} is not a valid {kind}",
+            f"hub 配置项 {f.name}（环境变量 {env_name(f.name)}）：{value!r} 不是有效的 {kind}",
+        ) from None

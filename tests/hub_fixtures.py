@@ -1,0 +1,289 @@
+"""A real JupyterHub for tests: configurable-http-proxy, the real config, real accounts.
+
+=================  =========  ===============================================================
+fixture            scope      what it gives
+=================  =========  ===============================================================
+``hub``            module     JupyterHub started with config/jupyterhub_config.py (demo mode)
+                              on free ports (public, hub, proxy API, services), its own private
+                              root (cookie secret, database, tokens) and home root in a tmp
+                              folder, the data root of the session's ``demo`` build; the
+                              organizer account made as on ``contesthub up``'s first start. A
+                              :class:`RunningHub`.
+``free_port``      function   a function returning a TCP port nobody listens on
+=================  =========  ===============================================================
+
+:class:`RunningHub` drives the hub over HTTP the way a person does: sign up through the form,
+approve as the organizer on the approval page, log in through the login form (with the xsrf
+cookie), and use the REST API with the session's cookie or a token.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from hub.accounts import prepare_organizer
+from hub.launcher import HubProcess
+from hub.settings import HubSettings
+
+
+def find_free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@pytest.fixture
+def free_port():
+    return lambda: find_free_ports(1)[0]
+
+
+def importable(module: str) -> bool:
+    """Whether ``module`` imports in a fresh interpreter (a service being written may not yet)."""
+    run = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=300)
+    if run.returncode:
+        print(f"{module} does not import; its service is left out:\n{run.stderr[-2000:]}")
+    return run.returncode == 0
+
+
+@functools.cache
+def available_services() -> str:
+    """The optional services whose code is there and imports; the hub exits if a managed one dies."""
+    from hub.services import leaderboard_available, submit_service_available
+
+    names = []
+    if submit_service_available() and importable("hub.submit_service"):
+        names.append("submit")
+    if leaderboard_available():
+        names.append("leaderboard")
+    return ",".join(names) or "none"
+
+
+def hub_settings(root: Path, data_root: Path, **overrides) -> HubSettings:
+    ports = find_free_ports(5)
+    values = {
+        "mode": "demo",
+        "port": ports[0],
+        "hub_port": ports[1],
+        "proxy_api_port": ports[2],
+        "submit_port": ports[3],
+        "leaderboard_port": ports[4],
+        "data_root": data_root,
+        "private_root": root / "private",
+        "home_root": root / "homes",
+        "hub_db_url": "",
+        "cpu_limit": 1,
+        "mem_limit": "2G",
+        "min_password_length": 8,
+        "demo_open_login": False,
+        "services": available_services(),
+        **overrides,
+    }
+    return HubSettings.load(values, environ={})
+
+
+@dataclass
+class RunningHub:
+    settings: HubSettings
+    process: HubProcess
+    organizer: str
+    organizer_password: str
+    _sessions: dict[str, requests.Session] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.settings.public_url
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        return self.settings.service_names or ()
+
+    # --- pages, as a person uses them --------------------------------------------------------
+
+    def new_session(self) -> requests.Session:
+        s = requests.Session()
+        s.get(f"{self.url}/hub/login", timeout=30).raise_for_status()  # sets the _xsrf cookie
+        return s
+
+    def signup(self, name: str, password: str) -> str:
+        """Fill in the sign-up form; the page's text."""
+        s = self.new_session()
+        r = s.post(
+            f"{self.url}/hub/signup",
+            data={
+                "username": name,
+                "password": password,
+                "password_confirmation": password,
+                "_xsrf": s.cookies["_xsrf"],
+            },
+            timeout=30,
+        )
+        r.raise_for_status()
+        return r.text
+
+    def try_login(self, name: str, password: str) -> tuple[requests.Session, requests.Response]:
+        s = self.new_session()
+        r = s.post(
+            f"{self.url}/hub/login",
+            data={"username": name, "password": password, "_xsrf": s.cookies["_xsrf"]},
+            allow_redirects=False,
+            timeout=30,
+        )
+        return s, r
+
+    def login(self, name: str, password: str) -> requests.Session:
+        s, r = self.try_login(name, password)
+        assert r.status_code == 302, (r.status_code, r.text[-2000:])
+        return s
+
+    def organizer_session(self) -> requests.Session:
+        if "organizer" not in self._sessions:
+            self._sessions["organizer"] = self.login(self.organizer, self.organizer_password)
+        return self._sessions["organizer"]
+
+    def approve(self, name: str, action: str = "approve") -> None:
+        """What an organizer does on /hub/accounts: press the sign-up's "approve" button."""
+        s = self.organizer_session()
+        page = s.get(f"{self.url}/hub/accounts", timeout=30)
+        page.raise_for_status()
+        assert f'<tr data-name="{name}">' in page.text, page.text[-3000:]
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+        r = s.post(f"{self.url}/hub/accounts", data={"name": name, "action": action, "_xsrf": xsrf}, timeout=30)
+        r.raise_for_status()
+        assert f"{name}: {action[:-1] if action.endswith('e') else action}ed" in r.text
+
+    def account(self, name: str | None = None, password: str | None = None) -> tuple[str, str, requests.Session]:
+        """A contestant who signed up, was approved and logged in: (name, password, session)."""
+        name = name or f"c{uuid.uuid4().hex[:10]}"
+        password = password or f"pw-{uuid.uuid4().hex}"
+        text = self.signup(name, password)
+        assert "sent to the organizers" in text, text[-2000:]
+        self.approve(name)
+        return name, password, self.login(name, password)
+
+    # --- the REST API ----------------------------------------------------------------------
+
+    def api(self, method: str, path: str, *, session=None, token: str | None = None, **kw) -> requests.Response:
+        headers = kw.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"token {token}"
+        if session is not None and "_xsrf" in session.cookies:
+            headers["X-XSRFToken"] = session.cookies["_xsrf"]
+        return (session or requests).request(
+            method, f"{self.url}/hub/api{path}", headers=headers, timeout=kw.pop("timeout", 60), **kw
+        )
+
+    def new_token(self, session: requests.Session, name: str, note: str = "tests") -> str:
+        r = self.api("POST", f"/users/{name}/tokens", session=session, json={"note": note, "expires_in": 3600})
+        assert r.status_code == 201, (r.status_code, r.text)
+        return r.json()["token"]
+
+    def spawn(self, name: str, token: str, timeout: float = 120) -> dict:
+        """Start the user's server and wait until the hub reports it ready; the user model."""
+        r = self.api("POST", f"/users/{name}/server", token=token)
+        assert r.status_code in (201, 202, 400), (r.status_code, r.text)  # 400: already running
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            model = self.api("GET", f"/users/{name}", token=token).json()
+            server = model.get("servers", {}).get("")
+            if server and server.get("ready"):
+                return model
+            if not server and not model.get("pending"):
+                raise AssertionError(f"the server of {name} stopped:\n{self.process.log_tail(60)}")
+            time.sleep(0.5)
+        raise AssertionError(f"the server of {name} was not ready in {timeout} s:\n{self.process.log_tail(60)}")
+
+
+@pytest.fixture(scope="module")
+def hub(demo, tmp_path_factory) -> RunningHub:
+    root = tmp_path_factory.mktemp("hub")
+    settings = hub_settings(root, demo.data_root)
+    password = prepare_organizer(settings.db_url, settings.organizer)
+    assert password
+    process = HubProcess(settings, log=root / "jupyterhub.log").start()
+    try:
+        process.wait_ready(120)
+        yield RunningHub(settings, process, settings.organizer, password)
+    finally:
+        process.stop()
+
+
+def kernel_run(hub: RunningHub, user: str, token: str, code: str, timeout: float = 120) -> dict:
+    """Run ``code`` in a new kernel of ``user``'s server, through the proxy's websocket.
+
+    Returns ``{"stdout": ..., "error": ...}``; the kernel is shut down afterwards.
+    """
+    import websocket
+
+    base = f"{hub.url}/user/{user}/api"
+    headers = {"Authorization": f"token {token}"}
+    r = requests.post(f"{base}/kernels", json={"name": "python3"}, headers=headers, timeout=60)
+    assert r.status_code == 201, (r.status_code, r.text)
+    kernel_id = r.json()["id"]
+    ws_url = base.replace("http://", "ws://", 1) + f"/kernels/{kernel_id}/channels"
+    ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout)
+    try:
+        msg_id, session = uuid.uuid4().hex, uuid.uuid4().hex
+        ws.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "session": session,
+                        "username": user,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "buffers": [],
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": False,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                        "stop_on_error": True,
+                    },
+                }
+            )
+        )
+        stdout, error, replied, idle = [], None, False, False
+        deadline = time.monotonic() + timeout
+        while not (replied and idle) and time.monotonic() < deadline:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = msg["msg_type"]
+            if kind == "stream" and msg["content"]["name"] == "stdout":
+                stdout.append(msg["content"]["text"])
+            elif kind == "error":
+                error = "\n".join(msg["content"]["traceback"])
+            elif kind == "execute_reply":
+                replied = True
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                idle = True
+        assert replied and idle, "the kernel did not answer in time"
+        return {"stdout": "".join(stdout), "error": error}
+    finally:
+        ws.close()
+        requests.delete(f"{base}/kernels/{kernel_id}", headers=headers, timeout=60)

@@ -1,0 +1,188 @@
+"""``contesthub up`` as a person runs it: first start, Ctrl-C, restart.
+
+The command runs as a real process (``contesthub ... up --no-build``) over the session's demo
+data, on free ports, with its own private and home roots. The test reads what it prints,
+logs in with the organizer password it printed, sends SIGINT as a terminal's Ctrl-C does, and
+checks that every process it had started is gone and that a restart keeps the account.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from hub_fixtures import RunningHub, available_services, find_free_ports
+
+from hub.launcher import _alive, descendants
+from hub.settings import HubSettings
+
+
+class Up:
+    """One ``contesthub up`` process and what it printed."""
+
+    def __init__(self, args: list[str], env: dict[str, str]):
+        self.proc = subprocess.Popen(
+            [*CONTESTHUB, *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if self.proc.poll() is not None:
+                self._reader.join(5)
+                if text in self.output:
+                    return
+                raise AssertionError(f"contesthub up exited ({self.proc.returncode}):\n{self.output}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} within {timeout} s:\n{self.output}")
+            time.sleep(0.2)
+
+    def interrupt(self, timeout: float = 60) -> int:
+        """What a terminal's Ctrl-C does; the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        self.proc.stdout.close()
+        return code
+
+
+CONTESTHUB = [sys.executable, "-c", "from hub.cli import main; main()"]
+
+
+@pytest.fixture
+def up_env(demo, tmp_path):
+    ports = find_free_ports(5)
+    flags = [
+        "--port",
+        str(ports[0]),
+        "--hub-port",
+        str(ports[1]),
+        "--proxy-api-port",
+        str(ports[2]),
+        "--submit-port",
+        str(ports[3]),
+        "--leaderboard-port",
+        str(ports[4]),
+        "--home-root",
+        str(tmp_path / "homes"),
+        "--services",
+        available_services(),
+        "--no-build",
+    ]
+    root = ["--data-root", str(demo.data_root), "--private-root", str(tmp_path / "private"), "--lang", "en"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTESTHUB_")}
+    env["CONTESTHUB_HUB_CONFIG"] = str(tmp_path / "none.toml")  # defaults only, then the flags
+    (tmp_path / "none.toml").write_text("")
+    settings = HubSettings.load(
+        {
+            "port": ports[0],
+            "hub_port": ports[1],
+            "proxy_api_port": ports[2],
+            "submit_port": ports[3],
+            "leaderboard_port": ports[4],
+            "data_root": demo.data_root,
+            "private_root": tmp_path / "private",
+            "home_root": tmp_path / "homes",
+        },
+        environ={},
+    )
+    return [*root, "up", *flags], env, settings
+
+
+def test_up_prints_urls_and_organizer_once_and_ctrl_c_stops_everything(up_env):
+    """First start prints the password; Ctrl-C ends the hub, proxy, services and servers; restart keeps all."""
+    args, env, settings = up_env
+    first = Up(args, env)
+    try:
+        first.wait_for("Ctrl-C stops everything")
+        out = first.output
+        assert f"{settings.public_url}/hub/login" in out
+        assert "WARNING: demo mode" in out
+        password = re.search(r"password / 密码: (\S+)", out).group(1)
+        below = descendants(first.proc.pid)
+        hub = RunningHub(settings, None, settings.organizer, password)
+        s = hub.login(settings.organizer, password)
+        me = hub.api("GET", "/user", session=s).json()
+        assert "organizers" in me["groups"]
+        name, pw, session = hub.account()  # a contestant signs up, is approved, starts a server
+        hub.spawn(name, hub.new_token(session, name))
+        below += [p for p in descendants(first.proc.pid) if p not in below]
+        assert len(below) >= 4  # jupyterhub, the proxy, the idle culler, the server (and the services)
+    finally:
+        code = first.interrupt()
+    assert code == 0, first.output
+    assert "stopped in" in first.output
+    assert not [p for p in below if _alive(p)], "a process started by contesthub up outlived it"
+
+    second = Up(args, env)
+    try:
+        second.wait_for("Ctrl-C stops everything")
+        assert "shown only this once" not in second.output
+        assert "(kept;" in second.output
+        hub = RunningHub(settings, None, settings.organizer, password)
+        hub.login(settings.organizer, password)  # the same password still works
+        hub.login(name, pw)  # and so does the contestant's account
+    finally:
+        assert second.interrupt() == 0, second.output
+
+
+def test_up_refuses_a_port_in_use(up_env):
+    import socket
+
+    args, env, settings = up_env
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", settings.port))
+        busy.listen()
+        r = subprocess.run([*CONTESTHUB, *args], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert f"port {settings.port} (port) is already in use" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_hub_that_dies_while_starting_leaves_no_process(demo, tmp_path):
+    """JupyterHub exits when a managed service dies at start, without stopping its proxy: we do."""
+    from hub_fixtures import hub_settings
+
+    from hub.launcher import CONFIG, HubError, HubProcess
+
+    settings = hub_settings(tmp_path, demo.data_root, services="none")
+    port = find_free_ports(1)[0]
+    config = tmp_path / "broken_config.py"
+    config.write_text(
+        f"load_subconfig({str(CONFIG)!r})\n"
+        "c.JupyterHub.services.append(\n"
+        f"    {{'name': 'broken', 'url': 'http://127.0.0.1:{port}',"
+        f" 'command': [{sys.executable!r}, '-c', 'import time; time.sleep(3); raise SystemExit(3)']}}\n"
+        ")\n"
+    )
+    process = HubProcess(settings, log=tmp_path / "hub.log", config=config).start()
+    try:
+        with pytest.raises(HubError, match="exited with code 1"):
+            process.wait_ready(120)
+        noted = process.refresh()
+        assert noted, "the proxy was never noted"
+    finally:
+        process.stop()
+    assert not [p for p in noted if _alive(p)], "the proxy of a dead hub is still running"
