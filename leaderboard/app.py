@@ -47,7 +47,7 @@ def main() -> None:
         title = queries.contest(common.source()).title[common.lang()]
     except Exception:  # a broken contest file is reported by the page that needs it
         title = t("app_title")
-    st.set_page_config(page_title=title, page_icon="🏆", layout="wide")
+    st.set_page_config(page_title=title, page_icon=":material/leaderboard:", layout="wide")
     st.sidebar.radio(
         t("language"),
         common.LANGS,
@@ -59,15 +59,20 @@ def main() -> None:
     )
     user = hub_auth.identity()
     pages = [
-        st.Page(PAGES / "home.py", title=t("page_home"), icon="🏠", url_path="home", default=True),
-        st.Page(PAGES / "board.py", title=t("page_board"), icon="🏆", url_path="leaderboard"),
-        st.Page(PAGES / "team.py", title=t("page_team"), icon="👥", url_path="team"),
-        st.Page(PAGES / "catalog.py", title=t("page_catalog"), icon="🗂️", url_path="catalog"),
+        st.Page(PAGES / "home.py", title=t("page_home"), icon=":material/home:", url_path="home", default=True),
+        st.Page(PAGES / "board.py", title=t("page_board"), icon=":material/leaderboard:", url_path="leaderboard"),
+        st.Page(PAGES / "team.py", title=t("page_team"), icon=":material/groups:", url_path="team"),
+        st.Page(PAGES / "catalog.py", title=t("page_catalog"), icon=":material/dataset:", url_path="catalog"),
     ]
     if hub_auth.is_organizer(user):
         # Registered per session: for everybody else the page does not exist at all.
         pages.append(
-            st.Page(PAGES / "organizer.py", title=t("page_organizer"), icon="🛠️", url_path=hub_auth.ORGANIZER_PAGE)
+            st.Page(
+                PAGES / "organizer.py",
+                title=t("page_organizer"),
+                icon=":material/admin_panel_settings:",
+                url_path=hub_auth.ORGANIZER_PAGE,
+            )
         )
     page = st.navigation(pages)
     _account(user)

@@ -216,6 +216,9 @@ class RunningHub:
 def hub(demo, tmp_path_factory) -> RunningHub:
     root = tmp_path_factory.mktemp("hub")
     settings = hub_settings(root, demo.data_root)
+    # The submission service scores against the hidden solutions of the session's demo build.
+    settings.private_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (settings.private_root / "solutions").symlink_to(demo.private_root / "solutions")
     password = prepare_organizer(settings.db_url, settings.organizer)
     assert password
     process = HubProcess(settings, log=root / "jupyterhub.log").start()

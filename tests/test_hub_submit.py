@@ -1,0 +1,163 @@
+"""Submitting from a notebook, end to end: a real hub, proxy, kernel, submission service and leaderboard.
+
+Two teams are made by the organizer through the service's API (and mirrored as hub groups).
+A contestant's kernel builds predictions with ``sandbox.sql`` and sends them with
+``sandbox.submit``; the submission is recorded for the right team with the score the offline
+scorer gives the same file; the other team cannot see it; a broken file costs nothing and
+says what is wrong; the public leaderboard, opened in Chromium through the proxy, shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from hub_fixtures import kernel_run
+
+from leaderboard import contest
+from leaderboard.scoring import score_file
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "var" / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CH = "outpatient_forecast"
+
+SUBMIT = """
+import json, sandbox
+test = sandbox.sql("SELECT date, hospital_id FROM hospital_outpatient.daily_visits_test").df()
+history = sandbox.sql(
+    "SELECT hospital_id, avg(outpatient_visits) AS outpatient_visits FROM hospital_outpatient.daily_visits GROUP BY 1"
+).df()
+predictions = test.merge(history, on="hospital_id")
+r = sandbox.submit("outpatient_forecast", predictions)
+print(json.dumps({"id": r.id, "status": r.status, "score": r.public_score, "file": r.file, "text": str(r)}))
+"""
+
+BROKEN = """
+import json, sandbox
+test = sandbox.sql("SELECT date, hospital_id FROM hospital_outpatient.daily_visits_test").df()
+test["visits"] = 1.0  # the wrong column name
+r = sandbox.submit("outpatient_forecast", test)
+print(json.dumps({"id": r.id, "status": r.status, "errors": r.errors, "text": str(r)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def race(hub):
+    if "submit" not in hub.services:
+        pytest.skip("the submission service is not running in this hub (see the hub's output)")
+    org = hub.new_token(hub.organizer_session(), hub.organizer)
+    people = {}
+    for team in ("alpha", "beta"):
+        name, _, session = hub.account()
+        token = hub.new_token(session, name)
+        r = service(hub, "POST", "admin/teams", org, json={"name": team, "members": [name]})
+        assert r.status_code == 201, r.text
+        people[team] = (name, token)
+    hub.spawn(*people["alpha"])
+    return org, people
+
+
+def service(hub, method: str, path: str, token: str | None, **kw) -> requests.Response:
+    headers = {"Authorization": f"token {token}"} if token else {}
+    return requests.request(method, f"{hub.url}/services/submit/api/{path}", headers=headers, timeout=120, **kw)
+
+
+def test_teams_made_by_the_organizer_become_hub_groups(hub, race):
+    org, people = race
+    deadline = time.monotonic() + 30
+    while True:
+        r = hub.api("GET", "/groups/team-alpha", token=org)
+        if (r.status_code == 200 and people["alpha"][0] in r.json()["users"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert r.status_code == 200 and r.json()["users"] == [people["alpha"][0]], r.text
+
+
+def test_a_notebook_submits_and_gets_the_score_of_its_file(hub, race, demo):
+    _org, people = race
+    name, token = people["alpha"]
+    out = kernel_run(hub, name, token, SUBMIT, timeout=300)
+    assert out["error"] is None, out["error"]
+    result = json.loads(out["stdout"].strip().splitlines()[-1])
+    assert result["status"] == "scored", result["text"]
+    assert "公开榜得分" in result["text"] and "public score" in result["text"]
+
+    kept = Path(hub.settings.home_root) / name / result["file"].split(f"/{name}/", 1)[1]
+    offline = score_file(contest.load().challenge(CH), kept, demo)
+    assert result["score"] == pytest.approx(offline.public_score)
+
+    mine = service(hub, "GET", "submissions", token)
+    assert mine.status_code == 200
+    (row,) = mine.json()
+    assert row["id"] == result["id"] and row["team"] == "alpha" and row["user"] == name
+    assert row["provenance"]["client"] == "sandbox.submit"
+    # Sealed: the private score appears in no response, under any name.
+    for body in (mine.text, service(hub, "GET", f"submissions/{row['id']}", token).text):
+        assert "private" not in body and f"{offline.private_score:.6g}"[:6] not in body
+
+    other = people["beta"][1]
+    assert service(hub, "GET", f"submissions/{row['id']}", other).status_code == 404
+    assert service(hub, "GET", "submissions", other).json() == []
+    quota = service(hub, "GET", "me", token).json()["quotas"]
+    assert next(q for q in quota if q["challenge"] == CH)["used"] == 1
+
+
+def test_a_broken_file_says_what_is_wrong_and_costs_nothing(hub, race):
+    _, people = race
+    name, token = people["alpha"]
+    out = kernel_run(hub, name, token, BROKEN, timeout=300)
+    assert out["error"] is None, out["error"]
+    result = json.loads(out["stdout"].strip().splitlines()[-1])
+    assert result["status"] == "invalid"
+    codes = {e["code"] for e in result["errors"]}
+    assert {"missing-column", "extra-column"} <= codes, codes
+    assert "outpatient_visits" in result["text"] and "不计入提交次数" in result["text"]
+    quota = service(hub, "GET", "me", token).json()["quotas"]
+    assert next(q for q in quota if q["challenge"] == CH)["used"] == 1  # unchanged by the broken file
+
+
+def test_the_service_refuses_what_a_caller_may_not_do(hub, race):
+    org, people = race
+    token = people["alpha"][1]
+    assert service(hub, "GET", "me", None).status_code == 401
+    bad = service(hub, "GET", "me", "not-a-token")
+    assert bad.status_code == 401 and bad.json()["code"] == "bad-token" and bad.json()["message_zh"]
+    for method, path in (("GET", "admin/submissions"), ("POST", f"admin/challenges/{CH}/reveal")):
+        r = service(hub, method, path, token)
+        assert r.status_code == 403 and r.json()["code"] == "organizers-only", r.text
+    early = service(hub, "POST", f"admin/challenges/{CH}/reveal", org)
+    assert early.status_code == 400 and early.json()["code"] == "reveal-too-early"
+    everything = service(hub, "GET", "admin/submissions", org)
+    assert everything.status_code == 200 and len(everything.json()) == 2
+    spec = service(hub, "GET", "openapi.json", None)
+    assert spec.status_code == 200 and "/api/challenges/{challenge}/submissions" in spec.json()["paths"]
+
+
+def test_the_public_leaderboard_shows_the_team_in_a_browser_through_the_proxy(hub, race):
+    if "leaderboard" not in hub.services:
+        pytest.skip("the leaderboard service is not running in this hub")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (python3 dev.py test installs it with apt-get as root)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{hub.url}/services/leaderboard/leaderboard?challenge={CH}")
+            try:
+                page.wait_for_selector("[data-testid='stDataFrame'], [data-testid='stTable']", timeout=120_000)
+                page.wait_for_function("document.body.textContent.includes('alpha')", timeout=60_000)
+            finally:
+                page.screenshot(path=str(ARTIFACTS / "leaderboard-through-hub.png"), full_page=True)
+                (ARTIFACTS / "leaderboard-through-hub.html").write_text(page.content())
+            text = page.text_content("body")
+        finally:
+            browser.close()
+    assert "alpha" in text and "排行榜" in text
