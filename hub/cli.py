@@ -87,3 +87,41 @@ cli.add_command(up_cmd)
 
 def main() -> None:
     cli(prog_name="contesthub")
+
+
+@teams_cmd.command("import")
+@click.argument("roster", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--passwords-out",
+    type=click.Path(dir_okay=False),
+    help="Write the new passwords to this CSV (mode 0600) instead of printing them.",
+)
+@click.option("--by", default=lambda: __import__("getpass").getuser(), help="Who does this (audit log).")
+@click.option("--hub-config", type=click.Path(dir_okay=False), help="Hub settings file (default config/hub.toml).")
+@click.pass_context
+def teams_import(ctx: click.Context, roster: str, passwords_out: str | None, by: str, hub_config: str | None) -> None:
+    """Create approved accounts and teams from ROSTER (CSV: team, member, email) (批量导入队伍名单)."""
+    from pathlib import Path
+
+    from hub import roster as roster_mod
+    from hub.settings import HubSettings
+    from leaderboard import contest as contest_config
+    from leaderboard import store
+
+    paths: Paths = ctx.obj["paths"]
+    contest = contest_config.load(contest_config.config_path(ctx.obj.get("contest_file")), paths.datasets_dir)
+    entries = roster_mod.read(Path(roster))
+    roster_mod.check_sizes(entries, contest, Path(roster).name)
+    settings = HubSettings.load({"private_root": str(paths.private_root)})
+    outcomes = roster_mod.apply(entries, contest, store.connect(paths.ensure()), settings.db_url, by=by)
+    new = [o for o in outcomes if o.password]
+    if passwords_out:
+        roster_mod.write_passwords(outcomes, Path(passwords_out))
+        click.echo(
+            f"{len(outcomes)} members in {len({o.team for o in outcomes})} teams; {len(new)} new accounts; "
+            f"passwords written to {passwords_out} (mode 0600) / 已导入"
+        )
+        return
+    for o in outcomes:
+        click.echo(f"{o.team}\t{o.member}\t{o.email}\t{o.password or '(existing account, unchanged)'}")
+    click.echo(f"{len(new)} new accounts: hand each member their password once / 新账号密码仅显示一次", err=True)

@@ -9,6 +9,8 @@ says what is wrong; the public leaderboard, opened in Chromium through the proxy
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from pathlib import Path
@@ -19,6 +21,7 @@ from hub_fixtures import kernel_run
 
 from leaderboard import contest
 from leaderboard.scoring import score_file
+from sandbox.settings import PROJECT_ROOT, Paths
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "var" / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -161,3 +164,41 @@ def test_the_public_leaderboard_shows_the_team_in_a_browser_through_the_proxy(hu
         finally:
             browser.close()
     assert "alpha" in text and "排行榜" in text
+
+
+def test_a_roster_import_makes_accounts_that_log_in_and_teams_the_service_knows(hub, race, run_cli, demo, tmp_path):
+    roster = tmp_path / "名单.csv"
+    roster.write_bytes("队伍,成员,邮箱\n数据先锋,ann01,ann@example.org\n数据先锋,bob02,bob@example.org\n".encode("gbk"))
+    root = Paths(demo.data_root, hub.settings.private_root, PROJECT_ROOT / "datasets")
+    out = tmp_path / "passwords.csv"
+    result = run_cli("teams", "import", str(roster), "--passwords-out", str(out), "--by", "org", root=root)
+    assert result.exit_code == 0, result.output
+    assert (out.stat().st_mode & 0o777) == 0o600
+    rows = list(csv.DictReader(io.StringIO(out.read_text("utf-8-sig"))))
+    assert [(r["team"], r["member"]) for r in rows] == [("数据先锋", "ann01"), ("数据先锋", "bob02")]
+    session = hub.login("ann01", rows[0]["password"])  # approved already: no waiting for an organizer
+    token = hub.new_token(session, "ann01")
+    me = service(hub, "GET", "me", token).json()
+    assert me["team"]["name"] == "数据先锋" and me["team"]["members"] == ["ann01", "bob02"]
+    again = run_cli("teams", "import", str(roster), root=root)  # the same roster twice changes nothing
+    assert (
+        again.exit_code == 0
+        and "existing account, unchanged" in again.output
+        and rows[0]["password"] not in again.output
+    )
+
+
+def test_a_roster_with_mistakes_is_refused_whole_with_every_row_named(run_cli, paths, tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_text(
+        "team,member,email\nalpha,Ann Smith,ann@example.org\n,bob,bob-at-example\nbeta,bob,bob@x.org\n", "utf-8"
+    )
+    root = Paths(paths.data_root, paths.private_root, PROJECT_ROOT / "datasets")
+    result = run_cli("teams", "import", str(roster), root=root)
+    assert result.exit_code == 1
+    for expected in ("row 2, column member", "row 3, column team", "row 3, column email", "row 4, column member"):
+        assert expected in result.output, result.output
+    assert (
+        not (paths.private_root / "contest.sqlite").exists()
+        or "alpha" not in run_cli("teams", "list", root=root).output
+    )

@@ -1,0 +1,155 @@
+"""``contesthub teams import roster.csv``: accounts and teams for a whole school or city at once.
+
+A roster is a CSV (UTF-8, UTF-8 with BOM, or GBK as Excel saves it) with the columns
+``team, member, email`` (or ``队伍, 成员, 邮箱``). Every row is checked before anything is
+written, and every problem is reported with its row and column. Then each member gets an
+approved hub account with a generated password (only its hash is stored; the password is
+printed once or written to a file only the organizer can read, for the organizer to hand
+out; members change it at ``/hub/accounts/password``), and each team is created and filled
+through the contest engine, so the size limit, the freeze date and the audit log apply.
+Members who already have an account keep their password. Running the same roster twice
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.accounts import AccountStore, new_password
+from leaderboard import teams
+from leaderboard.contest import Contest
+from leaderboard.store import Store
+from sandbox.errors import NotFound, Problem, ProblemsError
+from sandbox.sources import detect_encoding
+
+COLUMNS = {"team": ("team", "队伍"), "member": ("member", "成员"), "email": ("email", "邮箱")}
+USER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class RosterError(ProblemsError):
+    code = "roster-invalid"
+    what_en, what_zh = "the roster", "名单"
+
+
+@dataclass(frozen=True)
+class Entry:
+    row: int
+    team: str
+    member: str
+    email: str
+
+
+@dataclass
+class Outcome:
+    team: str
+    member: str
+    email: str
+    password: str | None  # None: the account existed and keeps its password
+
+
+def read(path: Path) -> list[Entry]:
+    """The roster's rows, or one RosterError listing every problem (row numbers as in a spreadsheet)."""
+    text = path.read_text(detect_encoding(path)).lstrip("\ufeff")
+    rows = list(csv.reader(io.StringIO(text)))
+    name = path.name
+    if not rows:
+        raise RosterError([Problem(name, "", "is empty", "a header: team, member, email")])
+    header = [h.strip().lower() for h in rows[0]]
+    where = {}
+    for key, names in COLUMNS.items():
+        found = [i for i, h in enumerate(header) if h in names]
+        if not found:
+            raise RosterError(
+                [Problem(name, "row 1", f"has no column {names[0]!r} (or {names[1]!r})", "team, member, email")]
+            )
+        where[key] = found[0]
+    problems, entries, seen = [], [], {}
+    for n, raw in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in raw):
+            continue
+        cell = {k: (raw[i].strip() if i < len(raw) else "") for k, i in where.items()}
+        if not cell["team"]:
+            problems.append(Problem(name, f"row {n}, column team", "is empty", "the team's name"))
+        if not USER.match(cell["member"]):
+            problems.append(
+                Problem(
+                    name, f"row {n}, column member", f"{cell['member']!r} is not a valid user name", "a-z, 0-9, . _ -"
+                )
+            )
+        if not EMAIL.match(cell["email"]):
+            problems.append(
+                Problem(
+                    name, f"row {n}, column email", f"{cell['email']!r} is not an e-mail address", "name@example.org"
+                )
+            )
+        if cell["member"] in seen:
+            problems.append(
+                Problem(
+                    name,
+                    f"row {n}, column member",
+                    f"{cell['member']} is also on row {seen[cell['member']]}",
+                    "each member once",
+                )
+            )
+        seen.setdefault(cell["member"], n)
+        entries.append(Entry(n, cell["team"], cell["member"], cell["email"]))
+    if problems:
+        raise RosterError(problems)
+    return entries
+
+
+def check_sizes(entries: list[Entry], contest: Contest, name: str) -> None:
+    sizes: dict[str, list[int]] = {}
+    for e in entries:
+        sizes.setdefault(e.team, []).append(e.row)
+    problems = [
+        Problem(
+            name,
+            f"rows {', '.join(map(str, rows))}",
+            f"team {team!r} has {len(rows)} members",
+            f"at most {contest.max_team_size}",
+        )
+        for team, rows in sizes.items()
+        if len(rows) > contest.max_team_size
+    ]
+    if problems:
+        raise RosterError(problems)
+
+
+def apply(entries: list[Entry], contest: Contest, store: Store, hub_db_url: str, *, by: str) -> list[Outcome]:
+    """Create the accounts and teams; returns each member's outcome (passwords only for new accounts)."""
+    accounts = AccountStore(hub_db_url)
+    out = []
+    try:
+        with store.session() as s:  # all teams or none: one transaction through the contest engine
+            for e in entries:
+                try:
+                    teams.get(s, e.team)
+                except NotFound:
+                    teams.create(s, contest, e.team, actor=by)
+                teams.add_member(s, contest, e.team, e.member, actor=by)
+        for e in entries:
+            password = None
+            if accounts.get(e.member) is None:
+                password = new_password()
+                accounts.create(e.member, password, approved=True, by=by)
+            out.append(Outcome(e.team, e.member, e.email, password))
+    finally:
+        accounts.close()
+    return out
+
+
+def write_passwords(outcomes: list[Outcome], path: Path) -> None:
+    """The new passwords as CSV, readable by the organizer only (mode 0600 from the first byte)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["team", "member", "email", "password"])
+        for o in outcomes:
+            w.writerow([o.team, o.member, o.email, o.password or "(existing account, unchanged)"])
