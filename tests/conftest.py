@@ -32,6 +32,19 @@ from sandbox.descriptor import Dataset, load_all
 from sandbox.settings import PROJECT_ROOT, Paths
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run the tests marked slow (load and fault runs)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow (see README, Reliability)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def paths(tmp_path: Path) -> Paths:
     p = Paths(data_root=tmp_path / "data", private_root=tmp_path / "private", datasets_dir=tmp_path / "datasets")
