@@ -9,7 +9,10 @@ in ``tests/test_metrics.py``.
 Inputs are numpy arrays already aligned by id: ``y_true`` from the hidden solution,
 ``y_pred`` from the submission. Probabilistic metrics take a 2-D ``y_pred`` (one column per
 class, in ``classes`` order) for multi-class targets. Ranking metrics take, per row, the
-relevant items and the predicted ranking as lists.
+relevant items and the predicted ranking as lists. A metric whose value depends only on the
+(y_true, y_pred) pairs, not on their order (all but gini and the ranking metrics), can also
+be given the distinct pairs with how often each occurs (:meth:`Metric.from_counts`): that is
+how the scorer hands over a million rows of labels or yes/no targets as a few thousand counts.
 
 Degenerate cases, decided per metric (an organizer sees :class:`MetricUndefined` with the
 reason; a contestant never does, because challenges are validated against their solution):
@@ -31,7 +34,7 @@ log_loss               probabilities clipped to [1e-15, 1 - 1e-15], rows renorma
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -55,20 +58,54 @@ class Metric:
     higher_is_better: bool
     title: dict[str, str]
     fn: Callable[..., float]
+    order_free: bool = True  # the value depends on the (y_true, y_pred) pairs, not on their order
+    counts_fn: Callable[..., float] | None = None  # (y_true, y_pred, counts, **params), see from_counts
 
-    def __call__(self, y_true, y_pred, **params) -> float:
-        value = float(self.fn(y_true, y_pred, **params))
+    def _finite(self, value: float) -> float:
         if not np.isfinite(value):
             raise MetricUndefined(f"{self.name} is not finite for these inputs", f"{self.name} 对这些输入没有有限值")
         return value
+
+    def __call__(self, y_true, y_pred, **params) -> float:
+        return self._finite(float(self.fn(y_true, y_pred, **params)))
+
+    def from_counts(self, y_true, y_pred, counts, **params) -> float:
+        """The value on ``counts[i]`` rows of the pair (``y_true[i]``, ``y_pred[i]``), for each i.
+
+        The same as calling the metric on those rows (in any order); pairs may repeat."""
+        if not self.order_free:
+            raise ValueError(f"{self.name} depends on the order of the rows; give it the rows")
+        if self.counts_fn is not None:
+            return self._finite(float(self.counts_fn(y_true, y_pred, counts, **params)))
+        return self(np.repeat(y_true, counts), np.repeat(y_pred, counts), **params)
 
 
 REGISTRY: dict[str, Metric] = {}
 
 
-def metric(name: str, version: int, kind: str, input: str, higher_is_better: bool, zh: str, en: str):
+def metric(
+    name: str,
+    version: int,
+    kind: str,
+    input: str,
+    higher_is_better: bool,
+    zh: str,
+    en: str,
+    *,
+    order_free: bool = True,
+):
     def register(fn: Callable[..., float]) -> Callable[..., float]:
-        REGISTRY[name] = Metric(name, version, kind, input, higher_is_better, {"zh": zh, "en": en}, fn)
+        REGISTRY[name] = Metric(name, version, kind, input, higher_is_better, {"zh": zh, "en": en}, fn, order_free)
+        return fn
+
+    return register
+
+
+def from_counts(name: str):
+    """Register a faster :meth:`Metric.from_counts` for the metric ``name`` (defined above it)."""
+
+    def register(fn: Callable[..., float]) -> Callable[..., float]:
+        REGISTRY[name] = replace(REGISTRY[name], counts_fn=fn)
         return fn
 
     return register
@@ -114,12 +151,14 @@ def rmsle(y_true, y_pred) -> float:
     return float(np.sqrt(np.mean((np.log1p(t) - np.log1p(p)) ** 2)))
 
 
-@metric("mape", 1, "regression", "value", False, "平均绝对百分比误差", "Mean absolute percentage error")
+@metric("mape", 2, "regression", "value", False, "平均绝对百分比误差", "Mean absolute percentage error")
 def mape(y_true, y_pred) -> float:
+    """scikit-learn's: a true value smaller than machine epsilon divides by epsilon (version 2;
+    version 1 divided by the value itself)."""
     t, p = _f(y_true), _f(y_pred)
     if (t == 0).any():
         raise _undefined("mape", "a true value is 0; use smape or mae", "存在真实值为 0；请改用 smape 或 mae")
-    return float(np.mean(np.abs((t - p) / t)))
+    return float(np.mean(np.abs(p - t) / np.maximum(np.abs(t), np.finfo(np.float64).eps)))
 
 
 @metric("smape", 1, "regression", "value", False, "对称平均绝对百分比误差", "Symmetric mean absolute percentage error")
@@ -150,19 +189,41 @@ def _labels(y_true, y_pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return inv[: len(t)], inv[len(t) :], classes
 
 
-def _confusion(ti: np.ndarray, pi: np.ndarray, k: int) -> np.ndarray:
-    return np.bincount(ti * k + pi, minlength=k * k).reshape(k, k).astype(float)
-
-
-@metric("accuracy", 1, "multiclass", "label", True, "准确率", "Accuracy")
-def accuracy(y_true, y_pred) -> float:
-    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
-
-
-@metric("balanced_accuracy", 1, "multiclass", "label", True, "平衡准确率", "Balanced accuracy")
-def balanced_accuracy(y_true, y_pred) -> float:
+def _confusion(y_true, y_pred, counts=None) -> tuple[np.ndarray, np.ndarray]:
+    """The confusion matrix (rows: true, columns: predicted) over the sorted labels seen in
+    either input, and those labels; with ``counts``, the pair i stands for ``counts[i]`` rows."""
     ti, pi, classes = _labels(y_true, y_pred)
-    cm = _confusion(ti, pi, len(classes))
+    k = len(classes)
+    weights = None if counts is None else np.asarray(counts, dtype=float)
+    return np.bincount(ti * k + pi, weights=weights, minlength=k * k).reshape(k, k).astype(float), classes
+
+
+def label_metric(name: str, version: int, kind: str, higher_is_better: bool, zh: str, en: str):
+    """A metric of labels written on the confusion matrix: given rows, or (pair, count) groups."""
+
+    def register(on_confusion: Callable[..., float]) -> Callable[..., float]:
+        def fn(y_true, y_pred, **params) -> float:
+            return on_confusion(*_confusion(y_true, y_pred), **params)
+
+        def counts_fn(y_true, y_pred, counts, **params) -> float:
+            return on_confusion(*_confusion(y_true, y_pred, counts), **params)
+
+        fn.__name__, fn.__doc__ = on_confusion.__name__, on_confusion.__doc__
+        REGISTRY[name] = Metric(
+            name, version, kind, "label", higher_is_better, {"zh": zh, "en": en}, fn, True, counts_fn
+        )
+        return fn
+
+    return register
+
+
+@label_metric("accuracy", 1, "multiclass", True, "准确率", "Accuracy")
+def accuracy(cm: np.ndarray, classes: np.ndarray) -> float:
+    return float(np.trace(cm) / cm.sum())
+
+
+@label_metric("balanced_accuracy", 1, "multiclass", True, "平衡准确率", "Balanced accuracy")
+def balanced_accuracy(cm: np.ndarray, classes: np.ndarray) -> float:
     support = cm.sum(axis=1)
     present = support > 0
     return float(np.mean(np.diag(cm)[present] / support[present]))
@@ -174,29 +235,29 @@ def _f1_per_class(cm: np.ndarray) -> np.ndarray:
     return np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
 
 
-@metric("f1", 1, "binary", "label", True, "F1 分数（二分类）", "F1 score (binary, positive class 1)")
-def f1(y_true, y_pred, positive=1) -> float:
-    t, p = np.asarray(y_true) == positive, np.asarray(y_pred) == positive
-    tp = np.sum(t & p)
-    denom = 2 * tp + np.sum(~t & p) + np.sum(t & ~p)
+@label_metric("f1", 1, "binary", True, "F1 分数（二分类）", "F1 score (binary, positive class 1)")
+def f1(cm: np.ndarray, classes: np.ndarray, positive=1) -> float:
+    at = np.flatnonzero(classes == positive)
+    if not len(at):
+        return 0.0  # the positive class is in neither input
+    i = at[0]
+    tp = cm[i, i]
+    denom = 2 * tp + (cm[:, i].sum() - tp) + (cm[i].sum() - tp)
     return float(2 * tp / denom) if denom else 0.0
 
 
-@metric("f1_macro", 1, "multiclass", "label", True, "宏平均 F1", "F1 score, macro average")
-def f1_macro(y_true, y_pred) -> float:
-    ti, pi, classes = _labels(y_true, y_pred)
-    return float(np.mean(_f1_per_class(_confusion(ti, pi, len(classes)))))
+@label_metric("f1_macro", 1, "multiclass", True, "宏平均 F1", "F1 score, macro average")
+def f1_macro(cm: np.ndarray, classes: np.ndarray) -> float:
+    return float(np.mean(_f1_per_class(cm)))
 
 
-@metric("f1_micro", 1, "multiclass", "label", True, "微平均 F1", "F1 score, micro average")
-def f1_micro(y_true, y_pred) -> float:
-    return accuracy(y_true, y_pred)  # for single-label multi-class data, micro F1 equals accuracy
+@label_metric("f1_micro", 1, "multiclass", True, "微平均 F1", "F1 score, micro average")
+def f1_micro(cm: np.ndarray, classes: np.ndarray) -> float:
+    return float(np.trace(cm) / cm.sum())  # for single-label multi-class data, micro F1 equals accuracy
 
 
-@metric("mcc", 1, "multiclass", "label", True, "马修斯相关系数", "Matthews correlation coefficient")
-def mcc(y_true, y_pred) -> float:
-    ti, pi, classes = _labels(y_true, y_pred)
-    cm = _confusion(ti, pi, len(classes))
+@label_metric("mcc", 1, "multiclass", True, "马修斯相关系数", "Matthews correlation coefficient")
+def mcc(cm: np.ndarray, classes: np.ndarray) -> float:
     t_sum, p_sum = cm.sum(axis=1), cm.sum(axis=0)
     n, correct = cm.sum(), np.trace(cm)
     cov_ytyp = correct * n - t_sum @ p_sum
@@ -207,35 +268,41 @@ def mcc(y_true, y_pred) -> float:
     return float(cov_ytyp / np.sqrt(cov_ytyt * cov_ypyp))
 
 
-@metric("qwk", 1, "multiclass", "label", True, "二次加权 Kappa", "Quadratic weighted kappa")
-def qwk(y_true, y_pred) -> float:
+@label_metric("qwk", 1, "multiclass", True, "二次加权 Kappa", "Quadratic weighted kappa")
+def qwk(cm: np.ndarray, classes: np.ndarray) -> float:
     """Cohen's kappa with quadratic weights over the ordered labels seen in either input."""
-    ti, pi, classes = _labels(y_true, y_pred)
     k = len(classes)
     if k == 1:
         return 1.0
-    cm = _confusion(ti, pi, k)
     w = (np.subtract.outer(np.arange(k), np.arange(k)) ** 2).astype(float)
     expected = np.outer(cm.sum(axis=1), cm.sum(axis=0)) / cm.sum()
     denom = np.sum(w * expected)
     return float(1 - np.sum(w * cm) / denom) if denom else 0.0
 
 
-def _binary_auc(t: np.ndarray, s: np.ndarray) -> float:
-    """Mann-Whitney U with average ranks for ties."""
-    pos = t.astype(bool)
-    n_pos, n_neg = pos.sum(), (~pos).sum()
+def _auc_of_groups(scores: np.ndarray, n: np.ndarray, pos: np.ndarray) -> float:
+    """Mann-Whitney U with average ranks for ties, in exact integer arithmetic, from groups of rows:
+    ``n[i]`` rows score ``scores[i]``, ``pos[i]`` of them positive (a score may occur in several groups)."""
+    order = np.argsort(scores, kind="stable")
+    scores, n, pos = scores[order], np.asarray(n, dtype=np.int64)[order], np.asarray(pos, dtype=np.int64)[order]
+    if len(scores):
+        starts = np.r_[0, np.flatnonzero(scores[1:] != scores[:-1]) + 1]  # one group per distinct score
+        n, pos = np.add.reduceat(n, starts), np.add.reduceat(pos, starts)
+    n_pos = int(pos.sum())
+    n_neg = int(n.sum()) - n_pos
     if n_pos == 0 or n_neg == 0:
         raise _undefined("roc_auc", "y_true has only one class", "真实标签只有一个类别")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s))
-    sorted_s = s[order]
-    # average rank for each run of equal scores
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_s)) + 1]
-    ends = np.r_[starts[1:], len(s)]
-    avg = (starts + ends + 1) / 2.0
-    ranks[order] = np.repeat(avg, ends - starts)
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    below = np.cumsum(n) - n  # rows scoring less than the group: its ranks are below + 1 ... below + n
+    twice_rank_sum = int((pos * (2 * below + n + 1)).sum())  # 2 x the sum of the positives' average ranks
+    return (twice_rank_sum - n_pos * (n_pos + 1)) / (2 * n_pos * n_neg)
+
+
+def _binary_auc(t: np.ndarray, s: np.ndarray) -> float:
+    scores, inv = np.unique(s, return_inverse=True)
+    inv = inv.reshape(-1)
+    return _auc_of_groups(
+        scores, np.bincount(inv, minlength=len(scores)), np.bincount(inv[t.astype(bool)], minlength=len(scores))
+    )
 
 
 @metric("roc_auc", 1, "binary", "probability", True, "ROC 曲线下面积", "Area under the ROC curve")
@@ -246,6 +313,13 @@ def roc_auc(y_true, y_pred, classes: Sequence | None = None) -> float:
         return _binary_auc(t.astype(int), s)
     classes = list(classes) if classes is not None else list(range(s.shape[1]))
     return float(np.mean([_binary_auc((t == c).astype(int), s[:, i]) for i, c in enumerate(classes)]))
+
+
+@from_counts("roc_auc")
+def _roc_auc_counts(y_true, y_pred, counts) -> float:
+    """Binary only: the counts of (0/1 target, score) pairs."""
+    n = np.asarray(counts, dtype=np.int64)
+    return _auc_of_groups(_f(y_pred), n, np.where(np.asarray(y_true).astype(bool), n, 0))
 
 
 @metric("log_loss", 1, "multiclass", "probability", False, "对数损失", "Log loss (cross-entropy)")
@@ -263,7 +337,7 @@ def log_loss(y_true, y_pred, classes: Sequence | None = None) -> float:
     return float(-np.mean(np.log(p[np.arange(len(t)), cols])))
 
 
-@metric("gini", 1, "binary", "probability", True, "归一化基尼系数", "Normalized Gini coefficient")
+@metric("gini", 1, "binary", "probability", True, "归一化基尼系数", "Normalized Gini coefficient", order_free=False)
 def normalized_gini(y_true, y_pred) -> float:
     """Kaggle's normalized Gini (Porto Seguro): gini(t, s) / gini(t, t), ties broken by row order."""
     t, s = _f(y_true), _f(y_pred)
@@ -287,7 +361,16 @@ def _relevant_lists(y_true, y_pred) -> list[tuple[set, list]]:
     return [(set(a), list(p)) for a, p in zip(y_true, y_pred, strict=True)]
 
 
-@metric("map_at_k", 1, "ranking", "ranking", True, "前 K 项平均准确率均值 MAP@K", "Mean average precision at K")
+@metric(
+    "map_at_k",
+    1,
+    "ranking",
+    "ranking",
+    True,
+    "前 K 项平均准确率均值 MAP@K",
+    "Mean average precision at K",
+    order_free=False,
+)
 def map_at_k(y_true, y_pred, k: int = 10) -> float:
     """Kaggle's MAP@K: per row, sum of precision@i at each hit in the first k, / min(|actual|, k)."""
     scores = []
@@ -313,6 +396,7 @@ def map_at_k(y_true, y_pred, k: int = 10) -> float:
     True,
     "前 K 项归一化折损累计增益 NDCG@K",
     "Normalized discounted cumulative gain at K",
+    order_free=False,
 )
 def ndcg_at_k(y_true, y_pred, k: int = 10) -> float:
     """Binary relevance (an item is relevant if listed in the row's answer), log2 discounts."""

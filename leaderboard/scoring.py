@@ -1,34 +1,56 @@
 """Scoring a submission file against a challenge's hidden solution.
 
-DuckDB reads and checks the file once (:mod:`leaderboard.validation`), joins it with the
-solution by id, and hands each split's aligned targets and predictions to the metric. The
-public/private split of the test rows is a hash of the challenge and the row's id (md5, so
-it never changes with a library upgrade): fixed when the challenge is created, the same
-for every team.
+The public/private split of the test rows is a hash of the challenge and the row's id (md5, so
+it never changes with a library upgrade): fixed when the challenge is created, the same for
+every team. What the scorer needs of a solution (per row, in file order: its id as text, its
+target as 0/1, a number or a label's code, and its split) is computed once per solution file
+and challenge definition and kept as a small DuckDB file under
+``<private root>/cache/scoring/<challenge>/`` (:func:`warm_cache` makes it ahead of time), so
+no submission pays for the md5 of a million ids. A read-only private root only means the
+cache is made in memory for each submission.
 
-The private score is returned to the caller (the contest store seals it); nothing here
-prints it for a contestant.
+A submission is then read in one of two ways, with the same result:
+
+* the fast path, for the usual file (a UTF-8 CSV whose header is exactly the expected
+  columns): DuckDB reads it in one typed pass, without sniffing, into a temporary table of
+  (id, prediction), and one pass over it beside the cached solution (a positional join: row i
+  against row i, ids compared as text) checks the ids and the values. A file in another
+  order is matched by id instead;
+* anything else (another container, encoding or header, text ids, or any check failing) goes
+  through :func:`leaderboard.validation.validate_file`, which reports every problem, and a
+  valid file is joined with the solution by id.
+
+Either way DuckDB ends with (split, target, prediction) rows. For labels and yes/no targets
+it groups them into the counts of each distinct (split, target, prediction), a few thousand
+rows that give the metric exactly (:meth:`leaderboard.metrics.Metric.from_counts`: the
+confusion matrix, or ROC AUC from rank statistics); otherwise the rows are fetched as numpy
+arrays in solution order. Nothing of the file's size becomes Python objects.
+
+The private score is returned to the caller (the contest store seals it); nothing here prints
+it for a contestant.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
 import numpy as np
-import pandas as pd
 
 from leaderboard.contest import Challenge
-from leaderboard.validation import Expect, SubmissionInvalid, id_text, ids_equal, validate_file
+from leaderboard.validation import Expect, SubmissionInvalid, id_text, typed_csv, unpack, validate_file
 from sandbox import catalog
-from sandbox.build import solution_file
 from sandbox.errors import NotFound
 from sandbox.quoting import lit, q
 from sandbox.settings import Paths
 
 SPLIT_BUCKETS = 1_000_000
+CACHE_FORMAT = 2  # bump when what the cache holds changes
 
 
 @dataclass
@@ -55,10 +77,16 @@ def split_expr(challenge: Challenge, alias: str = "s") -> str:
     return f"CASE WHEN {bucket} < {int(challenge.public_fraction * SPLIT_BUCKETS)} THEN 'public' ELSE 'private' END"
 
 
+def _solution_file(private_root: Path, dataset_id: str, version: int, table: str) -> Path:
+    # The same path as sandbox.build.solution_file (tests/test_contest.py checks it): importing
+    # sandbox.build would load pyarrow and rich, a third of the scorer's memory, for one line.
+    return private_root / "solutions" / dataset_id / f"v{version}" / f"{table}.parquet"
+
+
 def solution_for(challenge: Challenge, paths: Paths, version: int | None = None) -> tuple[Path, int]:
     """The hidden solution file of the challenge's table (latest published version unless given)."""
     entry = catalog.entry(paths.data_root, challenge.dataset, version)
-    path = solution_file(paths.private_root, challenge.dataset, entry["version"], challenge.table)
+    path = _solution_file(paths.private_root, challenge.dataset, entry["version"], challenge.table)
     if not path.exists():
         raise NotFound(
             f"the solution of {challenge.id!r} is missing ({path}); rebuild {challenge.dataset}",
@@ -67,22 +95,241 @@ def solution_for(challenge: Challenge, paths: Paths, version: int | None = None)
     return path, entry["version"]
 
 
-def expect_for(challenge: Challenge, con: duckdb.DuckDBPyConnection, solution: Path) -> Expect:
-    scorer = challenge.scorer
-    labels: tuple = ()
-    if scorer.input == "label" and challenge.positive is None:
-        labels = tuple(
-            r[0]
-            for r in con.execute(
-                f"SELECT DISTINCT CAST({q(challenge.target)} AS VARCHAR) FROM read_parquet({lit(str(solution))}) "
-                "ORDER BY 1"
-            ).fetchall()
-        )
-    elif scorer.input == "label":
-        labels = ("0", "1")
+def _labels(challenge: Challenge, con: duckdb.DuckDBPyConnection, solution: Path) -> tuple:
+    """The allowed labels of a label challenge, sorted (their index is the label's code)."""
+    if challenge.scorer.input != "label":
+        return ()
+    if challenge.positive is not None:
+        return ("0", "1")
+    rows = con.execute(
+        f"SELECT DISTINCT CAST({q(challenge.target)} AS VARCHAR) FROM read_parquet({lit(str(solution))}) ORDER BY 1"
+    ).fetchall()
+    return tuple(r[0] for r in rows)
+
+
+def _expect(challenge: Challenge, labels: tuple) -> Expect:
     return Expect(
-        id_columns=challenge.id_columns, prediction_columns=(challenge.prediction,), input=scorer.input, labels=labels
+        id_columns=challenge.id_columns,
+        prediction_columns=(challenge.prediction,),
+        input=challenge.scorer.input,
+        labels=labels,
     )
+
+
+def expect_for(challenge: Challenge, con: duckdb.DuckDBPyConnection, solution: Path) -> Expect:
+    return _expect(challenge, _labels(challenge, con, solution))
+
+
+# --- what the scorer keeps of a solution ---------------------------------------------------
+
+TRUTH = "truth.truth"  # the attached cache's table (see Truth)
+
+
+@dataclass(frozen=True)
+class Truth:
+    """A solution as the scorer reads it: the table :data:`TRUTH` of the attached cache, one row
+    per solution row in file order: ``row`` (its number in the file), ``id_0``, ``id_1``, ... (the
+    id columns as text, which is how ids are compared), ``y`` (0/1 for a yes/no question, a float
+    for a value, else the label's code) and ``public``."""
+
+    rows: int
+    labels: tuple  # the allowed labels of a label challenge; a label's code is its index
+    distinct_ids: bool  # every row has an id, and no two the same (else only the full check can judge)
+
+
+def _code(labels: tuple, text: str) -> str:
+    """SQL: the 0-based index of ``text`` in ``labels``, NULL when it is not one of them."""
+    kind = "SMALLINT" if len(labels) < 1 << 15 else "INTEGER"
+    return f"CAST(list_position([{', '.join(lit(str(x)) for x in labels)}]::VARCHAR[], {text}) - 1 AS {kind})"
+
+
+def _same_ids(challenge: Challenge, a: str, b: str) -> str:
+    """SQL: rows ``a`` and ``b`` of the fast path's tables (ids as text in id_0, id_1, ...) have the same id."""
+    return " AND ".join(f"{a}.id_{i} = {b}.id_{i}" for i in range(len(challenge.id_columns)))
+
+
+def _fill_truth(con: duckdb.DuckDBPyConnection, db: str, challenge: Challenge, solution: Path) -> None:
+    """Write the tables ``truth`` and ``meta`` of the attached database ``db``."""
+    scorer = challenge.scorer
+    labels = _labels(challenge, con, solution)
+    target = f"s.{q(challenge.target)}"
+    if challenge.positive is not None:
+        y = f"CAST(CAST({target} AS VARCHAR) = {lit(challenge.positive)} AS TINYINT)"
+    elif scorer.input == "value":
+        y = f"CAST({target} AS DOUBLE)"
+    elif scorer.input == "label":
+        y = _code(labels, f"CAST({target} AS VARCHAR)")
+    else:
+        y = f"CAST({target} AS VARCHAR)"
+    ids = ", ".join(f"CAST(s.{q(c)} AS VARCHAR) AS id_{i}" for i, c in enumerate(challenge.id_columns))
+    (rows,) = con.execute(
+        f"CREATE TABLE {q(db)}.truth AS SELECT file_row_number AS row, {ids}, {y} AS y, "
+        f"{split_expr(challenge)} = 'public' AS public "
+        f"FROM read_parquet({lit(str(solution))}, file_row_number=true) s"
+    ).fetchall()[0]
+    id_cols = [f"id_{i}" for i in range(len(challenge.id_columns))]
+    (with_id, distinct) = con.execute(
+        f"SELECT count(*) FILTER (WHERE {' AND '.join(f'{c} IS NOT NULL' for c in id_cols)}), "
+        f"count(DISTINCT struct_pack({', '.join(id_cols)})) FROM {q(db)}.truth"
+    ).fetchall()[0]
+    con.execute(
+        f"CREATE TABLE {q(db)}.meta AS SELECT [{', '.join(lit(str(x)) for x in labels)}]::VARCHAR[] AS labels, "
+        f"{rows}::BIGINT AS rows, {lit(with_id == distinct == rows)} AS distinct_ids"
+    ).fetchall()
+
+
+def _write_truth(con: duckdb.DuckDBPyConnection, challenge: Challenge, solution: Path, file: Path) -> None:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(f".{file.stem}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    con.execute(f"ATTACH {lit(str(tmp))} AS truth_new").fetchall()
+    try:
+        _fill_truth(con, "truth_new", challenge, solution)
+    except BaseException:
+        con.execute("DETACH truth_new").fetchall()
+        for junk in (tmp, tmp.with_name(tmp.name + ".wal")):
+            junk.unlink(missing_ok=True)
+        raise
+    con.execute("DETACH truth_new").fetchall()  # checkpoints: the file is complete
+    os.replace(tmp, file)
+    for old in file.parent.iterdir():  # made for an earlier solution file or challenge definition
+        if old.suffix == ".duckdb" and old != file:
+            old.unlink(missing_ok=True)
+
+
+def _truth(con: duckdb.DuckDBPyConnection, challenge: Challenge, solution: Path, paths: Paths) -> Truth:
+    """Attach the solution's cache as ``truth`` (made first if missing or stale); its :class:`Truth`."""
+    st = solution.stat()
+    what = (
+        CACHE_FORMAT,
+        duckdb.__version__,
+        str(solution.resolve()),
+        st.st_size,
+        st.st_mtime_ns,
+        challenge.id,
+        challenge.id_columns,
+        challenge.target,
+        challenge.positive,
+        challenge.public_fraction,
+        challenge.scorer.input,
+        SPLIT_BUCKETS,
+    )
+    file = (
+        paths.private_root
+        / "cache"
+        / "scoring"
+        / challenge.id
+        / f"{hashlib.sha256(repr(what).encode()).hexdigest()[:24]}.duckdb"
+    )
+    try:
+        if not file.exists():
+            _write_truth(con, challenge, solution, file)
+        con.execute(f"ATTACH {lit(str(file))} AS truth (READ_ONLY)").fetchall()
+    except (OSError, duckdb.Error):
+        # A read-only private root, or a damaged file (made again next time): keep it in memory
+        # this time. A real problem with the solution raises again from _fill_truth.
+        with contextlib.suppress(OSError):
+            file.unlink(missing_ok=True)
+        con.execute("ATTACH ':memory:' AS truth").fetchall()
+        _fill_truth(con, "truth", challenge, solution)
+    labels, rows, distinct_ids = con.execute("SELECT labels, rows, distinct_ids FROM truth.meta").fetchall()[0]
+    return Truth(rows=rows, labels=tuple(labels), distinct_ids=distinct_ids)
+
+
+def warm_cache(challenge: Challenge, paths: Paths, version: int | None = None) -> Path:
+    """Make the scorer's cache of the challenge's solution now (scoring makes it when missing);
+    the solution file."""
+    solution, _ = solution_for(challenge, paths, version)
+    con = duckdb.connect()
+    try:
+        _truth(con, challenge, solution, paths)
+    finally:
+        con.close()
+    return solution
+
+
+# --- reading the predictions -----------------------------------------------------------------
+
+
+def _fast(
+    con: duckdb.DuckDBPyConnection, challenge: Challenge, path: Path, work: Path, expect: Expect, truth: Truth
+) -> str | None:
+    """SQL of (row, public, y, p) if the file is the usual valid CSV; None sends it to the full check."""
+    if not truth.distinct_ids or expect.input not in ("value", "probability", "label"):
+        return None
+    try:
+        plain = unpack(path, work, expect)
+    except SubmissionInvalid:
+        return None
+    pred = challenge.prediction
+    label = expect.input == "label"
+    types = dict.fromkeys(challenge.id_columns, "VARCHAR") | {pred: "VARCHAR" if label else "DOUBLE"}
+    source = typed_csv(plain, expect, types)
+    if source is None:
+        return None
+    ids = ", ".join(f"{q(c)} AS id_{i}" for i, c in enumerate(challenge.id_columns))
+    p = _code(expect.labels, f"trim({q(pred)})") if label else q(pred)
+    try:
+        (rows,) = con.execute(f"CREATE TEMP TABLE fast AS SELECT {ids}, {p} AS p FROM {source}").fetchall()[0]
+    except duckdb.Error:
+        return None  # a value that is not a number, a ragged row, bad UTF-8, ...
+    bad = {
+        "value": "s.p IS NULL OR NOT isfinite(s.p)",
+        "probability": "s.p IS NULL OR NOT (s.p BETWEEN 0 AND 1)",  # NaN is above 1 in DuckDB
+        "label": "s.p IS NULL",  # an unknown label has no code
+    }[expect.input]
+    n = len(challenge.id_columns)
+    if rows == truth.rows:
+        no_id, misplaced, bad_values = con.execute(
+            f"SELECT count(*) FILTER (WHERE {' OR '.join(f's.id_{i} IS NULL' for i in range(n))}), "
+            f"count(*) FILTER (WHERE NOT ({_same_ids(challenge, 's', 'c')})), "
+            f"count(*) FILTER (WHERE {bad}) FROM fast s POSITIONAL JOIN {TRUTH} c"
+        ).fetchall()[0]
+        if not no_id and not bad_values:
+            if not misplaced:  # the test set's order, as usual
+                return f"SELECT c.row, c.public, c.y, s.p FROM fast s POSITIONAL JOIN {TRUTH} c"
+            unknown, missing = con.execute(
+                "SELECT count(*) FILTER (WHERE c.row IS NULL), count(*) FILTER (WHERE s.p IS NULL) "
+                f"FROM fast s FULL OUTER JOIN {TRUTH} c ON {_same_ids(challenge, 's', 'c')}"
+            ).fetchall()[0]
+            if not unknown and not missing:  # as many rows as test ids, each id found: each once
+                return (
+                    f"SELECT c.row, c.public, c.y, s.p FROM fast s JOIN {TRUTH} c ON {_same_ids(challenge, 's', 'c')}"
+                )
+    con.execute("DROP TABLE fast").fetchall()
+    return None
+
+
+def _joined(challenge: Challenge, table: str, expect: Expect) -> str:
+    """SQL of (row, public, y, p) for a validated file, joined with the solution by id as text."""
+    v = f"trim(CAST(t.{q(challenge.prediction)} AS VARCHAR))"
+    p = _code(expect.labels, v) if expect.input == "label" else f"TRY_CAST({v} AS DOUBLE)"
+    on = " AND ".join(f"CAST(t.{q(c)} AS VARCHAR) = c.id_{i}" for i, c in enumerate(challenge.id_columns))
+    return f"SELECT c.row, c.public, c.y, {p} AS p FROM {q(table)} t JOIN {TRUTH} c ON {on}"
+
+
+def _column(a) -> np.ndarray:
+    return np.ma.filled(a, np.nan) if np.ma.isMaskedArray(a) and a.dtype.kind == "f" else np.asarray(a)
+
+
+def _scores(con: duckdb.DuckDBPyConnection, challenge: Challenge, pairs: str) -> dict[str, float]:
+    """The public and private score of the (row, public, y, p) rows of ``pairs``."""
+    scorer, params = challenge.scorer, challenge.metric_params
+    if scorer.order_free and (challenge.positive is not None or scorer.input == "label"):
+        # y takes two values (or a label's code): the distinct (y, p) pairs and their counts are
+        # a few thousand rows, not a million, and give the metric exactly.
+        got = con.execute(f"SELECT public, y, p, count(*) AS n FROM ({pairs}) GROUP BY ALL").fetchnumpy()
+        public, y, p, n = (_column(got[k]) for k in ("public", "y", "p", "n"))
+        return {
+            split: scorer.from_counts(y[public == flag], p[public == flag], n[public == flag], **params)
+            for split, flag in (("public", True), ("private", False))
+        }
+    got = con.execute(f"SELECT public, y, p FROM ({pairs}) ORDER BY row").fetchnumpy()
+    public, y, p = (_column(got[k]) for k in ("public", "y", "p"))
+    return {
+        split: scorer(y[public == flag], p[public == flag], **params)
+        for split, flag in (("public", True), ("private", False))
+    }
 
 
 def score_file(challenge: Challenge, path: Path, paths: Paths, *, version: int | None = None) -> ScoreResult:
@@ -91,45 +338,28 @@ def score_file(challenge: Challenge, path: Path, paths: Paths, *, version: int |
     result = ScoreResult(valid=False, metric=scorer.name, metric_version=scorer.version)
     solution, result.dataset_version = solution_for(challenge, paths, version)
     con = duckdb.connect()
-    con.execute("SET disabled_optimizers = 'in_clause'").fetchall()  # keep the file's row order for row numbers
-    sol = f"read_parquet({lit(str(solution))})"
-    expect = expect_for(challenge, con, solution)
-    test_ids = (
-        "SELECT " + ", ".join(f"CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in challenge.id_columns) + f" FROM {sol}"
-    )
-    with tempfile.TemporaryDirectory(prefix="contesthub-score-") as work:
-        try:
-            loaded = validate_file(con, path, Path(work), expect, test_ids)
-        except SubmissionInvalid as exc:
-            result.errors = [{**p.to_dict(), "row": p.rows[0] if p.rows else None} for p in exc.problems]
-            return result
-    target = q(challenge.target)
-    if challenge.positive is not None:
-        y_true = f"CASE WHEN CAST(s.{target} AS VARCHAR) = {lit(challenge.positive)} THEN 1 ELSE 0 END"
-    elif scorer.input == "value":
-        y_true = f"CAST(s.{target} AS DOUBLE)"
-    else:
-        y_true = f"CAST(s.{target} AS VARCHAR)"
-    pred = f"t.{q(challenge.prediction)}"
-    y_pred = f"trim(CAST({pred} AS VARCHAR))" if scorer.input == "label" else f"CAST({pred} AS DOUBLE)"
-    on = ids_equal(challenge.id_columns, "s", "t")
-    rows = con.execute(
-        f"SELECT {split_expr(challenge)} AS split, {y_true} AS y, {y_pred} AS p "
-        f"FROM {sol} s JOIN {q(loaded.table)} t ON {on}"
-    ).fetchnumpy()
-    result.rows = loaded.rows
-    y_all, p_all = np.asarray(rows["y"]), np.asarray(rows["p"])
-    if scorer.input == "label" and challenge.positive is None:
-        # Integer codes in sorted label order: metrics see the same labels in the same order
-        # (which quadratic kappa relies on) without sorting a million Python strings.
-        codes, _ = pd.factorize(np.concatenate([y_all, p_all]), sort=True)
-        y_all, p_all = codes[: len(y_all)], codes[len(y_all) :]
-    for split in ("public", "private"):
-        mask = rows["split"] == split
-        y, p = y_all[mask], p_all[mask]
-        if scorer.input == "label" and challenge.positive is not None:
-            p = p.astype(int)
-        value = scorer(y, p, **challenge.metric_params)
-        setattr(result, f"{split}_score", value)
+    try:
+        truth = _truth(con, challenge, solution, paths)
+        expect = _expect(challenge, truth.labels)
+        with tempfile.TemporaryDirectory(prefix="contesthub-score-") as work:
+            pairs = _fast(con, challenge, path, Path(work), expect, truth)
+            if pairs is None:
+                con.execute("SET disabled_optimizers = 'in_clause'").fetchall()  # file order for row numbers
+                test_ids = (
+                    "SELECT "
+                    + ", ".join(f"id_{i} AS {q(c)}" for i, c in enumerate(challenge.id_columns))
+                    + f" FROM {TRUTH}"
+                )
+                try:
+                    loaded = validate_file(con, path, Path(work), expect, test_ids)
+                except SubmissionInvalid as exc:
+                    result.errors = [{**e.to_dict(), "row": e.rows[0] if e.rows else None} for e in exc.problems]
+                    return result
+                pairs = _joined(challenge, loaded.table, expect)
+            scores = _scores(con, challenge, pairs)
+    finally:
+        con.close()
+    result.rows = truth.rows
+    result.public_score, result.private_score = scores["public"], scores["private"]
     result.valid = True
     return result

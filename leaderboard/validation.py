@@ -44,10 +44,10 @@ import duckdb
 
 from sandbox.errors import ContesthubError
 from sandbox.quoting import lit, q
-from sandbox.sources import detect_encoding, read_header, transcode_to_utf8
 
 EXAMPLES = 5
 MiB = 2**20
+READ_BUFFER = 2 * MiB  # of the typed CSV reader (DuckDB's default, 32 MiB, is most of a scorer's memory)
 
 
 @dataclass(frozen=True)
@@ -237,6 +237,9 @@ def load(con: duckdb.DuckDBPyConnection, path: Path, work: Path, expect: Expect,
             ) from None
         first_row = 1
     else:
+        # Imported here: sandbox.sources loads pyarrow (~50 MiB), which the scorer's fast path never needs.
+        from sandbox.sources import detect_encoding, read_header, transcode_to_utf8
+
         try:
             encoding = detect_encoding(plain)
         except ContesthubError:
@@ -291,6 +294,32 @@ def load(con: duckdb.DuckDBPyConnection, path: Path, work: Path, expect: Expect,
     return Loaded(table, columns, rows, first_row)
 
 
+def typed_csv(plain: Path, expect: Expect, types: dict[str, str]) -> str | None:
+    """SQL reading ``plain`` (an unpacked file) in one typed pass, or None when it needs :func:`load`.
+
+    Only for the plainest case: a UTF-8 CSV whose first line is exactly the expected column
+    names (any order, no quotes or spaces). The columns get ``types`` and the reader does not
+    sniff, so a value that does not fit its type makes the read fail: a caller then falls back
+    to :func:`validate_file`, which reads every value as text and reports what is wrong.
+    """
+    head = _head(plain, 65536)
+    if not head.strip() or head[:4] == b"PAR1" or b"\x00" in head:
+        return None
+    first = head.split(b"\n", 1)[0].removeprefix(b"\xef\xbb\xbf").removesuffix(b"\r")
+    try:
+        header = first.decode("utf-8").split(",")
+    except UnicodeDecodeError:
+        return None
+    expected = list(expect.id_columns) + list(expect.prediction_columns)
+    if len(header) != len(expected) or set(header) != set(expected) or set(header) != set(types):
+        return None
+    columns = "{" + ", ".join(f"{lit(h)}: {lit(types[h])}" for h in header) + "}"
+    return (
+        f"read_csv({lit(str(plain))}, header=true, auto_detect=false, columns={columns}, delim=',', "
+        f"quote='\"', escape='\"', strict_mode=true, null_padding=false, buffer_size={READ_BUFFER})"
+    )
+
+
 # --- checking ------------------------------------------------------------------------------
 
 
@@ -298,6 +327,55 @@ def _rows(con, loaded: Loaded, where: str) -> tuple[int, list[int]]:
     (n,) = con.execute(f"SELECT count(*) FROM {q(loaded.table)} WHERE {where}").fetchall()[0]
     first = con.execute(f"SELECT rowid FROM {q(loaded.table)} WHERE {where} ORDER BY rowid LIMIT {EXAMPLES}").fetchall()
     return int(n), [int(r[0]) + loaded.first_row for r in first]
+
+
+def prediction_checks(expect: Expect) -> list[tuple[str, str, str, str, str]]:
+    """The checks of prediction values: (code, SQL true on a bad row, message en, message zh, column).
+
+    The messages hold ``{n}`` for the number of bad rows."""
+    out: list[tuple[str, str, str, str, str]] = []
+    for c in expect.prediction_columns:
+        v = f"trim(CAST({q(c)} AS VARCHAR))"
+        if expect.input in ("value", "probability"):
+            num = f"TRY_CAST({v} AS DOUBLE)"
+            checks = [
+                (
+                    "not-a-number",
+                    f"{v} IS NULL OR {v} = '' OR ({num} IS NULL)",
+                    f"column {c!r}: {{n}} value(s) are not numbers",
+                    f"列 {c!r}：有 {{n}} 个值不是数字",
+                ),
+                (
+                    "not-finite",
+                    f"{num} IS NOT NULL AND (isnan({num}) OR isinf({num}))",
+                    f"column {c!r}: {{n}} value(s) are NaN or infinite; predict a finite number",
+                    f"列 {c!r}：有 {{n}} 个值为 NaN 或无穷大；请给出有限的数值",
+                ),
+            ]
+            if expect.input == "probability":
+                checks.append(
+                    (
+                        "probability-range",
+                        f"{num} IS NOT NULL AND isfinite({num}) AND ({num} < 0 OR {num} > 1)",
+                        f"column {c!r}: {{n}} probabilities are outside [0, 1]",
+                        f"列 {c!r}：有 {{n}} 个概率不在 [0, 1] 之间",
+                    )
+                )
+        elif expect.input == "label":
+            allowed = ", ".join(lit(str(x)) for x in expect.labels)
+            shown = ", ".join(map(str, expect.labels))
+            checks = [
+                (
+                    "unknown-label",
+                    f"{v} IS NULL OR {v} NOT IN ({allowed})",
+                    f"column {c!r}: {{n}} value(s) are not one of the labels {shown}",
+                    f"列 {c!r}：有 {{n}} 个值不是允许的标签（{shown}）之一",
+                )
+            ]
+        else:
+            checks = []
+        out += [(code, where, en, zh, c) for code, where, en, zh in checks]
+    return out
 
 
 def check(con: duckdb.DuckDBPyConnection, loaded: Loaded, expect: Expect, test_ids: str) -> list[Problem]:
@@ -352,8 +430,22 @@ def check(con: duckdb.DuckDBPyConnection, loaded: Loaded, expect: Expect, test_i
         )
     ids = ", ".join(q(c) for c in expect.id_columns)
     key = ids_equal(expect.id_columns, "s", "i")
-    # Cheap counts first; the row numbers of examples are looked up only for checks that fail.
-    distinct = con.execute(f"SELECT count(*) FROM (SELECT DISTINCT {ids} FROM {t})").fetchall()[0][0]
+    # Every count in two passes (one scan of the file's table, one join with the test ids); the
+    # row numbers of examples are looked up only for checks that fail.
+    value_checks = prediction_checks(expect)
+    distinct, *counts = con.execute(
+        "SELECT "
+        + ", ".join(
+            [f"count(DISTINCT struct_pack({ids}))"]  # a struct, so an empty id is counted as a value too
+            + [f"count(*) FILTER (WHERE {w})" for _, w, _, _, _ in value_checks]
+        )
+        + f" FROM {t}"
+    ).fetchall()[0]
+    unknown, missing_ids = con.execute(
+        f"SELECT count(*) FILTER (WHERE i.__test IS NULL), count(*) FILTER (WHERE s.__row IS NULL) "
+        f"FROM (SELECT *, true AS __row FROM {t}) s "
+        f"FULL OUTER JOIN (SELECT *, true AS __test FROM ({test_ids})) i ON {key}"
+    ).fetchall()[0]
     n, rows = (
         (0, [])
         if distinct == loaded.rows
@@ -374,7 +466,6 @@ def check(con: duckdb.DuckDBPyConnection, loaded: Loaded, expect: Expect, test_i
                 count=n,
             )
         )
-    unknown = con.execute(f"SELECT count(*) FROM {t} s ANTI JOIN ({test_ids}) i ON {key}").fetchall()[0][0]
     n, rows = (
         (0, [])
         if not unknown
@@ -391,7 +482,6 @@ def check(con: duckdb.DuckDBPyConnection, loaded: Loaded, expect: Expect, test_i
                 column=",".join(expect.id_columns),
             )
         )
-    missing_ids = con.execute(f"SELECT count(*) FROM ({test_ids}) i ANTI JOIN {t} s ON {key}").fetchall()[0][0]
     if missing_ids:
         shown = [
             r[0]
@@ -409,56 +499,10 @@ def check(con: duckdb.DuckDBPyConnection, loaded: Loaded, expect: Expect, test_i
                 column=",".join(expect.id_columns),
             )
         )
-    value_checks: list[tuple[str, str, str, str, str]] = []
-    for c in expect.prediction_columns:
-        v = f"trim(CAST({q(c)} AS VARCHAR))"
-        if expect.input in ("value", "probability"):
-            num = f"TRY_CAST({v} AS DOUBLE)"
-            checks = [
-                (
-                    "not-a-number",
-                    f"{v} IS NULL OR {v} = '' OR ({num} IS NULL)",
-                    f"column {c!r}: {{n}} value(s) are not numbers",
-                    f"列 {c!r}：有 {{n}} 个值不是数字",
-                ),
-                (
-                    "not-finite",
-                    f"{num} IS NOT NULL AND (isnan({num}) OR isinf({num}))",
-                    f"column {c!r}: {{n}} value(s) are NaN or infinite; predict a finite number",
-                    f"列 {c!r}：有 {{n}} 个值为 NaN 或无穷大；请给出有限的数值",
-                ),
-            ]
-            if expect.input == "probability":
-                checks.append(
-                    (
-                        "probability-range",
-                        f"{num} IS NOT NULL AND isfinite({num}) AND ({num} < 0 OR {num} > 1)",
-                        f"column {c!r}: {{n}} probabilities are outside [0, 1]",
-                        f"列 {c!r}：有 {{n}} 个概率不在 [0, 1] 之间",
-                    )
-                )
-        elif expect.input == "label":
-            allowed = ", ".join(lit(str(x)) for x in expect.labels)
-            shown = ", ".join(map(str, expect.labels))
-            checks = [
-                (
-                    "unknown-label",
-                    f"{v} IS NULL OR {v} NOT IN ({allowed})",
-                    f"column {c!r}: {{n}} value(s) are not one of the labels {shown}",
-                    f"列 {c!r}：有 {{n}} 个值不是允许的标签（{shown}）之一",
-                )
-            ]
-        else:
-            checks = []
-        value_checks += [(code, where, en, zh, c) for code, where, en, zh in checks]
-    if value_checks:
-        counts = con.execute(
-            "SELECT " + ", ".join(f"count(*) FILTER (WHERE {w})" for _, w, _, _, _ in value_checks) + f" FROM {t}"
-        ).fetchall()[0]
-        for (code, where, en, zh, c), n in zip(value_checks, counts, strict=True):
-            if n:
-                _, rows = _rows(con, loaded, where)
-                problems.append(Problem(code, en.format(n=n), zh.format(n=n), column=c, rows=rows, count=int(n)))
+    for (code, where, en, zh, c), n in zip(value_checks, counts, strict=True):
+        if n:
+            _, rows = _rows(con, loaded, where)
+            problems.append(Problem(code, en.format(n=n), zh.format(n=n), column=c, rows=rows, count=int(n)))
     return problems
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
 import hashlib
 import json
 import math
+import os
 
 import duckdb
 import numpy as np
@@ -155,3 +158,110 @@ def test_contestants_cannot_read_the_solutions(contestant, demo, demo_contest):
     assert "outpatient_visits" not in hidden and "emergency_visits" not in hidden
     last = sandbox.sql("SELECT max(date) FROM hospital_outpatient.daily_visits").fetchall()[0][0]
     assert str(last) == "2024-09-30"  # the published training rows stop where the test set begins
+
+
+def test_the_scorer_finds_the_solution_where_the_build_writes_it(demo, demo_contest):
+    from sandbox.build import solution_file
+
+    for ch in demo_contest.challenges:
+        path, version = solution_for(ch, demo)
+        assert path == solution_file(demo.private_root, ch.dataset, version, ch.table)
+
+
+def _variants(tmp_path, frame: pd.DataFrame, stem: str) -> dict[str, tuple]:
+    """The same predictions sent in different ways: (path, whether the fast path may take it)."""
+    rng = np.random.default_rng(5)
+    out = {"in order": (_write(tmp_path, frame.to_dict("records"), f"{stem}.csv"), True)}
+    shuffled = frame.iloc[rng.permutation(len(frame))]
+    out["shuffled"] = (_write(tmp_path, shuffled.to_dict("records"), f"{stem}-shuffled.csv"), True)
+    gz = tmp_path / f"{stem}.csv.gz"
+    gz.write_bytes(gzip.compress(out["in order"][0].read_bytes()))
+    out["gzip"] = (gz, True)
+    quoted = tmp_path / f"{stem}-quoted.csv"
+    frame.to_csv(quoted, index=False, quoting=csv.QUOTE_ALL)  # a header DuckDB's typed pass does not take
+    out["quoted"] = (quoted, False)
+    parquet = tmp_path / f"{stem}.parquet"
+    frame.to_parquet(parquet, index=False)
+    out["parquet"] = (parquet, False)
+    return out
+
+
+@pytest.mark.parametrize("challenge_id", ["emergency_visit", "department_triage", "outpatient_forecast"])
+def test_every_way_of_sending_a_file_gives_the_same_scores(demo, demo_contest, tmp_path, monkeypatch, challenge_id):
+    import leaderboard.scoring as scoring
+
+    ch = demo_contest.challenge(challenge_id)
+    sol = [{k: v.date() if isinstance(v, pd.Timestamp) else v for k, v in r.items()} for r in _solution(demo, ch)]
+    rng = np.random.default_rng(11)
+    public = np.array([_is_public(ch, r) for r in sol])  # str() of a date is its text in SQL too
+    if challenge_id == "emergency_visit":
+        truth = np.array([r["department"] == "急诊科" for r in sol], dtype=int)
+        pred = np.round(np.clip(truth * 0.3 + rng.random(len(sol)) * 0.8, 0, 1), 2)  # many ties
+        expected = [skm.roc_auc_score(truth[m], pred[m]) for m in (public, ~public)]
+    elif challenge_id == "department_triage":
+        truth = np.array([r["department"] for r in sol])
+        labels = sorted(set(truth))
+        pred = np.array([t if rng.random() < 0.5 else labels[rng.integers(len(labels))] for t in truth])
+        expected = [skm.f1_score(truth[m], pred[m], average="macro") for m in (public, ~public)]
+    else:  # two id columns, one a date
+        truth = np.array([r["outpatient_visits"] for r in sol], dtype=float)
+        pred = np.round(truth + rng.normal(0, 30, len(sol)), 1)
+        expected = [math.sqrt(skm.mean_squared_error(truth[m], pred[m])) for m in (public, ~public)]
+    frame = pd.DataFrame({c: [r[c] for r in sol] for c in ch.id_columns} | {ch.prediction: pred})
+    fast = []
+    real = scoring._fast
+
+    def spy(*args):
+        pairs = real(*args)
+        fast.append(pairs is not None)
+        return pairs
+
+    monkeypatch.setattr(scoring, "_fast", spy)
+    for name, (path, may_be_fast) in _variants(tmp_path, frame, challenge_id).items():
+        fast.clear()
+        result = score_file(ch, path, demo)
+        assert result.valid and result.rows == len(sol), (name, result.errors)
+        assert fast == [may_be_fast], name
+        assert math.isclose(result.public_score, expected[0], rel_tol=1e-9), name
+        assert math.isclose(result.private_score, expected[1], rel_tol=1e-9), name
+
+
+def test_ids_are_compared_as_text_on_the_fast_path_too(demo, demo_contest, tmp_path):
+    ch = demo_contest.challenge("emergency_visit")
+    sol = _solution(demo, ch)
+    ids = [str(r["visit_id"]) for r in sol]
+    lines = [f"{i},0.5" for i in ids]
+    lines[2] = f"0{ids[2]}" + ",0.5"  # the same number, another id
+    lines[4] = f"{ids[4]},NaN"
+    path = tmp_path / "padded.csv"
+    path.write_text("visit_id,p_emergency\n" + "\n".join(lines) + "\n", "utf-8")
+    codes = {e["code"]: e for e in score_file(ch, path, demo).errors}
+    assert codes["unknown-id"]["rows"] == [4] and codes["missing-id"]["count"] == 1
+    assert codes["not-finite"]["rows"] == [6]
+
+
+def test_the_solution_cache_is_made_once_and_follows_the_solution(demo, demo_contest, tmp_path):
+    import shutil
+
+    from sandbox.settings import Paths
+
+    ch = demo_contest.challenge("emergency_visit")
+    private = tmp_path / "private"
+    shutil.copytree(demo.private_root / "solutions", private / "solutions")
+    paths = Paths(data_root=demo.data_root, private_root=private, datasets_dir=demo.datasets_dir)
+    sol = _solution(demo, ch)
+    sub = _write(tmp_path, [{"visit_id": r["visit_id"], "p_emergency": (r["visit_id"] % 7) / 7} for r in sol])
+    first = score_file(ch, sub, paths)
+    cache = private / "cache" / "scoring" / ch.id
+    made = list(cache.glob("*.duckdb"))
+    assert first.valid and len(made) == 1
+    assert score_file(ch, sub, paths) == first and list(cache.glob("*.duckdb")) == made
+    solution, _ = solution_for(ch, paths)
+    os.utime(solution, ns=(solution.stat().st_atime_ns, solution.stat().st_mtime_ns + 10**9))
+    assert score_file(ch, sub, paths) == first
+    assert len(list(cache.glob("*.duckdb"))) == 1 and list(cache.glob("*.duckdb")) != made  # the old one is gone
+    next(cache.glob("*.duckdb")).write_bytes(b"not a database")
+    assert score_file(ch, sub, paths) == first  # a damaged cache is made again
+    shutil.rmtree(private / "cache")
+    (private / "cache").write_text("in the way")  # no cache can be written: scored from memory
+    assert score_file(ch, sub, paths) == first

@@ -118,6 +118,59 @@ def test_multiclass_probability_metrics_match_sklearn(pair):
         assert close(m.roc_auc(t, probs, classes=[0, 1, 2]), expected)
 
 
+def _grouped(t: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (t, p) pairs and how often each occurs, in a shuffled order, as the scorer gives them."""
+    pairs, counts = np.unique(np.stack([t, p]).astype(float), axis=1, return_counts=True)
+    order = np.random.default_rng(len(t)).permutation(len(counts))
+    return pairs[0][order].astype(t.dtype), pairs[1][order].astype(p.dtype), counts[order]
+
+
+@SETTINGS
+@given(pairs(st.integers(0, 4)))
+def test_label_metrics_from_counts_equal_the_rows(pair):
+    t, p = map(np.array, pair)
+    gt, gp, n = _grouped(t, p)
+    for name in ("accuracy", "balanced_accuracy", "f1", "f1_macro", "f1_micro", "mcc", "qwk"):
+        metric = m.get(name)
+        assert metric.from_counts(gt, gp, n) == quiet(metric, t, p), name  # the same confusion matrix
+
+
+@SETTINGS
+@given(
+    st.integers(4, 80).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.integers(0, 1), min_size=n, max_size=n),
+            st.lists(st.integers(0, 10).map(lambda x: x / 10), min_size=n, max_size=n),
+        )
+    )
+)
+def test_probability_metrics_from_counts_match_sklearn(pair):
+    t, s = np.array(pair[0]), np.array(pair[1])
+    gt, gs, n = _grouped(t, s)
+    if len(set(t)) < 2:
+        with pytest.raises(MetricUndefined, match="only one class"):
+            m.get("roc_auc").from_counts(gt, gs, n)
+        return
+    assert close(m.get("roc_auc").from_counts(gt, gs, n), skm.roc_auc_score(t, s))
+    clipped = np.clip(gs, 0.05, 0.95)
+    assert close(m.get("log_loss").from_counts(gt, clipped, n), skm.log_loss(t, np.clip(s, 0.05, 0.95), labels=[0, 1]))
+
+
+def test_order_dependent_metrics_refuse_counts():
+    assert not m.get("gini").order_free and not m.get("map_at_k").order_free
+    with pytest.raises(ValueError, match="order"):
+        m.get("gini").from_counts(np.array([0, 1]), np.array([0.2, 0.4]), np.array([3, 4]))
+
+
+def test_roc_auc_of_a_million_rows_is_exact():
+    rng = np.random.default_rng(1)
+    t = rng.integers(0, 2, 1_000_000)
+    s = np.round(rng.random(1_000_000), 3)  # heavy ties
+    assert close(m.roc_auc(t, s), skm.roc_auc_score(t, s))
+    gt, gs, n = _grouped(t, s)
+    assert m.get("roc_auc").from_counts(gt, gs, n) == m.roc_auc(t, s)
+
+
 def test_normalized_gini_equals_2auc_minus_1_without_ties():
     rng = np.random.default_rng(7)
     for _ in range(50):

@@ -10,7 +10,7 @@ import duckdb
 import openpyxl
 import pytest
 
-from leaderboard.validation import Expect, SubmissionInvalid, validate_file
+from leaderboard.validation import Expect, SubmissionInvalid, typed_csv, validate_file
 
 TEST_IDS = "SELECT * FROM (VALUES ('1'), ('2'), ('3'), ('4')) t(id)"
 REG = Expect(id_columns=("id",), prediction_columns=("visits",), input="value")
@@ -135,3 +135,39 @@ def test_excel_file_renamed_to_csv_and_binary_junk(submit, tmp_path):
     assert set(found) & {"bad-archive", "unreadable"}  # an .xlsx is a zip of XML parts, not one CSV
     assert "unreadable" in problems(submit, b"id,visits\n1,\x00\x00\n")
     assert "unreadable" in problems(submit, bytes(range(256)) * 10)
+
+
+def test_empty_ids_are_one_id_repeated_and_not_in_the_test_set(submit):
+    found = problems(submit, "id,visits\n,1\n,2\n3,3\n4,4\n")
+    assert found["duplicate-id"]["rows"] == [3] and found["duplicate-id"]["count"] == 1
+    assert found["unknown-id"]["rows"] == [2, 3] and found["missing-id"]["count"] == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "typed"),
+    [
+        (GOOD, True),
+        ("\ufeffvisits,id\r\n10,1\r\n", True),  # a BOM, CRLF and another column order
+        ('"id","visits"\n1,10\n', False),  # quoted names: left to the full reader
+        ("id, visits\n1,10\n", False),
+        ("id,visits,extra\n1,10,x\n", False),
+        ("id\n1\n", False),
+    ],
+    ids=["plain", "bom-crlf", "quoted", "space", "extra", "missing"],
+)
+def test_the_typed_read_takes_only_the_plainest_csv(tmp_path, content, typed):
+    path = tmp_path / "sub.csv"
+    path.write_bytes(content.encode("utf-8"))
+    sql = typed_csv(path, REG, {"id": "VARCHAR", "visits": "DOUBLE"})
+    assert (sql is not None) == typed
+    if typed:
+        rows = duckdb.connect().execute(f"SELECT id, visits FROM {sql}").fetchall()
+        assert rows[0] == ("1", 10.0)
+
+
+def test_the_typed_read_fails_where_the_full_check_has_something_to_say(tmp_path):
+    path = tmp_path / "sub.csv"
+    path.write_text("id,visits\n1,10\n2,abc\n", "utf-8")
+    sql = typed_csv(path, REG, {"id": "VARCHAR", "visits": "DOUBLE"})
+    with pytest.raises(duckdb.Error):
+        duckdb.connect().execute(f"SELECT * FROM {sql}").fetchall()
