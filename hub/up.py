@@ -87,6 +87,11 @@ def _build(ctx: click.Context, settings: HubSettings) -> bool:
     for r in failed:
         click.echo(f"error: {r.dataset}: {r.error.message(ctx.obj['lang'])}", err=True)
     _print_listing(ctx, summary_rows(load(paths.data_root)), "open datasets / 开放数据集")
+    if not failed:
+        from leaderboard import contest, publish
+
+        # What a submission must look like, next to the data, for sandbox.validate.
+        publish.write(contest.load(None, paths.datasets_dir), paths)
     return not failed
 
 

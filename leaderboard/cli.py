@@ -74,6 +74,18 @@ def validate_cmd(ctx: click.Context, contest_file: str | None, as_json: bool) ->
     click.echo("contest definition valid / 比赛定义有效")
 
 
+@contest.command("publish")
+@contest_option
+@click.pass_context
+def publish_cmd(ctx: click.Context, contest_file: str | None) -> None:
+    """Write the submission rules contestants may see to <data root>/contest.json (for sandbox.validate)."""
+    from leaderboard import publish
+
+    paths = ctx.obj["paths"]
+    doc = publish.write(contest_config.load(contest_config.config_path(contest_file), paths.datasets_dir), paths)
+    click.echo(f"published the rules of {len(doc['challenges'])} challenge(s) to {paths.data_root / publish.FILE}")
+
+
 @click.command("score")
 @click.argument("challenge_id")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))

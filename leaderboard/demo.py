@@ -44,7 +44,7 @@ _EN_B = ["Heron", "Panda", "Forecasters", "Gradient", "Lanterns", "Owls", "Tiger
 _GIVEN = ["wei", "fang", "min", "jing", "lei", "yan", "tao", "hui", "alice", "bob", "chen", "ling", "qiang", "xin"]
 _FAMILY = ["li", "wang", "zhang", "liu", "chen", "yang", "zhao", "huang", "zhou", "wu", "smith", "garcia"]
 _FILES = ["submission.csv", "预测结果.csv", "xgb_v{n}.csv", "lgbm-fold{n}.parquet", "final_{n}.csv.gz", "baseline.csv"]
-# (code, zh, en) as the submission checks word them (leaderboard.validation)
+# (code, zh, en) as the submission checks word them (sandbox.submission_checks)
 _ERRORS = [
     ("missing-column", "缺少必需的列", "a required column is missing"),
     ("duplicate-id", "编号重复出现", "an id appears more than once"),

@@ -17,7 +17,7 @@ A submission is then read in one of two ways, with the same result:
   against row i, ids compared as text) checks the ids and the values. A file in another
   order is matched by id instead;
 * anything else (another container, encoding or header, text ids, or any check failing) goes
-  through :func:`leaderboard.validation.validate_file`, which reports every problem, and a
+  through :func:`sandbox.submission_checks.validate_file`, which reports every problem, and a
   valid file is joined with the solution by id.
 
 Either way DuckDB ends with (split, target, prediction) rows. For labels and yes/no targets
@@ -43,11 +43,11 @@ import duckdb
 import numpy as np
 
 from leaderboard.contest import Challenge
-from leaderboard.validation import Expect, SubmissionInvalid, id_text, typed_csv, unpack, validate_file
 from sandbox import catalog
 from sandbox.errors import NotFound
 from sandbox.quoting import lit, q
 from sandbox.settings import Paths
+from sandbox.submission_checks import Expect, SubmissionInvalid, id_text, typed_csv, unpack, validate_file
 
 SPLIT_BUCKETS = 1_000_000
 CACHE_FORMAT = 2  # bump when what the cache holds changes

@@ -22,7 +22,7 @@ from sandbox.api import (
     table,
 )
 from sandbox.errors import ContesthubError
-from sandbox.submit import SubmissionResult, my_submissions, submit
+from sandbox.submit import SubmissionResult, my_submissions, submit, validate
 
 __version__ = "0.1.0"
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "sql",
     "submit",
     "table",
+    "validate",
 ]
 
 

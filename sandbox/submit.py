@@ -47,10 +47,24 @@ class SubmissionResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == "scored"
+        return self.status in ("scored", "valid")
 
     def lines(self, lang: str = "zh") -> list[str]:
         zh = lang == "zh"
+        if self.status == "valid":
+            rows = self.raw.get("rows", 0)
+            return [
+                f"文件检查通过（{rows:,} 行），可以提交；检查不计入提交次数"
+                if zh
+                else f"the file passes every check ({rows:,} rows) and can be submitted; checking costs no quota"
+            ]
+        if self.status == "invalid" and not self.id:
+            head = (
+                "文件未通过检查（未提交，不计入次数）："
+                if zh
+                else "the file does not pass the checks (nothing was sent):"
+            )
+            return [head, *self._problem_lines(zh)]
         if self.status == "scored":
             return [
                 f"提交 #{self.id} 已评分：公开榜得分 {self.public_score:.6g}（{self.metric}）"
@@ -64,7 +78,10 @@ class SubmissionResult:
             if zh
             else f"submission #{self.id} was not scored (it did not count against your quota):"
         )
-        out = [head]
+        return [head, *self._problem_lines(zh)]
+
+    def _problem_lines(self, zh: bool) -> list[str]:
+        out = []
         for e in self.errors:
             where = []
             if e.get("column"):
@@ -123,8 +140,8 @@ def _request(method: str, url: str, token: str, data=None, headers: dict | None 
         ) from None
 
 
-def _as_file(challenge: str, predictions) -> Path:
-    """A path as given, or a DataFrame written to ``~/submissions/<challenge>-<time>.csv``."""
+def _as_file(challenge: str, predictions, folder: Path | None = None) -> Path:
+    """A path as given, or a DataFrame written to ``folder`` (``~/submissions/`` by default)."""
     if isinstance(predictions, str | os.PathLike):
         path = Path(predictions).expanduser()
         if not path.is_file():
@@ -136,7 +153,7 @@ def _as_file(challenge: str, predictions) -> Path:
             "请提交 pandas DataFrame，或 CSV/Parquet 文件的路径",
             code="bad-argument",
         )
-    folder = Path.home() / "submissions"
+    folder = folder or Path.home() / "submissions"
     folder.mkdir(exist_ok=True)
     path = folder / f"{challenge}-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
     predictions.to_csv(path, index=False)
@@ -187,6 +204,70 @@ def submit(challenge: str, predictions, *, wait: float = 300.0, quiet: bool = Fa
     if not quiet and not _in_ipython():
         print(result)
     return result
+
+
+def _challenge_spec(challenge: str) -> dict:
+    from sandbox.settings import Paths
+
+    path = Paths.from_env().data_root / "contest.json"
+    if not path.exists():
+        raise SubmitError(
+            f"the contest's submission rules are not published in this data root ({path})",
+            f"此数据目录中没有比赛的提交规则（{path}）",
+            code="no-contest",
+        )
+    specs = {c["id"]: c for c in json.loads(path.read_text("utf-8"))["challenges"]}
+    if challenge not in specs:
+        raise SubmitError(
+            f"no challenge {challenge!r} (challenges: {', '.join(specs)})",
+            f"没有赛题 {challenge!r}（现有赛题：{', '.join(specs)}）",
+            code="not-found",
+        )
+    return specs[challenge]
+
+
+def validate(challenge: str, predictions) -> SubmissionResult:
+    """Run the submission service's file checks here, on this machine: costs no quota, sends nothing.
+
+    Checks columns, ids against the published test table, values and labels, exactly as the
+    service does before scoring; only the score itself needs the hidden answers.
+    """
+    import tempfile
+
+    import duckdb
+
+    from sandbox import api
+    from sandbox.quoting import lit, q
+    from sandbox.submission_checks import Expect, SubmissionInvalid, validate_file
+
+    spec = _challenge_spec(challenge)
+    expect = Expect(
+        id_columns=tuple(spec["id_columns"]),
+        prediction_columns=tuple(spec["prediction_columns"]),
+        input=spec["input"],
+        labels=tuple(spec["labels"]),
+        max_bytes=spec["max_bytes"],
+        max_uncompressed_bytes=max(spec["max_bytes"], Expect.max_uncompressed_bytes),
+    )
+    folder, table = api.locate(spec["test_table"])
+    files = ", ".join(lit(str(folder / f["path"])) for f in table["files"])
+    test_ids = (
+        "SELECT "
+        + ", ".join(f"CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in expect.id_columns)
+        + f" FROM read_parquet([{files}])"
+    )
+    with tempfile.TemporaryDirectory(prefix="contesthub-validate-") as work:
+        path = _as_file(challenge, predictions, folder=Path(work))
+        con = duckdb.connect()
+        con.execute("SET disabled_optimizers = 'in_clause'").fetchall()
+        try:
+            loaded = validate_file(con, path, Path(work) / "unpacked", expect, test_ids)
+        except SubmissionInvalid as exc:
+            errors = [{**p.to_dict(), "row": p.rows[0] if p.rows else None} for p in exc.problems]
+            return SubmissionResult(id=0, challenge=challenge, status="invalid", errors=errors, file=str(path))
+        finally:
+            con.close()
+    return SubmissionResult(id=0, challenge=challenge, status="valid", file=str(path), raw={"rows": loaded.rows})
 
 
 def my_submissions(challenge: str | None = None) -> list[dict]:

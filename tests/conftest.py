@@ -83,6 +83,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Paths:
     for ds in load_all(p.datasets_dir):
         result = build_dataset(ds, p)
         assert result.status == "built", (ds.id, result.error and result.error.en)
+    from leaderboard import contest, publish
+
+    publish.write(contest.load(None, p.datasets_dir), p)  # as `contesthub up` does
     return p
 
 

@@ -10,7 +10,7 @@ import duckdb
 import openpyxl
 import pytest
 
-from leaderboard.validation import Expect, SubmissionInvalid, typed_csv, validate_file
+from sandbox.submission_checks import Expect, SubmissionInvalid, typed_csv, validate_file
 
 TEST_IDS = "SELECT * FROM (VALUES ('1'), ('2'), ('3'), ('4')) t(id)"
 REG = Expect(id_columns=("id",), prediction_columns=("visits",), input="value")

@@ -502,8 +502,27 @@ def check(con: duckdb.DuckDBPyConnection, loaded: Loaded, expect: Expect, test_i
     for (code, where, en, zh, c), n in zip(value_checks, counts, strict=True):
         if n:
             _, rows = _rows(con, loaded, where)
-            problems.append(Problem(code, en.format(n=n), zh.format(n=n), column=c, rows=rows, count=int(n)))
+            seen = _examples(con, loaded, c, where)
+            problems.append(
+                Problem(
+                    code,
+                    en.format(n=n) + f"; for example {seen}",
+                    zh.format(n=n) + f"；例如 {seen}",
+                    column=c,
+                    rows=rows,
+                    count=int(n),
+                )
+            )
     return problems
+
+
+def _examples(con, loaded: Loaded, column: str, where: str) -> str:
+    """A few of the offending values as the file has them (shortened), so the fix is obvious."""
+    values = con.execute(
+        f"SELECT DISTINCT coalesce(CAST({q(column)} AS VARCHAR), '(empty)') FROM {q(loaded.table)} "
+        f"WHERE {where} LIMIT {EXAMPLES}"
+    ).fetchall()
+    return ", ".join(repr(v[0][:40]) for v in values)
 
 
 def validate_file(con: duckdb.DuckDBPyConnection, path: Path, work: Path, expect: Expect, test_ids: str) -> Loaded:
