@@ -16,6 +16,7 @@ from leaderboard.cli import (
     audit_cmd,
     backup_cmd,
     contest,
+    duplicates_cmd,
     grant_cmd,
     rescore_cmd,
     restore_cmd,
@@ -77,6 +78,7 @@ for command in (
     audit_cmd,
     backup_cmd,
     restore_cmd,
+    duplicates_cmd,
 ):
     cli.add_command(command)
 

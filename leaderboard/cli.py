@@ -295,17 +295,32 @@ def submissions_cmd(ctx, challenge_id: str | None, status: str | None, limit: in
 @click.pass_context
 def reveal_cmd(ctx, challenge_id: str, contest_file, by: str) -> None:
     """Make CHALLENGE_ID's private ranking public (after its deadline; recorded) (公布最终排名)."""
-    from leaderboard import ranking
+    from leaderboard import integrity, ranking
 
     ctx.obj["contest_file"] = contest_file
     contest = _contest(ctx)
-    with _store(ctx).session() as s:
+    store = _store(ctx)
+    with store.session() as s:
         ranking.reveal(s, contest, challenge_id, by=by)
+    report = integrity.attach_report(store, contest, ctx.obj["paths"], challenge_id)
+    with store.session() as s:
         rows = ranking.private_standings(s, contest.challenge(challenge_id))
+    band = report.get("intervals", {})
     _table(
         f"{challenge_id}: private ranking / 最终排名",
-        ["rank", "team", "score", "public rank", "shift"],
-        [[r["rank"], r["team"], f"{r['score']:.6g}", r["public_rank"], r["shift"]] for r in rows[:20]],
+        ["rank", "team", "score", "95% interval", "tied group", "public rank", "shift"],
+        [
+            [
+                r["rank"],
+                r["team"],
+                f"{r['score']:.6g}",
+                "–".join(f"{v:.4g}" for v in band[r["team"]]) if r["team"] in band else "",
+                report.get("groups", {}).get(r["team"], ""),
+                r["public_rank"],
+                r["shift"],
+            ]
+            for r in rows[:20]
+        ],
     )
 
 
@@ -401,3 +416,28 @@ def restore_cmd(ctx: click.Context, src: str, contest_target: str | None) -> Non
     paths = ctx.obj["paths"].ensure()
     manifest = backup.restore(Path(src), _store(ctx), paths, Path(contest_target) if contest_target else None)
     click.echo(f"restored {sum(manifest['rows'].values())} rows and {len(manifest['files'])} files; audit log verified")
+
+
+@click.command("duplicates")
+@click.argument("challenge_id")
+@click.option("--threshold", default=0.99, show_default=True, help="Similarity at or above which a pair is listed.")
+@click.option("--json", "as_json", is_flag=True)
+@contest_option
+@click.pass_context
+def duplicates_cmd(ctx, challenge_id: str, threshold: float, as_json: bool, contest_file) -> None:
+    """Organizers: teams that submitted the same file or near-identical predictions (疑似雷同提交)."""
+    from leaderboard import integrity
+
+    ctx.obj["contest_file"] = contest_file
+    pairs = integrity.near_duplicates(_store(ctx), _contest(ctx), ctx.obj["paths"], challenge_id, threshold=threshold)
+    if as_json:
+        echo_json(pairs)
+        return
+    _table(
+        f"{challenge_id}: similar submissions / 相似提交",
+        ["team", "team", "submissions", "kind", "similarity"],
+        [
+            [p["teams"][0], p["teams"][1], " / ".join(map(str, p["submissions"])), p["kind"], f"{p['similarity']:.4f}"]
+            for p in pairs
+        ],
+    )

@@ -332,6 +332,20 @@ def _scores(con: duckdb.DuckDBPyConnection, challenge: Challenge, pairs: str) ->
     }
 
 
+def _pairs(con: duckdb.DuckDBPyConnection, challenge: Challenge, path: Path, work: Path, truth: Truth) -> str:
+    """SQL of (row, public, y, p) for a valid file; raises SubmissionInvalid with every problem."""
+    expect = _expect(challenge, truth.labels)
+    pairs = _fast(con, challenge, path, work, expect, truth)
+    if pairs is not None:
+        return pairs
+    con.execute("SET disabled_optimizers = 'in_clause'").fetchall()  # file order for row numbers
+    test_ids = (
+        "SELECT " + ", ".join(f"id_{i} AS {q(c)}" for i, c in enumerate(challenge.id_columns)) + f" FROM {TRUTH}"
+    )
+    loaded = validate_file(con, path, work, expect, test_ids)
+    return _joined(challenge, loaded.table, expect)
+
+
 def score_file(challenge: Challenge, path: Path, paths: Paths, *, version: int | None = None) -> ScoreResult:
     """Validate and score ``path``; an invalid file gives ``valid=False`` and every problem found."""
     scorer = challenge.scorer
@@ -340,22 +354,12 @@ def score_file(challenge: Challenge, path: Path, paths: Paths, *, version: int |
     con = duckdb.connect()
     try:
         truth = _truth(con, challenge, solution, paths)
-        expect = _expect(challenge, truth.labels)
         with tempfile.TemporaryDirectory(prefix="contesthub-score-") as work:
-            pairs = _fast(con, challenge, path, Path(work), expect, truth)
-            if pairs is None:
-                con.execute("SET disabled_optimizers = 'in_clause'").fetchall()  # file order for row numbers
-                test_ids = (
-                    "SELECT "
-                    + ", ".join(f"id_{i} AS {q(c)}" for i, c in enumerate(challenge.id_columns))
-                    + f" FROM {TRUTH}"
-                )
-                try:
-                    loaded = validate_file(con, path, Path(work), expect, test_ids)
-                except SubmissionInvalid as exc:
-                    result.errors = [{**e.to_dict(), "row": e.rows[0] if e.rows else None} for e in exc.problems]
-                    return result
-                pairs = _joined(challenge, loaded.table, expect)
+            try:
+                pairs = _pairs(con, challenge, path, Path(work), truth)
+            except SubmissionInvalid as exc:
+                result.errors = [{**e.to_dict(), "row": e.rows[0] if e.rows else None} for e in exc.problems]
+                return result
             scores = _scores(con, challenge, pairs)
     finally:
         con.close()
@@ -363,3 +367,23 @@ def score_file(challenge: Challenge, path: Path, paths: Paths, *, version: int |
     result.public_score, result.private_score = scores["public"], scores["private"]
     result.valid = True
     return result
+
+
+def aligned(challenge: Challenge, path: Path, paths: Paths, *, version: int | None = None) -> dict[str, np.ndarray]:
+    """A valid file's predictions beside the solution's targets, in the solution's row order.
+
+    ``{"public": bool, "y": target (number or label code), "p": prediction}``, one entry per
+    test row: what bootstrap intervals and the near-duplicate report compare across teams.
+    Raises SubmissionInvalid for a file that would not be scored.
+    """
+    solution, _ = solution_for(challenge, paths, version)
+    con = duckdb.connect()
+    try:
+        truth = _truth(con, challenge, solution, paths)
+        with tempfile.TemporaryDirectory(prefix="contesthub-aligned-") as work:
+            got = con.execute(
+                f"SELECT public, y, p FROM ({_pairs(con, challenge, path, Path(work), truth)}) ORDER BY row"
+            ).fetchnumpy()
+    finally:
+        con.close()
+    return {k: _column(got[k]) for k in ("public", "y", "p")}
