@@ -16,7 +16,14 @@ from pathlib import Path
 from hub import runtime
 from hub.accounts import USERNAME_PATTERN, LocalAccountsAuthenticator
 from hub.sandboxes import DEMO_WARNING, DemoSpawner, SecureSpawner, check_secure_mode, pre_spawn_hook
-from hub.services import ORGANIZER_GROUP, hub_services
+from hub.services import (
+    GATEWAY_SCOPE,
+    GATEWAY_SERVICE,
+    ORGANIZER_GROUP,
+    gateway_client_environment,
+    gateway_left_out,
+    hub_services,
+)
 from hub.settings import HubSettings, SettingsError
 
 settings = HubSettings.load()
@@ -51,7 +58,14 @@ c.JupyterHub.cleanup_proxy = True
 # --- accounts ------------------------------------------------------------------------------
 
 c.Authenticator.username_pattern = USERNAME_PATTERN
-if settings.demo_open_login:
+if settings.auth != "local":
+    # Production: an identity provider (OpenID Connect or GitHub) through oauthenticator;
+    # hub/oauth.py builds every setting. Its `team-*` groups are the teams, its admin group
+    # the `organizers` (admins); it decides group membership at every login.
+    from hub import oauth
+
+    c.merge(oauth.hub_config(settings))
+elif settings.demo_open_login:
     warn(
         "OPEN LOGIN (--demo-open-login): anyone who can reach this hub logs in with any name and "
         "no password (DummyAuthenticator). Never use this for a real contest."
@@ -71,7 +85,8 @@ else:
     # Every account may log in once approved: the authenticator itself refuses the others
     # (JupyterHub >= 5 otherwise also wants an allow list).
     c.Authenticator.allow_all = True
-c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
+if settings.auth == "local":  # the login page's way to sign-up (an identity provider has its own)
+    c.JupyterHub.template_paths = [str(Path(__file__).resolve().parent / "templates")]
 
 # --- sandboxes -----------------------------------------------------------------------------
 
@@ -147,6 +162,19 @@ c.Spawner.server_token_scopes = [
 # --- services ------------------------------------------------------------------------------
 
 c.JupyterHub.services, service_roles = hub_services(settings)
-c.JupyterHub.load_roles = [{"name": "admin", "groups": [ORGANIZER_GROUP]}, *service_roles]
+# Organizers hold the admin role through their group. With an identity provider the admin flag
+# follows its admin group instead (admin_groups, hub/oauth.py): the group only appears at the
+# first organizer's login, and JupyterHub 6.1.1 fails to start when the admin role names a
+# group that does not exist yet.
+admin_role = {"name": "admin", "groups": [ORGANIZER_GROUP]} if settings.auth == "local" else {"name": "admin"}
+c.JupyterHub.load_roles = [admin_role, *service_roles]
 # Every contestant may call the submission service (with a notebook's token, see above).
 c.JupyterHub.extra_user_scopes = {"access:services!service=submit"}
+# dask-gateway (setting `gateway`, demo mode): sandbox.dask_client() asks it for clusters with
+# the notebook's own token, which then needs access to the service, like submit above.
+if any(service["name"] == GATEWAY_SERVICE for service in c.JupyterHub.services):
+    c.Spawner.environment.update(gateway_client_environment(settings))
+    c.Spawner.server_token_scopes.append(GATEWAY_SCOPE)
+    c.JupyterHub.extra_user_scopes.add(GATEWAY_SCOPE)
+elif gateway_left_out(settings):
+    warn(gateway_left_out(settings))

@@ -7,11 +7,25 @@ service            what                                    public URL
                    ``python -m hub.submit_service``
 ``leaderboard``    the public Streamlit leaderboard,       ``/services/leaderboard/``
                    ``streamlit run leaderboard/app.py``
+``dask-gateway``   dask-gateway-server with                ``/services/dask-gateway/``
+                   config/dask_gateway_config.py
 ``idle-culler``    jupyterhub-idle-culler                  (none)
 =================  ======================================  =================================
 
 ``submit`` and ``leaderboard`` are included only when their code exists (``hub/submit_service.py``,
 ``leaderboard/app.py``), so the hub starts while they are being written.
+
+``dask-gateway`` runs when the ``gateway`` setting is on, the mode is demo and
+``dask_gateway_server`` imports (:func:`gateway_left_out` says why not otherwise). Its proxy
+listens on ``gateway_port``: the hub's proxy forwards ``/services/dask-gateway/`` there (the
+REST API), and Dask clients reach their schedulers there directly as
+``gateway://127.0.0.1:<gateway_port>``. It authenticates every caller with the caller's own
+JupyterHub token (``GET /hub/api/user``, which always shows a token its owner's name and
+groups) and accepts only tokens with ``access:services!service=dask-gateway``; its own token
+needs no scope, so it gets no role. The notebook side (:func:`gateway_client_environment`,
+:data:`GATEWAY_SCOPE`) is set in config/jupyterhub_config.py. Besides the JUPYTERHUB_*
+variables, it receives only ``CONTESTHUB_GATEWAY`` (JSON: addresses, the clusters' folder,
+worker and scheduler sizes, per-team limits; read by config/dask_gateway_config.py).
 
 What a managed service receives (JupyterHub sets the JUPYTERHUB_* variables): ``JUPYTERHUB_API_TOKEN``
 (its own token, persisted under the runtime dir), ``JUPYTERHUB_API_URL``, ``JUPYTERHUB_BASE_URL``,
@@ -27,6 +41,7 @@ checkout.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -36,6 +51,10 @@ from hub.settings import HubSettings
 from sandbox.settings import PROJECT_ROOT
 
 LEADERBOARD_APP = PROJECT_ROOT / "leaderboard" / "app.py"
+GATEWAY_CONFIG = PROJECT_ROOT / "config" / "dask_gateway_config.py"
+GATEWAY_SERVICE = "dask-gateway"
+# What a notebook's token needs to use the gateway (server_token_scopes and extra_user_scopes).
+GATEWAY_SCOPE = f"access:services!service={GATEWAY_SERVICE}"
 
 # What the submission service may do with its own token: teams live in the contest store and
 # are mirrored as JupyterHub groups ``team-<name>`` (hub/groups.py lists users and groups,
@@ -75,6 +94,58 @@ def leaderboard_available(app: Path = LEADERBOARD_APP) -> bool:
     return app.exists()
 
 
+def gateway_available() -> bool:
+    return importlib.util.find_spec("dask_gateway_server") is not None
+
+
+def gateway_left_out(settings: HubSettings) -> str | None:
+    """Why the dask-gateway service does not run although ``gateway`` is on; None when it runs (or is off)."""
+    if not settings.gateway:
+        return None
+    if settings.mode != "demo":
+        return (
+            f"gateway = true is ignored in mode {settings.mode}: the local dask-gateway runs every cluster as "
+            "the hub's own account (demo only); in cluster mode use the dask-gateway Helm chart"
+        )
+    if not gateway_available():
+        return "gateway = true, but dask_gateway_server is not installed: the dask-gateway service is left out"
+    return None
+
+
+def gateway_client_environment(settings: HubSettings) -> dict[str, str]:
+    """What a notebook's dask-gateway client reads (dask config ``gateway.*``), for c.Spawner.environment."""
+    address = f"{settings.public_url}/services/{GATEWAY_SERVICE}"
+    return {
+        "DASK_GATEWAY__ADDRESS": address,  # the REST API, through the hub's proxy
+        "DASK_GATEWAY__PUBLIC_ADDRESS": address,  # dashboard links
+        "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://127.0.0.1:{settings.gateway_port}",  # the schedulers
+        "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",  # sends the notebook's JUPYTERHUB_API_TOKEN
+    }
+
+
+def gateway_spec(settings: HubSettings) -> dict:
+    """What config/dask_gateway_config.py reads from ``CONTESTHUB_GATEWAY``."""
+    from hub.settings import GATEWAY_SCHEDULER_CORES, GATEWAY_SCHEDULER_MEMORY
+
+    prefix = os.environ.get("CONTESTHUB_TEAM_GROUP_PREFIX") or "team-"
+    limits = settings.gateway_limits
+    return {
+        "proxy_address": f"127.0.0.1:{settings.gateway_port}",
+        "api_address": f"127.0.0.1:{settings.gateway_api_port}",
+        "prefix": f"/services/{GATEWAY_SERVICE}",
+        "clusters_directory": str(settings.runtime_dir / "dask-gateway"),
+        "worker_cores": settings.gateway_worker_cores,
+        "worker_memory": settings.gateway_worker_memory_bytes,
+        "scheduler_cores": GATEWAY_SCHEDULER_CORES,
+        "scheduler_memory": GATEWAY_SCHEDULER_MEMORY,
+        "idle_timeout": settings.idle_timeout,
+        # Workers read the open data (paths resolved in the notebook); nothing else of ours.
+        "environment": {"CONTESTHUB_DATA_ROOT": str(settings.data_root)},
+        # By JupyterHub group (team-<name>); "" for users in no listed team.
+        "limits": {(f"{prefix}{team}" if team else ""): value for team, value in limits.items()},
+    }
+
+
 def _environment(settings: HubSettings, port: int | None) -> dict[str, str]:
     env = {
         "CONTESTHUB_DATA_ROOT": str(settings.data_root),
@@ -89,11 +160,16 @@ def _environment(settings: HubSettings, port: int | None) -> dict[str, str]:
 
 
 def hub_services(
-    settings: HubSettings, *, include_submit: bool | None = None, include_leaderboard: bool | None = None
+    settings: HubSettings,
+    *,
+    include_submit: bool | None = None,
+    include_leaderboard: bool | None = None,
+    include_gateway: bool | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """``(c.JupyterHub.services, c.JupyterHub.load_roles)`` for the hub-managed services.
 
-    ``include_*`` default to the ``services`` setting: with "auto", whether the service's code exists.
+    ``include_*`` default to the ``services`` setting: with "auto", whether the service's code exists;
+    ``include_gateway`` to the ``gateway`` setting (demo mode, dask_gateway_server installed).
     """
     runtime = settings.runtime_dir
     wanted = settings.service_names
@@ -153,6 +229,20 @@ def hub_services(
                 "api_token": service_token(runtime, "leaderboard"),
                 "environment": _environment(settings, port),
                 "cwd": str(PROJECT_ROOT),
+            }
+        )
+    if include_gateway is None:
+        include_gateway = settings.gateway and gateway_left_out(settings) is None
+    if include_gateway:
+        services.append(
+            {
+                "name": GATEWAY_SERVICE,
+                "url": f"http://127.0.0.1:{settings.gateway_port}",
+                "command": [sys.executable, "-m", "dask_gateway_server", "-f", str(GATEWAY_CONFIG)],
+                "api_token": service_token(runtime, GATEWAY_SERVICE),
+                "environment": {"CONTESTHUB_GATEWAY": json.dumps(gateway_spec(settings), ensure_ascii=False)},
+                "cwd": str(PROJECT_ROOT),
+                "display": False,
             }
         )
     if settings.idle_timeout > 0:

@@ -27,17 +27,59 @@ key (env CONTESTHUB_...)   meaning                                     default (
 ``demo_open_login``        no passwords at all (DummyAuthenticator)    false
 ``services``               hub services to run: auto (each whose      auto
                            code exists), none, or e.g. submit,leaderboard
+``auth``                   local (accounts of hub/accounts.py), oidc   local
+                           or github (an identity provider, hub/oauth.py)
+``oauth_client_id``        the client registered at the provider       (none)
+``oauth_client_secret_file`` file with the client secret (0600); or    <private root>/hub/
+                           env CONTESTHUB_OAUTH_CLIENT_SECRET          oauth_client_secret
+``oauth_issuer``           OIDC issuer, read for its endpoints         (none)
+``oauth_authorize_url``    OIDC endpoints, instead of discovery        (from the issuer)
+``oauth_token_url``        (all three: no discovery at all)
+``oauth_userdata_url``
+``oauth_scope``            scopes, space-separated                     openid profile email
+                                                                       (github: read:org)
+``oauth_username_claim``   the claim that names the hub user           preferred_username
+                                                                       (github: login)
+``oauth_groups_claim``     the claim listing the user's groups         groups
+``oauth_admin_group``      the provider's group of organizers          organizers
+``oauth_allowed_groups``   hub groups that may log in (``*`` matches)  team-*,organizers
+``oauth_login_service``    the login button's label                    OpenID Connect / GitHub
+``oauth_callback_url``     the redirect URI registered at the provider (guessed per request)
+``github_org``             github: the organization whose teams are    (none)
+                           the contest's teams
+=========================  ==========================================  ====================
+
+The client secret is never a key of hub.toml (``to_env`` must not hand it around either):
+it comes from ``CONTESTHUB_OAUTH_CLIENT_SECRET`` or the secret file (see hub/oauth.py).
+
+dask-gateway (``gateway = true``; demo mode only, see hub/services.py and config/dask_gateway_config.py):
+
+=========================  ==========================================  ====================
+``gateway``                run dask-gateway as a hub service           false
+``gateway_port``           its proxy: REST API behind the hub's        8020
+                           /services/dask-gateway/, schedulers at
+                           gateway://127.0.0.1:<port>
+``gateway_api_port``       its private API server (its proxy only)     8021
+``gateway_worker_cores``   cores of one Dask worker                    1
+``gateway_worker_memory``  memory of one Dask worker                   2G
+``gateway_max_workers``    per cluster, for teams not in gateway_teams 2
+``gateway_max_cores``      per cluster, the scheduler's core included  3.0
+``gateway_max_memory``     per cluster, the scheduler's 1G included    5G
+``gateway_teams``          per team: {max_workers, max_cores,          {}
+                           max_memory}, each optional (TOML table,
+                           JSON in CONTESTHUB_GATEWAY_TEAMS)
 =========================  ==========================================  ====================
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +88,7 @@ from sandbox.settings import PROJECT_ROOT
 
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "hub.toml"
 MODES = ("demo", "secure", "cluster")
+AUTHS = ("local", "oidc", "github")  # local accounts, or an identity provider (hub/oauth.py)
 SERVICES = ("submit", "leaderboard")  # the optional hub services (the idle culler follows idle_timeout)
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
@@ -75,6 +118,32 @@ class HubSettings:
     min_password_length: int = 10
     demo_open_login: bool = False
     services: str = "auto"
+    # Accounts: local, or an identity provider through oauthenticator (hub/oauth.py).
+    auth: str = "local"
+    oauth_client_id: str = ""
+    oauth_client_secret_file: str = ""
+    oauth_issuer: str = ""
+    oauth_authorize_url: str = ""
+    oauth_token_url: str = ""
+    oauth_userdata_url: str = ""
+    oauth_scope: str = ""
+    oauth_username_claim: str = ""
+    oauth_groups_claim: str = "groups"
+    oauth_admin_group: str = "organizers"
+    oauth_allowed_groups: str = ""
+    oauth_login_service: str = ""
+    oauth_callback_url: str = ""
+    github_org: str = ""
+    # dask-gateway, a hub service in demo mode (hub/services.py, config/dask_gateway_config.py)
+    gateway: bool = False
+    gateway_port: int = 8020
+    gateway_api_port: int = 8021
+    gateway_worker_cores: int = 1
+    gateway_worker_memory: str = "2G"
+    gateway_max_workers: int = 2
+    gateway_max_cores: float = 3.0
+    gateway_max_memory: str = "5G"
+    gateway_teams: dict = field(default_factory=dict)
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -130,12 +199,24 @@ class HubSettings:
             "proxy_api_port": self.proxy_api_port,
             "submit_port": self.submit_port,
             "leaderboard_port": self.leaderboard_port,
+            "gateway_port": self.gateway_port,
+            "gateway_api_port": self.gateway_api_port,
         }
         for name, port in ports.items():
             if not 0 < port < 65536:
                 raise SettingsError(f"{name} {port} is not a TCP port", f"{name} {port} 不是有效的 TCP 端口")
         if len(set(ports.values())) != len(ports):
             raise SettingsError(f"two settings use the same port: {ports}", f"有两个配置项使用了同一个端口：{ports}")
+        if self.auth not in AUTHS:
+            raise SettingsError(
+                f"auth {self.auth!r} is not one of {', '.join(AUTHS)}",
+                f"auth {self.auth!r} 无效，应为 {'、'.join(AUTHS)} 之一",
+            )
+        if self.auth != "local" and self.demo_open_login:
+            raise SettingsError(
+                f"demo_open_login and auth {self.auth!r} exclude each other",
+                f"demo_open_login 与 auth {self.auth!r} 不能同时使用",
+            )
         if self.cpu_limit <= 0:
             raise SettingsError("cpu_limit must be above 0", "cpu_limit 必须大于 0")
         self.mem_limit_bytes  # noqa: B018 -- raises on a malformed limit
@@ -145,6 +226,7 @@ class HubSettings:
                 f"services: unknown {', '.join(sorted(unknown))}; use auto, none or some of {', '.join(SERVICES)}",
                 f"services：未知的服务 {', '.join(sorted(unknown))}；可用 auto、none 或 {'、'.join(SERVICES)}",
             )
+        self.gateway_limits  # noqa: B018 -- raises on a malformed or too small limit
         return self
 
     @property
@@ -201,13 +283,89 @@ class HubSettings:
         found = shutil.which("configurable-http-proxy")
         return [found] if found else ["configurable-http-proxy"]
 
+    # --- dask-gateway ----------------------------------------------------------------------
+
+    @property
+    def gateway_worker_memory_bytes(self) -> int:
+        return _size_bytes("gateway_worker_memory", self.gateway_worker_memory)
+
+    @property
+    def gateway_limits(self) -> dict[str, dict[str, int | float]]:
+        """Per-cluster limits in dask-gateway's ``ClusterConfig`` names, by team ("" for every other user).
+
+        ``cluster_max_workers`` is already the smaller of ``max_workers`` and what the cores and
+        memory leave for workers once the scheduler (1 core, 1G) has its share.
+        """
+        worker_memory = self.gateway_worker_memory_bytes
+        if self.gateway_worker_cores < 1:
+            raise SettingsError("gateway_worker_cores must be at least 1", "gateway_worker_cores 至少为 1")
+        default = {"max_workers": self.gateway_max_workers, "max_cores": self.gateway_max_cores}
+        default["max_memory"] = self.gateway_max_memory
+        out = {}
+        for team, values in {"": {}, **self.gateway_teams}.items():
+            where = f"gateway_teams.{team}" if team else "gateway"
+            if not isinstance(values, Mapping) or set(values) - set(default):
+                raise SettingsError(
+                    f"{where}: expected a table of {', '.join(default)}, got {values!r}",
+                    f"{where}：应为包含 {'、'.join(default)} 的表，实际为 {values!r}",
+                )
+            v = {**default, **values}
+            try:
+                cores, workers = float(v["max_cores"]), int(v["max_workers"])
+            except (TypeError, ValueError):
+                raise SettingsError(
+                    f"{where}: max_workers and max_cores must be numbers, got {v!r}",
+                    f"{where}：max_workers 与 max_cores 必须是数字，实际为 {v!r}",
+                ) from None
+            memory = _size_bytes(f"{where} max_memory", str(v["max_memory"]))
+            room = min(
+                (cores - GATEWAY_SCHEDULER_CORES) // self.gateway_worker_cores,
+                (memory - GATEWAY_SCHEDULER_MEMORY) // worker_memory,
+            )
+            workers = min(workers, int(room))
+            if workers < 1:
+                raise SettingsError(
+                    f"{where}: the limits (max_workers {v['max_workers']}, max_cores {cores:g}, max_memory "
+                    f"{v['max_memory']}) leave no room for one worker of {self.gateway_worker_cores} core(s) and "
+                    f"{self.gateway_worker_memory} beside the scheduler (1 core, 1G)",
+                    f"{where}：这些上限在调度器（1 核、1G）之外放不下一个 {self.gateway_worker_cores} 核、"
+                    f"{self.gateway_worker_memory} 的 worker",
+                )
+            out[team] = {"cluster_max_cores": cores, "cluster_max_memory": memory, "cluster_max_workers": workers}
+        return out
+
     def to_env(self) -> dict[str, str]:
         """Every setting as the CONTESTHUB_* variable that :meth:`load` reads back."""
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[env_name(f.name)] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            if isinstance(value, bool):
+                out[env_name(f.name)] = "true" if value else "false"
+            elif isinstance(value, dict):
+                out[env_name(f.name)] = json.dumps(value, ensure_ascii=False)
+            else:
+                out[env_name(f.name)] = str(value)
         return out
+
+
+# dask-gateway's scheduler of every cluster (config/dask_gateway_config.py): counted in the limits.
+GATEWAY_SCHEDULER_CORES = 1
+GATEWAY_SCHEDULER_MEMORY = 2**30
+
+
+def _size_bytes(name: str, text: str) -> int:
+    """A size such as 4G, 512M or 2GiB in bytes; a SettingsError naming ``name`` if malformed."""
+    clean = text.strip().upper().removesuffix("B").removesuffix("I")
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    try:
+        value = int(float(clean[:-1]) * units[clean[-1]]) if clean and clean[-1] in units else int(float(clean))
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise SettingsError(
+            f"{name} {text!r} is not a size such as 4G or 512M", f"{name} {text!r} 不是有效的大小（例如 4G、512M）"
+        )
+    return value
 
 
 def env_name(field_name: str) -> str:
@@ -239,6 +397,11 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
             return float(value)
         if kind == "Path":
             return Path(value)
+        if kind == "dict":
+            value = json.loads(value) if isinstance(value, str) else value
+            if not isinstance(value, dict):
+                raise ValueError(value)
+            return value
         return str(value)
     except (TypeError, ValueError):
         raise SettingsError(

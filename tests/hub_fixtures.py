@@ -78,7 +78,7 @@ def available_services() -> str:
 
 
 def hub_settings(root: Path, data_root: Path, **overrides) -> HubSettings:
-    ports = find_free_ports(5)
+    ports = find_free_ports(7)
     values = {
         "mode": "demo",
         "port": ports[0],
@@ -86,6 +86,9 @@ def hub_settings(root: Path, data_root: Path, **overrides) -> HubSettings:
         "proxy_api_port": ports[2],
         "submit_port": ports[3],
         "leaderboard_port": ports[4],
+        "gateway_port": ports[5],
+        "gateway_api_port": ports[6],
+        "gateway": False,  # dask-gateway only where a test asks for it (tests/test_hub_dask.py)
         "data_root": data_root,
         "private_root": root / "private",
         "home_root": root / "homes",
