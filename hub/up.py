@@ -204,7 +204,7 @@ def up_cmd(ctx: click.Context, hub_config, reset_organizer_password, build, hub_
     _demo_warning(settings)
     runtime = ensure_dir(settings.runtime_dir)
     password = None
-    if not settings.demo_open_login:
+    if not settings.demo_open_login and settings.auth == "local":  # with OAuth the provider names organizers
         password = prepare_organizer(settings.db_url, settings.organizer, reset=reset_organizer_password)
     services = [s["name"] for s in hub_services(settings)[0]]
     log = runtime / "jupyterhub.log" if hub_log == "file" else None
