@@ -143,6 +143,21 @@ class Score(Base):
 
     submission: Mapped[Submission] = relationship(back_populates="scores")
 
+    @classmethod
+    def of(cls, submission_id: int, result, *, active: bool, rescore_id: int | None = None) -> Score:
+        """The score row of a valid :class:`leaderboard.scoring.ScoreResult`."""
+        return cls(
+            submission_id=submission_id,
+            public_score=result.public_score,
+            sealed_private_score=result.private_score,
+            rows=result.rows,
+            metric=result.metric,
+            metric_version=result.metric_version,
+            dataset_version=result.dataset_version,
+            active=active,
+            rescore_id=rescore_id,
+        )
+
 
 class Quota(Base):
     """Submissions a team used on one challenge on one day, and extra ones granted."""

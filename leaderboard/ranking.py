@@ -58,26 +58,31 @@ def _order(column, ch: Challenge):
     return column.desc() if ch.higher_is_better else column.asc()
 
 
-def _public_rows(session: Session, ch: Challenge, rescore_id: int | None, as_of: dt.datetime | None) -> list:
-    s = _scores(ch, rescore_id, as_of).subquery()
-    ranked = select(
-        s.c.submission_id,
-        s.c.team_id,
-        s.c.created_at,
-        s.c.public_score,
-        func.row_number()
-        .over(partition_by=s.c.team_id, order_by=(_order(s.c.public_score, ch), s.c.created_at, s.c.submission_id))
-        .label("rn"),
-        func.count().over(partition_by=s.c.team_id).label("entries"),
-        func.max(s.c.created_at).over(partition_by=s.c.team_id).label("last"),
+def _best_first(rows, score, ch: Challenge) -> tuple:
+    """Better score first; equal scores: the earlier submission, then the lower id."""
+    return (_order(rows.c[score], ch), rows.c.created_at, rows.c.submission_id)
+
+
+def _best_of_each_team(session: Session, rows, score: str, ch: Challenge, *extra) -> list:
+    """The best row of each team (ties to the earlier submission), best team first, with names."""
+    numbered = select(
+        rows,
+        func.row_number().over(partition_by=rows.c.team_id, order_by=_best_first(rows, score, ch)).label("rn"),
+        *[e.over(partition_by=rows.c.team_id).label(n) for n, e in extra],
     ).subquery()
     q = (
-        select(ranked, Team.name, Team.display_name)
-        .join(Team, Team.id == ranked.c.team_id)
-        .where(ranked.c.rn == 1)
-        .order_by(_order(ranked.c.public_score, ch), ranked.c.created_at, ranked.c.submission_id)
+        select(numbered, Team.name, Team.display_name)
+        .join(Team, Team.id == numbered.c.team_id)
+        .where(numbered.c.rn == 1)
+        .order_by(*_best_first(numbered, score, ch))
     )
     return session.execute(q).all()
+
+
+def _public_rows(session: Session, ch: Challenge, rescore_id: int | None, as_of: dt.datetime | None) -> list:
+    s = _scores(ch, rescore_id, as_of).subquery()
+    extra = [("entries", func.count()), ("last", func.max(s.c.created_at))]
+    return _best_of_each_team(session, s, "public_score", ch, *extra)
 
 
 def _with_ranks(rows: list[dict], key: str) -> list[dict]:
@@ -129,9 +134,7 @@ def private_standings(
     s = _scores(ch, rescore_id, None).subquery()
     by_public = select(
         s,
-        func.row_number()
-        .over(partition_by=s.c.team_id, order_by=(_order(s.c.public_score, ch), s.c.created_at, s.c.submission_id))
-        .label("prn"),
+        func.row_number().over(partition_by=s.c.team_id, order_by=_best_first(s, "public_score", ch)).label("prn"),
         func.max(s.c.selected).over(partition_by=s.c.team_id).label("chose"),
     ).subquery()
     final = (
@@ -145,21 +148,6 @@ def private_standings(
         )
         .subquery()
     )
-    best = select(
-        final,
-        func.row_number()
-        .over(
-            partition_by=final.c.team_id,
-            order_by=(_order(final.c.sealed_private_score, ch), final.c.created_at, final.c.submission_id),
-        )
-        .label("rn"),
-    ).subquery()
-    q = (
-        select(best, Team.name, Team.display_name)
-        .join(Team, Team.id == best.c.team_id)
-        .where(best.c.rn == 1)
-        .order_by(_order(best.c.sealed_private_score, ch), best.c.created_at, best.c.submission_id)
-    )
     rows = [
         {
             "team": r.name,
@@ -170,7 +158,7 @@ def private_standings(
             "submitted_at": r.created_at,
             "selected_by_team": bool(r.chose),
         }
-        for r in session.execute(q)
+        for r in _best_of_each_team(session, final, "sealed_private_score", ch)
     ]
     _with_ranks(rows, "score")
     public_rank = {r["team"]: r["rank"] for r in public_standings(session, ch, rescore_id=rescore_id, now=ch.closes)}
@@ -229,19 +217,7 @@ def rescore(store: Store, contest: Contest, paths: Paths, challenge_id: str, *, 
             if not result.valid:
                 invalid.append(sid)
                 continue
-            s.add(
-                Score(
-                    submission_id=sid,
-                    public_score=result.public_score,
-                    sealed_private_score=result.private_score,
-                    rows=result.rows,
-                    metric=result.metric,
-                    metric_version=result.metric_version,
-                    dataset_version=result.dataset_version,
-                    active=False,
-                    rescore_id=run_id,
-                )
-            )
+            s.add(Score.of(sid, result, active=False, rescore_id=run_id))
     with store.session() as s:
         changes = rescore_changes(s, ch, run_id)
     return RescoreResult(run_id, len(subs) - len(invalid), invalid, changes)
