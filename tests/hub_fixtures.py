@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,6 +231,28 @@ def hub(demo, tmp_path_factory) -> RunningHub:
         yield RunningHub(settings, process, settings.organizer, password)
     finally:
         process.stop()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "var" / "test-artifacts"
+
+
+@contextmanager
+def chromium_page(width: int = 1280, height: int = 800):
+    """A page in Debian's headless Chromium (skips the test, saying why, where it is missing)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (python3 dev.py test installs it with apt-get as root)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        try:
+            yield browser.new_page(viewport={"width": width, "height": height})
+        finally:
+            browser.close()
 
 
 def kernel_run(hub: RunningHub, user: str, token: str, code: str, timeout: float = 120) -> dict:

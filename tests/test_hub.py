@@ -17,12 +17,9 @@ from pathlib import Path
 import duckdb
 import pytest
 import requests
-from hub_fixtures import kernel_run
+from hub_fixtures import ARTIFACTS, chromium_page, kernel_run
 
 from hub.sandboxes import STARTERS
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "var" / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
 
 PROBE = """
 import json, os, sandbox
@@ -247,28 +244,16 @@ def test_starters_are_copied_once_and_never_overwritten(tmp_path):
 
 
 def test_browser_logs_in_and_reaches_jupyterlab(hub):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (python3 dev.py test installs it with apt-get as root)")
-    from playwright.sync_api import sync_playwright
-
     name, password, _ = hub.account()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    with chromium_page() as page:
+        page.goto(f"{hub.url}/hub/login")
+        page.fill("#username_input", name)
+        page.fill("#password_input", password)
+        page.click("#login_submit")
+        # The hub starts the server and sends the browser on to JupyterLab.
+        page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+        page.wait_for_selector(
+            f".jp-DirListing-item[title*='{sorted(STARTERS.glob('*.ipynb'))[0].name}']", timeout=60_000
         )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(f"{hub.url}/hub/login")
-            page.fill("#username_input", name)
-            page.fill("#password_input", password)
-            page.click("#login_submit")
-            # The hub starts the server and sends the browser on to JupyterLab.
-            page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
-            page.wait_for_selector(
-                f".jp-DirListing-item[title*='{sorted(STARTERS.glob('*.ipynb'))[0].name}']", timeout=60_000
-            )
-            assert f"/user/{name}/lab" in page.url
-            page.screenshot(path=str(ARTIFACTS / "hub-jupyterlab.png"))
-        finally:
-            browser.close()
+        assert f"/user/{name}/lab" in page.url
+        page.screenshot(path=str(ARTIFACTS / "hub-jupyterlab.png"))

@@ -17,14 +17,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from hub_fixtures import kernel_run
+from hub_fixtures import ARTIFACTS, chromium_page, kernel_run
 
 from leaderboard import contest
 from leaderboard.scoring import score_file
 from sandbox.settings import PROJECT_ROOT, Paths
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "var" / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
 CH = "outpatient_forecast"
 
 SUBMIT = """
@@ -142,27 +140,14 @@ def test_the_service_refuses_what_a_caller_may_not_do(hub, race):
 def test_the_public_leaderboard_shows_the_team_in_a_browser_through_the_proxy(hub, race):
     if "leaderboard" not in hub.services:
         pytest.skip("the leaderboard service is not running in this hub")
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (python3 dev.py test installs it with apt-get as root)")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-        )
+    with chromium_page(1400, 900) as page:
+        page.goto(f"{hub.url}/services/leaderboard/leaderboard?challenge={CH}")
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{hub.url}/services/leaderboard/leaderboard?challenge={CH}")
-            try:
-                page.wait_for_selector("[data-testid='stDataFrame'], [data-testid='stTable']", timeout=120_000)
-                page.wait_for_function("document.body.textContent.includes('alpha')", timeout=60_000)
-            finally:
-                page.screenshot(path=str(ARTIFACTS / "leaderboard-through-hub.png"), full_page=True)
-                (ARTIFACTS / "leaderboard-through-hub.html").write_text(page.content())
-            text = page.text_content("body")
+            page.wait_for_selector("[data-testid='stDataFrame'], [data-testid='stTable']", timeout=120_000)
+            page.wait_for_function("document.body.textContent.includes('alpha')", timeout=60_000)
         finally:
-            browser.close()
+            page.screenshot(path=str(ARTIFACTS / "leaderboard-through-hub.png"), full_page=True)
+        text = page.text_content("body")
     assert "alpha" in text and "排行榜" in text
 
 
