@@ -25,20 +25,24 @@ import json
 import logging
 import os
 import re
+import signal
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubAuth, UserNotAllowed
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from tornado import httpserver, ioloop, web
 
 from hub import groups
 from leaderboard import contest as contest_config
-from leaderboard import ranking, submissions, teams
+from leaderboard import integrity, ranking, submissions, teams
 from leaderboard import store as store_mod
 from leaderboard.models import Submission, utcnow
-from leaderboard.store import Store, UploadTooLarge
+from leaderboard.store import StorageFailed, Store, UploadTooLarge
 from sandbox.errors import ContesthubError, NotFound
 from sandbox.settings import Paths
 
@@ -73,10 +77,30 @@ class Context:
         self.scorers.submit(self._score, submission_id)
 
     def _score(self, submission_id: int) -> None:
-        try:
-            submissions.score(self.store, self.contest, self.paths, submission_id)
-        except Exception:  # recorded by score() itself; never kill the worker
-            log.exception("scoring submission %s failed", submission_id)
+        for attempt, pause in enumerate((*SCORE_RETRY_PAUSES, None)):
+            try:
+                if attempt:  # our earlier claim may have been committed before the connection broke
+                    submissions.release(self.store, submission_id)
+                submissions.score(self.store, self.contest, self.paths, submission_id)
+                return
+            except Exception as exc:  # recorded by score() itself; never kill the worker
+                if not store_unavailable(exc) or pause is None:
+                    log.exception("scoring submission %s failed", submission_id)
+                    return  # left pending: recover() scores it when the service starts again
+                log.warning(
+                    "scoring submission %s: the store is unavailable (%s); again in %s s", submission_id, exc, pause
+                )
+                time.sleep(pause)
+
+
+# A scorer whose database went away (PostgreSQL restarting, a failover) tries again this
+# many times, after these pauses (about five minutes in all), before leaving it to recover().
+SCORE_RETRY_PAUSES = (0.5, 1, 2, 4, 8, 15, 30, 60, 60, 120)
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the contest database cannot be reached right now (not a bug)."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 class Base(web.RequestHandler):
@@ -161,7 +185,7 @@ class Base(web.RequestHandler):
     def body_json(self) -> dict:
         try:
             doc = json.loads(self.request.body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             raise Refusal(400, "bad-json", "the request body is not JSON", "请求体不是 JSON") from None
         if not isinstance(doc, dict):
             raise Refusal(400, "bad-json", "the request body must be a JSON object", "请求体必须是 JSON 对象")
@@ -173,13 +197,18 @@ class Base(web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.finish(json.dumps(doc, ensure_ascii=False, default=_json_default))
 
+    def set_default_headers(self) -> None:
+        # Every answer is JSON: a browser must never sniff it as HTML (an error may quote a file's text).
+        self.set_header("X-Content-Type-Options", "nosniff")
+
     def write_error(self, status_code: int, **kwargs) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ContesthubError):
             doc = exc.to_dict(self.lang)
         elif isinstance(exc, web.HTTPError) and status_code < 500:
             reason = exc.log_message or self._reason
-            doc = {"code": f"http-{status_code}", "message": reason, "message_en": reason, "message_zh": reason}
+            zh = HTTP_ZH.get(status_code, reason)
+            doc = {"code": f"http-{status_code}", "message": zh, "message_en": reason, "message_zh": zh}
         else:
             doc = {
                 "code": "internal-error",
@@ -188,6 +217,8 @@ class Base(web.RequestHandler):
                 "message_zh": "服务内部错误，组织方已收到通知；你的提交次数未受影响",
             }
         doc["status"] = status_code
+        if status_code == 405:  # RFC 9110: say which methods the resource has
+            self.set_header("Allow", ", ".join(allowed_methods(type(self))))
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps(doc, ensure_ascii=False))
 
@@ -200,8 +231,35 @@ class Base(web.RequestHandler):
     def _handle_request_exception(self, e: BaseException) -> None:
         if isinstance(e, ContesthubError):
             self.send_error(http_status(e), exc_info=(type(e), e, e.__traceback__))
+        elif store_unavailable(e) and not self._finished:
+            log.warning("%s %s -> 503: the store is unavailable: %s", self.request.method, self.request.path, e)
+            self.set_header("Retry-After", "30")
+            unavailable = ContesthubError(
+                "the contest database is unavailable for a moment; nothing was recorded and your quota was "
+                "not touched; try again in a minute",
+                "比赛数据库暂时不可用；本次请求未被记录，也不计入提交次数，请一分钟后重试",
+                code="store-unavailable",
+            )
+            self.send_error(503, exc_info=(type(unavailable), unavailable, None))
         else:
             super()._handle_request_exception(e)
+
+
+def allowed_methods(handler: type[web.RequestHandler]) -> list[str]:
+    """The HTTP methods a handler class implements."""
+    return [
+        m
+        for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        if getattr(handler, m.lower()) is not getattr(web.RequestHandler, m.lower())
+    ]
+
+
+# Refusals that tornado makes itself (before a handler's own checks), in Chinese too.
+HTTP_ZH = {
+    400: "请求格式有误",
+    405: "该接口不支持这种请求方法；请查看 api/openapi.json",
+    413: "请求体过大",
+}
 
 
 def http_status(e: ContesthubError) -> int:
@@ -209,9 +267,13 @@ def http_status(e: ContesthubError) -> int:
         return e.status
     if isinstance(e, NotFound):
         return 404
-    return {"quota-exceeded": 429, "file-too-large": 413, "challenge-closed": 403, "challenge-not-open": 403}.get(
-        e.code, 400
-    )
+    return {
+        "quota-exceeded": 429,
+        "file-too-large": 413,
+        "challenge-closed": 403,
+        "challenge-not-open": 403,
+        "storage-failed": 507,
+    }.get(e.code, 400)
 
 
 class HubAuthenticatedCheck:
@@ -234,6 +296,39 @@ class Refusal(ContesthubError):
         self.status = status
 
 
+MAX_ID = 2**63 - 1  # the largest row id the databases store; a larger number names no row
+MAX_GRANT = 100_000  # extra submissions an organizer can grant a team in one go
+STATUSES = ("received", "validating", "scored", "invalid", "error")
+
+
+def row_id(text: str, en: str, zh: str) -> int:
+    """A row id from the URL (digits only, by the route); beyond what a database holds, there is no such row."""
+    value = int(text)
+    if not 1 <= value <= MAX_ID:
+        raise NotFound(f"no {en} {text}", f"没有编号为 {text} 的{zh}")
+    return value
+
+
+def is_int(value, low: int = 1, high: int = MAX_ID) -> bool:
+    """A JSON integer (not a boolean, not a float) within [low, high]."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def text_field(doc: dict, name: str, code: str, *, required: bool = True) -> str | None:
+    """A string member of a request body, stripped; a 400 when it is missing (if required) or not a string."""
+    value = doc.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise Refusal(
+            400,
+            code,
+            f"{name!r} must be a non-empty string" if required else f"{name!r} must be a string",
+            f"{name} 必须是非空字符串" if required else f"{name} 必须是字符串",
+        )
+    return value.strip()
+
+
 def _json_default(value):
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
@@ -249,13 +344,23 @@ class OpenAPIHandler(Base):
     def get(self) -> None:
         doc = json.loads(OPENAPI.read_text("utf-8"))
         doc["servers"] = [{"url": os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/submit/").rstrip("/")}]
+        # This contest's challenges, so that clients (and API fuzzers) know the valid ids.
+        ids = [ch.id for ch in self.ctx.contest.challenges]
+        for item in doc["paths"].values():
+            for op in item.values():
+                for param in op.get("parameters", []):
+                    if param["name"] == "challenge" and param["in"] == "path":
+                        param["schema"] = {**param["schema"], "enum": ids}
         self.send(doc)
 
 
 class MeHandler(Base):
     def get(self) -> None:
         with self.ctx.store.session() as s:
-            team = teams.team_of(s, self.user)
+            try:
+                team = self.team(s)  # joins the identity provider's team on first contact
+            except Refusal:
+                team = None
             quotas = (
                 [submissions.quota(s, self.ctx.contest, team, ch.id) for ch in self.ctx.contest.challenges]
                 if team
@@ -299,42 +404,77 @@ def _challenge_doc(ch) -> dict:
     }
 
 
+# A refused upload's body (no token, unknown challenge, over the size limit, ...) is still read
+# up to this size and dropped as it arrives, so the client, and the hub's proxy in between,
+# finish sending and then read the JSON refusal. HTTP/1.1 clients read no answer before their
+# body is sent: a server that answers and hangs up mid-body leaves them a reset connection (the
+# proxy turns it into its own 503 page). A body declared larger than this gets the refusal at
+# once and the connection is closed.
+DRAIN_LIMIT = 1 << 30
+
+
 @web.stream_request_body
 class UploadHandler(Base):
-    """``POST api/challenges/{id}/submissions``: the raw file as the body, streamed to disk."""
+    """``POST api/challenges/{id}/submissions``: the raw file as the body, streamed to disk.
+
+    Nothing of the body is held in memory: each piece goes to the upload sink (hashed and
+    counted, refused past the contest's limit) or, once the upload is refused, nowhere.
+    """
+
+    sink = None
+    refused: ContesthubError | None = None
 
     async def prepare(self) -> None:
-        await super().prepare()
-        self.sink = None
-        ch_id = self.path_args[0]
-        self.ctx.contest.challenge(ch_id)  # an unknown challenge fails before any byte is stored
+        if self.request.method != "POST":
+            await super().prepare()
+            return  # answered with 405 by tornado; no upload is opened
         limit = self.ctx.contest.upload_limit
-        length = int(self.request.headers.get("Content-Length") or 0)
-        if length > limit:
-            raise UploadTooLarge(
-                f"the file is {length / (1 << 20):.1f} MiB; the limit is {limit >> 20} MiB",
-                f"文件大小为 {length / (1 << 20):.1f} MiB，超过上限 {limit >> 20} MiB",
-            )
-        self.request.connection.set_max_body_size(limit + 1)
-        self.too_large = None
+        length = _content_length(self.request)
+        try:
+            await super().prepare()
+            self.ctx.contest.challenge(self.path_args[0])  # an unknown challenge fails before any byte is stored
+            if length is not None and length > limit:
+                raise UploadTooLarge(
+                    f"the file is {length / (1 << 20):.1f} MiB; the limit is {limit >> 20} MiB; "
+                    "submit fewer columns or compress it with gzip or zip",
+                    f"文件大小为 {length / (1 << 20):.1f} MiB，超过上限 {limit >> 20} MiB；"
+                    "请只保留所需的列，或用 gzip/zip 压缩后再提交",
+                )
+        except ContesthubError as exc:
+            if length is not None and length > DRAIN_LIMIT:
+                raise
+            self.refused = exc  # answered in post(), once the body has been read and dropped
+            self.request.connection.set_max_body_size(DRAIN_LIMIT)
+            return
+        # Without a Content-Length (chunked), the sink enforces the limit and the rest is dropped.
+        self.request.connection.set_max_body_size(limit + 1 if length is not None else DRAIN_LIMIT)
         self.sink = self.ctx.store.files.open_upload(limit)
 
     def data_received(self, chunk: bytes) -> None:
-        if self.too_large is not None:
-            return  # already refused and deleted; the rest of the body is dropped
+        if self.sink is None:
+            return  # refused: the rest of the body is dropped
         try:
             self.sink.write(chunk)
-        except UploadTooLarge as exc:
-            self.too_large = exc
+        except (UploadTooLarge, StorageFailed) as exc:  # the sink has deleted what it had written
+            self.sink, self.refused = None, exc
 
     def on_connection_close(self) -> None:
-        sink = getattr(self, "sink", None)
+        self._abort()  # the client went away mid-upload: no partial file remains
+        super().on_connection_close()
+
+    def on_finish(self) -> None:
+        self._abort()  # whatever ended the request, no upload is left in the upload area
+
+    def _abort(self) -> None:
+        sink, self.sink = self.sink, None
         if sink is not None:
-            sink.abort()  # the client went away mid-upload: no partial file remains
+            sink.abort()
 
     async def post(self, ch_id: str) -> None:
-        if self.too_large is not None:
-            raise self.too_large
+        if self.refused is not None:
+            raise self.refused
+        with self.ctx.store.session() as s:
+            team = self.team(s).name  # joins the identity provider's team first (no team: on_finish drops the upload)
         upload, self.sink = self.sink.close(), None
         if upload.size == 0:
             upload.path.unlink(missing_ok=True)
@@ -352,12 +492,21 @@ class UploadHandler(Base):
             provenance=provenance,
         )
         loop = asyncio.get_running_loop()
-        with self.ctx.store.session() as s:
-            self.team(s)  # joins the identity provider's team first, if needed
         sub: Submission = await loop.run_in_executor(None, with_ctx)
         self.ctx.score_later(sub.id)
-        with self.ctx.store.session() as s:
-            self.send(submissions.one_for_team(s, self.team(s), sub.id), status=202)
+        try:
+            with self.ctx.store.session() as s:
+                doc = submissions.one_for_team(s, self.team(s), sub.id)
+        except SQLAlchemyError as exc:  # accepted and committed: say so, even if reading it back failed
+            log.warning("submission %s accepted; reading it back failed: %s", sub.id, exc)
+            doc = submissions.public_view(sub, None, team=team)
+        self.send(doc, status=202)
+
+
+def _content_length(request) -> int | None:
+    """The declared body size, or None for a chunked body (tornado has refused malformed values)."""
+    value = request.headers.get("Content-Length")
+    return int(value) if value is not None else None
 
 
 def _safe_name(name: str) -> str:
@@ -375,13 +524,14 @@ class SubmissionsHandler(Base):
 class SubmissionHandler(Base):
     def get(self, submission_id: str) -> None:
         with self.ctx.store.session() as s:
-            self.send(submissions.one_for_team(s, self.team(s), int(submission_id)))
+            sid = row_id(submission_id, "submission", "提交")
+            self.send(submissions.one_for_team(s, self.team(s), sid))
 
 
 class SelectionHandler(Base):
     def put(self, ch_id: str) -> None:
         ids = self.body_json().get("submissions")
-        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+        if not isinstance(ids, list) or not all(is_int(i) for i in ids):
             raise Refusal(400, "bad-selection", 'send {"submissions": [ids]}', '请发送 {"submissions": [编号]}')
         with self.ctx.store.session() as s:
             self.team(s)
@@ -406,11 +556,19 @@ class AdminSubmissionsHandler(Base):
         self.require_organizer()
         from sqlalchemy import select
 
-        limit = min(int(self.get_query_argument("limit", "200")), 5000)
-        q = select(Submission).order_by(Submission.id.desc()).limit(limit)
+        limit = self.get_query_argument("limit", "200")
+        status = self.get_query_argument("status", None)
+        if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= 5000) or status not in (None, *STATUSES):
+            raise Refusal(
+                400,
+                "bad-query",
+                f"limit must be 1–5000 and status one of {', '.join(STATUSES)}",
+                f"limit 须为 1–5000，status 须为 {', '.join(STATUSES)} 之一",
+            )
+        q = select(Submission).order_by(Submission.id.desc()).limit(int(limit))
         if ch := self.get_query_argument("challenge", None):
             q = q.where(Submission.challenge == ch)
-        if status := self.get_query_argument("status", None):
+        if status:
             q = q.where(Submission.status == status)
         with self.ctx.store.session() as s:
             rows = [
@@ -423,17 +581,24 @@ class GrantHandler(Base):
     def post(self, team_name: str) -> None:
         self.require_organizer()
         doc = self.body_json()
-        day = dt.date.fromisoformat(doc["day"]) if doc.get("day") else None
+        challenge = text_field(doc, "challenge", "grant-invalid")
+        reason = text_field(doc, "reason", "grant-invalid")
+        day_text = text_field(doc, "day", "grant-invalid", required=False)
+        extra = doc.get("extra")
+        try:
+            day = dt.date.fromisoformat(day_text) if day_text else None
+        except ValueError:
+            day = False
+        if not is_int(extra, 1, MAX_GRANT) or day is False:
+            raise Refusal(
+                400,
+                "grant-invalid",
+                f'send {{"challenge", "extra": 1–{MAX_GRANT}, "reason", "day": "YYYY-MM-DD" (optional)}}',
+                f'请发送 {{"challenge", "extra": 1–{MAX_GRANT}, "reason", "day": "YYYY-MM-DD"（可选）}}',
+            )
         with self.ctx.store.session() as s:
             g = submissions.grant(
-                s,
-                self.ctx.contest,
-                team_name,
-                str(doc.get("challenge", "")),
-                int(doc.get("extra", 0)),
-                reason=str(doc.get("reason", "")),
-                by=self.user,
-                day=day,
+                s, self.ctx.contest, team_name, challenge, extra, reason=reason, by=self.user, day=day
             )
             self.send(
                 {"team": team_name, "challenge": g.challenge, "day": g.day, "extra": g.extra, "reason": g.reason}, 201
@@ -451,17 +616,14 @@ class TeamsHandler(Base):
     def post(self) -> None:
         self.require_organizer()
         doc = self.body_json()
+        name = text_field(doc, "name", "team-name-invalid")
+        display_name = text_field(doc, "display_name", "team-name-invalid", required=False)
         members = doc.get("members") or []
-        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+        if not isinstance(members, list) or not all(isinstance(m, str) and m.strip() for m in members):
             raise Refusal(400, "bad-members", "members must be a list of user names", "members 必须是用户名列表")
         with self.ctx.store.session() as s:
             team = teams.create(
-                s,
-                self.ctx.contest,
-                str(doc.get("name", "")),
-                actor=self.user,
-                display_name=doc.get("display_name"),
-                members=tuple(members),
+                s, self.ctx.contest, name, actor=self.user, display_name=display_name, members=tuple(members)
             )
             name = team.name
         self.ctx.sync_groups_later()
@@ -474,7 +636,7 @@ class TeamMembersHandler(Base):
 
     def post(self, team_name: str) -> None:
         self.require_organizer()
-        user = str(self.body_json().get("user", ""))
+        user = text_field(self.body_json(), "user", "bad-members")
         with self.ctx.store.session() as s:
             teams.add_member(s, self.ctx.contest, team_name, user, actor=self.user)
         self.ctx.sync_groups_later()
@@ -493,7 +655,7 @@ class TeamMergeHandler(Base):
 
     def post(self, team_name: str) -> None:
         self.require_organizer()
-        other = str(self.body_json().get("other", ""))
+        other = text_field(self.body_json(), "other", "merge-invalid")
         with self.ctx.store.session() as s:
             merged = teams.merge(s, self.ctx.contest, team_name, other, actor=self.user)
             members = [m.user for m in merged.members]
@@ -506,7 +668,9 @@ class RevealHandler(Base):
         self.require_organizer()
         with self.ctx.store.session() as s:
             rec = ranking.reveal(s, self.ctx.contest, ch_id, by=self.user)
-            self.send({"challenge": rec.challenge, "revealed_at": rec.revealed_at, "by": rec.by}, 201)
+        # Intervals and tied groups take a while: computed in the background, read by the pages.
+        self.ctx.scorers.submit(integrity.attach_report, self.ctx.store, self.ctx.contest, self.ctx.paths, ch_id)
+        self.send({"challenge": rec.challenge, "revealed_at": rec.revealed_at, "by": rec.by}, 201)
 
 
 class PrivateStandingsHandler(Base):
@@ -519,9 +683,10 @@ class PrivateStandingsHandler(Base):
 class RescoreHandler(Base):
     async def post(self, ch_id: str) -> None:
         self.require_organizer()
-        reason = str(self.body_json().get("reason", "")).strip()
-        if not reason:
+        reason = self.body_json().get("reason")
+        if not isinstance(reason, str) or not reason.strip():
             raise Refusal(400, "reason-required", "say why you rescore (reason)", "请说明重新评分的原因（reason）")
+        reason = reason.strip()
         run = partial(
             ranking.rescore, self.ctx.store, self.ctx.contest, self.ctx.paths, ch_id, by=self.user, reason=reason
         )
@@ -543,7 +708,8 @@ class RescoreDecisionHandler(Base):
                 '请发送 {"publish": true} 或 {"publish": false}',
             )
         with self.ctx.store.session() as s:
-            run = ranking.decide_rescore(s, int(rescore_id), by=self.user, publish=publish)
+            rid = row_id(rescore_id, "pending rescore", "待确认的重新评分")
+            run = ranking.decide_rescore(s, rid, by=self.user, publish=publish)
             self.send({"rescore": run.id, "status": run.status})
 
 
@@ -595,8 +761,29 @@ class NotFoundHandler(Base):
         )
 
 
+def die_with_the_hub() -> None:
+    """End this process when the hub that started it dies (Linux).
+
+    The hub starts its managed services in sessions of their own, so nothing ends them when
+    the hub is killed (SIGKILL, the OOM killer); a hub started again then starts another
+    service that cannot bind the port, and restarts it every 30 s for ever, while the orphan
+    answers unsupervised. Uploads and scoring cut short this way are swept and recovered by
+    the next service's start (``submissions.recover``).
+    """
+    if not sys.platform.startswith("linux") or not os.environ.get("JUPYTERHUB_API_URL"):
+        return  # not started by a hub (tests, a developer's terminal)
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    if ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("cannot ask to be ended with the hub (prctl failed)")
+    elif os.getppid() == 1:  # the hub died before we asked
+        sys.exit("the hub that started this service is gone")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s submit] %(message)s")
+    die_with_the_hub()
     paths = Paths.from_env()
     contest = contest_config.load()
     store = store_mod.connect(paths)

@@ -373,22 +373,34 @@ def audit_cmd() -> None:
 
 
 @audit_cmd.command("verify")
+@click.option(
+    "--files", "check_files", is_flag=True, help="Also read every stored submission file and check its SHA-256."
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def audit_verify(ctx: click.Context, as_json: bool) -> None:
-    """Check the hash chain: exit 1 if any entry was edited, deleted or reordered."""
-    from leaderboard import audit
+def audit_verify(ctx: click.Context, check_files: bool, as_json: bool) -> None:
+    """Check the hash chain (and, with --files, every stored file): exit 1 on any tampering or damage."""
+    from leaderboard import audit, submissions
 
-    with _store(ctx).session() as s:
+    store = _store(ctx)
+    with store.session() as s:
         result = audit.verify(s)
+    files = submissions.verify_files(store) if check_files else None
+    ok = result.ok and (files is None or files.ok)
     if as_json:
-        echo_json(result.to_dict())
-    elif result.ok:
-        click.echo(f"audit log intact: {result.entries} entries / 审计日志完整")
+        echo_json({**result.to_dict(), **({"files": files.to_dict()} if files else {}), "ok": ok})
     else:
+        if result.ok:
+            click.echo(f"audit log intact: {result.entries} entries / 审计日志完整")
         for p in result.problems:
             click.echo(p, err=True)
-    if not result.ok:
+        if files is not None and files.ok:
+            click.echo(f"submission files intact: {files.checked} checked / 提交文件完整")
+        for p in files.problems if files else []:
+            zh = "损坏" if p["problem"] == "damaged" else "丢失"
+            subs = ", ".join(map(str, p["submissions"]))
+            click.echo(f"{p['problem']} file {p['sha256']} (submissions {subs}) / 提交文件{zh}", err=True)
+    if not ok:
         ctx.exit(1)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import Integer, Select, and_, case, cast, func, select
 from sqlalchemy.orm import Session
 
-from leaderboard import audit
+from leaderboard import audit, submissions
 from leaderboard.contest import Challenge, Contest
 from leaderboard.models import Rescore, Reveal, Score, Submission, Team, utcnow
 from leaderboard.scoring import score_file
@@ -212,6 +212,10 @@ def rescore(store: Store, contest: Contest, paths: Paths, challenge_id: str, *, 
         run_id = run.id
     invalid = []
     for sid, sha in subs:
+        if not store.files.verify(sha):  # damaged at rest: never score what is no longer the submitted file
+            submissions.mark_file_lost(store, sid, actor=by)
+            invalid.append(sid)
+            continue
         result = score_file(ch, store.files.path(sha), paths)
         with store.session() as s:
             if not result.valid:

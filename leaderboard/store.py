@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -113,6 +114,19 @@ class UploadTooLarge(ContesthubError):
     code = "file-too-large"
 
 
+class StorageFailed(ContesthubError):
+    """The upload area could not take the file (the disk is full, or failing); nothing was kept."""
+
+    code = "storage-failed"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the platform could not store your file (its disk may be full); it did not count against your "
+            "quota, try again later",
+            "平台暂时无法保存你的文件（磁盘可能已满）；本次不计入提交次数，请稍后再试",
+        )
+
+
 @dataclass(frozen=True)
 class Upload:
     """A received file in the upload area, with the digest computed while it was written."""
@@ -141,16 +155,25 @@ class UploadSink:
                 f"文件超过 {self.limit >> 20} MiB 的上限；请只保留所需的列，或用 gzip/zip 压缩后再提交",
             )
         self._hash.update(chunk)
-        self._file.write(chunk)
+        try:
+            self._file.write(chunk)
+        except OSError:  # e.g. ENOSPC: the partial file goes, the contestant gets a clear refusal
+            self.abort()
+            raise StorageFailed() from None
 
     def close(self) -> Upload:
-        self._file.close()
+        try:
+            self._file.close()  # writes what is still buffered: may fail as write() does
+        except OSError:
+            self.abort()
+            raise StorageFailed() from None
         return Upload(self.path, self.size, self._hash.hexdigest())
 
     def abort(self) -> None:
         """Forget the upload: no partial file stays behind."""
         if not self._file.closed:
-            self._file.close()
+            with contextlib.suppress(OSError):  # a full disk fails the flush of buffered bytes too
+                self._file.close()
         self.path.unlink(missing_ok=True)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -219,18 +220,7 @@ def score(store: Store, contest: Contest, paths: Paths, submission_id: int) -> S
         sub = s.get(Submission, submission_id)
         sub.finished_at = utcnow()
         if result is not None and result.valid:
-            s.add(
-                Score(
-                    submission_id=sub.id,
-                    public_score=result.public_score,
-                    sealed_private_score=result.private_score,
-                    rows=result.rows,
-                    metric=result.metric,
-                    metric_version=result.metric_version,
-                    dataset_version=result.dataset_version,
-                    active=True,
-                )
-            )
+            s.add(Score.of(sub.id, result, active=True))
             sub.status, sub.errors = "scored", []
             payload = {"public_score": result.public_score, "metric": f"{result.metric}@{result.metric_version}"}
         else:
@@ -239,6 +229,19 @@ def score(store: Store, contest: Contest, paths: Paths, submission_id: int) -> S
             _refund(s, sub)
             payload = {"codes": sorted({e["code"] for e in sub.errors}), "refunded": True}
         audit.record(s, "scorer", f"submission.{sub.status}", f"{sub.challenge}#{sub.id}", payload)
+    return sub
+
+
+def mark_file_lost(store: Store, submission_id: int, *, actor: str = "scorer") -> Submission:
+    """Its stored file no longer matches its SHA-256 (found by a rescore or a check): the
+    submission becomes ``error`` (off the leaderboard) and gives its quota unit back."""
+    with store.session() as s:
+        sub = s.get(Submission, submission_id)
+        sub.status, sub.finished_at = "error", utcnow()
+        sub.errors = [_error("file-lost", "the stored file is missing or damaged", "提交的文件丢失或损坏")]
+        _refund(s, sub)
+        payload = {"codes": ["file-lost"], "refunded": True}
+        audit.record(s, actor, "submission.error", f"{sub.challenge}#{sub.id}", payload)
     return sub
 
 
@@ -253,6 +256,49 @@ def _error(code: str, en: str, zh: str) -> dict:
         "count": 0,
         "row": None,
     }
+
+
+def release(store: Store, submission_id: int) -> None:
+    """Give back a claim a scorer could not finish (its database connection broke): the
+    submission is ``received`` again and the next :func:`score` claims it anew."""
+    with store.session() as s:
+        s.execute(
+            update(Submission)
+            .where(Submission.id == submission_id, Submission.status == "validating")
+            .values(status="received")
+            .execution_options(synchronize_session=False)
+        )
+
+
+@dataclass
+class FileCheck:
+    """The stored files checked against the digests they were stored under."""
+
+    checked: int
+    problems: list[dict]  # {"sha256", "problem": "missing" | "damaged", "submissions": [ids]}
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "checked": self.checked, "problems": self.problems}
+
+
+def verify_files(store: Store) -> FileCheck:
+    """Read every stored submission file and compare it with its SHA-256 (organizers' check;
+    changes nothing). A damaged or missing file is named with the submissions that use it."""
+    with store.session() as s:
+        rows = s.execute(select(Submission.sha256, Submission.id).order_by(Submission.id)).all()
+    users: dict[str, list[int]] = {}
+    for sha, sid in rows:
+        users.setdefault(sha, []).append(sid)
+    problems = []
+    for sha, ids in users.items():
+        if not store.files.verify(sha):
+            problem = "damaged" if store.files.path(sha).exists() else "missing"
+            problems.append({"sha256": sha, "problem": problem, "submissions": ids})
+    return FileCheck(checked=len(users), problems=problems)
 
 
 def recover(store: Store, contest: Contest, paths: Paths, started: dt.datetime | None = None) -> list[int]:
@@ -387,12 +433,14 @@ def select_final(
     return ids
 
 
-def public_view(sub: Submission, score_row: Score | None) -> dict:
-    """What the submitting team may see: never the private score, nor anything derived from it."""
+def public_view(sub: Submission, score_row: Score | None, *, team: str | None = None) -> dict:
+    """What the submitting team may see: never the private score, nor anything derived from it.
+
+    ``team``: the team's name, for a submission no longer attached to a session."""
     return {
         "id": sub.id,
         "challenge": sub.challenge,
-        "team": sub.team.name if sub.team else None,
+        "team": team if team is not None else sub.team.name if sub.team else None,
         "user": sub.user,
         "file_name": sub.file_name,
         "size": sub.size,
