@@ -339,9 +339,7 @@ def _pairs(con: duckdb.DuckDBPyConnection, challenge: Challenge, path: Path, wor
     if pairs is not None:
         return pairs
     con.execute("SET disabled_optimizers = 'in_clause'").fetchall()  # file order for row numbers
-    test_ids = (
-        "SELECT " + ", ".join(f"id_{i} AS {q(c)}" for i, c in enumerate(challenge.id_columns)) + f" FROM {TRUTH}"
-    )
+    test_ids = "SELECT " + ", ".join(f"id_{i} AS {q(c)}" for i, c in enumerate(challenge.id_columns)) + f" FROM {TRUTH}"
     loaded = validate_file(con, path, work, expect, test_ids)
     return _joined(challenge, loaded.table, expect)
 
