@@ -514,15 +514,6 @@ def sign_in_and_open_the_organizer_page(world, user: str, password: str, shot: s
             browser.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no organizer can open the organizer page through the hub: the hub makes organizers admins through "
-    "the 'organizers' group (the admin role), so their user model says admin: false (and JupyterHub refuses to "
-    "set the admin flag: only flagged admins may), while leaderboard/views/hub_auth.is_organizer() looks only "
-    "at 'admin', so a signed-in organizer is a visitor and the page does not exist for them. Fix: "
-    "is_organizer() also accepts membership of CONTESTHUB_ORGANIZER_GROUP (the identify model carries the "
-    "groups; hub/services.py already passes the variable), as the submission service does",
-)
 def test_the_organizer_page_shows_file_names_as_text(world):
     """File names appear on the organizer page only (its live stream of submissions)."""
     browser_or_skip(world)
