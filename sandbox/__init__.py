@@ -57,19 +57,17 @@ def _setup_notebook() -> None:
         print(f"\033[31m{value.zh}\n{value.en}\033[0m  [{value.code}]")
 
     ip.set_custom_exc((ContesthubError,), handler)
-    try:
-        import altair as alt
-    except ImportError:
-        return
-
     # Altair's default renderer loads JavaScript from a CDN, which a sandbox cannot reach, and
-    # JupyterLab 4 renders Vega-Lite up to v5 by itself: hand charts to that built-in renderer.
-    def jupyterlab_offline(spec: dict, **_) -> dict:
-        spec = {key: value for key, value in spec.items() if key != "$schema"}
-        return {"application/vnd.vegalite.v5+json": spec, "text/plain": "<Altair chart / 图表>"}
+    # JupyterLab 4 renders Vega-Lite by itself: hand charts to that built-in renderer. Registered
+    # by class name, so that Altair (a second of CPU to import) loads only in notebooks that use it.
+    for module in ("altair.vegalite.v5.api", "altair.vegalite.v6.api"):
+        ip.display_formatter.mimebundle_formatter.for_type_by_name(module, "TopLevelMixin", chart_bundle)
 
-    alt.renderers.register("contesthub", jupyterlab_offline)
-    alt.renderers.enable("contesthub")
+
+def chart_bundle(chart) -> dict:
+    """An Altair chart as a Vega-Lite bundle for JupyterLab's renderer (no CDN)."""
+    spec = {key: value for key, value in chart.to_dict().items() if key != "$schema"}
+    return {"application/vnd.vegalite.v5+json": spec, "text/plain": "<Altair chart / 图表>"}
 
 
 _setup_notebook()
