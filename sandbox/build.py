@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,8 +226,13 @@ def deidentified_select(table: TableSpec, staged: sources.Staged, bad: str, wher
     can skip row groups instead of de-identifying every row first; holdouts use fields
     published unchanged (dates, ids), where source and published values agree.
     """
-    src = f"read_parquet({lit(str(staged.file))}, file_row_number=true)"
+    src = _staged_rows(staged)
     return f"SELECT {privacy.select_list(table)} FROM {src} WHERE NOT ({bad})" + (f" AND ({where})" if where else "")
+
+
+def _staged_rows(staged: sources.Staged) -> str:
+    """The staging file as a table, with the ``file_row_number`` the bad-row conditions use."""
+    return f"read_parquet({lit(str(staged.file))}, file_row_number=true)"
 
 
 @dataclass
@@ -276,14 +282,29 @@ def _quarantine(con, staged: sources.Staged, bad: str, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     cols = ", ".join(q(f.name) for f in staged.table.fields if f.name in sources.staged_fields(staged.table))
     con.execute(
-        f"COPY (SELECT {cols} FROM read_parquet({lit(str(staged.file))}, file_row_number=true) WHERE {bad}) "
+        f"COPY (SELECT {cols} FROM {_staged_rows(staged)} WHERE {bad}) "
         f"TO {lit(str(out))} (FORMAT parquet, COMPRESSION zstd)"
     ).fetchall()
 
 
-def _files_of(target: Path, root: Path) -> list[dict]:
+def _files_of(target: Path, root: Path, hashing: Executor) -> list[dict]:
+    """Catalog entries of the Parquet files at ``target``.
+
+    Their ``sha256`` is a future, computed on ``hashing`` (hashlib releases the GIL) while the
+    build goes on; :func:`_resolve_checksums` fills the values in before the catalog is written.
+    """
     files = [target] if target.is_file() else sorted(p for p in target.rglob("*.parquet"))
-    return [{"path": str(p.relative_to(root)), "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in files]
+    return [
+        {"path": str(p.relative_to(root)), "bytes": p.stat().st_size, "sha256": hashing.submit(sha256_file, p)}
+        for p in files
+    ]
+
+
+def _resolve_checksums(tables_doc: dict[str, dict]) -> None:
+    for entry in tables_doc.values():
+        for f in entry["files"]:
+            if isinstance(f["sha256"], Future):
+                f["sha256"] = f["sha256"].result()
 
 
 # --- one dataset ---------------------------------------------------------------------------
@@ -333,6 +354,7 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
     results: list[TableResult] = []
     tables_doc: dict[str, dict] = {}
     written_solutions: list[Path] = []
+    hashing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="contesthub-sha256")
     try:
         con = connect_for_build(scratch, memory_limit)
         con.execute("SET VARIABLE contesthub_salt = $salt", {"salt": privacy.load_salt(paths.private_root)}).fetchall()
@@ -360,14 +382,7 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
                     details=report.to_dict(),
                 )
             with reporter.step(f"{label}: privacy gate (k={table.k})"):
-                gate = privacy.k_anonymity_gate(con, table, deidentified_select(table, staged, bad))
-            if bad != "FALSE":  # rows the reader could not parse are not in the staged table
-                _quarantine(
-                    con,
-                    staged,
-                    bad,
-                    paths.private_root / "quarantine" / ds.id / f"v{version}" / f"{table.name}.parquet",
-                )
+                gate = privacy.k_anonymity_gate(con, table, f"SELECT * FROM {_staged_rows(staged)} WHERE NOT ({bad})")
             target = tmp / (table.name if table.partition_by else f"{table.name}.parquet")
             # Filters through a join (set-level bad rows, suppressed groups) do not keep row order.
             needs_sort = not report.sorted or report.bad_by_join or gate.suppress_condition is not None
@@ -376,8 +391,16 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
             rows = published.write(
                 target, f"{label}: writing Parquet", where=f"NOT ({holdout['where']})" if holdout else None
             )
-            files = _files_of(target, tmp)
+            files = _files_of(target, tmp, hashing)
             nbytes = sum(f["bytes"] for f in files)
+            if bad != "FALSE":  # rows the reader could not parse are not in the staged table
+                # After the write, so that it runs while the written files are being checksummed.
+                _quarantine(
+                    con,
+                    staged,
+                    bad,
+                    paths.private_root / "quarantine" / ds.id / f"v{version}" / f"{table.name}.parquet",
+                )
             results.append(
                 TableResult(
                     table.name, rows, nbytes, sum(report.counts().values()), report.bad_rows, gate.suppressed_rows
@@ -385,7 +408,9 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
             )
             test_doc = None
             if holdout:
-                test_doc = _write_holdout(published, ds.id, label, tmp, paths.private_root, version, written_solutions)
+                test_doc = _write_holdout(
+                    published, ds.id, label, tmp, paths.private_root, version, written_solutions, hashing
+                )
             tables_doc[table.name] = {
                 "title": table.title,
                 "description": table.description,
@@ -412,6 +437,7 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
             if test_doc:  # listed right after the table it was cut from
                 tables_doc[table.test_table] = test_doc
         con.close()
+        _resolve_checksums(tables_doc)
         doc = {
             "id": ds.id,
             "version": version,
@@ -427,11 +453,13 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
         _atomic_write_json(tmp / "catalog.json", doc)
         _publish(home, tmp, version)
     except BaseException:
+        hashing.shutdown(cancel_futures=True)
         shutil.rmtree(tmp, ignore_errors=True)
         for folder in written_solutions:  # answers of a version that was never published
             shutil.rmtree(folder, ignore_errors=True)
         raise
     finally:
+        hashing.shutdown(cancel_futures=True)
         shutil.rmtree(scratch, ignore_errors=True)
     write_root_catalog(paths.data_root)
     return BuildResult(ds.id, "built", version, time.perf_counter() - started, results)
@@ -445,6 +473,7 @@ def _write_holdout(
     private_root: Path,
     version: int,
     written_solutions: list[Path],
+    hashing: Executor,
 ) -> dict:
     """Publish the held-out rows without their hidden columns; keep the answers private.
 
@@ -463,7 +492,7 @@ def _write_holdout(
         f"COPY (SELECT * EXCLUDE ({hidden_cols}) FROM read_parquet({lit(str(solution))})) "
         f"TO {lit(str(target))} ({_parquet_options(table)})"
     ).fetchall()[0][0]
-    files = _files_of(target, tmp)
+    files = _files_of(target, tmp, hashing)
     hidden = ", ".join(holdout["hidden"])
     return {
         "title": {"zh": f"{table.title['zh']}（测试集）", "en": f"{table.title['en']} (test set)"},

@@ -14,6 +14,7 @@ the rule; the value itself only for ordinary fields.
 from __future__ import annotations
 
 from collections.abc import Collection
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import duckdb
@@ -309,6 +310,23 @@ def validate(
     report = Report(table=table.name, rows_read=staged.rows_read)
     src = _src(staged)
     by_name = {f.name: f for f in table.fields}
+    # The order check runs in pyarrow on one core (it releases the GIL) while DuckDB counts.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        sortedness = pool.submit(is_sorted, staged, table.sort_by)
+        return _validate(con, staged, checks, referenced, report, src, by_name, sortedness)
+
+
+def _validate(
+    con: duckdb.DuckDBPyConnection,
+    staged: Staged,
+    checks: list[RowCheck],
+    referenced: dict[str, Staged],
+    report: Report,
+    src: str,
+    by_name: dict[str, Field],
+    sortedness: Future,
+) -> tuple[Report, str]:
+    table = staged.table
 
     # 1. Rows the reader could not parse at all.
     by_code: dict[tuple[str, str | None], list] = {}
@@ -333,14 +351,17 @@ def validate(
     # 2. Row-level rules, already evaluated into flag bits while staging: count each, then
     #    fetch examples for the rules that fired.
     tests = [flag_test(i) for i in range(len(checks))]
-    counts = (
-        con.execute("SELECT " + ", ".join(f"count(*) FILTER (WHERE {t})" for t in tests) + f" FROM {src}").fetchall()[0]
-        if checks
-        else []
-    )
-    row_bad = None
-    if any(counts):
-        row_bad = " OR ".join(f"__flags{i} <> 0" for i in range((len(checks) - 1) // FLAG_BITS + 1))
+    any_flag = " OR ".join(f"__flags{i} <> 0" for i in range((len(checks) - 1) // FLAG_BITS + 1))
+    counts: list[int] = []
+    flagged_rows = 0
+    if checks:
+        # Only rows with a flag set count towards any rule: the filter skips the rest in the
+        # scan (most row groups, going by their min/max statistics, when the source is clean).
+        *counts, flagged_rows = con.execute(
+            "SELECT " + ", ".join(f"count(*) FILTER (WHERE {t})" for t in tests) + f", count(*) FROM {src} "
+            f"WHERE {any_flag}"
+        ).fetchall()[0]
+    row_bad = any_flag if any(counts) else None
     for check, test, n in zip(checks, tests, counts, strict=True):
         if n:
             f = by_name.get(check.field)
@@ -349,7 +370,7 @@ def validate(
             )
 
     # 3. Keys and uniqueness.
-    report.sorted, strictly = is_sorted(staged, table.sort_by)
+    report.sorted, strictly = sortedness.result()
     pk = list(table.primary_key)
     pk_unique = bool(pk) and strictly and tuple(pk) == table.sort_by
     set_checks: list[tuple[str, str | None, str, str, str, list[Field | None]]] = []
@@ -432,7 +453,9 @@ def validate(
         parts.append(f"file_row_number IN (SELECT r FROM {bad_table})")
         report.bad_by_join = True
     bad = " OR ".join(f"({c})" for c in parts) if parts else "FALSE"
-    if parts:
+    if set_bad:
         report.bad_rows = con.execute(f"SELECT count(*) FROM {src} WHERE {bad}").fetchall()[0][0]
+    elif row_bad:
+        report.bad_rows = int(flagged_rows)
     report.bad_rows += len({r.row for r in staged.rejects})
     return report, bad

@@ -109,40 +109,79 @@ def detect_encoding(path: Path, declared: str = "auto") -> str:
 
 
 def transcode_to_utf8(path: Path, encoding: str, out: Path) -> Path:
-    """Stream ``path`` from ``encoding`` to UTF-8 so DuckDB's fast reader can take it."""
+    """Stream ``path`` from ``encoding`` to UTF-8 so DuckDB's fast reader can take it.
+
+    Bytes that are not ``encoding`` text, anywhere in the file (also half a character at the
+    very end of a file cut short), raise a SourceError whose ``details`` say where:
+    ``{"line": ..., "byte": ..., "truncated": ...}`` (line 1 is the first line).
+    """
     decoder = codecs.getincrementaldecoder(encoding)("strict")
-    line, offset = 1, 0
+    line, offset = 1, 0  # the line the next chunk starts on, and its offset in the file
     with open(path, "rb") as src, open(out, "w", encoding="utf-8", newline="") as dst:
-        while chunk := src.read(CHUNK):
+        while True:
+            chunk = src.read(CHUNK)
+            held = len(decoder.getstate()[0])  # bytes of a character the last chunk cut in two
             try:
-                text = decoder.decode(chunk)
+                text = decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as exc:
-                bad_at = offset + exc.start
-                line += chunk[: exc.start].count(b"\n")
+                # exc.start counts from the held bytes, which come before ``chunk``
+                bad_at = offset - held + exc.start
+                line += chunk[: max(exc.start - held, 0)].count(b"\n")
+                truncated = not chunk
+                what_en = (
+                    f"ends in the middle of a {encoding.upper()} character (line {line}, byte {bad_at}): "
+                    "the file is cut short"
+                    if truncated
+                    else f"line {line} (byte {bad_at}) is not valid {encoding.upper()} text"
+                )
+                what_zh = (
+                    f"在一个 {encoding.upper()} 字符的中间结束（第 {line} 行，第 {bad_at} 字节）：文件不完整"
+                    if truncated
+                    else f"第 {line} 行（第 {bad_at} 字节）不是有效的 {encoding.upper()} 文本"
+                )
                 raise SourceError(
-                    f"{path.name}: line {line} (byte {bad_at}) is not valid {encoding.upper()} text; "
+                    f"{path.name}: {what_en}; "
                     "fix or re-export the file, or declare its encoding in dataset.yaml (source.encoding)",
-                    f"{path.name}：第 {line} 行（第 {bad_at} 字节）不是有效的 {encoding.upper()} 文本；"
-                    "请修正或重新导出文件，或在 dataset.yaml 中声明编码（source.encoding）",
+                    f"{path.name}：{what_zh}；请修正或重新导出文件，或在 dataset.yaml 中声明编码（source.encoding）",
+                    details={"line": line, "byte": bad_at, "truncated": truncated},
                 ) from None
+            dst.write(text)
+            if not chunk:
+                return out
             line += chunk.count(b"\n")
             offset += len(chunk)
-            dst.write(text)
-        dst.write(decoder.decode(b"", final=True))
-    return out
 
 
 # --- headers -------------------------------------------------------------------------------
 
 
+HEADER_LIMIT = 1 << 20  # the longest first line read_header reads
+
+
 def read_header(path: Path, delimiter: str) -> list[str]:
-    """The header cells; only the first line is decoded, so a bad byte further down is a row error."""
+    """The header cells; only the first line is decoded, so a bad byte further down is a row error.
+
+    The first line ends at the first LF, CRLF or lone CR (an old Mac file) outside quotes, as
+    DuckDB's reader sees it; if a quote in it is never closed, at the first line break. Raises
+    SourceError with ``details={"problem": ...}``: ``blank`` (no header), ``encoding`` (not
+    UTF-8), ``too-long`` (no line break in the first :data:`HEADER_LIMIT` bytes) or ``csv``.
+    """
     with open(path, "rb") as fh:
-        first = fh.readline(1 << 20)
+        head = fh.read(HEADER_LIMIT + 1)
+    end = _line_end(head)
+    if end > HEADER_LIMIT:
+        raise SourceError(
+            f"{path.name}: the first line is longer than {HEADER_LIMIT >> 20} MiB; "
+            "the first line must be the header, the column names",
+            f"{path.name}：第一行超过 {HEADER_LIMIT >> 20} MiB；第一行必须是表头（列名）",
+            details={"problem": "too-long", "limit": HEADER_LIMIT},
+        )
+    first = head[:end]
     if not first.strip():
         raise SourceError(
             f"{path.name}: the file is empty or its first line is blank; the first line must be the header",
             f"{path.name}：文件为空或首行为空；第一行必须是表头",
+            details={"problem": "blank"},
         )
     try:
         text = first.decode("utf-8-sig")
@@ -150,8 +189,34 @@ def read_header(path: Path, delimiter: str) -> list[str]:
         raise SourceError(
             f"{path.name}: the header line is not valid UTF-8; declare source.encoding in dataset.yaml",
             f"{path.name}：表头行不是有效的 UTF-8；请在 dataset.yaml 中声明 source.encoding",
+            details={"problem": "encoding"},
         ) from None
-    return [h.strip() for h in next(csv.reader([text.rstrip("\r\n")], delimiter=delimiter))]
+    if '"' not in text:  # the usual header: no quoting, so no limit on a name's length either
+        return [h.strip() for h in text.split(delimiter)]
+    try:
+        cells = next(csv.reader([text], delimiter=delimiter))
+    except csv.Error as exc:  # a quoted name over the csv module's field limit (128 Ki characters)
+        raise SourceError(
+            f"{path.name}: the header line cannot be read as CSV ({exc}); the first line must be the column names",
+            f"{path.name}：表头行无法按 CSV 读取（{exc}）；第一行必须是列名",
+            details={"problem": "csv"},
+        ) from None
+    return [h.strip() for h in cells]
+
+
+def _line_end(head: bytes) -> int:
+    """Where the first line of ``head`` ends (its length if it has no line break): the first CR or
+    LF outside double quotes, or the first one at all when a quote is left open."""
+    quoted = False
+    for m in re.finditer(rb'["\r\n]', head):
+        if m.group() == b'"':
+            quoted = not quoted
+        elif not quoted:
+            return m.start()
+    if not quoted:
+        return len(head)
+    breaks = [i for i in (head.find(b"\n"), head.find(b"\r")) if i >= 0]
+    return min(breaks, default=len(head))
 
 
 def check_header(name: str, header: list[str], table: TableSpec) -> None:
@@ -269,9 +334,17 @@ _REJECT_CODES = {
 }
 
 
-def _copy_to_stage(con: duckdb.DuckDBPyConnection, select: str, out: Path) -> None:
-    # lz4 is the cheapest codec to write and read back; the file lives only during the build.
-    con.execute(f"COPY ({select}) TO {lit(str(out))} (FORMAT parquet, COMPRESSION lz4_raw)").fetchall()
+def _copy_to_stage(con: duckdb.DuckDBPyConnection, select: str, out: Path) -> int:
+    """Write the staging file; returns its number of rows."""
+    # Uncompressed: the file lives only during the build, in the page cache, and is read back
+    # several times; on the 10-million-row benchmark table lz4 cost more CPU to write and read
+    # than it saved (the dictionary encoding already halves the file). No query of it looks
+    # values up, so it needs no Bloom filters either.
+    return int(
+        con.execute(
+            f"COPY ({select}) TO {lit(str(out))} (FORMAT parquet, COMPRESSION uncompressed, WRITE_BLOOM_FILTER false)"
+        ).fetchall()[0][0]
+    )
 
 
 def stage_csv(
@@ -294,7 +367,7 @@ def stage_csv(
         f"store_rejects=true, rejects_table={lit(rej)}, rejects_scan={lit(rej + '_scan')})"
     )
     try:
-        _copy_to_stage(con, _stage_select(table, converted, source_sql, table.missing_values, extra), out)
+        rows = _copy_to_stage(con, _stage_select(table, converted, source_sql, table.missing_values, extra), out)
     except duckdb.Error as exc:
         raise SourceError(
             f"{path.name}: cannot be read as CSV ({str(exc).splitlines()[0]})",
@@ -312,7 +385,6 @@ def stage_csv(
         # DuckDB reports a short row once per missing column; a person sees one row with missing cells.
         if not rejects or (rejects[-1].row, rejects[-1].code, rejects[-1].field) != (reject.row, code, reject.field):
             rejects.append(reject)
-    rows = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out))})").fetchall()[0][0]
     return Staged(table, out, rows, rejects, tuple(f.name for f in converted), encoding)
 
 
@@ -388,13 +460,14 @@ def stage_json(con: duckdb.DuckDBPyConnection, table: TableSpec, path: Path, out
     columns = ", ".join(f"{lit(f.source_name)}: 'VARCHAR'" for f in table.fields)
     source_sql = f"read_json({lit(str(path))}, format={lit(fmt)}, columns={{{columns}}})"
     try:
-        _copy_to_stage(con, _stage_select(table, list(table.fields), source_sql, table.missing_values, extra), out)
+        rows = _copy_to_stage(
+            con, _stage_select(table, list(table.fields), source_sql, table.missing_values, extra), out
+        )
     except duckdb.Error as exc:
         raise SourceError(
             f"{path.name}: cannot be read as {fmt.replace('_', '-')} JSON ({str(exc).splitlines()[0]})",
             f"{path.name}：无法按 JSON 读取（{str(exc).splitlines()[0]}）",
         ) from None
-    rows = con.execute(f"SELECT count(*) FROM read_parquet({lit(str(out))})").fetchall()[0][0]
     return Staged(table, out, rows, [], tuple(f.name for f in table.fields), encoding="utf-8", first_row=1)
 
 
