@@ -13,6 +13,9 @@ So this module is a small authenticator of our own on JupyterHub's helpers (its 
 * **approval** at ``/hub/accounts`` (organizers, i.e. the ``admin:users`` scope): approve or
   reject each pending sign-up.
 * **password change** at ``/hub/accounts/password`` for a logged-in user.
+* **one-time passwords**: accounts made from a roster (``contesthub teams import``) get a
+  generated password that someone else handed out, so it works once: the login goes to
+  the password page, and no server starts until the member has chosen a password of their own.
 * **the organizer**, made by ``contesthub up`` on first start (:func:`prepare_organizer`):
   a generated password printed once, only its hash stored; ``c.Authenticator.admin_users``
   makes it an admin. A restart finds the account and keeps it.
@@ -35,9 +38,24 @@ from pathlib import Path
 
 import bcrypt
 from jupyterhub.auth import Authenticator
-from jupyterhub.handlers import BaseHandler
+from jupyterhub.handlers import BaseHandler, LoginHandler
 from jupyterhub.scopes import needs_scope
-from sqlalchemy import Column, DateTime, MetaData, String, Table, create_engine, delete, event, select, update
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    event,
+    false,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Engine
 from tornado import web
 from tornado.httputil import url_concat
@@ -95,6 +113,8 @@ accounts = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("decided_at", DateTime(timezone=True)),
     Column("decided_by", String(64)),
+    # A generated password handed out by someone else: to be replaced at the first login.
+    Column("must_change_password", Boolean, nullable=False, server_default=false()),
 )
 
 
@@ -125,6 +145,7 @@ class Account:
     created_at: datetime
     decided_at: datetime | None
     decided_by: str | None
+    must_change_password: bool = False
 
     @property
     def approved(self) -> bool:
@@ -151,6 +172,20 @@ class AccountStore:
     def __init__(self, db_url: str):
         self.engine = make_engine(db_url)
         metadata.create_all(self.engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Bring a table made by an earlier contesthub up to date (accounts survive upgrades).
+
+        The table's only change so far is one added column with a default, which both SQLite
+        and PostgreSQL add in place; a larger change would earn Alembic, as the store has.
+        """
+        have = {c["name"] for c in inspect(self.engine).get_columns(accounts.name)}
+        if "must_change_password" not in have:
+            default = "0" if self.engine.dialect.name == "sqlite" else "false"
+            with self.engine.begin() as con:
+                column = f"must_change_password BOOLEAN NOT NULL DEFAULT {default}"
+                con.execute(text(f"ALTER TABLE {accounts.name} ADD COLUMN {column}"))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -167,7 +202,10 @@ class AccountStore:
         with self.engine.connect() as con:
             return [Account(**row._mapping) for row in con.execute(query)]
 
-    def create(self, name: str, password: str, *, approved: bool = False, by: str | None = None) -> Account:
+    def create(
+        self, name: str, password: str, *, approved: bool = False, by: str | None = None, one_time: bool = False
+    ) -> Account:
+        """A new account; ``one_time``: its password must be replaced at the first login."""
         now = datetime.now(UTC)
         values = {
             "name": name,
@@ -176,6 +214,7 @@ class AccountStore:
             "created_at": now,
             "decided_at": now if approved else None,
             "decided_by": by if approved else None,
+            "must_change_password": one_time,
         }
         with self.engine.begin() as con:
             con.execute(accounts.insert().values(**values))
@@ -201,9 +240,12 @@ class AccountStore:
             con.execute(delete(accounts).where(accounts.c.name == name))
 
     def set_password(self, name: str, password: str) -> bool:
+        """The account's own new password (which ends a one-time password's term)."""
         with self.engine.begin() as con:
             done = con.execute(
-                update(accounts).where(accounts.c.name == name).values(password_hash=hash_password(password))
+                update(accounts)
+                .where(accounts.c.name == name)
+                .values(password_hash=hash_password(password), must_change_password=False)
             )
         return done.rowcount == 1
 
@@ -299,8 +341,19 @@ class LocalAccountsAuthenticator(Authenticator):
         self.store.remove(user.name)
         return super().delete_user(user)
 
+    async def pre_spawn_start(self, user, spawner):
+        """No server for an account still on its one-time password (the API cannot skip the change)."""
+        account = await asyncio.to_thread(self.store.get, user.name)
+        if account and account.must_change_password:
+            raise web.HTTPError(
+                403,
+                "请先在 /hub/accounts/password 把一次性密码改为您自己的密码，再启动服务器。"
+                "Change your one-time password at /hub/accounts/password before starting a server.",
+            )
+
     def get_handlers(self, app):
         return [
+            (r"/login", OneTimePasswordLoginHandler),
             (r"/signup", SignupHandler),
             (r"/accounts", AccountsHandler),
             (r"/accounts/password", PasswordHandler),
@@ -308,6 +361,19 @@ class LocalAccountsAuthenticator(Authenticator):
 
 
 # --- pages ---------------------------------------------------------------------------------
+
+
+class OneTimePasswordLoginHandler(LoginHandler):
+    """JupyterHub's login, except that a one-time password leads to the password page first."""
+
+    def get_next_url(self, user=None, default=None):
+        url = super().get_next_url(user, default)
+        if user is None or not isinstance(self.authenticator, LocalAccountsAuthenticator):
+            return url
+        account = self.authenticator.store.get(user.name)
+        if account and account.must_change_password:
+            return url_concat(self.hub.base_url + "accounts/password", {"next": url})
+        return url
 
 
 class SignupHandler(BaseHandler):
@@ -391,10 +457,17 @@ class AccountsHandler(BaseHandler):
 
 
 class PasswordHandler(BaseHandler):
-    """``/hub/accounts/password``: change one's own password."""
+    """``/hub/accounts/password``: change one's own password (first of all a one-time one)."""
 
-    def _page(self, **ns):
-        return self.render_template("password.html", min_length=self.authenticator.min_password_length, **ns)
+    async def _page(self, **ns):
+        account = await asyncio.to_thread(self.authenticator.store.get, self.current_user.name)
+        return await self.render_template(
+            "password.html",
+            min_length=self.authenticator.min_password_length,
+            one_time=bool(account and account.must_change_password),
+            next_url=self.get_argument("next", ""),
+            **ns,
+        )
 
     @web.authenticated
     async def get(self):
@@ -410,6 +483,8 @@ class PasswordHandler(BaseHandler):
         confirmation = self.get_body_argument("password_confirmation", "", strip=False)
         if not account or not await asyncio.to_thread(check_password, old, account.password_hash):
             problem = ("The current password is wrong.", "当前密码不正确。")
+        elif new == old:
+            problem = ("Choose a password different from the current one.", "新密码不能与当前密码相同。")
         else:
             problem = password_problem(name, new, confirmation, auth.min_password_length)
         if problem:
@@ -417,4 +492,7 @@ class PasswordHandler(BaseHandler):
             self.finish(await self._page(error=problem))
             return
         await asyncio.to_thread(auth.store.set_password, name, new)
+        if account.must_change_password and self.get_argument("next", ""):
+            self.redirect(self.get_next_url(self.current_user))  # where the login was going
+            return
         self.finish(await self._page(done=("Your password was changed.", "密码已修改。")))

@@ -5,7 +5,8 @@ A roster is a CSV (UTF-8, UTF-8 with BOM, or GBK as Excel saves it) with the col
 written, and every problem is reported with its row and column. Then each member gets an
 approved hub account with a generated password (only its hash is stored; the password is
 printed once or written to a file only the organizer can read, for the organizer to hand
-out; members change it at ``/hub/accounts/password``), and each team is created and filled
+out; it is a one-time password: the member's first login leads to ``/hub/accounts/password``
+and no server starts until they have chosen their own), and each team is created and filled
 through the contest engine, so the size limit, the freeze date and the audit log apply.
 Members who already have an account keep their password. Running the same roster twice
 changes nothing.
@@ -138,7 +139,7 @@ def apply(entries: list[Entry], contest: Contest, store: Store, hub_db_url: str,
             password = None
             if accounts.get(e.member) is None:
                 password = new_password()
-                accounts.create(e.member, password, approved=True, by=by)
+                accounts.create(e.member, password, approved=True, by=by, one_time=True)
             out.append(Outcome(e.team, e.member, e.email, password))
     finally:
         accounts.close()

@@ -1,0 +1,104 @@
+"""One-time passwords: accounts made from a roster must choose their own password first.
+
+A roster's passwords pass through an organizer's hands (a printout, an e-mail), so they work
+once: the first login leads to the password page, the hub starts no server for the account
+until the member has chosen a password of their own, and then the login goes on to where it
+was going. Runs against a real JupyterHub with configurable-http-proxy.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import UTC, datetime
+
+from sqlalchemy import create_engine, text
+
+from hub.accounts import AccountStore, check_password, hash_password
+from sandbox.settings import PROJECT_ROOT, Paths
+
+
+def _xsrf(page: str) -> str:
+    return re.search(r'name="_xsrf" value="([^"]+)"', page).group(1)
+
+
+def test_a_roster_password_works_once_and_leads_to_the_password_page(hub, run_cli, demo, tmp_path):
+    roster = tmp_path / "roster.csv"
+    roster.write_text("team,member,email\n一次性,otp01,otp01@example.org\n", "utf-8")
+    root = Paths(demo.data_root, hub.settings.private_root, PROJECT_ROOT / "datasets")
+    out = tmp_path / "passwords.csv"
+    result = run_cli("teams", "import", str(roster), "--passwords-out", str(out), "--by", "org", root=root)
+    assert result.exit_code == 0, result.output
+    one_time = next(csv.DictReader(io.StringIO(out.read_text("utf-8-sig"))))["password"]
+
+    # The login succeeds, but goes to the password page, keeping where it was going.
+    s, r = hub.try_login("otp01", one_time)
+    assert r.status_code == 302 and "/hub/accounts/password?next=" in r.headers["Location"], r.headers
+    page = s.get(hub.url + r.headers["Location"], timeout=30)
+    page.encoding = "utf-8"  # JupyterHub's pages say so in <meta charset>, not in a header
+    assert page.status_code == 200 and 'id="one-time-password"' in page.text
+    assert "一次性密码" in page.text and "one-time password" in page.text
+
+    # No server until the password is changed, not even through the REST API.
+    token = hub.new_token(s, "otp01")
+    r = hub.api("POST", "/users/otp01/server", token=token)
+    assert r.status_code == 403 and "/hub/accounts/password" in r.json()["message"], r.text
+    assert "一次性密码" in r.json()["message"]
+
+    # The same password again is refused with a reason; a new one leads on.
+    form_url = hub.url + "/hub/accounts/password?next=%2Fhub%2Fhome"
+    same = {"old_password": one_time, "password": one_time, "password_confirmation": one_time}
+    r = s.post(form_url, data={**same, "_xsrf": _xsrf(page.text)}, timeout=30)
+    r.encoding = "utf-8"
+    assert r.status_code == 400 and "different from the current one" in r.text and "新密码不能与当前密码相同" in r.text
+    new = "my-own-secret-passphrase-7"
+    form = {"old_password": one_time, "password": new, "password_confirmation": new, "_xsrf": _xsrf(r.text)}
+    r = s.post(form_url, data=form, allow_redirects=False, timeout=30)
+    assert r.status_code == 302 and r.headers["Location"].endswith("/hub/home"), (r.status_code, r.text[-1000:])
+
+    # The one-time password is spent; the member's own works and goes straight on.
+    assert hub.try_login("otp01", one_time)[1].status_code == 403  # the login form again, with its error
+    _, r = hub.try_login("otp01", new)
+    assert r.status_code == 302 and "accounts/password" not in r.headers["Location"]
+    r = hub.api("POST", "/users/otp01/server", token=token)
+    assert r.status_code in (201, 202), r.text
+    hub.api("DELETE", "/users/otp01/server", token=token)
+
+
+def test_an_organizer_made_account_and_a_sign_up_are_not_one_time(tmp_path):
+    store = AccountStore(f"sqlite:///{tmp_path / 'hub.sqlite'}")
+    try:
+        assert not store.create("signed-up", "a-long-secret-1").must_change_password
+        assert store.create("rostered", "a-long-secret-2", approved=True, by="org", one_time=True).must_change_password
+        assert store.get("rostered").must_change_password
+        store.set_password("rostered", "a-long-secret-3")
+        assert not store.get("rostered").must_change_password
+    finally:
+        store.close()
+
+
+def test_accounts_made_by_an_earlier_version_survive_the_upgrade(db_url):
+    """The accounts table of an earlier contesthub (no one-time flag) gains the column in place."""
+    engine = create_engine(db_url)
+    with engine.begin() as con:
+        con.execute(
+            text(
+                "CREATE TABLE contesthub_accounts (name VARCHAR(64) PRIMARY KEY, password_hash VARCHAR(128) NOT NULL, "
+                "status VARCHAR(16) NOT NULL, created_at TIMESTAMP WITH TIME ZONE NOT NULL, "
+                "decided_at TIMESTAMP WITH TIME ZONE, decided_by VARCHAR(64))"
+            )
+        )
+        con.execute(
+            text("INSERT INTO contesthub_accounts VALUES ('old-timer', :h, 'approved', :t, :t, 'org')"),
+            {"h": hash_password("kept-password-1"), "t": datetime.now(UTC)},
+        )
+    engine.dispose()
+    store = AccountStore(db_url)
+    try:
+        account = store.get("old-timer")
+        assert account.approved and not account.must_change_password
+        assert check_password("kept-password-1", account.password_hash)
+        AccountStore(db_url).close()  # a second start finds the column and changes nothing
+    finally:
+        store.close()
