@@ -61,6 +61,12 @@ class Challenge:
     opens: dt.datetime
     closes: dt.datetime
     reveal: dt.datetime
+    upload_limit_mb: int = 50  # the contest's, copied here so that whatever scores a challenge applies it
+
+    @property
+    def upload_limit(self) -> int:
+        """The largest submission file, in bytes, before and after decompressing."""
+        return self.upload_limit_mb << 20
 
     @property
     def scorer(self) -> metrics.Metric:
@@ -177,6 +183,7 @@ def load(path: Path | None = None, datasets_dir: Path | None = None) -> Contest:
             ]
         ) from None
     datasets = {d.id: d for d in load_all(datasets_dir or PROJECT_ROOT / "datasets")}
+    upload_limit_mb = doc.get("upload_limit_mb", 50)
     challenges, seen = [], set()
     for i, c in enumerate(doc["challenges"]):
         key = f"challenges[{i}]"
@@ -204,6 +211,7 @@ def load(path: Path | None = None, datasets_dir: Path | None = None) -> Contest:
                 opens=_time(c["opens"], tz),
                 closes=_time(c["closes"], tz),
                 reveal=_time(c["reveal"], tz),
+                upload_limit_mb=upload_limit_mb,
             )
         )
         ch = challenges[-1]
@@ -224,7 +232,7 @@ def load(path: Path | None = None, datasets_dir: Path | None = None) -> Contest:
         challenges=tuple(challenges),
         path=path,
         team_freeze=_time(doc["team_freeze"], tz) if "team_freeze" in doc else None,
-        upload_limit_mb=doc.get("upload_limit_mb", 50),
+        upload_limit_mb=upload_limit_mb,
     )
 
 

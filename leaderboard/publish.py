@@ -1,9 +1,10 @@
 """What contestants may know about the contest, published next to the open data.
 
 ``<data root>/contest.json`` holds, per challenge, exactly what a submission must look like
-(id columns, prediction column, kind of value, allowed labels, size limit) and the public
-facts (title, metric, times, quota). It is what ``sandbox.validate`` checks a file against
-inside a sandbox, where the contest engine and the hidden solutions are out of reach.
+(id columns, prediction column, kind of value, allowed labels, size limits before and after
+decompressing) and the public facts (title, metric, times, quota). It is what
+``sandbox.validate`` checks a file against inside a sandbox, where the contest engine and the
+hidden solutions are out of reach.
 Nothing in it comes from the hidden targets except the set of labels, which the training
 data shows anyway. Written atomically by ``contesthub up`` and ``contesthub contest publish``.
 """
@@ -43,7 +44,8 @@ def public_spec(contest: Contest, paths: Paths) -> dict:
                 "prediction_columns": list(expect.prediction_columns),
                 "input": expect.input,
                 "labels": list(expect.labels),
-                "max_bytes": contest.upload_limit,
+                "max_bytes": expect.max_bytes,
+                "max_uncompressed_bytes": expect.max_uncompressed_bytes,
                 "daily_quota": ch.daily_quota,
                 "final_selections": ch.final_selections,
                 "opens": ch.opens.isoformat(),

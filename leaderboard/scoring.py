@@ -108,11 +108,15 @@ def _labels(challenge: Challenge, con: duckdb.DuckDBPyConnection, solution: Path
 
 
 def _expect(challenge: Challenge, labels: tuple) -> Expect:
+    # The contest's upload limit holds after decompressing too: an archive that expands past it
+    # is stopped there, not at the checks' default of a gigabyte.
     return Expect(
         id_columns=challenge.id_columns,
         prediction_columns=(challenge.prediction,),
         input=challenge.scorer.input,
         labels=labels,
+        max_bytes=challenge.upload_limit,
+        max_uncompressed_bytes=challenge.upload_limit,
     )
 
 
@@ -254,13 +258,12 @@ def warm_cache(challenge: Challenge, paths: Paths, version: int | None = None) -
 def _fast(
     con: duckdb.DuckDBPyConnection, challenge: Challenge, path: Path, work: Path, expect: Expect, truth: Truth
 ) -> str | None:
-    """SQL of (row, public, y, p) if the file is the usual valid CSV; None sends it to the full check."""
+    """SQL of (row, public, y, p) if the file is the usual valid CSV; None sends it to the full check.
+
+    Raises SubmissionInvalid when the file cannot be unpacked (the full check would say the same)."""
     if not truth.distinct_ids or expect.input not in ("value", "probability", "label"):
         return None
-    try:
-        plain = unpack(path, work, expect)
-    except SubmissionInvalid:
-        return None
+    plain = unpack(path, work, expect)
     pred = challenge.prediction
     label = expect.input == "label"
     types = dict.fromkeys(challenge.id_columns, "VARCHAR") | {pred: "VARCHAR" if label else "DOUBLE"}

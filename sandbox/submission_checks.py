@@ -1,9 +1,11 @@
 """Reading and checking a submission file: every problem a contestant can act on.
 
 A submission is CSV (UTF-8, UTF-8 with a BOM, or GBK as Excel saves it on a Chinese
-Windows), Parquet, or either inside gzip or zip. The format is read from the file's first
-bytes, not its name. Decompression is streamed into a size-capped file, so a small archive
-that expands to gigabytes (a decompression bomb) is stopped at the cap.
+Windows), Parquet, or either inside gzip or zip (up to three layers: a .csv.gz zipped is
+two). The format is read from the file's first bytes, not its name. Decompression is
+streamed into a size-capped file (the contest's upload limit applies after decompressing
+too), so a small archive that expands to gigabytes (a decompression bomb) is stopped at the
+cap. A CSV's header is checked before the rest of it is read.
 
 Checks, each reported with a code, a message in Chinese and English that says what to do,
 and the first offending rows (spreadsheet numbering: the header is row 1) and column:
@@ -11,8 +13,9 @@ and the first offending rows (spreadsheet numbering: the header is row 1) and co
 ========================  ================================================================
 file-too-large            the upload is over the size limit
 decompressed-too-large    the archive expands beyond the limit
-bad-archive               a zip with no, several, or unsafe (path traversal) members
-empty-file                no bytes, or only white space
+bad-archive               a zip with no, several, or unsafe (path traversal) members, or
+                          archives nested more than three deep
+empty-file                no bytes, or only white space (or a BOM)
 unreadable                not CSV, not Parquet, or text in an unknown encoding
 no-rows                   a header but no rows
 duplicate-column          a column name appears twice
@@ -37,6 +40,7 @@ from __future__ import annotations
 import gzip
 import zipfile
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -48,6 +52,12 @@ from sandbox.quoting import lit, q
 EXAMPLES = 5
 MiB = 2**20
 READ_BUFFER = 2 * MiB  # of the typed CSV reader (DuckDB's default, 32 MiB, is most of a scorer's memory)
+MAX_LAYERS = 3  # of archives in archives: a .csv.gz put in a zip is two
+PER_CODE = 20  # problems of one code listed one by one; one more counts the rest
+NAME_SHOWN = 100  # characters of a column name a message quotes
+BOM = b"\xef\xbb\xbf"
+GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 
 
 @dataclass(frozen=True)
@@ -131,74 +141,216 @@ def _copy_capped(src, dst: Path, cap: int) -> None:
             if written > cap:
                 raise _fail(
                     "decompressed-too-large",
-                    f"the archive expands to more than {cap // MiB} MiB; upload a smaller file",
-                    f"压缩包解压后超过 {cap // MiB} MiB；请上传更小的文件",
+                    f"the archive expands to more than {cap // MiB} MiB, the limit after decompressing; "
+                    "upload a smaller file (fewer columns, shorter numbers)",
+                    f"压缩包解压后超过 {cap // MiB} MiB（解压后的上限）；请上传更小的文件（减少列数或缩短数字）",
                 )
             out.write(chunk)
 
 
+def _archive(path: Path) -> str | None:
+    """'gzip' or 'zip' from the file's first bytes (every zip signature: an empty zip starts
+    PK\\x05\\x06, a spanned one PK\\x07\\x08); None for anything else."""
+    magic = _head(path, 4)
+    if magic[:2] == GZIP_MAGIC:
+        return "gzip"
+    if magic in ZIP_MAGIC:
+        return "zip"
+    return None
+
+
+def _gunzip(path: Path, out: Path, expect: Expect) -> None:
+    try:
+        with gzip.open(path, "rb") as src:
+            _copy_capped(src, out, expect.max_uncompressed_bytes)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _fail(
+            "unreadable",
+            f"the gzip file is damaged ({exc}); compress it again",
+            f"gzip 文件已损坏（{exc}）；请重新压缩",
+        ) from None
+
+
+def _unzip(path: Path, out: Path, expect: Expect) -> None:
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise _fail(
+            "bad-archive",
+            f"the zip file is damaged ({exc}); compress the file again",
+            f"zip 文件已损坏（{exc}）；请重新压缩",
+        ) from None
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        if not members:
+            raise _fail(
+                "bad-archive",
+                "the zip holds no file; put your CSV or Parquet file in it",
+                "zip 中没有文件；请把 CSV 或 Parquet 文件放进去",
+            )
+        if len(members) != 1:
+            raise _fail(
+                "bad-archive",
+                f"the zip holds {len(members)} files; put exactly one CSV or Parquet file in it",
+                f"zip 中有 {len(members)} 个文件；请只放一个 CSV 或 Parquet 文件",
+            )
+        member = members[0]
+        name = PurePosixPath(member.filename.replace("\\", "/"))
+        if name.is_absolute() or ".." in name.parts:
+            raise _fail(
+                "bad-archive",
+                f"the zip member name {member.filename!r} points outside the archive; zip the file alone, "
+                "without folders",
+                f"zip 中的文件名 {member.filename!r} 指向压缩包之外；请只压缩该文件本身，不要带目录",
+            )
+        if member.file_size > expect.max_uncompressed_bytes:
+            raise _fail(
+                "decompressed-too-large",
+                f"the archive expands to {member.file_size / MiB:.0f} MiB; the limit is "
+                f"{expect.max_uncompressed_bytes // MiB} MiB after decompressing too; upload a smaller file",
+                f"压缩包解压后为 {member.file_size / MiB:.0f} MiB，超过解压后的上限 "
+                f"{expect.max_uncompressed_bytes // MiB} MiB；请上传更小的文件",
+            )
+        try:
+            with archive.open(member) as src:  # the header's size may lie: the copy is capped too
+                _copy_capped(src, out, expect.max_uncompressed_bytes)
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError, zlib.error) as exc:
+            raise _fail(
+                "bad-archive",
+                f"the zip member cannot be read ({exc}); zip the file again without a password",
+                f"无法读取 zip 中的文件（{exc}）；请不加密码重新压缩",
+            ) from None
+
+
 def unpack(path: Path, work: Path, expect: Expect) -> Path:
-    """The plain file inside ``path`` (gzip or zip), written into ``work``; ``path`` itself otherwise."""
+    """The plain file inside ``path``, written into ``work``; ``path`` itself when it is no archive.
+
+    Up to :data:`MAX_LAYERS` layers of gzip and zip, in any order (a .csv.gz put in a zip is
+    two). Each layer is written to a file of its own, ``work/unpacked-<layer>``, capped at
+    ``expect.max_uncompressed_bytes``, and the layer it came from is deleted once read; on any
+    failure every layer written is deleted. The caller deletes the file returned.
+    """
     size = path.stat().st_size
     if size > expect.max_bytes:
         raise _fail(
             "file-too-large",
-            f"the file is {size / MiB:.1f} MiB; the limit is {expect.max_bytes // MiB} MiB",
-            f"文件大小为 {size / MiB:.1f} MiB，超过上限 {expect.max_bytes // MiB} MiB",
+            f"the file is {size / MiB:.1f} MiB; the limit is {expect.max_bytes // MiB} MiB; "
+            "compress it with gzip or zip, or keep only the columns needed",
+            f"文件大小为 {size / MiB:.1f} MiB，超过上限 {expect.max_bytes // MiB} MiB；"
+            "请用 gzip/zip 压缩，或只保留所需的列",
         )
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-    if magic[:2] == b"\x1f\x8b":
-        out = work / "unpacked"
-        try:
-            with gzip.open(path, "rb") as src:
-                _copy_capped(src, out, expect.max_uncompressed_bytes)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise _fail(
-                "unreadable",
-                f"the gzip file is damaged ({exc}); compress it again",
-                f"gzip 文件已损坏（{exc}）；请重新压缩",
-            ) from None
-        return unpack(out, work, expect) if _head(out, 2) == b"\x1f\x8b" else out
-    if magic == b"PK\x03\x04":
-        try:
-            archive = zipfile.ZipFile(path)
-        except zipfile.BadZipFile as exc:
-            raise _fail("bad-archive", f"the zip file is damaged ({exc})", f"zip 文件已损坏（{exc}）") from None
-        with archive:
-            members = [m for m in archive.infolist() if not m.is_dir()]
-            if len(members) != 1:
+    current, layer = path, 0
+    try:
+        while (kind := _archive(current)) is not None:
+            layer += 1
+            if layer > MAX_LAYERS:
                 raise _fail(
                     "bad-archive",
-                    f"the zip holds {len(members)} files; put exactly one CSV or Parquet file in it",
-                    f"zip 中有 {len(members)} 个文件；请只放一个 CSV 或 Parquet 文件",
+                    f"the file is nested too deep: more than {MAX_LAYERS} layers of gzip/zip; "
+                    "compress the CSV or Parquet file once",
+                    f"文件嵌套压缩过深：超过 {MAX_LAYERS} 层 gzip/zip；请只压缩一次 CSV 或 Parquet 文件",
                 )
-            member = members[0]
-            name = PurePosixPath(member.filename.replace("\\", "/"))
-            if name.is_absolute() or ".." in name.parts:
-                raise _fail(
-                    "bad-archive",
-                    f"the zip member name {member.filename!r} points outside the archive",
-                    f"zip 中的文件名 {member.filename!r} 指向压缩包之外",
+            out = work / f"unpacked-{layer}"
+            (_gunzip if kind == "gzip" else _unzip)(current, out, expect)
+            if current != path:
+                current.unlink()
+            current = out
+    except BaseException:
+        for p in work.glob("unpacked-*"):
+            p.unlink(missing_ok=True)
+        raise
+    return current
+
+
+def _is_scratch(p: Path) -> bool:
+    """A file :func:`unpack` or :func:`load` wrote into the work folder."""
+    return p.name.startswith("unpacked-") or p.name == "utf8.csv"
+
+
+# --- the header ----------------------------------------------------------------------------
+
+
+def _shown(name: str) -> tuple[str, str]:
+    """A column name as the messages quote it (en, zh): as it is, or its start when very long."""
+    if len(name) <= NAME_SHOWN:
+        return repr(name), repr(name)
+    start = repr(name[:NAME_SHOWN])
+    return f"{start}… ({len(name):,} characters)", f"{start}…（共 {len(name):,} 个字符）"
+
+
+def _column(name: str) -> str:
+    """A column name as a problem's ``column`` holds it (shortened like :func:`_shown`)."""
+    return name if len(name) <= NAME_SHOWN else name[:NAME_SHOWN] + "…"
+
+
+_MORE = {  # the last problem of a code listed PER_CODE times: how many more there are
+    "duplicate-column": (
+        "and {n:,} more column names appear more than once; keep each column once (the header must be {want})",
+        "另有 {n:,} 个列名重复出现；每列只保留一次（表头应为 {want}）",
+    ),
+    "missing-column": (
+        "and {n:,} more columns are missing; the header must be {want}",
+        "另缺少 {n:,} 列；表头应为 {want}",
+    ),
+    "extra-column": (
+        "and {n:,} more columns are not expected; remove every column but {want}",
+        "另有 {n:,} 列不应出现；请删除 {want} 以外的所有列",
+    ),
+}
+
+
+def _capped(problems: list[Problem], want: str) -> list[Problem]:
+    """At most :data:`PER_CODE` problems of each code, then one that counts the rest, so that a
+    file with 10,000 columns gets a short answer."""
+    if len(problems) <= PER_CODE:
+        return problems
+    code, n = problems[0].code, len(problems) - PER_CODE
+    en, zh = _MORE[code]
+    return [*problems[:PER_CODE], Problem(code, en.format(n=n, want=want), zh.format(n=n, want=want), count=n)]
+
+
+def column_problems(columns: list[str], expect: Expect) -> list[Problem]:
+    """Duplicate, missing and extra columns of a header, the first :data:`PER_CODE` of each one
+    by one (with the column's position and name), then a count of the rest."""
+    expected = [*expect.id_columns, *expect.prediction_columns]
+    want = ",".join(expected)
+    seen = Counter(columns)
+    duplicate, missing, extra = [], [], []
+    for c, n in seen.items():
+        if n > 1:
+            en, zh = _shown(c)
+            duplicate.append(
+                Problem(
+                    "duplicate-column",
+                    f"column {en} appears {n} times; keep one (the header must be {want})",
+                    f"列 {zh} 出现了 {n} 次；请只保留一列（表头应为 {want}）",
+                    column=_column(c),
                 )
-            if member.file_size > expect.max_uncompressed_bytes:
-                raise _fail(
-                    "decompressed-too-large",
-                    f"the archive expands to {member.file_size / MiB:.0f} MiB; the limit is "
-                    f"{expect.max_uncompressed_bytes // MiB} MiB",
-                    f"压缩包解压后为 {member.file_size / MiB:.0f} MiB，超过上限 "
-                    f"{expect.max_uncompressed_bytes // MiB} MiB",
+            )
+    for c in expected:
+        if c not in seen:
+            missing.append(
+                Problem(
+                    "missing-column",
+                    f"column {c!r} is missing; the header must be {want}",
+                    f"缺少列 {c!r}；表头应为 {want}",
+                    column=c,
                 )
-            out = work / "unpacked"
-            try:
-                with archive.open(member) as src:  # the header's size may lie: the copy is capped too
-                    _copy_capped(src, out, expect.max_uncompressed_bytes)
-            except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
-                raise _fail(
-                    "bad-archive", f"the zip member cannot be read ({exc})", f"无法读取 zip 中的文件（{exc}）"
-                ) from None
-        return unpack(out, work, expect) if _head(out, 2) in (b"\x1f\x8b", b"PK") else out
-    return path
+            )
+    reported = set()
+    for i, c in enumerate(columns, start=1):
+        if c in expected or c in reported:
+            continue
+        reported.add(c)
+        if not c:
+            en = f"column {i} has no name (a comma too many?); remove it: the header must be {want}"
+            zh = f"第 {i} 列没有列名（多了一个逗号？）；请删除该列：表头应为 {want}"
+        else:
+            name_en, name_zh = _shown(c)
+            en = f"column {i}, {name_en}, is not expected; remove it (the header must be {want})"
+            zh = f"第 {i} 列 {name_zh} 不应出现；请删除（表头应为 {want}）"
+        extra.append(Problem("extra-column", en, zh, column=_column(c)))
+    return [*_capped(duplicate, want), *_capped(missing, want), *_capped(extra, want)]
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -214,79 +366,131 @@ class Loaded:
     first_row: int  # row number of the first data row (2 under a CSV header, 1 in Parquet)
 
 
+def _utf8(plain: Path, head: bytes, work: Path) -> Path:
+    """``plain`` as UTF-8 text (transcoded from GBK into ``work/utf8.csv`` if need be)."""
+    # Imported here: sandbox.sources loads pyarrow (~50 MiB), which the scorer's fast path never needs.
+    from sandbox.sources import detect_encoding, transcode_to_utf8
+
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise _fail(
+            "unreadable",
+            "the file is UTF-16 text (Excel's 'Unicode text'); save it as UTF-8 CSV ('CSV UTF-8' in Excel)",
+            "文件是 UTF-16 编码的文本（Excel 的“Unicode 文本”）；请另存为 UTF-8 编码的 CSV（Excel 中的“CSV UTF-8”）",
+        )
+    if b"\x00" in head:
+        raise _fail(
+            "unreadable",
+            "the file holds NUL bytes, so it is not a CSV text file; save it as UTF-8 CSV",
+            "文件中含有 NUL 字节，不是 CSV 文本文件；请另存为 UTF-8 编码的 CSV",
+        )
+    try:
+        encoding = detect_encoding(plain)
+    except ContesthubError:
+        raise _fail(
+            "unreadable",
+            "the file is neither CSV text (UTF-8 or GBK) nor Parquet; save it as UTF-8 CSV",
+            "文件既不是 CSV 文本（UTF-8 或 GBK）也不是 Parquet；请另存为 UTF-8 编码的 CSV",
+        ) from None
+    if encoding == "utf-8":
+        return plain
+    try:
+        return transcode_to_utf8(plain, encoding, work / "utf8.csv")
+    except ContesthubError as exc:  # a bad byte after the part the encoding was told from
+        where = exc.details if isinstance(exc.details, dict) else {}
+        line = where.get("line")
+        if where.get("truncated"):
+            en = "the file is GBK text that ends in the middle of a character, so it is cut short"
+            zh = "文件是 GBK 编码的文本，但结束在一个字符的中间，文件不完整"
+        else:
+            en = f"line {line} is not valid GBK text, though the lines before it are"
+            zh = f"第 {line} 行不是有效的 GBK 文本（之前的行都是）"
+        raise _fail(
+            "unreadable",
+            f"{en}; export the file again, saved as UTF-8 CSV ('CSV UTF-8' in Excel)",
+            f"{zh}；请重新导出，另存为 UTF-8 编码的 CSV（Excel 中的“CSV UTF-8”）",
+            rows=[line] if line else [],
+        ) from None
+
+
+def _csv_header(plain: Path, expect: Expect) -> list[str]:
+    """The header's names; an unreadable first line is a problem the contestant can fix."""
+    from sandbox.sources import HEADER_LIMIT, read_header
+
+    want = ",".join([*expect.id_columns, *expect.prediction_columns])
+    try:
+        return read_header(plain, ",")
+    except ContesthubError as exc:
+        problem = exc.details.get("problem") if isinstance(exc.details, dict) else None
+    if problem == "blank":
+        en, zh = "the first line is blank", "第一行是空的"
+    elif problem == "too-long":
+        en = f"the first line is longer than {HEADER_LIMIT // MiB} MiB"
+        zh = f"第一行超过 {HEADER_LIMIT // MiB} MiB"
+    else:
+        en, zh = "the first line cannot be read as a CSV header", "第一行无法作为 CSV 表头读取"
+    raise _fail(
+        "unreadable",
+        f"{en}; the first line must be the header: {want}",
+        f"{zh}；第一行必须是表头：{want}",
+        rows=[1],
+    )
+
+
+def _why(exc: duckdb.Error, plain: Path) -> str:
+    """The first line of DuckDB's error, without the path of the file on the server."""
+    return str(exc).splitlines()[0].replace(str(plain), "…")
+
+
 def load(con: duckdb.DuckDBPyConnection, path: Path, work: Path, expect: Expect, table: str = "submission") -> Loaded:
     plain = unpack(path, work, expect)
     head = _head(plain, 65536)
-    raw = head[:4]
-    if not head.strip():
+    if not head.removeprefix(BOM).strip():
         raise _fail(
             "empty-file",
             "the file is empty; it needs a header row and one row per test id",
             "文件是空的；需要一行表头以及每个测试 id 一行预测",
         )
-    if raw == b"PAR1":
+    if head[:4] == b"PAR1":
         try:
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {q(table)} AS SELECT * FROM read_parquet({lit(str(plain))})"
             ).fetchall()
         except duckdb.Error as exc:
+            why = _why(exc, plain)
             raise _fail(
                 "unreadable",
-                f"the Parquet file cannot be read ({str(exc).splitlines()[0]})",
-                f"无法读取该 Parquet 文件（{str(exc).splitlines()[0]}）",
+                f"the Parquet file cannot be read ({why}); write it again",
+                f"无法读取该 Parquet 文件（{why}）；请重新写出该文件",
             ) from None
         first_row = 1
     else:
-        # Imported here: sandbox.sources loads pyarrow (~50 MiB), which the scorer's fast path never needs.
-        from sandbox.sources import detect_encoding, read_header, transcode_to_utf8
-
-        try:
-            encoding = detect_encoding(plain)
-        except ContesthubError:
-            raise _fail(
-                "unreadable",
-                "the file is neither CSV text (UTF-8 or GBK) nor Parquet; save it as UTF-8 CSV",
-                "文件既不是 CSV 文本（UTF-8 或 GBK）也不是 Parquet；请另存为 UTF-8 编码的 CSV",
-            ) from None
-        if encoding != "utf-8":
-            plain = transcode_to_utf8(plain, encoding, work / "utf8.csv")
-        try:
-            header = read_header(plain, ",")
-        except ContesthubError:
-            raise _fail(
-                "unreadable",
-                "the first line is not a readable CSV header; save the file as UTF-8 CSV",
-                "第一行不是可读取的 CSV 表头；请另存为 UTF-8 编码的 CSV",
-            ) from None
-        dups = sorted({h for h in header if header.count(h) > 1})
-        if dups:  # DuckDB would rename them (visits_1); say what the file really holds
-            raise SubmissionInvalid(
-                [
-                    Problem(
-                        "duplicate-column",
-                        f"column {c!r} appears more than once; keep one",
-                        f"列 {c!r} 出现了不止一次；请只保留一列",
-                        column=c,
-                    )
-                    for c in dups
-                ]
-            )
-        if b"\x00" in _head(plain, 65536):
-            raise _fail(
-                "unreadable",
-                "the file holds NUL bytes, so it is not a CSV text file; save it as UTF-8 CSV",
-                "文件中含有 NUL 字节，不是 CSV 文本文件；请另存为 UTF-8 编码的 CSV",
-            )
+        plain = _utf8(plain, head, work)
+        # The header first: a wrong one is all there is to say, and DuckDB need not read a
+        # file of 10,000 columns to find that out.
+        problems = column_problems(_csv_header(plain, expect), expect)
+        if problems:
+            raise SubmissionInvalid(problems)
         try:
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {q(table)} AS SELECT * FROM read_csv({lit(str(plain))}, header=true, "
                 "all_varchar=true, delim=',', quote='\"', escape='\"', strict_mode=true, null_padding=false)"
             ).fetchall()
         except duckdb.Error as exc:
+            why = _why(exc, plain)
+            crlf = head.count(b"\r\n")
+            lone_cr, lone_lf = head.count(b"\r") - crlf, head.count(b"\n") - crlf
+            if lone_cr or (crlf and lone_lf):  # DuckDB reads CR-only files, but not every mix of endings
+                en = (
+                    "its lines end in different ways (or with a lone CR, an old Mac format); save the file again "
+                    "with LF or CRLF line endings, the same on every line"
+                )
+                zh = "文件的行尾不统一（或使用了单独的 CR，即旧版 Mac 格式）；请以 LF 或 CRLF 换行符重新保存，每行一致"
+            else:
+                en, zh = "check commas and quotes", "请检查逗号和引号"
             raise _fail(
                 "unreadable",
-                f"the CSV cannot be parsed ({str(exc).splitlines()[0]}); check commas and quotes",
-                f"无法解析该 CSV（{str(exc).splitlines()[0]}）；请检查逗号和引号",
+                f"the CSV cannot be parsed ({why}); {en}",
+                f"无法解析该 CSV（{why}）；{zh}",
             ) from None
         first_row = 2
     columns = [r[0] for r in con.execute(f"DESCRIBE {q(table)}").fetchall()]
@@ -380,9 +584,7 @@ def prediction_checks(expect: Expect) -> list[tuple[str, str, str, str, str]]:
 
 def check(con: duckdb.DuckDBPyConnection, loaded: Loaded, expect: Expect, test_ids: str) -> list[Problem]:
     """Every problem of the loaded file; ``test_ids`` is SQL naming a relation of the test set's ids."""
-    problems: list[Problem] = []
     cols = loaded.columns
-    expected = list(expect.id_columns) + list(expect.prediction_columns)
     if loaded.rows == 0:
         return [
             Problem(
@@ -391,29 +593,7 @@ def check(con: duckdb.DuckDBPyConnection, loaded: Loaded, expect: Expect, test_i
                 "文件只有表头没有数据；请为每个测试 id 写一行预测",
             )
         ]
-    for c in sorted({c for c in cols if cols.count(c) > 1}):
-        problems.append(
-            Problem("duplicate-column", f"column {c!r} appears more than once", f"列 {c!r} 出现了不止一次", column=c)
-        )
-    missing = [c for c in expected if c not in cols]
-    for c in missing:
-        problems.append(
-            Problem(
-                "missing-column",
-                f"column {c!r} is missing; the header must be {','.join(expected)}",
-                f"缺少列 {c!r}；表头应为 {','.join(expected)}",
-                column=c,
-            )
-        )
-    for c in [c for c in cols if c not in expected]:
-        problems.append(
-            Problem(
-                "extra-column",
-                f"column {c!r} is not expected; remove it (expected: {','.join(expected)})",
-                f"列 {c!r} 不应出现；请删除（应有的列：{','.join(expected)}）",
-                column=c,
-            )
-        )
+    problems = column_problems(cols, expect)
     if problems:
         return problems  # the rest of the checks need the right columns
 
@@ -533,7 +713,7 @@ def validate_file(con: duckdb.DuckDBPyConnection, path: Path, work: Path, expect
         problems = check(con, loaded, expect, test_ids)
     finally:
         for p in work.iterdir():
-            if p.name in ("unpacked", "utf8.csv"):
+            if _is_scratch(p):
                 p.unlink(missing_ok=True)
     if problems:
         raise SubmissionInvalid(problems)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -40,3 +41,22 @@ def test_validate_uses_the_published_rules_not_the_hidden_answers(contestant, de
     with pytest.raises(sandbox.ContesthubError, match="no challenge 'nope'") as missing:
         sandbox.validate("nope", probs)
     assert "outpatient_forecast" in missing.value.en and missing.value.zh
+
+
+def test_validate_caps_decompression_at_the_contest_upload_limit(contestant, demo, tmp_path):
+    from leaderboard import contest
+
+    limit = contest.load(None, demo.datasets_dir).upload_limit
+    rules = json.loads((demo.data_root / "contest.json").read_text("utf-8"))
+    assert {(c["max_bytes"], c["max_uncompressed_bytes"]) for c in rules["challenges"]} == {(limit, limit)}
+    # A small gzip file (members of 1 MiB of rows each) expanding to one MiB past the limit.
+    member = gzip.compress(b"1,0.5\n" * ((1 << 20) // 6), 9)
+    path = tmp_path / "p.csv.gz"
+    with open(path, "wb") as f:
+        f.write(gzip.compress(b"visit_id,p_emergency\n"))
+        for _ in range((limit >> 20) + 1):
+            f.write(member)
+    assert path.stat().st_size < limit // 100
+    out = sandbox.validate("emergency_visit", str(path))
+    assert [e["code"] for e in out.errors] == ["decompressed-too-large"]
+    assert f"{limit >> 20} MiB" in out.errors[0]["message_en"] and out.errors[0]["message_zh"]
