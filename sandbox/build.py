@@ -333,7 +333,7 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
     home = dataset_dir(paths.data_root, ds.id)
     home.mkdir(parents=True, exist_ok=True)
     for stale in home.glob(".tmp-*"):  # left by a killed build; we hold the lock, so nobody owns it
-        shutil.rmtree(stale, ignore_errors=True)
+        _remove_tree(stale)
 
     fingerprint = source_fingerprint(ds, scale)
     current = latest_version(paths.data_root, ds.id)
@@ -535,13 +535,22 @@ def _catalog_meta(ds: Dataset) -> dict:
 
 
 def _publish(home: Path, tmp: Path, version: int) -> None:
-    """Make ``tmp`` version ``version`` and point ``latest`` at it, each step atomic."""
-    for p in tmp.rglob("*"):
+    """Make ``tmp`` version ``version`` and point ``latest`` at it, each step atomic.
+
+    A published version is immutable, and its modes say so (files 0444, folders 0555): a
+    sandbox running as another account, or as the builder's own in demo mode, cannot change
+    or add a file in it by mistake.
+    """
+    for p in sorted(tmp.rglob("*"), reverse=True):  # contents before their folder
         if p.is_file():
             fd = os.open(p, os.O_RDONLY)
             os.fsync(fd)
             os.close(fd)
+            os.chmod(p, 0o444)
+        elif p.is_dir():
+            os.chmod(p, 0o555)
     _fsync_dir(tmp)
+    os.chmod(tmp, 0o555)
     final = home / f"v{version}"
     os.rename(tmp, final)
     link = home / f".latest-{os.getpid()}"
@@ -550,6 +559,14 @@ def _publish(home: Path, tmp: Path, version: int) -> None:
     os.symlink(final.name, link)
     os.replace(link, home / "latest")
     _fsync_dir(home)
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete a folder even when it was already made read-only by :func:`_publish`."""
+    for p in [path, *path.rglob("*")] if path.is_dir() else []:
+        if p.is_dir() and not p.is_symlink():
+            os.chmod(p, 0o755)  # deleting an entry takes write permission on its folder
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _save_failed_report(paths: Paths, ds: Dataset, report: quality.Report) -> None:

@@ -52,6 +52,11 @@ def test_versions_are_immutable_and_latest_flips(make_dataset, build, paths):
     assert [v["rows"] for v in root["datasets"][ds.id]["versions"]] == [2, 3, 3]
     assert _checksums_match(paths, ds.id)
 
+    # Their modes say so too: nobody, not even the builder's own account, writes into a version.
+    v1 = paths.data_root / ds.id / "v1"
+    assert {oct(p.stat().st_mode & 0o777) for p in v1.rglob("*") if p.is_file()} == {"0o444"}
+    assert oct(v1.stat().st_mode & 0o777) == "0o555"
+
 
 def test_failed_build_leaves_previous_version_served(make_dataset, build, paths):
     ds = make_dataset({"t": table(FIELDS, primaryKey=["id"])}, {"data.csv": "id,value,label\n1,0.5,a\n"})
