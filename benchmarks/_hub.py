@@ -7,7 +7,8 @@
   up``'s first start, and the submission service and leaderboard running. Stopping it stops
   every server, the services and the proxy (:meth:`hub.launcher.HubProcess.stop`).
 * HTTP helpers that act the way a person or a notebook does: the login form (with the xsrf
-  cookie), the hub's REST API with a token, the submission service with a token.
+  cookie), the hub's REST API with a token, the submission service with a token (a cell in a
+  contestant's kernel: :func:`hub.kernel_client.run_code`, shared with the tests).
 * :func:`predictions`: valid (or broken) prediction files for ``outpatient_forecast``, each
   with different bytes, so every submission is a file of its own in the store.
 * :func:`memory`: RSS (and PSS) of the hub, the proxy, the services and the contestants'
@@ -453,79 +454,6 @@ def wait_spawned(hub: Hub, name: str, token: str, timeout: float = 300) -> dict:
             if time.monotonic() > deadline:
                 break
     return last
-
-
-def run_cell(hub: Hub, user: str, token: str, code: str, timeout: float = 300) -> dict:
-    """Run ``code`` in a new kernel of ``user``'s server through the proxy's websocket.
-
-    ``{"stdout", "error", "start", "run"}`` (seconds to start the kernel, to run the cell);
-    the kernel is shut down afterwards.
-    """
-    import uuid
-
-    import websocket
-
-    base = f"{hub.url}/user/{user}/api"
-    headers = {"Authorization": f"token {token}"}
-    t0 = time.perf_counter()
-    r = requests.post(f"{base}/kernels", json={"name": "python3"}, headers=headers, timeout=timeout)
-    if r.status_code != 201:
-        raise HttpError("kernel", r)
-    kernel_id = r.json()["id"]
-    ws_url = base.replace("http://", "ws://", 1) + f"/kernels/{kernel_id}/channels"
-    try:
-        ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout)
-        started = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        try:
-            msg_id, session = uuid.uuid4().hex, uuid.uuid4().hex
-            ws.send(
-                json.dumps(
-                    {
-                        "header": {
-                            "msg_id": msg_id,
-                            "session": session,
-                            "username": user,
-                            "msg_type": "execute_request",
-                            "version": "5.3",
-                        },
-                        "parent_header": {},
-                        "metadata": {},
-                        "channel": "shell",
-                        "buffers": [],
-                        "content": {
-                            "code": code,
-                            "silent": False,
-                            "store_history": False,
-                            "user_expressions": {},
-                            "allow_stdin": False,
-                            "stop_on_error": True,
-                        },
-                    }
-                )
-            )
-            stdout, error, replied, idle = [], None, False, False
-            deadline = time.monotonic() + timeout
-            while not (replied and idle) and time.monotonic() < deadline:
-                msg = json.loads(ws.recv())
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                kind = msg["msg_type"]
-                if kind == "stream" and msg["content"]["name"] == "stdout":
-                    stdout.append(msg["content"]["text"])
-                elif kind == "error":
-                    error = "\n".join(msg["content"]["traceback"])
-                elif kind == "execute_reply":
-                    replied = True
-                elif kind == "status" and msg["content"]["execution_state"] == "idle":
-                    idle = True
-            if not (replied and idle):
-                raise TimeoutError("the kernel did not answer in time")
-        finally:
-            ws.close()
-        return {"stdout": "".join(stdout), "error": error, "start": started, "run": time.perf_counter() - t1}
-    finally:
-        requests.delete(f"{base}/kernels/{kernel_id}", headers=headers, timeout=120)
 
 
 # --- whose CPU ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hub import runtime
 from hub.accounts import USERNAME_PATTERN, LocalAccountsAuthenticator
-from hub.sandboxes import DEMO_WARNING, DemoSpawner, SecureSpawner, check_secure_mode, pre_spawn_hook
+from hub.sandboxes import DEMO_WARNING, DemoSpawner, pre_spawn_hook, secure_mode_config
 from hub.services import (
     GATEWAY_SCOPE,
     GATEWAY_SERVICE,
@@ -101,26 +101,10 @@ if settings.mode == "demo":
         "演示模式：参赛者之间没有隔离，请勿用于正式比赛。"
     }
 elif settings.mode == "secure":
-    # Contestants' servers run as their own accounts: Python and the open data must be
-    # readable by every account, while the private root stays closed (mode 0700).
-    problems = check_secure_mode(
-        {
-            "Python (sys.base_prefix)": Path(sys.base_prefix),
-            "the venv": Path(sys.prefix),
-            "the data root": settings.data_root,
-        }
-    )
-    if problems:
-        raise SettingsError(
-            "mode 'secure' cannot start contestants' servers: "
-            + "; ".join(problems)
-            + ". Install contesthub and its Python where every account can read them (e.g. under /opt).",
-            "secure 模式无法启动参赛者的服务器："
-            + "；".join(problems)
-            + "。请把 contesthub 及其 Python 安装到所有账号可读的位置（例如 /opt）。",
-        )
-    c.JupyterHub.spawner_class = SecureSpawner
-    c.SecureSpawner.home_dir_template = home_template
+    # Contestants' servers run as their own accounts, with a Python every account can run
+    # (hub/interpreter.py); the open data readable by all, the private root by none. The hub
+    # refuses to start, saying what to fix, when any of it is not so (hub/sandboxes.py).
+    c.merge(secure_mode_config(settings))
 else:  # cluster: Zero to JupyterHub provides the network and storage settings
     try:
         import kubespawner  # noqa: F401

@@ -6,6 +6,11 @@ hub-managed services and every contestant's server itself, each in a session of 
 notes every process below the hub first, asks the hub to shut down (it stops the servers,
 the services and the proxy), and then ends whatever of those processes is still there: no
 process started for the hub outlives it.
+
+A hub that dies without stopping them (SIGKILL, the OOM killer) takes its managed services
+with it: each asks the kernel for SIGTERM when the hub dies (hub/die_with_parent.py,
+hub/services.py). Its proxy and the contestants' servers stay: the next hub started with the
+same settings replaces the proxy (its pid file) and finds the servers again.
 """
 
 from __future__ import annotations

@@ -12,6 +12,15 @@ service            what                                    public URL
 ``idle-culler``    jupyterhub-idle-culler                  (none)
 =================  ======================================  =================================
 
+Every managed service ends when the hub dies, however it dies (a clean stop ends them anyway):
+JupyterHub starts them in sessions of their own, so a killed hub (SIGKILL, the OOM killer)
+would leave them running, holding their ports, and the next hub could not start its own. The
+submission service asks the kernel for SIGTERM on the hub's death itself
+(``die_with_the_hub`` in hub/submit_service.py); the others are started through
+``python -m hub.die_with_parent --parent <hub pid> -- <command>``, which makes the same request
+and then execs the command (same pid, environment and output; see hub/die_with_parent.py).
+Contestants' servers are not services: they survive a killed hub, and the next hub finds them.
+
 ``submit`` and ``leaderboard`` are included only when their code exists (``hub/submit_service.py``,
 ``leaderboard/app.py``), so the hub starts while they are being written.
 
@@ -146,6 +155,14 @@ def gateway_spec(settings: HubSettings) -> dict:
     }
 
 
+def _dies_with_the_hub(command: list[str]) -> list[str]:
+    """``command`` started so that it ends when the hub dies (hub/die_with_parent.py).
+
+    The hub's pid is this process's: config/jupyterhub_config.py runs inside the hub.
+    """
+    return [sys.executable, "-m", "hub.die_with_parent", "--parent", str(os.getpid()), "--", *command]
+
+
 def _environment(settings: HubSettings, port: int | None) -> dict[str, str]:
     env = {
         "CONTESTHUB_DATA_ROOT": str(settings.data_root),
@@ -206,25 +223,27 @@ def hub_services(
             {
                 "name": "leaderboard",
                 "url": f"http://127.0.0.1:{port}",
-                "command": [
-                    sys.executable,
-                    "-m",
-                    "streamlit",
-                    "run",
-                    str(LEADERBOARD_APP),
-                    "--server.port",
-                    str(port),
-                    "--server.address",
-                    "127.0.0.1",
-                    "--server.baseUrlPath",
-                    "/services/leaderboard/",
-                    "--server.headless",
-                    "true",
-                    "--browser.gatherUsageStats",
-                    "false",
-                    "--client.toolbarMode",
-                    "viewer",
-                ],
+                "command": _dies_with_the_hub(
+                    [
+                        sys.executable,
+                        "-m",
+                        "streamlit",
+                        "run",
+                        str(LEADERBOARD_APP),
+                        "--server.port",
+                        str(port),
+                        "--server.address",
+                        "127.0.0.1",
+                        "--server.baseUrlPath",
+                        "/services/leaderboard/",
+                        "--server.headless",
+                        "true",
+                        "--browser.gatherUsageStats",
+                        "false",
+                        "--client.toolbarMode",
+                        "viewer",
+                    ]
+                ),
                 # Public: the proxy forwards anyone; the app reads the contest store read-only.
                 "api_token": service_token(runtime, "leaderboard"),
                 "environment": _environment(settings, port),
@@ -238,7 +257,7 @@ def hub_services(
             {
                 "name": GATEWAY_SERVICE,
                 "url": f"http://127.0.0.1:{settings.gateway_port}",
-                "command": [sys.executable, "-m", "dask_gateway_server", "-f", str(GATEWAY_CONFIG)],
+                "command": _dies_with_the_hub([sys.executable, "-m", "dask_gateway_server", "-f", str(GATEWAY_CONFIG)]),
                 "api_token": service_token(runtime, GATEWAY_SERVICE),
                 "environment": {"CONTESTHUB_GATEWAY": json.dumps(gateway_spec(settings), ensure_ascii=False)},
                 "cwd": str(PROJECT_ROOT),
@@ -249,13 +268,15 @@ def hub_services(
         services.append(
             {
                 "name": "idle-culler",
-                "command": [
-                    sys.executable,
-                    "-m",
-                    "jupyterhub_idle_culler",
-                    f"--timeout={settings.idle_timeout}",
-                    f"--cull-every={max(60, min(600, settings.idle_timeout // 6))}",
-                ],
+                "command": _dies_with_the_hub(
+                    [
+                        sys.executable,
+                        "-m",
+                        "jupyterhub_idle_culler",
+                        f"--timeout={settings.idle_timeout}",
+                        f"--cull-every={max(60, min(600, settings.idle_timeout // 6))}",
+                    ]
+                ),
                 "api_token": service_token(runtime, "idle-culler"),
                 "display": False,
             }

@@ -21,6 +21,10 @@ key (env CONTESTHUB_...)   meaning                                     default (
 ``cpu_limit``              CPUs per contestant                         2.0
 ``mem_limit``              memory per contestant                       4G
 ``idle_timeout``           seconds before an idle server is stopped    3600
+``sandbox_python``         secure mode: the Python contestants'        (auto, see
+                           accounts run; empty: the hub's own if they  hub/interpreter.py)
+                           can, else one built in var/sandbox-python
+``system_user_prefix``     secure mode: Unix accounts <prefix><name>   jupyter-
 ``hub_db_url``             the hub's database                          SQLite, private root
 ``organizer``              the admin account made on first start       organizer
 ``min_password_length``    shortest password at sign-up                10
@@ -76,6 +80,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tomllib
 from collections.abc import Mapping
@@ -113,6 +118,9 @@ class HubSettings:
     cpu_limit: float = 2.0
     mem_limit: str = "4G"
     idle_timeout: int = 3600
+    # Secure mode (hub/sandboxes.py, hub/interpreter.py).
+    sandbox_python: str = ""
+    system_user_prefix: str = "jupyter-"
     hub_db_url: str = ""
     organizer: str = "organizer"
     min_password_length: int = 10
@@ -216,6 +224,13 @@ class HubSettings:
             raise SettingsError(
                 f"demo_open_login and auth {self.auth!r} exclude each other",
                 f"demo_open_login 与 auth {self.auth!r} 不能同时使用",
+            )
+        if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,15}", self.system_user_prefix):
+            raise SettingsError(
+                f"system_user_prefix {self.system_user_prefix!r} must be up to 16 lower-case letters, digits, "
+                "'-' or '_', starting with a letter (it begins every contestant's Unix account name)",
+                f"system_user_prefix {self.system_user_prefix!r} 必须是不超过 16 个小写字母、数字、'-' 或 '_'，"
+                "并以字母开头（它是每位参赛者 Unix 账号名的开头）",
             )
         if self.cpu_limit <= 0:
             raise SettingsError("cpu_limit must be above 0", "cpu_limit 必须大于 0")

@@ -7,7 +7,8 @@
    and the hub-managed services (submission service, leaderboard, idle culler);
 4. prints the URLs, and supervises: Ctrl-C (SIGINT) or SIGTERM stops the hub and every process
    it started; all state (accounts, teams, submissions, scores, secrets) stays in the private
-   root for the next start.
+   root for the next start. Should the hub itself be killed, its services end with it
+   (hub/die_with_parent.py) and ``contesthub up`` exits: start it again.
 
 Settings: config/hub.toml, then CONTESTHUB_* variables, then these flags (hub/settings.py).
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
@@ -54,16 +54,13 @@ def _check_can_start(settings: HubSettings) -> None:
                 f"端口 {port}（{name}）已被占用（另一个 hub？）：请用 {flag} 或 CONTESTHUB_{name.upper()} 换一个",
             )
     if settings.mode == "secure":
-        from hub.sandboxes import check_secure_mode
+        from hub.sandboxes import secure_mode_config
+        from hub.settings import SettingsError
 
-        problems = check_secure_mode(
-            {"Python": Path(sys.base_prefix), "the venv": Path(sys.prefix), "the data root": settings.data_root}
-        )
-        if problems:
-            raise UpError(
-                "mode secure cannot start contestants' servers: " + "; ".join(problems),
-                "secure 模式无法启动参赛者的服务器：" + "；".join(problems),
-            )
+        try:  # what the hub's config will do: check every path, find or build the contestants' Python
+            secure_mode_config(settings)
+        except SettingsError as exc:
+            raise UpError(exc.en, exc.zh) from None
     proxy = Path(settings.proxy_command[0])
     if not proxy.is_absolute() or not proxy.exists():
         raise UpError(

@@ -12,6 +12,9 @@ fixture            scope      what it gives
 ``free_port``      function   a function returning a TCP port nobody listens on
 =================  =========  ===============================================================
 
+:func:`running_hub` starts a hub with any :func:`hub_settings` (tests/test_hub_secure.py runs
+one in secure mode) and :func:`kernel_run` runs code in a contestant's kernel.
+
 :class:`RunningHub` drives the hub over HTTP the way a person does: sign up through the form,
 approve as the organizer on the approval page, log in through the login form (with the xsrf
 cookie), and use the REST API with the session's cookie or a token.
@@ -20,7 +23,6 @@ cookie), and use the REST API with the session's cookie or a token.
 from __future__ import annotations
 
 import functools
-import json
 import re
 import socket
 import subprocess
@@ -200,6 +202,13 @@ class RunningHub:
         assert r.status_code == 201, (r.status_code, r.text)
         return r.json()["token"]
 
+    def service(self, method: str, path: str, token: str | None, name: str = "submit", **kw) -> requests.Response:
+        """A hub service's API through the proxy: ``/services/<name>/api/<path>``."""
+        headers = {"Authorization": f"token {token}"} if token else {}
+        return requests.request(
+            method, f"{self.url}/services/{name}/api/{path}", headers=headers, timeout=kw.pop("timeout", 120), **kw
+        )
+
     def spawn(self, name: str, token: str, timeout: float = 120) -> dict:
         """Start the user's server and wait until the hub reports it ready; the user model."""
         r = self.api("POST", f"/users/{name}/server", token=token)
@@ -216,21 +225,33 @@ class RunningHub:
         raise AssertionError(f"the server of {name} was not ready in {timeout} s:\n{self.process.log_tail(60)}")
 
 
-@pytest.fixture(scope="module")
-def hub(demo, tmp_path_factory) -> RunningHub:
-    root = tmp_path_factory.mktemp("hub")
-    settings = hub_settings(root, demo.data_root)
-    # The submission service scores against the hidden solutions of the session's demo build.
+@contextmanager
+def running_hub(settings: HubSettings, log: Path, solutions: Path | None = None):
+    """JupyterHub with ``settings``, its organizer made first; a :class:`RunningHub`, stopped at the end.
+
+    ``solutions``: the hidden solutions the submission service scores against, linked into
+    the private root (a secure-mode test copies them instead, see tests/test_hub_secure.py).
+    """
     settings.private_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    (settings.private_root / "solutions").symlink_to(demo.private_root / "solutions")
+    if solutions is not None:
+        (settings.private_root / "solutions").symlink_to(solutions)
     password = prepare_organizer(settings.db_url, settings.organizer)
     assert password
-    process = HubProcess(settings, log=root / "jupyterhub.log").start()
+    process = HubProcess(settings, log=log).start()
     try:
         process.wait_ready(120)
         yield RunningHub(settings, process, settings.organizer, password)
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def hub(demo, tmp_path_factory) -> RunningHub:
+    root = tmp_path_factory.mktemp("hub")
+    settings = hub_settings(root, demo.data_root)
+    # The submission service scores against the hidden solutions of the session's demo build.
+    with running_hub(settings, root / "jupyterhub.log", solutions=demo.private_root / "solutions") as running:
+        yield running
 
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -258,61 +279,9 @@ def chromium_page(width: int = 1280, height: int = 800):
 def kernel_run(hub: RunningHub, user: str, token: str, code: str, timeout: float = 120) -> dict:
     """Run ``code`` in a new kernel of ``user``'s server, through the proxy's websocket.
 
-    Returns ``{"stdout": ..., "error": ...}``; the kernel is shut down afterwards.
+    Returns ``{"stdout": ..., "error": ..., ...}`` (:func:`hub.kernel_client.run_code`); the
+    kernel is shut down afterwards.
     """
-    import websocket
+    from hub.kernel_client import run_code
 
-    base = f"{hub.url}/user/{user}/api"
-    headers = {"Authorization": f"token {token}"}
-    r = requests.post(f"{base}/kernels", json={"name": "python3"}, headers=headers, timeout=60)
-    assert r.status_code == 201, (r.status_code, r.text)
-    kernel_id = r.json()["id"]
-    ws_url = base.replace("http://", "ws://", 1) + f"/kernels/{kernel_id}/channels"
-    ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout)
-    try:
-        msg_id, session = uuid.uuid4().hex, uuid.uuid4().hex
-        ws.send(
-            json.dumps(
-                {
-                    "header": {
-                        "msg_id": msg_id,
-                        "session": session,
-                        "username": user,
-                        "msg_type": "execute_request",
-                        "version": "5.3",
-                    },
-                    "parent_header": {},
-                    "metadata": {},
-                    "channel": "shell",
-                    "buffers": [],
-                    "content": {
-                        "code": code,
-                        "silent": False,
-                        "store_history": False,
-                        "user_expressions": {},
-                        "allow_stdin": False,
-                        "stop_on_error": True,
-                    },
-                }
-            )
-        )
-        stdout, error, replied, idle = [], None, False, False
-        deadline = time.monotonic() + timeout
-        while not (replied and idle) and time.monotonic() < deadline:
-            msg = json.loads(ws.recv())
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind = msg["msg_type"]
-            if kind == "stream" and msg["content"]["name"] == "stdout":
-                stdout.append(msg["content"]["text"])
-            elif kind == "error":
-                error = "\n".join(msg["content"]["traceback"])
-            elif kind == "execute_reply":
-                replied = True
-            elif kind == "status" and msg["content"]["execution_state"] == "idle":
-                idle = True
-        assert replied and idle, "the kernel did not answer in time"
-        return {"stdout": "".join(stdout), "error": error}
-    finally:
-        ws.close()
-        requests.delete(f"{base}/kernels/{kernel_id}", headers=headers, timeout=60)
+    return run_code(hub.url, user, token, code, timeout=timeout)

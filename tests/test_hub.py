@@ -191,6 +191,29 @@ def test_environment_has_data_root_and_limits_but_no_private_root(hub, probe):
     assert float(probe["server_env"]["CPU_LIMIT"]) == 1.0
 
 
+LIMITS = """
+import json, sandbox
+from sandbox.api import Limits
+memory, threads = sandbox.sql("SELECT current_setting('memory_limit'), current_setting('threads')").fetchall()[0]
+limits = Limits.from_env()  # what sandbox.dask_client() sizes its local cluster with
+print(json.dumps({"memory_limit": memory, "threads": threads, "dask": [limits.threads, limits.memory_bytes]}))
+"""
+
+
+def test_kernel_duckdb_and_dask_follow_the_per_user_limits(hub, contestant_server):
+    """mem_limit 2G, cpu_limit 1 (tests/hub_fixtures.py): DuckDB gets half the memory and one thread."""
+    name, token, _ = contestant_server
+    out = kernel_run(hub, name, token, LIMITS)
+    assert out["error"] is None, out["error"]
+    seen = json.loads(out["stdout"])
+    expected = hub.settings.mem_limit_bytes // 2
+    number, unit = seen["memory_limit"].split()  # DuckDB shows e.g. "1.0 GiB"
+    shown = float(number) * {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30}[unit]
+    assert shown == pytest.approx(expected, rel=0.01), seen
+    assert int(seen["threads"]) == hub.settings.threads == 1
+    assert seen["dask"] == [hub.settings.threads, expected]
+
+
 def test_server_token_reaches_the_submit_service(hub, probe):
     token = probe["kernel_env"]["JUPYTERHUB_API_TOKEN"]
     r = hub.api("GET", "/user", token=token)

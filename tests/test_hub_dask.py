@@ -11,6 +11,7 @@ worker when asked for three (the user sees the gateway's warning), and is shut d
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -80,7 +81,21 @@ def test_the_gateway_service_and_its_limits_by_group(tmp_path, monkeypatch):
     services, roles = hub_services(s, include_gateway=True)
     (gw,) = [x for x in services if x["name"] == "dask-gateway"]
     assert gw["url"] == f"http://127.0.0.1:{s.gateway_port}"
-    assert gw["command"] == [sys.executable, "-m", "dask_gateway_server", "-f", str(GATEWAY_CONFIG)]
+    # Run through hub.die_with_parent, so that it ends with the hub (see hub/services.py).
+    assert gw["command"][: gw["command"].index("--")] == [
+        sys.executable,
+        "-m",
+        "hub.die_with_parent",
+        "--parent",
+        str(os.getpid()),
+    ]
+    assert gw["command"][gw["command"].index("--") + 1 :] == [
+        sys.executable,
+        "-m",
+        "dask_gateway_server",
+        "-f",
+        str(GATEWAY_CONFIG),
+    ]
     assert gw["api_token"] == (s.runtime_dir / "service-dask-gateway.token").read_text().strip()
     assert set(gw["environment"]) == {"CONTESTHUB_GATEWAY"}  # no private root, no database URL
     assert not any("dask-gateway" in r["services"] for r in roles)  # its own token needs no scope

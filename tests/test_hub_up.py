@@ -8,6 +8,7 @@ checks that every process it had started is gone and that a restart keeps the ac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from hub_fixtures import RunningHub, available_services, find_free_ports
@@ -186,3 +188,57 @@ def test_a_hub_that_dies_while_starting_leaves_no_process(demo, tmp_path):
     finally:
         process.stop()
     assert not [p for p in noted if _alive(p)], "the proxy of a dead hub is still running"
+
+
+PARENT = """
+import os, subprocess, sys
+cmd = [sys.executable, "-m", "hub.die_with_parent", "--parent", str(os.getpid()), "--", *sys.argv[1:]]
+child = subprocess.Popen(cmd, start_new_session=True)  # as JupyterHub starts a managed service
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
+def test_a_command_started_through_die_with_parent_ends_when_its_parent_is_killed():
+    """What every managed service but the submission service runs under (hub/services.py)."""
+    script = "import time; time.sleep(300)"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, sys.executable, "-c", script], stdout=subprocess.PIPE)
+    pid = None
+    try:
+        pid = int(parent.stdout.readline())
+        child = next(p for p in descendants(parent.pid) if p[0] == pid)
+        deadline = time.monotonic() + 30
+        while script not in Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " "):  # exec'd: same pid
+            assert time.monotonic() < deadline, "the command never ran"
+            time.sleep(0.05)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while _alive(child) and "Z" not in _state(pid):
+            assert time.monotonic() < deadline, "the command outlived its killed parent"
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()
+        with contextlib.suppress(OSError):  # what a failed run left
+            if pid and b"sleep(300)" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGKILL)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def test_die_with_parent_runs_the_command_as_itself_or_not_at_all():
+    run = [sys.executable, "-m", "hub.die_with_parent"]
+    assert subprocess.run([*run, "--", sys.executable, "-c", "raise SystemExit(7)"]).returncode == 7
+    assert subprocess.run([*run, "--parent", str(os.getpid()), "--", "true"]).returncode == 0
+    r = subprocess.run([*run, "--parent", "1", "--", "true"], capture_output=True, text=True)  # not our parent
+    assert r.returncode == 1 and "parent process is gone" in r.stderr
+    r = subprocess.run([*run, "--", "no-such-command-here"], capture_output=True, text=True)
+    assert r.returncode == 127 and "cannot run no-such-command-here" in r.stderr
+    assert subprocess.run([*run, "true"], capture_output=True).returncode == 2  # no "--"
