@@ -3,9 +3,13 @@
 * **The database** (:func:`connect`): SQLite in WAL mode under the private root by default,
   PostgreSQL in production (``CONTESTHUB_DB_URL=postgresql+psycopg://...``). The schema is
   created and upgraded by Alembic (:func:`upgrade`), never by ``create_all``, so a
-  production database follows the same migrations as a test one. SQLite writers take the
-  write lock when their transaction begins (``BEGIN IMMEDIATE``): two writers never both
-  read and then collide on upgrade, and readers in WAL mode are never blocked.
+  production database follows the same migrations as a test one. Writes go through
+  :meth:`Store.session`: on SQLite they take the write lock when their transaction begins
+  (``BEGIN IMMEDIATE``), so two writers never both read and then collide on upgrade, and the
+  threads of one process take turns on an in-process lock first (instead of sleeping in
+  SQLite's busy handler). Reads go through :meth:`Store.read_session`: a read-only
+  transaction (a deferred ``BEGIN`` on SQLite, ``READ ONLY`` on PostgreSQL) that sees one
+  snapshot and never waits for a writer in WAL mode.
 * **The files** (:class:`FileStore`): each submission file is stored once under its
   SHA-256, written to a temporary name in the same folder and renamed, so a file in the
   store is always whole and never changes. Both live in the private root, which
@@ -18,9 +22,10 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -82,6 +87,20 @@ def upgrade(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
 
 
+# A writer of this process waits this long for the in-process write lock, then goes on
+# and leaves it to SQLite's busy timeout (which raises "database is locked" in the end).
+WRITE_LOCK_TIMEOUT = 60
+
+_write_locks: dict[str, threading.RLock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _write_lock(url: str) -> threading.RLock:
+    """One lock per SQLite database in this process, shared by every Store on it."""
+    with _write_locks_guard:
+        return _write_locks.setdefault(url, threading.RLock())
+
+
 @dataclass
 class Store:
     """One contest store: its database and its submission files."""
@@ -90,15 +109,40 @@ class Store:
     engine: Engine
     files: FileStore
     sessions: sessionmaker[Session]
+    read_engine: Engine | None = None  # reads: no write lock (None: the same engine as writes)
+    read_sessions: sessionmaker[Session] | None = None
+    write_lock: threading.RLock | None = field(default=None, repr=False)  # SQLite: one writer at a time
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A unit of work: committed when the block ends, rolled back if it raises."""
-        with self.sessions.begin() as s:
+        """A unit of work that may write: committed when the block ends, rolled back if it raises.
+
+        On SQLite it holds the database's write lock from its start to its end (one writer at
+        a time), so keep it short and never open another one inside it; use
+        :meth:`read_session` for what only reads."""
+        lock = self.write_lock
+        locked = lock is not None and lock.acquire(timeout=WRITE_LOCK_TIMEOUT)
+        try:
+            with self.sessions.begin() as s:
+                yield s
+        finally:
+            if locked:
+                lock.release()
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A unit of work that only reads: one consistent snapshot, never the write lock.
+
+        SQLite: a deferred ``BEGIN`` on a ``query_only`` connection, which in WAL mode neither
+        waits for a writer nor makes one wait; PostgreSQL: a ``READ ONLY`` transaction at the
+        usual isolation. Writing in it fails."""
+        with (self.read_sessions or self.sessions).begin() as s:
             yield s
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.read_engine is not None and self.read_engine.pool is not self.engine.pool:  # SQLite: its own pool
+            self.read_engine.dispose()
 
 
 def connect(paths: Paths, url: str | None = None, *, migrate: bool = True, readonly: bool = False) -> Store:
@@ -107,7 +151,17 @@ def connect(paths: Paths, url: str | None = None, *, migrate: bool = True, reado
         upgrade(url)
     engine = make_engine(url, readonly=readonly)
     files = FileStore(paths.private_root / "submissions")
-    return Store(url=url, engine=engine, files=files, sessions=sessionmaker(engine, expire_on_commit=False))
+    store = Store(url=url, engine=engine, files=files, sessions=sessionmaker(engine, expire_on_commit=False))
+    if readonly:
+        return store  # every session is a read session already
+    if url.startswith("sqlite"):
+        # Its own pool of query_only connections that begin with a plain (deferred) BEGIN.
+        store.read_engine = make_engine(url, readonly=True)
+        store.write_lock = _write_lock(url)
+    else:  # PostgreSQL: the same pool, transactions marked READ ONLY (reset when a connection is returned)
+        store.read_engine = engine.execution_options(postgresql_readonly=True)
+    store.read_sessions = sessionmaker(store.read_engine, expire_on_commit=False)
+    return store
 
 
 class UploadTooLarge(ContesthubError):

@@ -97,12 +97,31 @@ def _charge(session: Session, team_id: int, ch: Challenge, day: dt.date) -> None
         .execution_options(synchronize_session=False)
     ).rowcount
     if taken != 1:
-        raise SubmissionRefused(
-            f"your team has used all of today's submissions for {ch.id} ({ch.daily_quota} a day); "
-            "the quota resets at midnight (contest time)",
-            f"你的队伍今天在 {ch.id} 的提交次数已用完（每天 {ch.daily_quota} 次）；次数在比赛时区零点重置",
-            code="quota-exceeded",
-        )
+        raise _quota_exceeded(ch)
+
+
+def _quota_exceeded(ch: Challenge) -> SubmissionRefused:
+    return SubmissionRefused(
+        f"your team has used all of today's submissions for {ch.id} ({ch.daily_quota} a day); "
+        "the quota resets at midnight (contest time)",
+        f"你的队伍今天在 {ch.id} 的提交次数已用完（每天 {ch.daily_quota} 次）；次数在比赛时区零点重置",
+        code="quota-exceeded",
+    )
+
+
+def precheck(session: Session, contest: Contest, team: Team, challenge_id: str, now: dt.datetime | None = None) -> None:
+    """Refuse early, in a read session, what :func:`accept` would refuse: a closed challenge,
+    or a team whose quota for today was used up when this snapshot was taken.
+
+    Only ever refuses: :func:`accept` decides what is accepted (its guarded UPDATE). Refusing
+    on a snapshot is what accept() would have answered a moment earlier, so quotas stay exact,
+    and a team that keeps uploading after its quota ran out costs no write transaction."""
+    now = now or utcnow()
+    ch = contest.challenge(challenge_id)
+    _check_open(ch, now)
+    row = session.get(Quota, (team.id, ch.id, contest.day(now)))
+    if row is not None and row.used >= ch.daily_quota + row.granted:
+        raise _quota_exceeded(ch)
 
 
 def _refund(session: Session, sub: Submission) -> None:
@@ -288,7 +307,7 @@ class FileCheck:
 def verify_files(store: Store) -> FileCheck:
     """Read every stored submission file and compare it with its SHA-256 (organizers' check;
     changes nothing). A damaged or missing file is named with the submissions that use it."""
-    with store.session() as s:
+    with store.read_session() as s:
         rows = s.execute(select(Submission.sha256, Submission.id).order_by(Submission.id)).all()
     users: dict[str, list[int]] = {}
     for sha, sid in rows:

@@ -9,9 +9,11 @@ says what is wrong; the public leaderboard, opened in Chromium through the proxy
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import pytest
 import requests
 from hub_fixtures import ARTIFACTS, chromium_page, kernel_run
 
-from leaderboard import contest
+from leaderboard import contest, teams
 from leaderboard.scoring import score_file
 from sandbox.settings import PROJECT_ROOT, Paths
 
@@ -187,3 +189,89 @@ def test_a_roster_with_mistakes_is_refused_whole_with_every_row_named(run_cli, p
         not (paths.private_root / "contest.sqlite").exists()
         or "alpha" not in run_cli("teams", "list", root=root).output
     )
+
+
+# --- the service in this process: the event loop never waits for the database ---------------
+
+
+class AnyUserAuth:
+    """The part of HubAuth the service uses: every token is the user of that name, with access."""
+
+    access_scopes = frozenset({"access:services!service=submit"})
+
+    async def user_for_token(self, token: str, sync: bool = True) -> dict:
+        return {"kind": "user", "name": token, "groups": []}
+
+    def check_scopes(self, required, model: dict) -> set:
+        return set(required)
+
+
+def test_reads_are_answered_while_a_writer_holds_the_store(store, demo, demo_contest, predictions):
+    """A writer holds the store (on SQLite: the write lock, BEGIN IMMEDIATE) while an upload
+    waits for it: the leaderboard, the team's submissions, ``me`` and ``health`` are answered
+    at once all the same, and the upload is accepted once the writer is done."""
+    from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+    from tornado.httpserver import HTTPServer
+    from tornado.testing import bind_unused_port
+
+    from hub import submit_service
+
+    with store.session() as s:
+        teams.create(s, demo_contest, "alpha", actor="org", members=("ann",))
+    body = predictions(CH).read_bytes()
+    ctx = submit_service.Context(demo, demo_contest, store, AnyUserAuth(), workers=1)
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with store.session() as s:
+            teams.create(s, demo_contest, "beta", actor="org")
+            s.flush()
+            holding.set()
+            release.wait(60)
+
+    async def scenario() -> None:
+        sock, port = bind_unused_port()
+        server = HTTPServer(submit_service.make_app(ctx, "/services/submit/"), max_body_size=1 << 26)
+        server.add_sockets([sock])
+        client = AsyncHTTPClient(force_instance=True)
+        base = f"http://127.0.0.1:{port}/services/submit/api"
+
+        def call(path: str, method: str = "GET", data: bytes | None = None):
+            request = HTTPRequest(
+                base + path, method=method, body=data, headers={"Authorization": "token ann"}, request_timeout=60
+            )
+            return client.fetch(request, raise_error=False)
+
+        held = threading.Thread(target=writer)
+        held.start()
+        try:
+            assert await asyncio.get_running_loop().run_in_executor(None, holding.wait, 30)
+            upload = asyncio.ensure_future(call(f"/challenges/{CH}/submissions?file_name=p.csv", "POST", body))
+            await asyncio.sleep(0.5)
+            if store.engine.dialect.name == "sqlite":
+                assert not upload.done()  # waiting for the write lock, in a writer thread
+            started = time.monotonic()
+            for path in (f"/challenges/{CH}/leaderboard", "/submissions", "/me", "/health"):
+                r = await call(path)
+                assert r.code == 200, (path, r.code, r.body)
+            assert time.monotonic() - started < 5
+            release.set()
+            r = await upload
+            assert r.code == 202, r.body
+            doc = json.loads(r.body)
+            assert doc["team"] == "alpha" and doc["charged"]
+            me = json.loads((await call("/me")).body)
+            assert next(q for q in me["quotas"] if q["challenge"] == CH)["used"] == 1
+        finally:
+            release.set()
+            held.join(60)
+            client.close()
+            server.stop()
+            await server.close_all_connections()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        ctx.scorers.shutdown(wait=True)  # the accepted upload's scoring
+        for pool in (ctx.readers, ctx.pollers, ctx.writers, ctx.background):
+            pool.shutdown(wait=True)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from contest_fixtures import NOW
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from leaderboard import audit, submissions, teams
 from leaderboard import store as store_mod
@@ -151,6 +154,73 @@ def test_fifty_simultaneous_submissions_for_the_last_slot_accept_exactly_one(sto
     assert not list(store.files.incoming.iterdir())  # refused uploads are deleted, not kept
 
 
+def test_a_read_session_does_not_wait_for_an_open_write_transaction(store, demo_contest):
+    """The leaderboard and the polls read while a writer holds SQLite's write lock (BEGIN
+    IMMEDIATE): they see the last committed state at once, never what is not committed yet."""
+    _team(store, demo_contest, "alpha", ("ann",))
+    writing, done = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with store.session() as s:
+            teams.create(s, demo_contest, "beta", actor="org", members=("bob",), now=NOW)
+            s.flush()  # on SQLite the write lock is held since BEGIN IMMEDIATE; now rows are written too
+            writing.set()
+            done.wait(30)
+
+    def read() -> list[str]:
+        with store.read_session() as s:
+            return [t["name"] for t in teams.listing(s)]
+
+    with ThreadPoolExecutor(2) as pool:
+        w = pool.submit(writer)
+        assert writing.wait(30)
+        try:
+            started = time.monotonic()
+            names = pool.submit(read).result(timeout=10)
+            assert time.monotonic() - started < 5
+            assert names == ["alpha"]  # beta is not committed yet
+        finally:
+            done.set()
+        w.result(timeout=30)
+    with store.read_session() as s:
+        assert sorted(t["name"] for t in teams.listing(s)) == ["alpha", "beta"]
+
+
+def test_a_read_session_cannot_write(store, demo_contest):
+    with pytest.raises(DBAPIError), store.read_session() as s:
+        teams.create(s, demo_contest, "alpha", actor="org", members=("ann",), now=NOW)
+        s.flush()
+    with store.read_session() as s:
+        assert teams.listing(s) == []
+
+
+def test_writers_of_one_process_take_turns_on_sqlite(store, demo_contest):
+    """One writer at a time in the process: the second waits on the store's lock (not in
+    SQLite's busy handler, which the session would reach only at its first statement) and
+    enters its transaction once the first has committed."""
+    if store.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL runs writers concurrently (the quota update is a guarded UPDATE)")
+    events: list[tuple[str, float]] = []
+    first_in = threading.Event()
+
+    def write(name: str, hold: float) -> None:
+        with store.session() as s:
+            events.append((f"{name} in", time.monotonic()))
+            first_in.set()
+            teams.create(s, demo_contest, name, actor="org", now=NOW)
+            time.sleep(hold)
+            events.append((f"{name} commits", time.monotonic()))
+
+    with ThreadPoolExecutor(2) as pool:
+        a = pool.submit(write, "alpha", 0.5)
+        assert first_in.wait(30)
+        b = pool.submit(write, "beta", 0)
+        a.result(timeout=30), b.result(timeout=30)
+    assert [e for e, _ in events] == ["alpha in", "alpha commits", "beta in", "beta commits"]
+    with store.read_session() as s:
+        assert sorted(t["name"] for t in teams.listing(s)) == ["alpha", "beta"]
+
+
 def test_quotas_reset_at_midnight_in_the_contest_time_zone(store, demo_contest, predictions, submit):
     _team(store, demo_contest)
     path = predictions(CH)
@@ -183,6 +253,32 @@ def test_an_organizer_grant_adds_submissions_with_a_recorded_reason(store, demo_
         assert "platform outage" in entry.payload and entry.actor == "org"
         with pytest.raises(Exception, match="reason"):
             submissions.grant(s, demo_contest, "alpha", CH, 1, reason=" ", by="org")
+
+
+def test_the_precheck_refuses_a_used_up_quota_without_writing(store, demo_contest, predictions, submit):
+    """The service refuses in a read session what accept() would refuse (a used-up quota, a
+    closed challenge); it never refuses what accept() would take."""
+    _team(store, demo_contest)
+    path = predictions(CH)
+    ch = demo_contest.challenge(CH)
+    for _ in range(ch.daily_quota):
+        with store.read_session() as s:
+            submissions.precheck(s, demo_contest, teams.get(s, "alpha"), CH, now=NOW)
+        submit(store, "ann", CH, path)
+    with store.read_session() as s, pytest.raises(SubmissionRefused) as full:
+        submissions.precheck(s, demo_contest, teams.get(s, "alpha"), CH, now=NOW)
+    with pytest.raises(SubmissionRefused) as charged:
+        submit(store, "ann", CH, path)
+    assert full.value.code == charged.value.code == "quota-exceeded" and full.value.en == charged.value.en
+    with store.session() as s:
+        submissions.grant(s, demo_contest, "alpha", CH, 1, reason="outage", by="org", day=NOW.date())
+    with store.read_session() as s:
+        submissions.precheck(s, demo_contest, teams.get(s, "alpha"), CH, now=NOW)
+        with pytest.raises(SubmissionRefused) as closed:
+            submissions.precheck(s, demo_contest, teams.get(s, "alpha"), CH, now=ch.closes)
+    assert closed.value.code == "challenge-closed"
+    submit(store, "ann", CH, path)
+    assert _used(store) == ch.daily_quota + 1
 
 
 def test_refused_uploads_record_nothing(store, demo_contest, predictions, submit):
