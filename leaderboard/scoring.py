@@ -36,6 +36,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -182,9 +183,13 @@ def _fill_truth(con: duckdb.DuckDBPyConnection, db: str, challenge: Challenge, s
     ).fetchall()
 
 
+# Held while a scorer thread writes a solution's cache; processes keep apart by their temp names.
+_CACHE_BUILDS = threading.Lock()
+
+
 def _write_truth(con: duckdb.DuckDBPyConnection, challenge: Challenge, solution: Path, file: Path) -> None:
     file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.stem}.{os.getpid()}.tmp")
+    tmp = file.with_name(f".{file.stem}.{os.getpid()}-{threading.get_ident()}.tmp")
     tmp.unlink(missing_ok=True)
     con.execute(f"ATTACH {lit(str(tmp))} AS truth_new").fetchall()
     try:
@@ -227,7 +232,9 @@ def _truth(con: duckdb.DuckDBPyConnection, challenge: Challenge, solution: Path,
     )
     try:
         if not file.exists():
-            _write_truth(con, challenge, solution, file)
+            with _CACHE_BUILDS:  # the service's scorer threads: one builds, the others wait and use it
+                if not file.exists():
+                    _write_truth(con, challenge, solution, file)
         con.execute(f"ATTACH {lit(str(file))} AS truth (READ_ONLY)").fetchall()
     except (OSError, duckdb.Error):
         # A read-only private root, or a damaged file (made again next time): keep it in memory

@@ -265,3 +265,25 @@ def test_the_solution_cache_is_made_once_and_follows_the_solution(demo, demo_con
     shutil.rmtree(private / "cache")
     (private / "cache").write_text("in the way")  # no cache can be written: scored from memory
     assert score_file(ch, sub, paths) == first
+
+
+def test_scorer_threads_meeting_a_missing_cache_all_score(demo, demo_contest, tmp_path):
+    """The submission service's scorer threads may all find the cache missing at once (a new
+    solution, the first minutes of a rush): one builds it, every file is scored."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sandbox.settings import Paths
+
+    ch = demo_contest.challenge("emergency_visit")
+    sol = _solution(demo, ch)
+    sub = _write(tmp_path, [{"visit_id": r["visit_id"], "p_emergency": (r["visit_id"] % 5) / 5} for r in sol])
+    for attempt in range(3):
+        private = tmp_path / f"private-{attempt}"
+        shutil.copytree(demo.private_root / "solutions", private / "solutions")
+        paths = Paths(data_root=demo.data_root, private_root=private, datasets_dir=demo.datasets_dir)
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(score_file, [ch] * 6, [sub] * 6, [paths] * 6))
+        assert all(r.valid for r in results) and len({(r.public_score, r.private_score) for r in results}) == 1
+        cache = private / "cache" / "scoring" / ch.id
+        assert len(list(cache.glob("*.duckdb"))) == 1 and not list(cache.glob(".*.tmp*"))
