@@ -5,7 +5,7 @@ configurable-http-proxy, the submission service and the Streamlit leaderboard. B
 contest opens the organizer has made the accounts (approved, each with its own password, as
 ``contesthub teams import`` does) and 50 teams of 2 through the service's organizer API
 (``POST api/admin/teams``). Then contestants arrive, one every ``--arrival-seconds``
-(default 15 s, see below), and each one, in a thread of its own:
+(default 3 s, see below), and each one, in a thread of its own:
 
 1. **login**: opens the login page and posts the login form (xsrf cookie, real bcrypt check);
 2. **token**: makes an API token with that browser session (what the hub's token page does);
@@ -20,18 +20,14 @@ contest opens the organizer has made the accounts (approved, each with its own p
 7. **leaderboard**: reads the service's ``api/challenges/<ch>/leaderboard`` JSON (its team must
    be on it) and the Streamlit leaderboard page's HTML through the proxy.
 
-The arrival rate (default one every 15 s), as measured on the 2-core machine this was written
-on, shared with other people's work that took 1.2-1.6 of its 2 cores: one contestant costs the
-platform about 10.7 CPU-seconds (9.5 of them in its server: start, lab page, kernel, first
-cell; printed as "platform CPU per contestant"). At one every 15 s all 20 of 20 succeeded with
-no queue (each was done in 14 s, before the next arrived; spawn median 8.2 s). At one every
-8 s the machine was overloaded: spawns queued behind each other, took 124 s at the median, and
-29 of 100 failed at the hub's 90 s ``Spawner.http_timeout``. BENCHMARKS.md's one every 3 s
-would need about 3.5 cores at this cost. More than half of it is one import:
-jsonschema (imported by every JupyterLab server through jupyter_events, and by a notebook's
-first ``import sandbox`` through altair) imports rfc3987_syntax, which builds Earley parsers
-for the IRI grammar at import; ``--without-rfc3987-syntax`` measured 5.9 CPU-seconds per
-contestant and a spawn median of 6.2 s in the same conditions.
+The arrival rate: ``--arrival-seconds 3`` is BENCHMARKS.md's profile (a class logging in over
+five minutes). On the 2-core machine this was written on, one contestant costs the platform
+about 4 CPU-seconds (most of it in its server: start, lab page, kernel, first cell; printed as
+"platform CPU per contestant"), so one every 3 s keeps the machine about two-thirds busy and
+spawns do not queue: 100 of 100 succeeded, spawn median 3.8 s, p95 5.5 s. It was 10.7
+CPU-seconds before jsonschema was kept below 4.25 (pyproject.toml): its rfc3987-syntax built
+Earley parsers for the IRI grammar at import in every JupyterLab server and kernel, and at one
+every 8 s 29 of 100 spawns then failed at the hub's 90 s ``Spawner.http_timeout``.
 
 Its server keeps running. Meanwhile a sampler times ``GET /hub/api/user`` every 0.5 s (the
 hub's REST API) and reads the memory of the hub, the proxy, the services and the contestants'
@@ -47,12 +43,7 @@ every step's p50/p95, hub API latency p50/p95 (arrivals, burst), submission late
 to scored), memory (RSS; PSS where processes share pages) of the hub, the proxy and all
 servers. Printed as a table and written as JSON under ``benchmarks/results/``.
 
-    python3 dev.py bench hub_load [--users 100] [--arrival-seconds 15] [--burst 20] [--scorers 2] [--keep]
-                                  [--without-rfc3987-syntax]
-
-``--without-rfc3987-syntax`` is an experiment: the same run with jsonschema's rfc3987_syntax
-import made to fail in every process of the hub (see BLOCK_RFC3987_SYNTAX), to measure how
-much of a spawn's and a first cell's CPU cost that one import is.
+    python3 dev.py bench hub_load [--users 100] [--arrival-seconds 3] [--burst 20] [--scorers 2] [--keep]
 
 The load generator (threads with requests and websocket-client) runs on the same machine
 and takes some of its CPU; so does whatever else runs there (the load average is printed).
@@ -84,25 +75,6 @@ from sandbox.settings import PROJECT_ROOT
 CELL = """
 import sandbox
 print(sandbox.sql("SELECT count(*) FROM hospital_outpatient.daily_visits").fetchall()[0][0])
-"""
-# An experiment, not a fix (``--without-rfc3987-syntax``): jsonschema (imported by every
-# JupyterLab server through jupyter_events, by the hub, and by a notebook's ``import sandbox``
-# through altair) imports rfc3987_syntax when it is installed, which builds Earley parsers
-# for the IRI grammar at import: 1.5 to 2.5 CPU-seconds in every such process. This
-# sitecustomize makes that import fail (jsonschema then leaves out its "iri" format checks,
-# which no Jupyter schema uses), to measure what a spawn costs without it.
-BLOCK_RFC3987_SYNTAX = """
-import sys
-
-
-class _LeaveOut:
-    def find_spec(self, name, path=None, target=None):
-        if name == "rfc3987_syntax" or name.startswith("rfc3987_syntax."):
-            raise ImportError("rfc3987_syntax is left out (benchmarks/hub_load.py --without-rfc3987-syntax)")
-        return None
-
-
-sys.meta_path.insert(0, _LeaveOut())
 """
 STEPS = ("login", "token", "spawn", "lab", "cell", "submit", "leaderboard")
 
@@ -364,15 +336,10 @@ def report(doc: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=100, help="contestants arriving one after another")
-    ap.add_argument("--arrival-seconds", type=float, default=15.0, help="seconds between two arrivals (0: all at once)")
+    ap.add_argument("--arrival-seconds", type=float, default=3.0, help="seconds between two arrivals (0: all at once)")
     ap.add_argument("--burst", type=int, default=20, help="contestants arriving at the same moment afterwards")
     ap.add_argument("--scorers", type=int, default=2, help="the submission service's scorer threads")
     ap.add_argument("--keep", action="store_true", help="keep the hub's folder (logs, store) afterwards")
-    ap.add_argument(
-        "--without-rfc3987-syntax",
-        action="store_true",
-        help="experiment: every process of the hub runs without rfc3987_syntax (see BLOCK_RFC3987_SYNTAX)",
-    )
     args = ap.parse_args()
     doc: dict = {
         "machine": _measure.machine(),
@@ -396,11 +363,6 @@ def main() -> None:
     print(f"making {len(people) + len(burst)} accounts and starting the hub in {root} ...", flush=True)
     t = time.monotonic()
     env = {"CONTESTHUB_SCORERS": str(args.scorers)}
-    if args.without_rfc3987_syntax:
-        site = root / "sitecustomize"
-        site.mkdir()
-        (site / "sitecustomize.py").write_text(BLOCK_RFC3987_SYNTAX, "utf-8")
-        env["PYTHONPATH"] = str(site)  # kept by the spawners for the services, servers and kernels
     hub = _hub.Hub.start(
         root,
         data,
