@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import re
-import signal
 import sys
 import threading
 import time
@@ -42,6 +41,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from tornado import httpserver, ioloop, web
 
 from hub import groups
+from hub.die_with_parent import die_with_parent
 from leaderboard import contest as contest_config
 from leaderboard import integrity, ranking, submissions, teams
 from leaderboard import store as store_mod
@@ -905,14 +905,14 @@ def die_with_the_hub() -> None:
     answers unsupervised. Uploads and scoring cut short this way are swept and recovered by
     the next service's start (``submissions.recover``).
     """
-    if not sys.platform.startswith("linux") or not os.environ.get("JUPYTERHUB_API_URL"):
+    if not os.environ.get("JUPYTERHUB_API_URL"):
         return  # not started by a hub (tests, a developer's terminal)
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    if ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) != 0:
-        log.warning("cannot ask to be ended with the hub (prctl failed)")
-    elif os.getppid() == 1:  # the hub died before we asked
+    try:
+        alive = die_with_parent()
+    except OSError as exc:
+        log.warning("cannot ask to be ended with the hub (%s)", exc)
+        return
+    if not alive:  # the hub died before we asked
         sys.exit("the hub that started this service is gone")
 
 
