@@ -935,7 +935,10 @@ def main() -> None:
     ioloop.PeriodicCallback(ctx.sync_groups_later, 60_000).start()
     ctx.sync_groups_later()
     log.info("submission service listening on %s:%s%s", url.hostname, port, prefix)
-    ioloop.IOLoop.current().start()
+    try:
+        ioloop.IOLoop.current().start()
+    except KeyboardInterrupt:  # the hub stopping its services (Ctrl-C on `contesthub up`): not an error
+        log.info("submission service stopped")
 
 
 if __name__ == "__main__":
