@@ -28,7 +28,7 @@ def group_name(team: str, prefix: str) -> str:
 
 
 def wanted(store: Store, prefix: str) -> dict[str, set[str]]:
-    with store.session() as s:
+    with store.read_session() as s:
         rows = s.execute(
             select(Team.name, Member.user)
             .outerjoin(Member, Member.team_id == Team.id)

@@ -37,7 +37,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubAuth, UserNotAllowed
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from tornado import httpserver, ioloop, web
 
 from hub import groups
@@ -45,10 +45,11 @@ from hub.die_with_parent import die_with_parent
 from leaderboard import contest as contest_config
 from leaderboard import integrity, ranking, submissions, teams
 from leaderboard import store as store_mod
-from leaderboard.models import Submission, Team, utcnow
+from leaderboard.models import Submission, utcnow
 from leaderboard.store import StorageFailed, Store, UploadTooLarge
 from sandbox.errors import ContesthubError, NotFound
 from sandbox.settings import Paths
+from sandbox.submission_checks import TOO_LARGE_WHAT_TO_DO
 
 log = logging.getLogger("contesthub.submit")
 
@@ -243,8 +244,9 @@ class Base(web.RequestHandler):
         """``fn(session, team)`` in a read session in a reader thread (``poll``: in the poll
         lane), with the caller's team.
 
-        Only a caller with no team yet costs a write: joining their identity provider's team
-        (:meth:`team`), or the 409 ``no-team`` refusal."""
+        Only a caller with no team yet who has an identity provider's ``team-*`` group costs a
+        write: joining that team (:meth:`team`). With no such group the 409 ``no-team`` refusal
+        writes nothing."""
 
         def attempt():
             with self.ctx.store.read_session() as s:
@@ -517,9 +519,8 @@ class UploadHandler(Base):
             if length is not None and length > limit:
                 raise UploadTooLarge(
                     f"the file is {length / (1 << 20):.1f} MiB; the limit is {limit >> 20} MiB; "
-                    "submit fewer columns or compress it with gzip or zip",
-                    f"文件大小为 {length / (1 << 20):.1f} MiB，超过上限 {limit >> 20} MiB；"
-                    "请只保留所需的列，或用 gzip/zip 压缩后再提交",
+                    + TOO_LARGE_WHAT_TO_DO[0],
+                    f"文件大小为 {length / (1 << 20):.1f} MiB，超过上限 {limit >> 20} MiB；" + TOO_LARGE_WHAT_TO_DO[1],
                 )
         except ContesthubError as exc:
             if length is not None and length > DRAIN_LIMIT:
@@ -578,7 +579,7 @@ class UploadHandler(Base):
 
     def _accept(self, ch_id: str, upload, file_name: str, provenance: dict, team: str) -> dict:
         """(a writer thread) Charge, record and keep the upload (accept() deletes it if refused), queue
-        its scoring, and read it back as its team sees it."""
+        its scoring; the submission as its team sees it."""
         sub: Submission = submissions.accept(
             self.ctx.store,
             self.ctx.contest,
@@ -589,12 +590,9 @@ class UploadHandler(Base):
             provenance=provenance,
         )
         self.ctx.score_later(sub.id)
-        try:
-            with self.ctx.store.read_session() as s:
-                return submissions.one_for_team(s, s.get(Team, sub.team_id), sub.id)
-        except SQLAlchemyError as exc:  # accepted and committed: say so, even if reading it back failed
-            log.warning("submission %s accepted; reading it back failed: %s", sub.id, exc)
-            return submissions.public_view(sub, None, team=team)
+        # As accepted (no score yet), without reading it back: a merge of the team in between
+        # would make that read refuse a submission that is charged and kept.
+        return submissions.public_view(sub, None, team=team)
 
 
 def _content_length(request) -> int | None:

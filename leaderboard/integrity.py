@@ -37,7 +37,7 @@ SIGNIFICANCE = 0.05
 
 def _files(store: Store, ids: list[int]) -> dict[int, str]:
     """Submission id → the SHA-256 its file is stored under."""
-    with store.session() as s:
+    with store.read_session() as s:
         return dict(s.execute(select(Submission.id, Submission.sha256).where(Submission.id.in_(ids))).all())
 
 
@@ -56,7 +56,7 @@ def intervals(
     store: Store, ch: Challenge, paths: Paths, *, replicates: int = 200, top: int = 20, seed: int = 20270203
 ) -> dict:
     """Bootstrap intervals and tied groups for the ``top`` teams of the private ranking."""
-    with store.session() as s:
+    with store.read_session() as s:
         rows = ranking.private_standings(s, ch, organizer=True)[:top]
     if not rows:
         return {}

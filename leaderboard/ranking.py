@@ -222,7 +222,7 @@ def rescore(store: Store, contest: Contest, paths: Paths, challenge_id: str, *, 
                 invalid.append(sid)
                 continue
             s.add(Score.of(sid, result, active=False, rescore_id=run_id))
-    with store.session() as s:
+    with store.read_session() as s:
         changes = rescore_changes(s, ch, run_id)
     return RescoreResult(run_id, len(subs) - len(invalid), invalid, changes)
 

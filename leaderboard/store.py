@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from sandbox.errors import ContesthubError
 from sandbox.settings import Paths
+from sandbox.submission_checks import TOO_LARGE_WHAT_TO_DO
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 CHUNK = 1 << 20
@@ -204,9 +205,8 @@ class UploadSink:
         if self.size > self.limit:
             self.abort()
             raise UploadTooLarge(
-                f"the file is larger than the limit of {self.limit >> 20} MiB; "
-                "submit fewer columns or compress it with gzip or zip",
-                f"文件超过 {self.limit >> 20} MiB 的上限；请只保留所需的列，或用 gzip/zip 压缩后再提交",
+                f"the file is larger than the limit of {self.limit >> 20} MiB; {TOO_LARGE_WHAT_TO_DO[0]}",
+                f"文件超过 {self.limit >> 20} MiB 的上限；{TOO_LARGE_WHAT_TO_DO[1]}",
             )
         self._hash.update(chunk)
         try:

@@ -159,6 +159,15 @@ def _archive(path: Path) -> str | None:
     return None
 
 
+# What to do about a file over the size limit (en, zh). Not "compress it": the contest's limit
+# counts the file after decompressing too.
+TOO_LARGE_WHAT_TO_DO = (
+    "keep only the id and prediction columns and write fewer decimal places "
+    "(the limit counts the file after decompressing too)",
+    "请只保留 id 列和预测列，并减少小数位数（上限也适用于解压后的文件）",
+)
+
+
 def _gunzip(path: Path, out: Path, expect: Expect) -> None:
     try:
         with gzip.open(path, "rb") as src:
@@ -234,10 +243,8 @@ def unpack(path: Path, work: Path, expect: Expect) -> Path:
     if size > expect.max_bytes:
         raise _fail(
             "file-too-large",
-            f"the file is {size / MiB:.1f} MiB; the limit is {expect.max_bytes // MiB} MiB; "
-            "compress it with gzip or zip, or keep only the columns needed",
-            f"文件大小为 {size / MiB:.1f} MiB，超过上限 {expect.max_bytes // MiB} MiB；"
-            "请用 gzip/zip 压缩，或只保留所需的列",
+            f"the file is {size / MiB:.1f} MiB; the limit is {expect.max_bytes // MiB} MiB; {TOO_LARGE_WHAT_TO_DO[0]}",
+            f"文件大小为 {size / MiB:.1f} MiB，超过上限 {expect.max_bytes // MiB} MiB；{TOO_LARGE_WHAT_TO_DO[1]}",
         )
     current, layer = path, 0
     try:
