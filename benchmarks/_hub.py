@@ -21,7 +21,6 @@ import json
 import math
 import os
 import random
-import socket
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +30,7 @@ from pathlib import Path
 import requests
 
 from hub.accounts import AccountStore, prepare_organizer
-from hub.launcher import HubProcess, descendants
+from hub.launcher import HubProcess, descendants, free_ports
 from hub.settings import HubSettings
 from sandbox.settings import PROJECT_ROOT, Paths
 
@@ -106,19 +105,6 @@ def _table(root: Path, table: str) -> str:
 # --- the hub -------------------------------------------------------------------------------
 
 
-def find_free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 @dataclass
 class Hub:
     """A running hub (with its submission service and leaderboard) and its organizer."""
@@ -147,7 +133,7 @@ class Hub:
         ``accounts`` (name -> password) are made approved in the hub's accounts table first, as
         an organizer's roster import does (bcrypt hashes, in parallel: not part of any timing).
         """
-        ports = find_free_ports(5)
+        ports = free_ports(5)
         values = {
             "mode": "demo",
             "port": ports[0],

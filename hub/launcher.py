@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +35,23 @@ from hub.settings import HubSettings
 from sandbox.settings import PROJECT_ROOT
 
 CONFIG = PROJECT_ROOT / "config" / "jupyterhub_config.py"
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports nobody listens on now, for a hub started by a test or benchmark.
+
+    All are held open together while they are picked, so the same port is not handed out twice.
+    """
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 class HubError(RuntimeError):

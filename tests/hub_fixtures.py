@@ -9,7 +9,6 @@ fixture            scope      what it gives
                               folder, the data root of the session's ``demo`` build; the
                               organizer account made as on ``contesthub up``'s first start. A
                               :class:`RunningHub`.
-``free_port``      function   a function returning a TCP port nobody listens on
 =================  =========  ===============================================================
 
 :func:`running_hub` starts a hub with any :func:`hub_settings` (tests/test_hub_secure.py runs
@@ -24,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -37,26 +35,8 @@ import pytest
 import requests
 
 from hub.accounts import prepare_organizer
-from hub.launcher import HubProcess
+from hub.launcher import HubProcess, free_ports
 from hub.settings import HubSettings
-
-
-def find_free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-@pytest.fixture
-def free_port():
-    return lambda: find_free_ports(1)[0]
 
 
 def importable(module: str) -> bool:
@@ -81,7 +61,7 @@ def available_services() -> str:
 
 
 def hub_settings(root: Path, data_root: Path, **overrides) -> HubSettings:
-    ports = find_free_ports(7)
+    ports = free_ports(7)
     values = {
         "mode": "demo",
         "port": ports[0],

@@ -13,14 +13,9 @@ import dask.config
 import pytest
 
 import sandbox
+from hub.launcher import free_ports
 
 pytestmark = pytest.mark.usefixtures("contestant")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _beijing_total() -> int:
@@ -42,7 +37,7 @@ def test_local_cluster_follows_sandbox_limits(monkeypatch):
 @pytest.fixture
 def gateway(tmp_path):
     """A real dask-gateway server (local backend, password auth) on free ports."""
-    api, proxy = free_port(), free_port()
+    api, proxy = free_ports(2)
     dask_cmd = str(Path(sys.executable).with_name("dask"))
     config = tmp_path / "gateway_config.py"
     config.write_text(f"""

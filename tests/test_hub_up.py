@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
-from hub_fixtures import RunningHub, available_services, find_free_ports
+from hub_fixtures import RunningHub, available_services
 
-from hub.launcher import _alive, descendants
+from hub.launcher import _alive, descendants, free_ports
 from hub.settings import HubSettings
 
 
@@ -75,7 +75,7 @@ CONTESTHUB = [sys.executable, "-c", "from hub.cli import main; main()"]
 
 @pytest.fixture
 def up_env(demo, tmp_path):
-    ports = find_free_ports(5)
+    ports = free_ports(5)
     flags = [
         "--port",
         str(ports[0]),
@@ -170,7 +170,7 @@ def test_a_hub_that_dies_while_starting_leaves_no_process(demo, tmp_path):
     from hub.launcher import CONFIG, HubError, HubProcess
 
     settings = hub_settings(tmp_path, demo.data_root, services="none")
-    port = find_free_ports(1)[0]
+    port = free_ports(1)[0]
     config = tmp_path / "broken_config.py"
     config.write_text(
         f"load_subconfig({str(CONFIG)!r})\n"
