@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 
 from leaderboard import contest, submissions
@@ -70,6 +71,29 @@ def demo_contest() -> contest.Contest:
     return contest.load(PROJECT_ROOT / "config" / "contest.toml")
 
 
+def prediction_frame(demo: Paths, ch: contest.Challenge, noise: float, seed: int) -> pd.DataFrame:
+    """Predictions for every test id of ``ch``: its hidden solution plus ``noise`` (0: exact).
+
+    Probabilities move towards a coin flip, values get Gaussian noise of ``noise`` standard
+    deviations, and a ``noise`` share of labels is drawn at random.
+    """
+    path, _ = solution_for(ch, demo)
+    df = duckdb.sql(f"SELECT * FROM read_parquet('{path}')").df()
+    rng = np.random.default_rng(seed)
+    out = df[list(ch.id_columns)].copy()
+    truth = df[ch.target]
+    if ch.positive is not None:
+        y = (truth == ch.positive).astype(float)
+        out[ch.prediction] = np.clip(y * (1 - noise) + rng.random(len(y)) * noise, 0, 1)
+    elif ch.scorer.input == "value":
+        out[ch.prediction] = truth.astype(float) + rng.normal(0, noise * truth.std() + 1e-9, len(truth))
+    else:
+        labels = np.sort(truth.unique())
+        wrong = rng.random(len(truth)) < noise
+        out[ch.prediction] = np.where(wrong, rng.choice(labels, len(truth)), truth)
+    return out
+
+
 @pytest.fixture
 def predictions(demo: Paths, demo_contest: contest.Contest, tmp_path: Path):
     """``predictions(challenge_id, noise=0.0, seed=0, name=None, edit=None)`` → path of a CSV.
@@ -79,21 +103,7 @@ def predictions(demo: Paths, demo_contest: contest.Contest, tmp_path: Path):
     """
 
     def make(challenge_id: str, noise: float = 0.0, seed: int = 0, name: str | None = None, edit=None) -> Path:
-        ch = demo_contest.challenge(challenge_id)
-        path, _ = solution_for(ch, demo)
-        df = duckdb.sql(f"SELECT * FROM read_parquet('{path}')").df()
-        rng = np.random.default_rng(seed)
-        out = df[list(ch.id_columns)].copy()
-        truth = df[ch.target]
-        if ch.positive is not None:
-            y = (truth == ch.positive).astype(float)
-            out[ch.prediction] = np.clip(y * (1 - noise) + rng.random(len(y)) * noise, 0, 1)
-        elif ch.scorer.input == "value":
-            out[ch.prediction] = truth.astype(float) + rng.normal(0, noise * truth.std() + 1e-9, len(truth))
-        else:
-            labels = np.sort(truth.unique())
-            wrong = rng.random(len(truth)) < noise
-            out[ch.prediction] = np.where(wrong, rng.choice(labels, len(truth)), truth)
+        out = prediction_frame(demo, demo_contest.challenge(challenge_id), noise, seed)
         if edit is not None:
             out = edit(out)
         file = tmp_path / (name or f"{challenge_id}-{noise}-{seed}.csv")

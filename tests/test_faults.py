@@ -52,11 +52,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
-import numpy as np
 import pytest
 import requests
-from contest_fixtures import NOW, PG_ADMIN
+from contest_fixtures import NOW, PG_ADMIN, prediction_frame
 from fault_tools import (
     Tmpfs,
     alive,
@@ -76,7 +74,6 @@ from hub.launcher import HubProcess, descendants
 from leaderboard import audit, contest, submissions, teams
 from leaderboard import store as store_mod
 from leaderboard.models import Quota, Score, Submission
-from leaderboard.scoring import solution_for
 from leaderboard.submissions import PENDING, SubmissionRefused
 from sandbox.settings import PROJECT_ROOT, Paths
 
@@ -91,19 +88,11 @@ ARTIFACTS = PROJECT_ROOT / "var" / "test-artifacts"
 
 def _csv(demo: Paths, ch: contest.Challenge, seed: int, noise: float = 0.6) -> bytes:
     """A valid submission file for ``ch`` built from its hidden solution plus noise."""
-    path, _ = solution_for(ch, demo)
-    df = duckdb.sql(f"SELECT * FROM read_parquet('{path}')").df()
-    rng = np.random.default_rng(seed)
-    out = df[list(ch.id_columns)].copy()
-    truth = df[ch.target]
+    out = prediction_frame(demo, ch, noise, seed)
     if ch.positive is not None:
-        y = (truth == ch.positive).astype(float)
-        out[ch.prediction] = np.clip(y * (1 - noise) + rng.random(len(y)) * noise, 0, 1).round(6)
+        out[ch.prediction] = out[ch.prediction].round(6)
     elif ch.scorer.input == "value":
-        out[ch.prediction] = (truth.astype(float) + rng.normal(0, noise * truth.std(), len(truth))).round(3)
-    else:
-        labels = np.sort(truth.unique())
-        out[ch.prediction] = np.where(rng.random(len(truth)) < noise, rng.choice(labels, len(truth)), truth)
+        out[ch.prediction] = out[ch.prediction].round(3)
     buf = io.StringIO()
     out.to_csv(buf, index=False)
     return buf.getvalue().encode("utf-8")
