@@ -8,8 +8,9 @@ Set-up is the same for both and is safe to repeat: it creates ``.venv`` with the
 running this script (3.11 or newer), installs the project with the pinned versions in
 ``requirements.lock``, installs configurable-http-proxy into ``node_modules`` with npm (never
 globally), and skips each step whose inputs have not changed since it last succeeded.
-``test`` also installs Chromium and a CJK font for the browser tests from the system's
-packages (``apt-get``, only as root and only if they are missing).
+``test`` also installs Chromium, a CJK font and libfaketime for the tests from the system's
+packages (``apt-get``, only as root and only if they are missing), and after the whole suite
+runs the tests whose rules depend on dates again with every clock moved years ahead.
 ``python3 dev.py bench NAME`` runs a benchmark from ``benchmarks/``; ``python3 dev.py lock``
 re-pins the dependencies after pyproject.toml changed.
 
@@ -92,28 +93,45 @@ def setup() -> None:
     setup_node()
 
 
-BROWSER_PACKAGES = ("chromium", "fonts-wqy-microhei")  # the browser tests' Chromium and a CJK font
-BROWSER_FILES = (Path("/usr/bin/chromium"), Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"))
+# The browser tests' Chromium and a CJK font; libfaketime for the date-bomb pass.
+TEST_PACKAGES = ("chromium", "fonts-wqy-microhei", "faketime")
+TEST_FILES = (
+    Path("/usr/bin/chromium"),
+    Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
+    Path("/usr/bin/faketime"),
+)
+# The date-bomb pass: the tests whose rules depend on dates run again with the clock of every
+# process they start moved years ahead (libfaketime), so a test or a demo that only works
+# around today fails the day it is written, not the day it goes off.
+FUTURE = "2031-06-01 03:00:00"
+DATED_TESTS = (
+    "tests/test_store.py",
+    "tests/test_contest.py",
+    "tests/test_ranking.py",
+    "tests/test_schedule.py",
+    "tests/test_submission_checks.py",
+    "tests/test_leaderboard_app.py",
+)
 
 
-def setup_browser() -> None:
-    """Chromium and a CJK font for the browser tests, from the system's packages (root + apt only)."""
-    if all(f.exists() for f in BROWSER_FILES):
+def setup_test_packages() -> None:
+    """Chromium, a CJK font and faketime for the tests, from the system's packages (root + apt only)."""
+    if all(f.exists() for f in TEST_FILES):
         return
-    stamp, key = VENV / ".contesthub-browser", " ".join(BROWSER_PACKAGES)
+    stamp, key = VENV / ".contesthub-test-packages", " ".join(TEST_PACKAGES)
     apt = shutil.which("apt-get")
     if step_done(stamp, key) or not apt or os.geteuid() != 0:
-        return  # tried already, or cannot: the browser tests say why they skip
-    say(f"installing {', '.join(BROWSER_PACKAGES)} for the browser tests (apt-get)")
+        return  # tried already, or cannot: the tests that need them say why they skip
+    say(f"installing {', '.join(TEST_PACKAGES)} for the tests (apt-get)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     quiet = {"stdout": subprocess.DEVNULL, "env": env}
     if (
         subprocess.run([apt, "-qq", "update"], **quiet).returncode
         or subprocess.run(
-            [apt, "-qq", "install", "-y", "--no-install-recommends", *BROWSER_PACKAGES], **quiet
+            [apt, "-qq", "install", "-y", "--no-install-recommends", *TEST_PACKAGES], **quiet
         ).returncode
     ):
-        say("apt-get could not install them; the browser tests will be skipped")
+        say("apt-get could not install them; the tests that need them will be skipped")
         return
     stamp.write_text(key)
 
@@ -132,12 +150,19 @@ def main(argv: list[str]) -> None:
         os.execv(BIN / "contesthub", [str(BIN / "contesthub"), "up", *rest])
     elif cmd == "test":
         setup()
-        setup_browser()
+        setup_test_packages()
         say("ruff check")
         run(BIN / "ruff", "check", ".")
         say("pytest")
-        result = subprocess.run([str(BIN / "pytest"), *rest], cwd=ROOT)
-        sys.exit(result.returncode)
+        run(BIN / "pytest", *rest)
+        if rest:
+            return  # a chosen part of the suite: no date-bomb pass
+        faketime = shutil.which("faketime")
+        if not faketime:
+            say("WARNING: faketime was not found (Debian package faketime): the date-bomb pass was skipped")
+            return
+        say(f"pytest again with every clock at {FUTURE} (faketime): the tests whose rules depend on dates")
+        run(faketime, FUTURE, BIN / "pytest", "-p", "no:cacheprovider", *DATED_TESTS)
     elif cmd == "bench":
         setup()
         if not rest:

@@ -45,7 +45,8 @@ import datetime as dt
 import pandas as pd
 import sqlalchemy as sa
 import streamlit as st
-from leaderboard.models import utcnow
+from sandbox import clock
+
 
 engine = sa.create_engine({{url!r}})
 # Every submission of the challenge with its public score, all columns, on every run.
@@ -56,7 +57,7 @@ df = pd.read_sql(
 )
 engine.dispose()
 df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
-now = utcnow()
+now = clock.now()
 
 def ranked(frame):
     best = frame.sort_values(["public_score", "created_at", "id"]).drop_duplicates("team_id")

@@ -17,6 +17,7 @@ from hub import runtime
 from hub.accounts import USERNAME_PATTERN, LocalAccountsAuthenticator
 from hub.sandboxes import DEMO_WARNING, DemoSpawner, pre_spawn_hook, secure_mode_config
 from hub.services import (
+    CLOCK_VARIABLES,
     GATEWAY_SCOPE,
     GATEWAY_SERVICE,
     ORGANIZER_GROUP,
@@ -135,6 +136,8 @@ c.Spawner.environment = {
     "CONTESTHUB_MEMORY_LIMIT": f"{settings.mem_limit_bytes // 2 // 2**20}M",
     "CONTESTHUB_SUBMIT_URL": f"{settings.public_url}/services/submit/",
 }
+# JupyterHub's own list, plus a moved clock (hub/services.py, CLOCK_VARIABLES).
+c.Spawner.env_keep.extend(CLOCK_VARIABLES)
 # The notebook's JUPYTERHUB_API_TOKEN: the default `server` role's scopes, plus access to
 # the submission service (sandbox.submit sends it there).
 c.Spawner.server_token_scopes = [

@@ -32,7 +32,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
@@ -62,6 +62,7 @@ from tornado.httputil import url_concat
 from traitlets import Bool, Integer, Unicode
 
 from hub.runtime import ensure_dir
+from sandbox import clock
 
 # Safe as a JupyterHub name, a Unix account (with the jupyter- prefix) and a Kubernetes label.
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,30}$"
@@ -206,7 +207,7 @@ class AccountStore:
         self, name: str, password: str, *, approved: bool = False, by: str | None = None, one_time: bool = False
     ) -> Account:
         """A new account; ``one_time``: its password must be replaced at the first login."""
-        now = datetime.now(UTC)
+        now = clock.now()
         values = {
             "name": name,
             "password_hash": hash_password(password),
@@ -225,7 +226,7 @@ class AccountStore:
             done = con.execute(
                 update(accounts)
                 .where(accounts.c.name == name, accounts.c.status == PENDING)
-                .values(status=APPROVED, decided_at=datetime.now(UTC), decided_by=by)
+                .values(status=APPROVED, decided_at=clock.now(), decided_by=by)
             )
         return done.rowcount == 1
 

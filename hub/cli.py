@@ -111,7 +111,7 @@ def teams_import(ctx: click.Context, roster: str, passwords_out: str | None, by:
     from leaderboard import store
 
     paths: Paths = ctx.obj["paths"]
-    contest = contest_config.load(contest_config.config_path(ctx.obj.get("contest_file")), paths.datasets_dir)
+    contest = contest_config.load_for(paths, ctx.obj.get("contest_file"))
     entries = roster_mod.read(Path(roster))
     roster_mod.check_sizes(entries, contest, Path(roster).name)
     settings = HubSettings.load({"private_root": str(paths.private_root)})

@@ -84,6 +84,10 @@ CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:se
 # Organizers: the members of this group hold JupyterHub's admin role (the submission service
 # recognises organizers by it too).
 ORGANIZER_GROUP = "organizers"
+# A hub whose clock was moved with libfaketime (the suite's date-bomb guard: `faketime DATE
+# contesthub up`) moves its services' and sandboxes' clocks with it, so that every process of
+# the platform agrees on "now". Unset in production, where they pass nothing.
+CLOCK_VARIABLES = ("LD_PRELOAD", "FAKETIME", "FAKETIME_SHARED", "DONT_FAKE_MONOTONIC")
 # Passed on from the hub's environment to the services when set.
 PASSED_ON = (
     "CONTESTHUB_DB_URL",
@@ -92,6 +96,7 @@ PASSED_ON = (
     "CONTESTHUB_LANG",
     "CONTESTHUB_TEAM_GROUP_PREFIX",
     "CONTESTHUB_SCORERS",
+    *CLOCK_VARIABLES,
 )
 
 

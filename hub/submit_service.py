@@ -45,8 +45,9 @@ from hub.die_with_parent import die_with_parent
 from leaderboard import contest as contest_config
 from leaderboard import integrity, ranking, submissions, teams
 from leaderboard import store as store_mod
-from leaderboard.models import Submission, utcnow
+from leaderboard.models import Submission
 from leaderboard.store import StorageFailed, Store, UploadTooLarge
+from sandbox import clock
 from sandbox.errors import ContesthubError, NotFound
 from sandbox.settings import Paths
 from sandbox.submission_checks import TOO_LARGE_WHAT_TO_DO
@@ -74,7 +75,7 @@ class Context:
     def __init__(
         self,
         paths: Paths,
-        contest: contest_config.Contest,
+        contest: contest_config.Contest | contest_config.Watched,
         store: Store,
         hub_auth: HubAuth,
         workers: int,
@@ -83,7 +84,8 @@ class Context:
         pollers: int = STORE_POLLERS,
         writers: int = STORE_WRITERS,
     ):
-        self.paths, self.contest, self.store, self.hub_auth = paths, contest, store, hub_auth
+        self.paths, self.store, self.hub_auth = paths, store, hub_auth
+        self._contest = contest
         self.scorers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scorer")
         self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="groups")
         self.readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="store-read")
@@ -91,6 +93,12 @@ class Context:
         self.writers = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="store-write")
         self._sync_guard = threading.Lock()
         self._sync_queued = False
+
+    @property
+    def contest(self) -> contest_config.Contest:
+        """The contest now: a watched one is read again when its file or the demo schedule changes."""
+        c = self._contest
+        return c.get() if isinstance(c, contest_config.Watched) else c
 
     async def read(self, fn, *args, **kw):
         """``fn(*args, **kw)`` in a reader thread; it should use ``store.read_session()`` only."""
@@ -918,7 +926,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s submit] %(message)s")
     die_with_the_hub()
     paths = Paths.from_env()
-    contest = contest_config.load()
+    contest = contest_config.Watched(paths)
     store = store_mod.connect(paths)
     hub_auth = HubAuth(allow_token_in_url=False, cache_max_age=60)
     ctx = Context(paths, contest, store, hub_auth, workers=int(os.environ.get("CONTESTHUB_SCORERS", "2")))
@@ -926,10 +934,10 @@ def main() -> None:
     port = int(os.environ.get("CONTESTHUB_PORT") or url.port or 10101)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/submit/")
     app = make_app(ctx, prefix)
-    server = httpserver.HTTPServer(app, max_body_size=contest.upload_limit + 1, max_buffer_size=1 << 20)
+    server = httpserver.HTTPServer(app, max_body_size=ctx.contest.upload_limit + 1, max_buffer_size=1 << 20)
     server.listen(port, url.hostname or "127.0.0.1")
     # Interrupted submissions are finished in the scorer threads while requests are served.
-    ctx.scorers.submit(submissions.recover, store, contest, paths, utcnow())
+    ctx.scorers.submit(submissions.recover, store, ctx.contest, paths, clock.now())
     ioloop.PeriodicCallback(ctx.sync_groups_later, 60_000).start()
     ctx.sync_groups_later()
     log.info("submission service listening on %s:%s%s", url.hostname, port, prefix)

@@ -1,6 +1,8 @@
 """``contesthub up``: the whole platform on this machine, in the foreground.
 
-1. builds and publishes the demo datasets (skipped where up to date; ``--no-build`` skips it);
+1. records the demo contest's schedule on the first start (it opens a month before that day),
+   or rolls it forward when it is over (leaderboard/schedule.py); a real contest's dates stay;
+   then builds and publishes the demo datasets (skipped where up to date; ``--no-build`` skips it);
 2. on first start, creates the organizer account with a generated password (shown once,
    stored as a bcrypt hash);
 3. starts JupyterHub with config/jupyterhub_config.py, which starts configurable-http-proxy
@@ -88,8 +90,33 @@ def _build(ctx: click.Context, settings: HubSettings) -> bool:
         from leaderboard import contest, publish
 
         # What a submission must look like, next to the data, for sandbox.validate.
-        publish.write(contest.load(None, paths.datasets_dir), paths)
+        publish.write(contest.load_for(paths), paths)
     return not failed
+
+
+def _demo_schedule(ctx: click.Context, settings: HubSettings) -> None:
+    """A demo contest is open whenever it starts: record or roll its schedule (leaderboard/schedule.py)."""
+    from leaderboard import contest, publish, schedule
+
+    paths = Paths(settings.data_root, settings.private_root, ctx.obj["paths"].datasets_dir).ensure()
+    before = schedule.read(paths.private_root)
+    anchor = schedule.start(contest.load_for(paths), paths.private_root)
+    if anchor is None:
+        return
+    c = contest.load_for(paths)
+    if anchor != before and (paths.data_root / publish.FILE).exists():
+        publish.write(c, paths)  # sandboxes see the dates in force (the build publishes them too)
+    if anchor.state == schedule.CLOSED:
+        click.echo(
+            f"demo contest closed on {c.last_close:%Y-%m-%d %H:%M} (`contesthub contest demo close`): ready to "
+            "reveal; `contesthub contest demo open` opens it again / 演示比赛已截止，可公布结果"
+        )
+    else:
+        opens = min(ch.opens for ch in c.challenges)
+        click.echo(
+            f"demo contest open from {opens:%Y-%m-%d} to {c.last_close:%Y-%m-%d %H:%M} ({c.timezone}) / "
+            f"演示比赛开放提交：{opens:%Y-%m-%d} 至 {c.last_close:%Y-%m-%d %H:%M}"
+        )
 
 
 def _banner(settings: HubSettings, services: list[str], password: str | None, log: Path | None) -> str:
@@ -195,6 +222,7 @@ def up_cmd(ctx: click.Context, hub_config, reset_organizer_password, build, hub_
     from hub.services import hub_services
 
     settings = HubSettings.load(flags, config_file=hub_config)
+    _demo_schedule(ctx, settings)
     if build and not _build(ctx, settings):
         ctx.exit(1)
     _check_can_start(settings)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from leaderboard.models import AuditEntry, AuditHead, utcnow
+from leaderboard.models import AuditEntry, AuditHead
+from sandbox import clock
 
 GENESIS = "0" * 64
 
@@ -39,7 +40,7 @@ def record(session: Session, actor: str, action: str, subject: str, payload: dic
         head = AuditHead(id=1, seq=0, hash=GENESIS)
         session.add(head)
     # Times are kept to the microsecond in both databases; hash what will be read back.
-    at = utcnow()
+    at = clock.now()
     body = canonical(payload or {})
     seq = head.seq + 1
     digest = entry_hash(head.hash, seq, at, actor, action, subject, body)

@@ -34,6 +34,7 @@ from sqlalchemy import Date, DateTime, TypeDecorator, func, insert, select, text
 from leaderboard import audit
 from leaderboard.models import Base, Submission
 from leaderboard.store import CHUNK, Store
+from sandbox import clock
 from sandbox.errors import ContesthubError
 from sandbox.settings import Paths
 
@@ -115,7 +116,7 @@ def backup(store: Store, paths: Paths, contest_file: Path, dest: Path) -> dict:
     files["contest.toml"] = _sha256(work / "contest.toml")
     manifest = {
         "format": FORMAT,
-        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "created_at": clock.now().isoformat(),
         "source": store.url.split("@")[-1],
         "rows": {k: len(v) for k, v in rows.items()},
         "missing_submission_files": missing,

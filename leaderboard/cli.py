@@ -31,7 +31,7 @@ def contest() -> None:
 @click.pass_context
 def validate_cmd(ctx: click.Context, contest_file: str | None, as_json: bool) -> None:
     """Check the contest definition against its schema and the datasets; list the challenges."""
-    c = contest_config.load(contest_config.config_path(contest_file), ctx.obj["paths"].datasets_dir)
+    c = contest_config.load_for(ctx.obj["paths"], contest_file)
     published = catalog.load(ctx.obj["paths"].data_root)["datasets"]
     rows = []
     for ch in c.challenges:
@@ -82,8 +82,60 @@ def publish_cmd(ctx: click.Context, contest_file: str | None) -> None:
     from leaderboard import publish
 
     paths = ctx.obj["paths"]
-    doc = publish.write(contest_config.load(contest_config.config_path(contest_file), paths.datasets_dir), paths)
+    doc = publish.write(contest_config.load_for(paths, contest_file), paths)
     click.echo(f"published the rules of {len(doc['challenges'])} challenge(s) to {paths.data_root / publish.FILE}")
+
+
+@contest.command("demo")
+@click.argument("action", type=click.Choice(["status", "open", "close"]), default="status")
+@contest_option
+@click.option("--by", default=lambda: __import__("getpass").getuser(), help="Who does this (recorded).")
+@click.option("--json", "as_json", is_flag=True, help="Print the schedule as JSON.")
+@click.pass_context
+def demo_cmd(ctx: click.Context, action: str, contest_file: str | None, by: str, as_json: bool) -> None:
+    """The demo's moving schedule: status, open (from today) or close (ready to reveal) (演示赛程).
+
+    A demo contest file ([demo] day = ...) has its dates moved so that this day falls on the
+    demo's anchor day. ``close`` moves the anchor back so that every challenge closed yesterday:
+    no more submissions, the review phase runs and organizers can reveal. ``open`` makes today
+    the anchor again. The running platform reads the new dates at once.
+    """
+    from leaderboard import audit, publish, schedule
+
+    paths = ctx.obj["paths"]
+    c = contest_config.load_for(paths, contest_file)
+    if action != "status":
+        paths.ensure()
+        anchor = (schedule.open_today if action == "open" else schedule.close)(c, paths.private_root, by)
+        c = contest_config.load_for(paths, contest_file)
+        with _store(ctx).session() as s:
+            audit.record(s, by, f"demo.{action}", "schedule", anchor.to_dict())
+        if (paths.data_root / publish.FILE).exists():  # what sandboxes see follows the new dates
+            publish.write(c, paths)
+    if c.demo_day is None and action == "status":
+        click.echo(f"{c.path.name}: fixed dates (not a demo) / 固定日期（非演示）")
+        return
+    recorded = schedule.read(paths.private_root)
+    doc = {
+        "demo_day": c.demo_day.isoformat() if c.demo_day else None,
+        "anchor_day": c.anchor_day.isoformat() if c.anchor_day else None,
+        "state": recorded.state if recorded else "not recorded (today is the anchor)",
+        "challenges": [
+            {
+                "id": ch.id,
+                "opens": ch.opens.isoformat(),
+                "closes": ch.closes.isoformat(),
+                "reveal": ch.reveal.isoformat(),
+            }
+            for ch in c.challenges
+        ],
+    }
+    if as_json:
+        echo_json(doc)
+        return
+    click.echo(f"demo schedule / 演示赛程: anchor {doc['anchor_day']} (file's day {doc['demo_day']}), {doc['state']}")
+    for ch in doc["challenges"]:
+        click.echo(f"  {ch['id']}: opens {ch['opens'][:16]}, closes {ch['closes'][:16]}, reveal {ch['reveal'][:16]}")
 
 
 @click.command("score")
@@ -95,7 +147,7 @@ def publish_cmd(ctx: click.Context, contest_file: str | None) -> None:
 def score_cmd(ctx: click.Context, challenge_id: str, file: str, contest_file: str | None, as_json: bool) -> None:
     """Validate and score a file offline, for organizers (public and private score)."""
     paths = ctx.obj["paths"]
-    ch = contest_config.load(contest_config.config_path(contest_file), paths.datasets_dir).challenge(challenge_id)
+    ch = contest_config.load_for(paths, contest_file).challenge(challenge_id)
     result = score_file(ch, Path(file), paths)
     lang = ctx.obj["lang"]
     if as_json:
@@ -118,7 +170,7 @@ def score_cmd(ctx: click.Context, challenge_id: str, file: str, contest_file: st
 
 
 def _contest(ctx: click.Context) -> contest_config.Contest:
-    return contest_config.load(contest_config.config_path(ctx.obj.get("contest_file")), ctx.obj["paths"].datasets_dir)
+    return contest_config.load_for(ctx.obj["paths"], ctx.obj.get("contest_file"))
 
 
 def _store(ctx: click.Context):

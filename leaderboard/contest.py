@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import tomllib
 from dataclasses import dataclass
@@ -22,10 +23,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jsonschema
 
-from leaderboard import metrics
+from leaderboard import metrics, schedule
 from sandbox.descriptor import Dataset, load_all
 from sandbox.errors import NotFound, Problem, ProblemsError
-from sandbox.settings import PROJECT_ROOT
+from sandbox.settings import PROJECT_ROOT, Paths
 
 SCHEMA = Path(__file__).with_name("schemas") / "contest.schema.json"
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "contest.toml"
@@ -94,10 +95,18 @@ class Contest:
     path: Path
     team_freeze: dt.datetime | None = None
     upload_limit_mb: int = 50
+    # A demo's dates move with its anchor day (leaderboard/schedule.py); None: fixed dates.
+    demo_day: dt.date | None = None
+    anchor_day: dt.date | None = None
 
     @property
     def upload_limit(self) -> int:
         return self.upload_limit_mb << 20
+
+    @property
+    def last_close(self) -> dt.datetime:
+        """When the last challenge stops taking submissions."""
+        return max(c.closes for c in self.challenges)
 
     @property
     def max_team_size(self) -> int:
@@ -146,13 +155,24 @@ def _path(parts) -> str:
     return out
 
 
-def _time(raw, tz: ZoneInfo) -> dt.datetime:
+def _time(raw, tz: ZoneInfo, days: int = 0) -> dt.datetime:
     value = raw if isinstance(raw, dt.datetime) else dt.datetime.fromisoformat(str(raw))
-    return value if value.tzinfo else value.replace(tzinfo=tz)
+    return schedule.shift(value if value.tzinfo else value.replace(tzinfo=tz), days, tz)
 
 
-def load(path: Path | None = None, datasets_dir: Path | None = None) -> Contest:
-    """Read and check the contest definition; raise one ContestConfigError listing every problem."""
+def load(
+    path: Path | None = None,
+    datasets_dir: Path | None = None,
+    *,
+    private_root: Path | None = None,
+    anchor_day: dt.date | None = None,
+) -> Contest:
+    """Read and check the contest definition; raise one ContestConfigError listing every problem.
+
+    A demo file (``[demo] day = ...``) has its dates moved to its anchor day: ``anchor_day``
+    when given (tests), else the one recorded under ``private_root`` (default: the
+    environment's), else today (see leaderboard/schedule.py).
+    """
     path = config_path(path)
     file = str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
     try:
@@ -182,6 +202,10 @@ def load(path: Path | None = None, datasets_dir: Path | None = None) -> Contest:
                 )
             ]
         ) from None
+    demo_day = dt.date.fromisoformat(str(doc["demo"]["day"])) if "demo" in doc else None
+    if demo_day is not None and anchor_day is None:
+        anchor_day = schedule.anchor_day(private_root or Paths.from_env().private_root, tz)
+    days = (anchor_day - demo_day).days if demo_day is not None else 0
     datasets = {d.id: d for d in load_all(datasets_dir or PROJECT_ROOT / "datasets")}
     upload_limit_mb = doc.get("upload_limit_mb", 50)
     challenges, seen = [], set()
@@ -208,9 +232,9 @@ def load(path: Path | None = None, datasets_dir: Path | None = None) -> Contest:
                 daily_quota=c["daily_quota"],
                 max_team_size=c["max_team_size"],
                 final_selections=c.get("final_selections", 2),
-                opens=_time(c["opens"], tz),
-                closes=_time(c["closes"], tz),
-                reveal=_time(c["reveal"], tz),
+                opens=_time(c["opens"], tz, days),
+                closes=_time(c["closes"], tz, days),
+                reveal=_time(c["reveal"], tz, days),
                 upload_limit_mb=upload_limit_mb,
             )
         )
@@ -218,11 +242,38 @@ def load(path: Path | None = None, datasets_dir: Path | None = None) -> Contest:
         if not ch.opens < ch.closes <= ch.reveal:
             problems.append(Problem(file, f"{key}.opens", "the times are out of order", "opens < closes <= reveal"))
     phases = tuple(
-        Phase(p["id"], p["title"], _time(p["start"], tz), _time(p["end"], tz)) for p in doc.get("phases", [])
+        Phase(p["id"], p["title"], _time(p["start"], tz, days), _time(p["end"], tz, days))
+        for p in doc.get("phases", [])
     )
     for i, p in enumerate(phases):
         if p.start >= p.end:
             problems.append(Problem(file, f"phases[{i}].start", "the phase ends before it starts", "start < end"))
+        elif i and p.start < phases[i - 1].end:
+            problems.append(
+                Problem(
+                    file,
+                    f"phases[{i}].start",
+                    f"phase {p.id!r} starts before phase {phases[i - 1].id!r} ends",
+                    "phases in order, without overlap",
+                )
+            )
+    team_freeze = _time(doc["team_freeze"], tz, days) if "team_freeze" in doc else None
+    if team_freeze and challenges and not team_freeze <= max(c.closes for c in challenges):
+        problems.append(
+            Problem(file, "team_freeze", "teams freeze after every challenge has closed", "team_freeze <= closes")
+        )
+    if demo_day is not None:
+        midday = schedule.shift(dt.datetime.combine(demo_day, dt.time(12), tz), days, tz)
+        for i, ch in enumerate(challenges):
+            if not ch.opens <= midday < ch.closes:
+                problems.append(
+                    Problem(
+                        file,
+                        f"challenges[{i}].opens",
+                        f"{ch.id} is not open on the demo's day {demo_day}, so the demo would start closed",
+                        "opens <= demo.day < closes",
+                    )
+                )
     if problems:
         raise ContestConfigError(problems)
     return Contest(
@@ -231,9 +282,42 @@ def load(path: Path | None = None, datasets_dir: Path | None = None) -> Contest:
         phases=phases,
         challenges=tuple(challenges),
         path=path,
-        team_freeze=_time(doc["team_freeze"], tz) if "team_freeze" in doc else None,
+        team_freeze=team_freeze,
         upload_limit_mb=upload_limit_mb,
+        demo_day=demo_day,
+        anchor_day=anchor_day if demo_day is not None else None,
     )
+
+
+def load_for(paths: Paths, contest_file: str | os.PathLike | None = None) -> Contest:
+    """The contest as a command or service over ``paths`` sees it: ``contest_file``, else
+    CONTESTHUB_CONTEST, else config/contest.toml; a demo's schedule from ``paths.private_root``."""
+    return load(config_path(contest_file), paths.datasets_dir, private_root=paths.private_root)
+
+
+class Watched:
+    """The contest of a long-running service: read again when its file or the demo's schedule
+    changes (``contesthub contest demo close`` takes effect without a restart). Two ``stat``
+    calls per use; a file that became invalid keeps the last good contest and is logged."""
+
+    def __init__(self, paths: Paths, contest_file: str | os.PathLike | None = None):
+        self.paths, self.file = paths, config_path(contest_file)
+        self._stamp = self._stat()
+        self._contest = load_for(paths, self.file)
+
+    def _stat(self) -> tuple:
+        files = (self.file, schedule.path(self.paths.private_root))
+        return tuple(f.stat().st_mtime_ns if f.exists() else 0 for f in files)
+
+    def get(self) -> Contest:
+        stamp = self._stat()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                self._contest = load_for(self.paths, self.file)
+            except ContestConfigError as exc:
+                logging.getLogger(__name__).error("kept the previous contest definition: %s", exc)
+        return self._contest
 
 
 def _check_challenge(file: str, key: str, c: dict, datasets: dict[str, Dataset]) -> list[Problem]:

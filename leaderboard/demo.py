@@ -31,8 +31,9 @@ from sqlalchemy.orm import Session
 
 from leaderboard import submissions as submissions_mod
 from leaderboard.contest import Challenge, Contest
-from leaderboard.models import Member, Quota, Score, Submission, Team, utcnow
+from leaderboard.models import Member, Quota, Score, Submission, Team
 from leaderboard.store import Store
+from sandbox import clock
 
 PREFIX = "demo-"
 DEMO_ACTOR = "demo-organizer"
@@ -119,7 +120,7 @@ def seed(
     never more than the daily quota per team, challenge and contest day; a request for more
     than fit is trimmed. ``challenges`` limits the race to some challenges (all by default).
     """
-    now = now or utcnow()
+    now = now or clock.now()
     rng = np.random.default_rng(seed)
     chosen = [contest.challenge(c) for c in challenges] if challenges else list(contest.challenges)
     with store.session() as s:

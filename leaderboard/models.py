@@ -37,9 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+from sandbox import clock
 
 
 class UTCDateTime(TypeDecorator):
@@ -71,7 +69,7 @@ class Team(Base):
     # and is shown escaped everywhere.
     name: Mapped[str] = mapped_column(String(100), unique=True)
     display_name: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"))
 
     members: Mapped[list[Member]] = relationship(back_populates="team", order_by="Member.joined_at")
@@ -84,7 +82,7 @@ class Member(Base):
 
     user: Mapped[str] = mapped_column(String(255), primary_key=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), index=True)
-    joined_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    joined_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
 
     team: Mapped[Team] = relationship(back_populates="members")
 
@@ -102,7 +100,7 @@ class Submission(Base):
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
     user: Mapped[str] = mapped_column(String(255))
     challenge: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
     # The day the quota was charged to, in the contest's time zone.
     quota_day: Mapped[dt.date] = mapped_column(Date)
     file_name: Mapped[str] = mapped_column(String(255))
@@ -137,7 +135,7 @@ class Score(Base):
     metric: Mapped[str] = mapped_column(String(32))
     metric_version: Mapped[int] = mapped_column(Integer)
     dataset_version: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     rescore_id: Mapped[int | None] = mapped_column(ForeignKey("rescores.id"))
 
@@ -181,14 +179,14 @@ class QuotaGrant(Base):
     extra: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
     by: Mapped[str] = mapped_column(String(255))
-    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    at: Mapped[dt.datetime] = mapped_column(default=clock.now)
 
 
 class Reveal(Base):
     __tablename__ = "reveals"
 
     challenge: Mapped[str] = mapped_column(String(64), primary_key=True)
-    revealed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revealed_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
     by: Mapped[str] = mapped_column(String(255))
     # Bootstrap intervals and tied groups computed at the reveal (see ranking.intervals).
     report: Mapped[dict] = mapped_column(default=dict)
@@ -203,7 +201,7 @@ class Rescore(Base):
     metric_version: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
     by: Mapped[str] = mapped_column(String(255))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
     # pending → published | discarded
     status: Mapped[str] = mapped_column(String(16), default="pending")
     decided_at: Mapped[dt.datetime | None]

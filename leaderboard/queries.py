@@ -35,10 +35,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from leaderboard import contest as contest_mod
-from leaderboard import ranking
-from leaderboard.models import Member, QuotaGrant, Reveal, Score, Submission, Team, utcnow
+from leaderboard import ranking, schedule
+from leaderboard.models import Member, QuotaGrant, Reveal, Score, Submission, Team
 from leaderboard.store import Store, connect, default_url
 from sandbox import catalog as catalog_mod
+from sandbox import clock
 from sandbox.quoting import lit
 from sandbox.settings import Paths
 
@@ -99,14 +100,18 @@ def store(source: Source) -> Store:
 
 
 @st.cache_resource(show_spinner=False, ttl=300)
-def _contest(contest_file: str, datasets_dir: str, mtime: float) -> contest_mod.Contest:
-    return contest_mod.load(Path(contest_file), Path(datasets_dir))
+def _contest(
+    contest_file: str, datasets_dir: str, private_root: str, stamp: tuple, today: dt.date
+) -> contest_mod.Contest:
+    return contest_mod.load(Path(contest_file), Path(datasets_dir), private_root=Path(private_root))
 
 
 def contest(source: Source) -> contest_mod.Contest:
-    """The contest definition, read again when its file changes."""
-    path = Path(source.contest_file)
-    return _contest(source.contest_file, source.datasets_dir, path.stat().st_mtime if path.exists() else 0.0)
+    """The contest definition, read again when its file or the demo's schedule changes (and, for
+    a demo with no recorded schedule, when the day changes)."""
+    files = (Path(source.contest_file), schedule.path(Path(source.private_root)))
+    stamp = tuple(f.stat().st_mtime if f.exists() else 0.0 for f in files)
+    return _contest(source.contest_file, source.datasets_dir, source.private_root, stamp, clock.now().date())
 
 
 def reset() -> None:
@@ -229,7 +234,7 @@ def _public_board_pandas(session: Session, ch: contest_mod.Challenge, now: dt.da
 def public_board(source: Source, challenge_id: str, now: dt.datetime | None = None) -> pd.DataFrame:
     """The public leaderboard of a challenge (public scores only), one row per team."""
     ch = contest(source).challenge(challenge_id)
-    return _read(source, public_board_rows, ch, now or utcnow())
+    return _read(source, public_board_rows, ch, now or clock.now())
 
 
 @st.cache_data(**_CACHE)
@@ -287,7 +292,7 @@ def race(source: Source, challenge_id: str, teams: tuple[str, ...], now: dt.date
                 Submission.challenge == ch.id,
                 Submission.status == "scored",
                 Score.public_score.is_not(None),
-                Submission.created_at <= (now or utcnow()),
+                Submission.created_at <= (now or clock.now()),
             )
             .order_by(Submission.created_at)
         ).all()
@@ -366,7 +371,7 @@ def team_detail(source: Source, team: str, now: dt.datetime | None = None) -> di
                     Submission.selected,
                 )
                 .outerjoin(Score, and_(Score.submission_id == Submission.id, Score.active.is_(True)))
-                .where(Submission.team_id == t.id, Submission.created_at <= (now or utcnow()))
+                .where(Submission.team_id == t.id, Submission.created_at <= (now or clock.now()))
                 .order_by(Submission.created_at, Submission.id)
             ),
             columns=["id", "challenge", "created_at", "status", "public_score", "selected"],

@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 
 from leaderboard import audit, submissions
 from leaderboard.contest import Challenge, Contest
-from leaderboard.models import Rescore, Reveal, Score, Submission, Team, utcnow
+from leaderboard.models import Rescore, Reveal, Score, Submission, Team
 from leaderboard.scoring import score_file
 from leaderboard.store import Store
+from sandbox import clock
 from sandbox.errors import ContesthubError, NotFound
 from sandbox.settings import Paths
 
@@ -101,7 +102,7 @@ def public_standings(
     session: Session, ch: Challenge, *, rescore_id: int | None = None, now: dt.datetime | None = None
 ) -> list[dict]:
     """Rank, team, best public score, entries, last submission and movement over 24 hours."""
-    now = now or utcnow()
+    now = now or clock.now()
     rows = [
         {
             "team": r.name,
@@ -171,7 +172,7 @@ def private_standings(
 def reveal(session: Session, contest: Contest, challenge_id: str, *, by: str, now: dt.datetime | None = None) -> Reveal:
     """Make the private ranking public: one recorded organizer action, after the deadline."""
     ch = contest.challenge(challenge_id)
-    now = now or utcnow()
+    now = now or clock.now()
     if now < ch.closes:
         raise ContesthubError(
             f"{ch.id} is still open until {ch.closes:%Y-%m-%d %H:%M %z}; reveal it after it closes",
@@ -260,7 +261,7 @@ def decide_rescore(session: Session, rescore_id: int, *, by: str, publish: bool)
         rescored = select(Score.submission_id).where(Score.rescore_id == run.id).scalar_subquery()
         for sc in session.execute(select(Score).where(Score.submission_id.in_(rescored))).scalars():
             sc.active = sc.rescore_id == run.id
-    run.status, run.decided_at = ("published" if publish else "discarded"), utcnow()
+    run.status, run.decided_at = ("published" if publish else "discarded"), clock.now()
     session.flush()
     audit.record(session, by, f"rescore.{run.status}", run.challenge, {"rescore": run.id})
     return run

@@ -31,9 +31,10 @@ from sqlalchemy.orm import Session
 
 from leaderboard import audit, teams
 from leaderboard.contest import Challenge, Contest
-from leaderboard.models import Quota, QuotaGrant, Score, Submission, Team, utcnow
+from leaderboard.models import Quota, QuotaGrant, Score, Submission, Team
 from leaderboard.scoring import score_file
 from leaderboard.store import Store, Upload
+from sandbox import clock
 from sandbox.errors import ContesthubError, NotFound
 from sandbox.settings import Paths
 
@@ -116,7 +117,7 @@ def precheck(session: Session, contest: Contest, team: Team, challenge_id: str, 
     Only ever refuses: :func:`accept` decides what is accepted (its guarded UPDATE). Refusing
     on a snapshot is what accept() would have answered a moment earlier, so quotas stay exact,
     and a team that keeps uploading after its quota ran out costs no write transaction."""
-    now = now or utcnow()
+    now = now or clock.now()
     ch = contest.challenge(challenge_id)
     _check_open(ch, now)
     row = session.get(Quota, (team.id, ch.id, contest.day(now)))
@@ -148,7 +149,7 @@ def accept(
     now: dt.datetime | None = None,
 ) -> Submission:
     """Charge the quota and record the submission, then keep its file. Raises SubmissionRefused."""
-    now = now or utcnow()
+    now = now or clock.now()
     try:
         ch = contest.challenge(challenge_id)
         _check_open(ch, now)
@@ -188,7 +189,7 @@ def accept(
         upload.path.unlink(missing_ok=True)
         with store.session() as s:
             row = s.get(Submission, sub.id)
-            row.status, row.finished_at = "error", utcnow()
+            row.status, row.finished_at = "error", clock.now()
             row.errors = [_error("storage-failed", "the file could not be stored", "文件无法保存")]
             _refund(s, row)
             audit.record(s, "service", "submission.error", f"{row.challenge}#{row.id}", {"codes": ["storage-failed"]})
@@ -237,7 +238,7 @@ def score(store: Store, contest: Contest, paths: Paths, submission_id: int) -> S
             errors = [_error("scoring-failed", "the scorer failed", "评分程序出错")]
     with store.session() as s:
         sub = s.get(Submission, submission_id)
-        sub.finished_at = utcnow()
+        sub.finished_at = clock.now()
         if result is not None and result.valid:
             s.add(Score.of(sub.id, result, active=True))
             sub.status, sub.errors = "scored", []
@@ -256,7 +257,7 @@ def mark_file_lost(store: Store, submission_id: int, *, actor: str = "scorer") -
     submission becomes ``error`` (off the leaderboard) and gives its quota unit back."""
     with store.session() as s:
         sub = s.get(Submission, submission_id)
-        sub.status, sub.finished_at = "error", utcnow()
+        sub.status, sub.finished_at = "error", clock.now()
         sub.errors = [_error("file-lost", "the stored file is missing or damaged", "提交的文件丢失或损坏")]
         _refund(s, sub)
         payload = {"codes": ["file-lost"], "refunded": True}
@@ -323,7 +324,7 @@ def verify_files(store: Store) -> FileCheck:
 def recover(store: Store, contest: Contest, paths: Paths, started: dt.datetime | None = None) -> list[int]:
     """Finish what a crash interrupted: score again what was pending before ``started`` (the
     service's start; default now), refund what has no file, delete uploads never accepted."""
-    started = started or utcnow()
+    started = started or clock.now()
     store.files.sweep_incoming(before=started.timestamp())
     with store.session() as s:
         stale = s.execute(
@@ -360,7 +361,7 @@ def grant(
         )
     ch = contest.challenge(challenge_id)
     team = teams.get(session, team_name)
-    day = day or contest.day(utcnow())
+    day = day or contest.day(clock.now())
     session.execute(
         _insert_ignore(session)
         .values(team_id=team.id, challenge=ch.id, day=day, used=0, granted=0)
@@ -383,7 +384,7 @@ def grant(
 
 def quota(session: Session, contest: Contest, team: Team, challenge_id: str, now: dt.datetime | None = None) -> dict:
     ch = contest.challenge(challenge_id)
-    now = now or utcnow()
+    now = now or clock.now()
     day = contest.day(now)
     row = session.get(Quota, (team.id, ch.id, day))
     used, granted = (row.used, row.granted) if row else (0, 0)
@@ -409,7 +410,7 @@ def select_final(
 ) -> list[int]:
     """Choose the team's final submissions for the private ranking (replaces the earlier choice)."""
     ch = contest.challenge(challenge_id)
-    now = now or utcnow()
+    now = now or clock.now()
     if now >= ch.closes:
         raise ContesthubError(
             f"{ch.id} has closed; final selections can no longer change",

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from leaderboard import audit
 from leaderboard.contest import Contest
-from leaderboard.models import Member, Quota, Submission, Team, utcnow
+from leaderboard.models import Member, Quota, Submission, Team
+from sandbox import clock
 from sandbox.errors import ContesthubError, NotFound
 
 NAME = re.compile(r"^[^/\x00-\x1f\x7f]{1,100}$")
@@ -59,7 +60,7 @@ def create(
     members: tuple[str, ...] = (),
     now: dt.datetime | None = None,
 ) -> Team:
-    now = now or utcnow()
+    now = now or clock.now()
     _check_open(contest, now)
     name = name.strip()
     if not NAME.match(name):
@@ -82,7 +83,7 @@ def create(
 def add_member(
     session: Session, contest: Contest, team_name: str, user: str, *, actor: str, now: dt.datetime | None = None
 ) -> Member:
-    now = now or utcnow()
+    now = now or clock.now()
     _check_open(contest, now)
     team = get(session, team_name)
     current = team_of(session, user)
@@ -111,7 +112,7 @@ def add_member(
 def remove_member(
     session: Session, contest: Contest, team_name: str, user: str, *, actor: str, now: dt.datetime | None = None
 ) -> None:
-    now = now or utcnow()
+    now = now or clock.now()
     _check_open(contest, now)
     team = get(session, team_name)
     member = session.get(Member, user)
@@ -131,7 +132,7 @@ def merge(
     the daily quota times the days the challenge has been open (so merging cannot buy
     extra tries), and the merged team must respect the size limit.
     """
-    now = now or utcnow()
+    now = now or clock.now()
     _check_open(contest, now)
     a, b = get(session, into), get(session, other)
     if a.id == b.id:

@@ -12,7 +12,6 @@ All heavy lifting is DuckDB; Python only orchestrates.
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import hashlib
 import importlib.metadata
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import duckdb
 
-from sandbox import privacy, quality, sources
+from sandbox import clock, privacy, quality, sources
 from sandbox.catalog import write_root_catalog
 from sandbox.descriptor import ACCESS_RIGHTS, Dataset, TableSpec
 from sandbox.errors import ContesthubError, QualityGateError
@@ -193,7 +192,7 @@ def resolve_sources(ds: Dataset, paths: Paths, scale: float, reporter: Reporter 
         tmp.mkdir(parents=True)
         with reporter.step(f"{ds.id}: generating raw source (seed {seed}, scale {scale:g})"):
             _load_recipe(ds).generate(tmp, seed=seed, scale=scale)
-        (tmp / ".complete").write_text(dt.datetime.now(dt.UTC).isoformat())
+        (tmp / ".complete").write_text(clock.now().isoformat())
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
     return {t.name: out / t.source.path for t in ds.tables}
@@ -441,7 +440,7 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
         doc = {
             "id": ds.id,
             "version": version,
-            "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "built_at": clock.now().isoformat(timespec="seconds"),
             "descriptor_version": ds.meta["version"],
             "descriptor_sha256": ds.digest,
             "fingerprint": fingerprint,
@@ -572,7 +571,7 @@ def _remove_tree(path: Path) -> None:
 def _save_failed_report(paths: Paths, ds: Dataset, report: quality.Report) -> None:
     out = paths.private_root / "reports" / ds.id
     out.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
     _atomic_write_json(out / f"{stamp}-{report.table}-failed.json", report.to_dict())
 
 

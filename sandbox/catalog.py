@@ -9,7 +9,6 @@ descriptions; English matches words case-insensitively.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import re
@@ -17,6 +16,7 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
+from sandbox import clock
 from sandbox.errors import NotFound
 
 THEMES = {
@@ -63,7 +63,7 @@ def write_root_catalog(data_root: Path) -> dict:
                 }
             )
         datasets[home.name] = {"latest": entry["version"], "versions": history, "entry": entry}
-    doc = {"generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "datasets": datasets}
+    doc = {"generated_at": clock.now().isoformat(timespec="seconds"), "datasets": datasets}
     fd, tmp = tempfile.mkstemp(dir=data_root, prefix=".catalog.json.")
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(doc, fh, ensure_ascii=False, indent=1)

@@ -13,7 +13,6 @@ other client, and knows nothing of the hub or the contest engine.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import time
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
+from sandbox import clock
 from sandbox.errors import ContesthubError
 
 PENDING = ("received", "validating")
@@ -155,7 +155,7 @@ def _as_file(challenge: str, predictions, folder: Path | None = None) -> Path:
         )
     folder = folder or Path.home() / "submissions"
     folder.mkdir(exist_ok=True)
-    path = folder / f"{challenge}-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
+    path = folder / f"{challenge}-{clock.now().astimezone():%Y%m%d-%H%M%S}.csv"
     predictions.to_csv(path, index=False)
     return path
 

@@ -27,6 +27,7 @@ import yaml
 from click.testing import CliRunner
 from factories import BASE_META, new_id
 
+from sandbox import clock
 from sandbox.build import BuildResult, build_dataset
 from sandbox.descriptor import Dataset, load_all
 from sandbox.settings import PROJECT_ROOT, Paths
@@ -85,7 +86,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Paths:
         assert result.status == "built", (ds.id, result.error and result.error.en)
     from leaderboard import contest, publish
 
-    publish.write(contest.load(None, p.datasets_dir), p)  # as `contesthub up` does
+    publish.write(contest.load_for(p), p)  # as `contesthub up` does
     return p
 
 
@@ -132,3 +133,10 @@ def contestant(demo, tmp_path, monkeypatch):
 
 pytest_plugins = ["contest_fixtures"]
 pytest_plugins = [*globals().get("pytest_plugins", []), "hub_fixtures"]  # the real-hub fixtures (tests/hub_fixtures.py)
+
+
+@pytest.fixture(autouse=True)
+def _clock_runs_again_after_each_test():
+    """A test that pins ``sandbox.clock`` never leaves it pinned for the next one."""
+    yield
+    clock.pin(None)

@@ -33,7 +33,8 @@ from leaderboard.scoring import solution_for
 from sandbox.settings import PROJECT_ROOT, Paths
 
 PG_ADMIN = os.environ.get("CONTESTHUB_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
-# A moment inside every demo challenge's submission window (contest time).
+# A moment inside every demo challenge's submission window (contest time): the demo's
+# schedule is anchored on its day (``demo_contest``), so NOW never depends on today's date.
 NOW = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
 
@@ -68,7 +69,8 @@ def store(db_url: str, tmp_path: Path):
 
 @pytest.fixture(scope="session")
 def demo_contest() -> contest.Contest:
-    return contest.load(PROJECT_ROOT / "config" / "contest.toml")
+    """The demo contest with its schedule anchored on NOW's day, whatever the date today."""
+    return contest.load(PROJECT_ROOT / "config" / "contest.toml", anchor_day=NOW.date())
 
 
 def prediction_frame(demo: Paths, ch: contest.Challenge, noise: float, seed: int) -> pd.DataFrame:

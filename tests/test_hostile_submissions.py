@@ -45,6 +45,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leaderboard import contest as contest_config
+from sandbox import clock
 
 OPENAPI = Path(__file__).resolve().parents[1] / "hub" / "openapi.json"
 CHALLENGES = (FORECAST, EMERGENCY, TRIAGE)
@@ -128,7 +129,7 @@ def new_team(hub, org: str, prefix: str) -> tuple[str, str, str]:
     r = requests.post(f"{api}/admin/teams", headers=auth, json={"name": team, "members": [user]}, timeout=60)
     assert r.status_code == 201, r.text
     contest = contest_config.load()
-    today = contest.day(dt.datetime.now(dt.UTC))
+    today = contest.day(clock.now())
     for ch in CHALLENGES:
         for day in (today, today + dt.timedelta(days=1)):
             grant = {"challenge": ch, "extra": GRANT, "reason": f"{prefix} tests", "day": day.isoformat()}

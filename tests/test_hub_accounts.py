@@ -11,11 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import UTC, datetime
 
 from sqlalchemy import create_engine, text
 
 from hub.accounts import AccountStore, check_password, hash_password
+from sandbox import clock
 from sandbox.settings import PROJECT_ROOT, Paths
 
 
@@ -91,7 +91,7 @@ def test_accounts_made_by_an_earlier_version_survive_the_upgrade(db_url):
         )
         con.execute(
             text("INSERT INTO contesthub_accounts VALUES ('old-timer', :h, 'approved', :t, :t, 'org')"),
-            {"h": hash_password("kept-password-1"), "t": datetime.now(UTC)},
+            {"h": hash_password("kept-password-1"), "t": clock.now()},
         )
     engine.dispose()
     store = AccountStore(db_url)

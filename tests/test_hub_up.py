@@ -9,8 +9,10 @@ checks that every process it had started is gone and that a restart keeps the ac
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,8 +21,9 @@ import time
 from pathlib import Path
 
 import pytest
-from hub_fixtures import RunningHub, available_services
+from hub_fixtures import RunningHub, available_services, kernel_run
 
+import sandbox
 from hub.launcher import _alive, descendants, free_ports
 from hub.settings import HubSettings
 
@@ -28,9 +31,9 @@ from hub.settings import HubSettings
 class Up:
     """One ``contesthub up`` process and what it printed."""
 
-    def __init__(self, args: list[str], env: dict[str, str]):
+    def __init__(self, args: list[str], env: dict[str, str], prefix: tuple[str, ...] = ()):
         self.proc = subprocess.Popen(
-            [*CONTESTHUB, *args],
+            [*prefix, *CONTESTHUB, *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -70,6 +73,7 @@ class Up:
         return code
 
 
+CH = "outpatient_forecast"
 CONTESTHUB = [sys.executable, "-c", "from hub.cli import main; main()"]
 
 
@@ -148,6 +152,56 @@ def test_up_prints_urls_and_organizer_once_and_ctrl_c_stops_everything(up_env):
         hub.login(name, pw)  # and so does the contestant's account
     finally:
         assert second.interrupt() == 0, second.output
+
+
+# 23:30 on the machine's clock (UTC) is already 1 March in Shanghai: the demo's day is the
+# contest's, across a leap day and a day boundary.
+MOVED = "2028-02-29 23:30:00"
+
+
+@pytest.mark.skipif(not shutil.which("faketime"), reason="needs libfaketime (`python3 dev.py test` installs it)")
+def test_a_fresh_up_under_a_moved_clock_opens_the_demo_and_scores_a_starter_submit_cell(up_env, demo):
+    """Years after the demo file was written, `contesthub up` still starts an open demo, and a
+    starter notebook run in a contestant's kernel is scored (every process shares the moved clock)."""
+    args, env, settings = up_env
+    shutil.copytree(demo.private_root / "solutions", settings.private_root / "solutions")
+    up = Up(args, env, prefix=("faketime", MOVED))
+    try:
+        up.wait_for("Ctrl-C stops everything")
+        assert "demo contest open from 2028-01-31 to 2028-05-01 23:59 (Asia/Shanghai)" in up.output
+        password = re.search(r"password / 密码: (\S+)", up.output).group(1)
+        hub = RunningHub(settings, None, settings.organizer, password)
+        org = hub.new_token(hub.login(settings.organizer, password), settings.organizer)
+        name, _pw, session = hub.account()
+        token = hub.new_token(session, name)
+        r = hub.service("POST", "admin/teams", org, json={"name": "late-comers", "members": [name]})
+        assert r.status_code == 201, r.text
+        challenges = {c["id"]: c for c in hub.service("GET", "challenges", token).json()}
+        assert challenges[CH]["opens"].startswith("2028-01-31") and challenges[CH]["closes"].startswith("2028-05-01")
+        hub.spawn(name, token)
+        out = kernel_run(hub, name, token, starter_code(CH), timeout=300)
+        assert out["error"] is None, out["error"]
+        result = json.loads(out["stdout"].strip().splitlines()[-1])
+        assert result["status"] == "scored", result["text"]
+        (quota,) = [q for q in hub.service("GET", "me", token).json()["quotas"] if q["challenge"] == CH]
+        assert quota["used"] == 1 and quota["day"] == "2028-03-01"  # the contest's day, on the moved clock
+    finally:
+        assert up.interrupt() == 0, up.output
+
+
+def starter_code(challenge_id: str) -> str:
+    """Every code cell of the challenge's starter notebook, its submit cell's result printed as JSON."""
+    nb = json.loads((Path(sandbox.__file__).parent / "notebooks" / f"{challenge_id}.ipynb").read_text("utf-8"))
+    cells = [(c["source"], c.get("metadata", {}).get("tags", [])) for c in nb["cells"] if c["cell_type"] == "code"]
+    body = ["".join(src) for src, tags in cells if "submit" not in tags]
+    (submit,) = ["".join(src) for src, tags in cells if "submit" in tags]
+    return "\n".join(
+        [
+            *body,
+            f"r = {submit.strip()}",
+            'import json; print(json.dumps({"status": r.status, "text": str(r)}, ensure_ascii=False))',
+        ]
+    )
 
 
 def test_up_refuses_a_port_in_use(up_env):

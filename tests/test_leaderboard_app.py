@@ -2,8 +2,10 @@
 before and after a reveal; private scores absent until then; names shown literally.
 
 Most tests run on SQLite; the reveal test and the standings cross-check run on both
-databases. The app's test seams (``st.session_state`` keys no widget uses) pin the clock
-(``common.NOW_KEY``) and give a visitor a JupyterHub identity (``hub_auth.IDENTITY_KEY``).
+databases. The pages read the time from ``sandbox.clock``, which :func:`open_app` pins (the
+app runs in the test's process), so the demo schedule and every page agree on one moment;
+``hub_auth.IDENTITY_KEY`` (a session-state key no widget uses) gives a visitor a JupyterHub
+identity.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from contest_fixtures import NOW
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from leaderboard import demo, i18n, queries, ranking
+from leaderboard import demo, i18n, queries, ranking, schedule
 from leaderboard.models import Member, Quota, QuotaGrant, Reveal, Score, Submission, Team
-from leaderboard.views import common, hub_auth
+from leaderboard.views import hub_auth
+from sandbox import clock
 from sandbox.settings import PROJECT_ROOT
 
 APP = PROJECT_ROOT / "leaderboard" / "app.py"
@@ -125,10 +128,14 @@ def app_env(monkeypatch, tmp_path: Path):
     data.mkdir()
     monkeypatch.setenv("CONTESTHUB_DATA_ROOT", str(data))
     monkeypatch.setenv("CONTESTHUB_PRIVATE_ROOT", str(tmp_path / "app-private"))
+    # As `contesthub up` does: the demo's schedule is anchored on a recorded day (NOW's), so a
+    # page opened at another moment sees the same contest dates.
+    schedule.write(tmp_path / "app-private", schedule.Anchor(NOW.date()))
     for var in ("CONTESTHUB_LANG", "CONTESTHUB_CONTEST", "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_CLIENT_ID"):
         monkeypatch.delenv(var, raising=False)
     queries.reset()
-    yield monkeypatch
+    with clock.pinned(NOW):
+        yield monkeypatch
     queries.reset()
 
 
@@ -140,8 +147,8 @@ def race(app_env, store, demo_contest):
 
 
 def open_app(page: str | None = None, *, now=NOW, lang: str | None = None, user: dict | None = None) -> AppTest:
+    clock.pin(now)  # for the rest of the test; app_env lets the clock run again afterwards
     at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state[common.NOW_KEY] = now
     if user is not None:
         at.session_state[hub_auth.IDENTITY_KEY] = user
     at.run()

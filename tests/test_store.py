@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -101,14 +102,20 @@ def test_a_submission_whose_file_never_arrived_is_refunded_on_restart(store, dem
     path = store.files.path(sub.sha256)
     path.chmod(0o600)
     path.unlink()  # crash between the database commit and the rename
-    (store.files.incoming / "upload-leftover").write_bytes(b"half a file")
-    submissions.recover(store, demo_contest, demo, started=NOW + dt.timedelta(hours=1))
+    # Upload files' times are set from the test's clock, not left to the kernel's: an upload
+    # the crashed process left behind, and one a new request started after the restart.
+    started = NOW + dt.timedelta(hours=1)
+    leftover, fresh = store.files.incoming / "upload-leftover", store.files.incoming / "upload-after-restart"
+    for file, at in ((leftover, started - dt.timedelta(minutes=5)), (fresh, started + dt.timedelta(seconds=1))):
+        file.write_bytes(b"half a file")
+        os.utime(file, (at.timestamp(), at.timestamp()))
+    submissions.recover(store, demo_contest, demo, started=started)
     with store.session() as s:
         row = s.get(Submission, sub.id)
         assert row.status == "error" and not row.charged
         assert row.errors[0]["code"] == "file-lost" and "quota" in row.errors[0]["message_en"]
     assert _used(store) == 0
-    assert not list(store.files.incoming.iterdir())
+    assert sorted(store.files.incoming.iterdir()) == [fresh]  # the leftover is gone, the new upload kept
 
 
 def test_a_corrupted_stored_file_is_detected_by_its_checksum(store, demo, demo_contest, predictions, submit):

@@ -5,11 +5,10 @@ team may call itself ``<img src=x onerror=alert(1)>``). Pages show them with
 ``st.dataframe`` / ``st.text`` (which never interpret markup) or pass them through
 :func:`md` before they go into any Markdown; nothing in the app uses ``unsafe_allow_html``.
 
-Test seams: two ``st.session_state`` keys that no widget uses, so only code in the same
-process can set them (``AppTest`` does, before ``run()``); a browser cannot.
-
-* :data:`NOW_KEY` (an aware datetime) pins the clock the pages use;
-* :data:`hub_auth.IDENTITY_KEY` gives the visitor an identity without the hub's OAuth.
+Test seams: the pages read the time from ``sandbox.clock``, which a test pins in-process
+(``AppTest`` runs the pages in the test's process); :data:`hub_auth.IDENTITY_KEY`, a
+``st.session_state`` key no widget uses, gives a visitor an identity without the hub's OAuth.
+A browser can set neither.
 """
 
 from __future__ import annotations
@@ -23,9 +22,8 @@ import streamlit as st
 
 from leaderboard import i18n, queries
 from leaderboard.contest import Challenge, Contest
-from leaderboard.models import utcnow
+from sandbox import clock
 
-NOW_KEY = "_contesthub_now"
 # The chosen language lives under a plain key (kept across pages); the sidebar's widget has
 # its own key and copies its value here when it changes.
 LANG_KEY = "lang"
@@ -63,13 +61,12 @@ def remember_lang() -> None:
 
 
 def pinned_now() -> dt.datetime | None:
-    """The clock a test pinned (``None`` in production: the queries read the time themselves)."""
-    value = st.session_state.get(NOW_KEY)
-    return value if isinstance(value, dt.datetime) and value.tzinfo else None
+    """The moment a test pinned (``None`` in production: the queries read the clock themselves)."""
+    return clock.pinned_moment()
 
 
 def now() -> dt.datetime:
-    return pinned_now() or utcnow()
+    return clock.now()
 
 
 def source() -> queries.Source:
