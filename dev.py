@@ -127,9 +127,7 @@ def setup_test_packages() -> None:
     quiet = {"stdout": subprocess.DEVNULL, "env": env}
     if (
         subprocess.run([apt, "-qq", "update"], **quiet).returncode
-        or subprocess.run(
-            [apt, "-qq", "install", "-y", "--no-install-recommends", *TEST_PACKAGES], **quiet
-        ).returncode
+        or subprocess.run([apt, "-qq", "install", "-y", "--no-install-recommends", *TEST_PACKAGES], **quiet).returncode
     ):
         say("apt-get could not install them; the tests that need them will be skipped")
         return
