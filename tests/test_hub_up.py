@@ -9,6 +9,7 @@ checks that every process it had started is gone and that a restart keeps the ac
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -31,9 +32,9 @@ from hub.settings import HubSettings
 class Up:
     """One ``contesthub up`` process and what it printed."""
 
-    def __init__(self, args: list[str], env: dict[str, str], prefix: tuple[str, ...] = ()):
+    def __init__(self, args: list[str], env: dict[str, str]):
         self.proc = subprocess.Popen(
-            [*prefix, *CONTESTHUB, *args],
+            [*CONTESTHUB, *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -154,18 +155,26 @@ def test_up_prints_urls_and_organizer_once_and_ctrl_c_stops_everything(up_env):
         assert second.interrupt() == 0, second.output
 
 
-# 23:30 on the machine's clock (UTC) is already 1 March in Shanghai: the demo's day is the
-# contest's, across a leap day and a day boundary.
-MOVED = "2028-02-29 23:30:00"
+# 23:30 UTC is already 1 March in Shanghai: the demo's day is the contest's, across a leap
+# day and a day boundary.
+MOVED = dt.datetime(2028, 2, 29, 23, 30, tzinfo=dt.UTC)
+# Debian's faketime package (`python3 dev.py test` installs it), for this machine's architecture.
+LIBFAKETIME = next(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"), Path("/usr/lib/faketime/libfaketime.so.1"))
 
 
-@pytest.mark.skipif(not shutil.which("faketime"), reason="needs libfaketime (`python3 dev.py test` installs it)")
+def moved_clock(env: dict[str, str], to: dt.datetime) -> dict[str, str]:
+    """``env`` with every clock of the processes it starts moved to ``to`` (and running): what
+    the ``faketime`` command sets, without its wrapper process, which would not pass on Ctrl-C."""
+    return {**env, "LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": f"+{int(to.timestamp() - time.time())}"}
+
+
+@pytest.mark.skipif(not LIBFAKETIME.exists(), reason="needs libfaketime (`python3 dev.py test` installs it)")
 def test_a_fresh_up_under_a_moved_clock_opens_the_demo_and_scores_a_starter_submit_cell(up_env, demo):
     """Years after the demo file was written, `contesthub up` still starts an open demo, and a
     starter notebook run in a contestant's kernel is scored (every process shares the moved clock)."""
     args, env, settings = up_env
     shutil.copytree(demo.private_root / "solutions", settings.private_root / "solutions")
-    up = Up(args, env, prefix=("faketime", MOVED))
+    up = Up(args, moved_clock(env, MOVED))
     try:
         up.wait_for("Ctrl-C stops everything")
         assert "demo contest open from 2028-01-31 to 2028-05-01 23:59 (Asia/Shanghai)" in up.output
