@@ -96,16 +96,13 @@ def _build(ctx: click.Context, settings: HubSettings) -> bool:
 
 def _demo_schedule(ctx: click.Context, settings: HubSettings) -> None:
     """A demo contest is open whenever it starts: record or roll its schedule (leaderboard/schedule.py)."""
-    from leaderboard import contest, publish, schedule
+    from leaderboard import contest, schedule
 
     paths = Paths(settings.data_root, settings.private_root, ctx.obj["paths"].datasets_dir).ensure()
-    before = schedule.read(paths.private_root)
     anchor = schedule.start(contest.load_for(paths), paths.private_root)
     if anchor is None:
         return
-    c = contest.load_for(paths)
-    if anchor != before and (paths.data_root / publish.FILE).exists():
-        publish.write(c, paths)  # sandboxes see the dates in force (the build publishes them too)
+    c = contest.load_for(paths)  # the build that follows publishes these dates for sandboxes
     if anchor.state == schedule.CLOSED:
         click.echo(
             f"demo contest closed on {c.last_close:%Y-%m-%d %H:%M} (`contesthub contest demo close`): ready to "

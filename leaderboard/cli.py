@@ -11,6 +11,7 @@ from leaderboard import contest as contest_config
 from leaderboard.scoring import score_file
 from sandbox import catalog
 from sandbox.cli import echo_json, out
+from sandbox.errors import NotFound
 
 contest_option = click.option(
     "--contest",
@@ -111,7 +112,10 @@ def demo_cmd(ctx: click.Context, action: str, contest_file: str | None, by: str,
         with _store(ctx).session() as s:
             audit.record(s, by, f"demo.{action}", "schedule", anchor.to_dict())
         if (paths.data_root / publish.FILE).exists():  # what sandboxes see follows the new dates
-            publish.write(c, paths)
+            try:
+                publish.write(c, paths)
+            except NotFound as exc:
+                click.echo(f"warning: {exc.message(ctx.obj['lang'])}; contest.json keeps the old dates", err=True)
     if c.demo_day is None and action == "status":
         click.echo(f"{c.path.name}: fixed dates (not a demo) / 固定日期（非演示）")
         return
