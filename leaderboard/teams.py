@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from leaderboard import audit
 from leaderboard.contest import Contest
-from leaderboard.models import Member, Quota, Submission, Team
+from leaderboard.models import AuditEntry, Member, Quota, Submission, Team
 from sandbox import clock
 from sandbox.errors import ContesthubError, NotFound
 
@@ -121,6 +121,23 @@ def remove_member(
     session.delete(member)
     session.flush()
     audit.record(session, actor, "team.remove_member", team.name, {"user": user})
+
+
+def was_removed(session: Session, team_name: str, user: str) -> bool:
+    """Whether ``user`` was ever removed from ``team_name`` (read from the audit log).
+
+    An identity provider's group keeps naming a removed member until someone changes it
+    there; this is how the submission service knows not to bring them back in."""
+    found = session.execute(
+        select(AuditEntry.seq)
+        .where(
+            AuditEntry.action == "team.remove_member",
+            AuditEntry.subject == team_name,
+            AuditEntry.payload == audit.canonical({"user": user}),
+        )
+        .limit(1)
+    ).first()
+    return found is not None
 
 
 def merge(
