@@ -18,6 +18,7 @@ import csv
 import io
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,10 +148,19 @@ def apply(entries: list[Entry], contest: Contest, store: Store, hub_db_url: str,
 
 
 def write_passwords(outcomes: list[Outcome], path: Path) -> None:
-    """The new passwords as CSV, readable by the organizer only (mode 0600 from the first byte)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["team", "member", "email", "password"])
-        for o in outcomes:
-            w.writerow([o.team, o.member, o.email, o.password or "(existing account, unchanged)"])
+    """The new passwords as CSV, readable by the organizer only (mode 0600 from the first byte).
+
+    Written to a new file (``mkstemp``: O_EXCL, 0600) that then replaces ``path``: a file
+    already there keeps neither its mode nor its inode, so whoever could read it, or still
+    holds it open, never sees these passwords; a link at ``path`` is replaced, not followed."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["team", "member", "email", "password"])
+            for o in outcomes:
+                w.writerow([o.team, o.member, o.email, o.password or "(existing account, unchanged)"])
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import stat
+from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
@@ -102,3 +105,33 @@ def test_accounts_made_by_an_earlier_version_survive_the_upgrade(db_url):
         AccountStore(db_url).close()  # a second start finds the column and changes nothing
     finally:
         store.close()
+
+
+def _import(run_cli, root: Paths, roster: Path, *args: str):
+    result = run_cli("teams", "import", str(roster), "--by", "org", *args, root=root)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_the_passwords_file_is_the_organizers_alone_even_when_it_was_there_before(run_cli, paths, tmp_path):
+    """Issue 13, item 9: ``--passwords-out`` onto a file that exists used to keep its mode
+    (0644 here: readable by every account) and its inode (still open in someone's hands)."""
+    roster = tmp_path / "roster.csv"
+    roster.write_text("team,member,email\n开放,pwf01,pwf01@example.org\n", "utf-8")
+    root = Paths(paths.data_root, paths.private_root, PROJECT_ROOT / "datasets")
+    out = tmp_path / "passwords.csv"
+    out.write_text("team,member,email,password\n", "utf-8")
+    os.chmod(out, 0o644)
+    with open(out, encoding="utf-8-sig") as held:  # opened while it was readable, before the import
+        _import(run_cli, root, roster, "--passwords-out", str(out))
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600
+        password = next(csv.DictReader(io.StringIO(out.read_text("utf-8-sig"))))["password"]
+        assert len(password) >= 16 and password not in held.read()
+    # A link planted where the file goes is replaced, not written through.
+    elsewhere = tmp_path / "elsewhere.csv"
+    elsewhere.write_text("not the passwords\n", "utf-8")
+    linked = tmp_path / "linked.csv"
+    linked.symlink_to(elsewhere)
+    _import(run_cli, root, roster, "--passwords-out", str(linked))
+    assert not linked.is_symlink() and stat.S_IMODE(linked.stat().st_mode) == 0o600
+    assert elsewhere.read_text("utf-8") == "not the passwords\n"
