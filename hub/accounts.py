@@ -11,7 +11,9 @@ So this module is a small authenticator of our own on JupyterHub's helpers (its 
 * **sign-up** at ``/hub/signup``: name, password twice. The account waits for approval;
   its password is checked at login but the login is refused until an organizer approves.
 * **approval** at ``/hub/accounts`` (organizers, i.e. the ``admin:users`` scope): approve or
-  reject each pending sign-up.
+  reject each pending sign-up. A sign-up whose name a contest team already lists (a roster, or
+  ``contesthub teams create/add``) shows that team: approving it gives whoever signed up that
+  seat, so the organizer sees it before deciding.
 * **password change** at ``/hub/accounts/password`` for a logged-in user.
 * **one-time passwords**: accounts made from a roster (``contesthub teams import``) get a
   generated password that someone else handed out, so it works once: the login goes to
@@ -57,6 +59,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 from tornado import web
 from tornado.httputil import url_concat
 from traitlets import Bool, Integer, Unicode
@@ -67,6 +71,8 @@ from sandbox import clock
 # Safe as a JupyterHub name, a Unix account (with the jupyter- prefix) and a Kubernetes label.
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,30}$"
 PENDING, APPROVED = "pending", "approved"
+# Who made an account: its owner at /hub/signup, a roster import, or `contesthub up` (the organizer).
+SIGNUP, ROSTER, ORGANIZER = "signup", "roster", "organizer"
 # Refused at sign-up whatever their length (the most common leaked passwords of 8+ characters).
 COMMON_PASSWORDS = frozenset(
     [
@@ -116,6 +122,8 @@ accounts = Table(
     Column("decided_by", String(64)),
     # A generated password handed out by someone else: to be replaced at the first login.
     Column("must_change_password", Boolean, nullable=False, server_default=false()),
+    # SIGNUP, ROSTER or ORGANIZER: a roster import adopts only accounts a roster import made.
+    Column("origin", String(16), nullable=False, server_default=SIGNUP),
 )
 
 
@@ -147,6 +155,7 @@ class Account:
     decided_at: datetime | None
     decided_by: str | None
     must_change_password: bool = False
+    origin: str = SIGNUP
 
     @property
     def approved(self) -> bool:
@@ -178,8 +187,8 @@ class AccountStore:
     def _add_missing_columns(self) -> None:
         """Bring a table made by an earlier contesthub up to date (accounts survive upgrades).
 
-        The table's only change so far is one added column with a default, which both SQLite
-        and PostgreSQL add in place; a larger change would earn Alembic, as the store has.
+        The table's changes so far are added columns with defaults, which both SQLite and
+        PostgreSQL add in place; a larger change would earn Alembic, as the store has.
         """
         have = {c["name"] for c in inspect(self.engine).get_columns(accounts.name)}
         if "must_change_password" not in have:
@@ -187,6 +196,24 @@ class AccountStore:
             with self.engine.begin() as con:
                 column = f"must_change_password BOOLEAN NOT NULL DEFAULT {default}"
                 con.execute(text(f"ALTER TABLE {accounts.name} ADD COLUMN {column}"))
+        if "origin" not in have:
+            with self.engine.begin() as con:
+                con.execute(
+                    text(f"ALTER TABLE {accounts.name} ADD COLUMN origin VARCHAR(16) NOT NULL DEFAULT 'signup'")
+                )
+                # Earlier versions made approved accounts in one step only for the organizer
+                # (by `contesthub up`) and for roster members; sign-ups were approved later.
+                made_approved = (accounts.c.status == APPROVED) & (accounts.c.decided_at == accounts.c.created_at)
+                con.execute(
+                    update(accounts)
+                    .where(made_approved, accounts.c.decided_by == "contesthub up")
+                    .values(origin=ORGANIZER)
+                )
+                con.execute(
+                    update(accounts)
+                    .where(made_approved, accounts.c.decided_by != "contesthub up")
+                    .values(origin=ROSTER)
+                )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -204,9 +231,18 @@ class AccountStore:
             return [Account(**row._mapping) for row in con.execute(query)]
 
     def create(
-        self, name: str, password: str, *, approved: bool = False, by: str | None = None, one_time: bool = False
+        self,
+        name: str,
+        password: str,
+        *,
+        approved: bool = False,
+        by: str | None = None,
+        one_time: bool = False,
+        origin: str = SIGNUP,
     ) -> Account:
-        """A new account; ``one_time``: its password must be replaced at the first login."""
+        """A new account; ``one_time``: its password must be replaced at the first login.
+
+        Raises sqlalchemy's IntegrityError when the name is taken."""
         now = clock.now()
         values = {
             "name": name,
@@ -216,6 +252,7 @@ class AccountStore:
             "decided_at": now if approved else None,
             "decided_by": by if approved else None,
             "must_change_password": one_time,
+            "origin": origin,
         }
         with self.engine.begin() as con:
             con.execute(accounts.insert().values(**values))
@@ -267,7 +304,7 @@ def prepare_organizer(db_url: str, name: str, *, reset: bool = False) -> str | N
             if not existing.approved:
                 store.approve(name, by="contesthub up")
         else:
-            store.create(name, password, approved=True, by="contesthub up")
+            store.create(name, password, approved=True, by="contesthub up", origin=ORGANIZER)
         return password
     finally:
         store.close()
@@ -296,6 +333,12 @@ class LocalAccountsAuthenticator(Authenticator):
     """Local accounts with bcrypt hashes; sign-up, organizer approval, password change."""
 
     db_url = Unicode("sqlite:///accounts.sqlite", config=True, help="Where the accounts table lives.")
+    contest_db_url = Unicode(
+        "",
+        config=True,
+        help="The contest store, read here only to show on /hub/accounts the team a pending sign-up's "
+        "name is listed in. Empty: not shown.",
+    )
     min_password_length = Integer(10, config=True, help="Shortest password accepted at sign-up.")
     enable_signup = Bool(True, config=True, help="Whether /hub/signup accepts new accounts.")
     max_failed_logins = Integer(10, config=True, help="Failed logins for a name before it waits.")
@@ -336,6 +379,28 @@ class LocalAccountsAuthenticator(Authenticator):
                 "Your account is waiting for an organizer's approval. 您的账号正在等待组织者审核。",
             )
         return name
+
+    @cached_property
+    def _contest_engine(self) -> Engine:
+        from leaderboard.store import make_engine
+
+        return make_engine(self.contest_db_url, readonly=True)
+
+    def claimed_teams(self, names: list[str]) -> dict[str, str]:
+        """The contest team each of ``names`` is listed in (read from the contest store)."""
+        url = self.contest_db_url
+        if not (url and names):
+            return {}
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+            return {}  # no contest store yet (the submission service makes it): no team either
+        from leaderboard import teams
+
+        try:
+            with Session(self._contest_engine) as session, session.begin():
+                return teams.teams_of(session, names)
+        except DBAPIError as exc:  # not migrated yet, or the database is away: the page still works
+            self.log.warning("cannot read the contest teams of pending sign-ups: %s", exc)
+            return {}
 
     def delete_user(self, user):
         """Deleting a user in the admin panel also deletes the account."""
@@ -429,10 +494,12 @@ class AccountsHandler(BaseHandler):
     @needs_scope("admin:users")
     async def get(self):
         store: AccountStore = self.authenticator.store
+        pending = await asyncio.to_thread(store.list, PENDING)
         self.finish(
             await self.render_template(
                 "accounts.html",
-                pending=await asyncio.to_thread(store.list, PENDING),
+                pending=pending,
+                claims=await asyncio.to_thread(self.authenticator.claimed_teams, [a.name for a in pending]),
                 approved=await asyncio.to_thread(store.list, APPROVED),
                 message=self.get_argument("message", ""),
             )

@@ -50,6 +50,16 @@ def team_of(session: Session, user: str) -> Team | None:
     return member.team if member else None
 
 
+def teams_of(session: Session, users: list[str]) -> dict[str, str]:
+    """The team (name) of each of ``users`` that is in one."""
+    if not users:
+        return {}
+    rows = session.execute(
+        select(Member.user, Team.name).join(Team, Member.team_id == Team.id).where(Member.user.in_(users))
+    )
+    return dict(rows.all())
+
+
 def create(
     session: Session,
     contest: Contest,

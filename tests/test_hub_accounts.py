@@ -9,10 +9,13 @@ was going. Runs against a real JupyterHub with configurable-http-proxy.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import os
 import re
 import stat
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -92,16 +95,24 @@ def test_accounts_made_by_an_earlier_version_survive_the_upgrade(db_url):
                 "decided_at TIMESTAMP WITH TIME ZONE, decided_by VARCHAR(64))"
             )
         )
-        con.execute(
-            text("INSERT INTO contesthub_accounts VALUES ('old-timer', :h, 'approved', :t, :t, 'org')"),
-            {"h": hash_password("kept-password-1"), "t": clock.now()},
-        )
+        t = clock.now()
+        for name, decided_at, by in (
+            ("old-timer", t, "org"),  # made approved in one step by a roster import
+            ("boss", t, "contesthub up"),  # the organizer
+            ("joiner", t + timedelta(hours=1), "boss"),  # signed up, approved an hour later
+        ):
+            con.execute(
+                text(f"INSERT INTO contesthub_accounts VALUES ('{name}', :h, 'approved', :t, :d, :by)"),
+                {"h": hash_password("kept-password-1"), "t": t, "d": decided_at, "by": by},
+            )
     engine.dispose()
     store = AccountStore(db_url)
     try:
         account = store.get("old-timer")
         assert account.approved and not account.must_change_password
         assert check_password("kept-password-1", account.password_hash)
+        # Which accounts a roster made, so that a roster import adopts only those.
+        assert [store.get(n).origin for n in ("old-timer", "boss", "joiner")] == ["roster", "organizer", "signup"]
         AccountStore(db_url).close()  # a second start finds the column and changes nothing
     finally:
         store.close()
@@ -135,3 +146,70 @@ def test_the_passwords_file_is_the_organizers_alone_even_when_it_was_there_befor
     _import(run_cli, root, roster, "--passwords-out", str(linked))
     assert not linked.is_symlink() and stat.S_IMODE(linked.stat().st_mode) == 0o600
     assert elsewhere.read_text("utf-8") == "not the passwords\n"
+
+
+def _row(page: str, name: str) -> str:
+    """The approval page's table row of ``name``."""
+    found = re.search(rf'<tr data-name="{re.escape(name)}">(.*?)</tr>', page, re.S)
+    assert found, page[-3000:]
+    return found.group(1)
+
+
+def test_a_roster_import_does_not_adopt_a_name_someone_signed_up_for_first(hub, run_cli, demo, tmp_path):
+    """Issue 13, item 7: a squatter signs up first with a member's name. The import used to
+    put that account in the team with the squatter's own password; approving it then made
+    the squatter a member."""
+    member = f"sq{uuid.uuid4().hex[:8]}"
+    squatter = f"squatter-{uuid.uuid4().hex}"
+    assert "sent to the organizers" in hub.signup(member, squatter)
+    team = f"名单队-{uuid.uuid4().hex[:6]}"
+    roster = tmp_path / "roster.csv"
+    roster.write_text(f"team,member,email\n{team},{member},{member}@example.org\n", "utf-8")
+    root = Paths(demo.data_root, hub.settings.private_root, PROJECT_ROOT / "datasets")
+    out = tmp_path / "passwords.csv"
+
+    refused = run_cli("teams", "import", str(roster), "--passwords-out", str(out), "--by", "org", root=root)
+    assert refused.exit_code == 1, refused.output
+    assert "row 2, column member" in refused.output and "/hub/accounts" in refused.output
+    assert "不是名单导入创建的" in refused.output and "no roster import made" in refused.output
+    assert "Traceback" not in refused.output
+    # Nothing was written: no passwords, no team, the sign-up still waits and its password does not get in.
+    assert not out.exists()
+    listed = run_cli("teams", "list", "--json", root=root)
+    assert listed.exit_code == 0 and team not in listed.output
+    page = hub.organizer_session().get(f"{hub.url}/hub/accounts", timeout=30)
+    assert f'<tr data-name="{member}">' in page.text
+    _, r = hub.try_login(member, squatter)
+    assert r.status_code == 403 and "waiting for an organizer" in r.text
+
+    # The organizer rejects the sign-up and imports again: the member's one-time password works,
+    # the squatter's password never does.
+    hub.approve(member, "reject")
+    done = run_cli("teams", "import", str(roster), "--passwords-out", str(out), "--by", "org", root=root)
+    assert done.exit_code == 0, done.output
+    one_time = next(csv.DictReader(io.StringIO(out.read_text("utf-8-sig"))))["password"]
+    assert hub.try_login(member, squatter)[1].status_code == 403
+    _, r = hub.try_login(member, one_time)
+    assert r.status_code == 302 and "/hub/accounts/password" in r.headers["Location"]
+    again = run_cli("teams", "import", str(roster), "--by", "org", root=root)  # its own account: unchanged
+    assert again.exit_code == 0 and "existing account, unchanged" in again.output
+
+
+def test_the_approval_page_shows_the_team_a_pending_sign_up_claims(hub, run_cli, demo):
+    """Issue 13, item 7: the organizer made a team listing a name nobody had an account for;
+    someone signs up with it. Approving gives them the seat, so the page says so first."""
+    member, unlisted = f"cl{uuid.uuid4().hex[:8]}", f"un{uuid.uuid4().hex[:8]}"
+    team = f"先锋<b>{uuid.uuid4().hex[:6]}"  # markup in a team name is shown as text
+    root = Paths(demo.data_root, hub.settings.private_root, PROJECT_ROOT / "datasets")
+    made = run_cli("teams", "create", team, member, "--by", "org", root=root)
+    assert made.exit_code == 0, made.output
+    for name in (member, unlisted):
+        assert "sent to the organizers" in hub.signup(name, f"pw-{uuid.uuid4().hex}")
+    page = hub.organizer_session().get(f"{hub.url}/hub/accounts", timeout=30)
+    page.encoding = "utf-8"
+    claimed, free = _row(page.text, member), _row(page.text, unlisted)
+    assert html.escape(team) in claimed and team not in claimed
+    assert "通过后，注册此名的人将成为该队成员" in claimed and "Approving makes whoever signed up" in claimed
+    assert "Approving makes" not in free and "—" in free
+    for name in (member, unlisted):
+        hub.approve(name, "reject")
