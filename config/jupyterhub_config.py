@@ -81,6 +81,7 @@ else:
     c.JupyterHub.authenticator_class = LocalAccountsAuthenticator
     c.LocalAccountsAuthenticator.db_url = settings.db_url
     c.LocalAccountsAuthenticator.min_password_length = settings.min_password_length
+    c.LocalAccountsAuthenticator.trusted_proxies = settings.trusted_proxy_networks
     # Read-only: /hub/accounts shows the contest team a pending sign-up's name is listed in.
     c.LocalAccountsAuthenticator.contest_db_url = default_url(Paths(settings.data_root, settings.private_root, Path()))
     # Organizers are the members of the `organizers` group, which holds the admin role (see

@@ -30,9 +30,9 @@ anywhere, and no password is shared between accounts.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -63,8 +63,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from tornado import web
 from tornado.httputil import url_concat
-from traitlets import Bool, Integer, Unicode
+from traitlets import Bool, Float, Integer, List, Unicode
 
+from hub.login_throttle import Policy, Throttle, client_address
 from hub.runtime import ensure_dir
 from sandbox import clock
 
@@ -341,38 +342,68 @@ class LocalAccountsAuthenticator(Authenticator):
     )
     min_password_length = Integer(10, config=True, help="Shortest password accepted at sign-up.")
     enable_signup = Bool(True, config=True, help="Whether /hub/signup accepts new accounts.")
-    max_failed_logins = Integer(10, config=True, help="Failed logins for a name before it waits.")
-    lockout_seconds = Integer(120, config=True, help="How long a name waits after too many failed logins.")
+    # Failed logins (hub/login_throttle.py): per client and name, per client, hub-wide.
+    login_free_failures = Integer(
+        5, config=True, help="Failed logins of one client for one name before each further attempt waits."
+    )
+    login_backoff_seconds = Float(
+        2.0, config=True, help="The first wait; it doubles with each further failure of that client and name."
+    )
+    login_max_backoff_seconds = Float(300.0, config=True, help="The longest wait between two attempts.")
+    login_client_free_failures = Integer(
+        30, config=True, help="Failed logins of one client over all names before its attempts wait."
+    )
+    login_global_failures_per_minute = Integer(
+        120,
+        config=True,
+        help="Failed logins a minute, hub-wide, beyond which every client that failed recently waits "
+        "login_global_wait_seconds between attempts (clients that have not failed never wait).",
+    )
+    login_global_wait_seconds = Float(10.0, config=True, help="See login_global_failures_per_minute.")
+    trusted_proxies = List(
+        Unicode(),
+        config=True,
+        help="Addresses or networks of proxies in front of the hub's configurable-http-proxy whose "
+        "X-Forwarded-For entries are believed when telling clients apart (a TLS terminator).",
+    )
 
     @cached_property
     def store(self) -> AccountStore:
         return AccountStore(self.db_url)
 
     @cached_property
-    def _failures(self) -> dict[str, list[float]]:
-        return {}
-
-    def _locked(self, name: str) -> bool:
-        now = time.monotonic()
-        recent = [t for t in self._failures.get(name, []) if now - t < self.lockout_seconds]
-        self._failures[name] = recent
-        return len(recent) >= self.max_failed_logins
+    def throttle(self) -> Throttle:
+        return Throttle(
+            Policy(
+                free_failures=self.login_free_failures,
+                backoff=self.login_backoff_seconds,
+                max_backoff=self.login_max_backoff_seconds,
+                client_free_failures=self.login_client_free_failures,
+                global_failures_per_minute=self.login_global_failures_per_minute,
+                global_wait=self.login_global_wait_seconds,
+            )
+        )
 
     async def authenticate(self, handler, data):
         name = self.normalize_username(data.get("username", ""))
         password = data.get("password", "")
-        if self._locked(name):
-            raise web.HTTPError(
-                403,
-                f"Too many failed logins: wait {self.lockout_seconds // 60} minutes. "
-                f"登录失败次数过多，请 {self.lockout_seconds // 60} 分钟后再试。",
+        client = client_address(handler.request, trusted_proxies=self.trusted_proxies)
+        wait = self.throttle.attempt(client, name)
+        if wait > 0:  # refused before any password is checked
+            seconds = math.ceil(wait)
+            self.log.warning("Login for %r from %s held back for %s s (failed logins)", name[:64], client, seconds)
+            error = web.HTTPError(
+                429,
+                f"登录失败次数过多，请 {seconds} 秒后再试。Too many failed logins from your address: "
+                f"try again in {seconds} s.",
             )
+            error.headers = {"Retry-After": str(seconds)}  # JupyterHub's write_error sends these
+            raise error
         account = await asyncio.to_thread(self.store.get, name) if name else None
         ok = await asyncio.to_thread(check_password, password, account.password_hash if account else _DUMMY_HASH)
         if not (account and ok):
-            self._failures.setdefault(name, []).append(time.monotonic())
             return None
-        self._failures.pop(name, None)
+        self.throttle.succeeded(client, name)
         if not account.approved:
             raise web.HTTPError(
                 403,

@@ -4,6 +4,11 @@ A roster's passwords pass through an organizer's hands (a printout, an e-mail), 
 once: the first login leads to the password page, the hub starts no server for the account
 until the member has chosen a password of their own, and then the login goes on to where it
 was going. Runs against a real JupyterHub with configurable-http-proxy.
+
+Issue 13's attacks on accounts: a squatted sign-up adopted by a roster import, an existing
+passwords file read by others, and a stranger locking the organizer out with wrong passwords
+(clients told apart by the loopback address they connect from: 127.0.0.2 is another client
+than 127.0.0.3 for the proxy, as two machines would be).
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+import requests
+from hub_fixtures import RunningHub, hub_settings, running_hub
+from requests.adapters import HTTPAdapter
 from sqlalchemy import create_engine, text
 
 from hub.accounts import AccountStore, check_password, hash_password
@@ -213,3 +222,97 @@ def test_the_approval_page_shows_the_team_a_pending_sign_up_claims(hub, run_cli,
     assert "Approving makes" not in free and "—" in free
     for name in (member, unlisted):
         hub.approve(name, "reject")
+
+
+# --- failed logins: throttled per client, never a lockout for everyone (issue 13, item 8) ------
+
+
+class FromAddress(HTTPAdapter):
+    """Connections from one loopback address: to the hub's proxy, another client (machine)."""
+
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kw):
+        kw["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kw)
+
+
+def client(hub: RunningHub, address: str, **headers: str) -> requests.Session:
+    """A browser on another machine (sending ``headers`` with every request), with the login
+    page's xsrf cookie."""
+    s = requests.Session()
+    s.mount("http://", FromAddress(address))
+    s.headers.update(headers)
+    s.get(f"{hub.url}/hub/login", timeout=30).raise_for_status()
+    return s
+
+
+def post_login(hub: RunningHub, s: requests.Session, name: str, password: str) -> requests.Response:
+    r = s.post(
+        f"{hub.url}/hub/login",
+        data={"username": name, "password": password, "_xsrf": s.cookies["_xsrf"]},
+        allow_redirects=False,
+        timeout=60,
+    )
+    r.encoding = "utf-8"
+    return r
+
+
+def test_a_strangers_failed_logins_never_lock_the_organizer_out(hub):
+    """Ten wrong passwords for ``organizer`` from anywhere used to lock the right one out for
+    two minutes. The stranger forges X-Forwarded-For and X-Real-Ip at every attempt, which
+    must not make each attempt a new client either."""
+    answers = []
+    for i in range(12):  # a new browser session each time, as from a new address
+        forged = f"10.13.{i}.{i + 1}"
+        stranger = client(hub, "127.0.0.2", **{"X-Forwarded-For": forged, "X-Real-Ip": forged})
+        answers.append(post_login(hub, stranger, hub.organizer, f"guess-{i}"))
+    statuses = [r.status_code for r in answers]
+    # Five free failures, then waits of 2, 4, 8, ... s: on a slow machine one may have passed.
+    assert statuses[:5] == [403] * 5 and statuses.count(429) >= 5 and set(statuses) == {403, 429}, statuses
+    r = next(r for r in reversed(answers) if r.status_code == 429)
+    assert 1 <= int(r.headers["Retry-After"]) <= 300
+    text = r.text
+    assert "登录失败次数过多" in text and "Too many failed logins" in text
+    assert text.index("登录失败次数过多") < text.index("Too many failed logins")  # Chinese first
+    assert 'name="password"' in text  # the login form again, saying why
+
+    # The organizer, on another machine, logs in at once.
+    r = post_login(hub, client(hub, "127.0.0.3"), hub.organizer, hub.organizer_password)
+    assert r.status_code == 302, (r.status_code, r.text[-1500:])
+    log = hub.process.log_tail(400)
+    assert "from 127.0.0.2 held back" in log and "from 10.13." not in log
+
+
+GLOBAL_LIMIT = """
+# The hub of config/jupyterhub_config.py, with a hub-wide limit small enough for a test.
+c = get_config()  # noqa: F821
+load_subconfig({main!r})  # noqa: F821
+c.LocalAccountsAuthenticator.login_global_failures_per_minute = 6
+c.LocalAccountsAuthenticator.login_global_wait_seconds = 30
+"""
+
+
+@pytest.fixture(scope="module")
+def busy_hub(demo, tmp_path_factory):
+    root = tmp_path_factory.mktemp("busy-hub")
+    config = root / "jupyterhub_config.py"
+    config.write_text(GLOBAL_LIMIT.format(main=str(PROJECT_ROOT / "config" / "jupyterhub_config.py")), "utf-8")
+    settings = hub_settings(root, demo.data_root, services="none", idle_timeout=0)
+    with running_hub(settings, root / "jupyterhub.log", config=config) as running:
+        yield running
+
+
+def test_many_clients_failing_at_once_slow_each_other_but_not_a_new_client(busy_hub):
+    """A hub-wide limit on failed logins: guessing from many addresses at once (six failures a
+    minute here) slows every address that failed, and no one else."""
+    hub = busy_hub
+    guessers = [client(hub, f"127.0.13.{i}") for i in range(1, 8)]
+    assert [post_login(hub, s, hub.organizer, "guess").status_code for s in guessers] == [403] * 7
+    again = post_login(hub, guessers[0], hub.organizer, "guess-again")
+    assert again.status_code == 429 and 1 <= int(again.headers["Retry-After"]) <= 30, again.status_code
+    assert "登录失败次数过多" in again.text
+    r = post_login(hub, client(hub, "127.0.13.100"), hub.organizer, hub.organizer_password)
+    assert r.status_code == 302, (r.status_code, r.text[-1500:])
