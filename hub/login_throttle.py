@@ -26,8 +26,9 @@ left of it). Tornado's own ``remote_ip`` (JupyterHub runs it with ``xheaders``) 
 it believes an ``X-Real-Ip`` header sent by the client, with which a client would be a new
 client at every attempt. ``X-Forwarded-For`` is believed only from the hub's proxy, which is
 recognised by the owner of the connection's other end (a local socket owned by the hub's own
-account; in the secure mode contestants' servers run as other accounts and also reach the
-hub's port directly, so they cannot forge the header) or by ``trusted_proxies``.
+account) or by ``trusted_proxies``. In the secure mode contestants' servers run as other
+accounts of the same machine and reach the hub's port directly: such a connection's client is
+that account, whatever its headers say.
 """
 
 from __future__ import annotations
@@ -149,7 +150,12 @@ def client_address(request, *, trusted_proxies: list[str] = ()) -> str:
 
     if not peer_ip:  # a Unix socket: only the hub's own account reaches it
         return "unix"
-    if not (trusted(peer_ip) or _from_own_account(request, peer)):
+    owner = _local_owner(request, peer)
+    if owner is not None and owner != os.geteuid():
+        # Another account of this machine (a contestant's server in secure mode) straight at
+        # the hub's port: that account is the client, whatever its headers say.
+        return f"local-account-{owner}"
+    if owner is None and not trusted(peer_ip):
         return peer_ip
     client = peer_ip
     for entry in reversed(request.headers.get("X-Forwarded-For", "").split(",")):
@@ -172,13 +178,13 @@ def _plain(ip: str) -> str:
     return str(mapped or address)
 
 
-def _from_own_account(request, peer: tuple) -> bool:
-    """Whether the other end of ``request``'s connection is a local socket of this process's account."""
+def _local_owner(request, peer: tuple) -> int | None:
+    """The uid owning the other end of ``request``'s connection, when it is a socket of this machine."""
     try:
         server = request.connection.stream.socket.getsockname()
     except (AttributeError, OSError):
-        return False
-    return socket_owner((peer[0], peer[1]), (server[0], server[1])) == os.geteuid()
+        return None
+    return socket_owner((peer[0], peer[1]), (server[0], server[1]))
 
 
 def socket_owner(local: tuple[str, int], remote: tuple[str, int]) -> int | None:
