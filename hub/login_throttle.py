@@ -45,6 +45,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Policy:
+    """The numbers of the rules above (traits ``LocalAccountsAuthenticator.login_*`` set them)."""
+
     free_failures: int = 5
     backoff: float = 2.0
     max_backoff: float = 300.0
@@ -63,7 +65,9 @@ class _Record:
 
 @dataclass
 class Throttle:
-    """Failed-login bookkeeping of one hub (JupyterHub is one process: memory is enough)."""
+    """Failed-login bookkeeping of one hub (JupyterHub is one process: memory is enough).
+
+    Called from the hub's event loop only, so without a lock."""
 
     policy: Policy = field(default_factory=Policy)
     clock: Callable[[], float] = time.monotonic
