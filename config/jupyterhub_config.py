@@ -26,6 +26,8 @@ from hub.services import (
     hub_services,
 )
 from hub.settings import HubSettings, SettingsError
+from leaderboard.store import default_url
+from sandbox.settings import Paths
 
 settings = HubSettings.load()
 rt = runtime.ensure_dir(settings.runtime_dir)
@@ -79,6 +81,9 @@ else:
     c.JupyterHub.authenticator_class = LocalAccountsAuthenticator
     c.LocalAccountsAuthenticator.db_url = settings.db_url
     c.LocalAccountsAuthenticator.min_password_length = settings.min_password_length
+    c.LocalAccountsAuthenticator.trusted_proxies = settings.trusted_proxy_networks
+    # Read-only: /hub/accounts shows the contest team a pending sign-up's name is listed in.
+    c.LocalAccountsAuthenticator.contest_db_url = default_url(Paths(settings.data_root, settings.private_root, Path()))
     # Organizers are the members of the `organizers` group, which holds the admin role (see
     # services below); the organizer account made on first start is one. Add organizers on
     # the admin page (Groups). The group only ever gains members here, never loses them.

@@ -11,7 +11,9 @@ So this module is a small authenticator of our own on JupyterHub's helpers (its 
 * **sign-up** at ``/hub/signup``: name, password twice. The account waits for approval;
   its password is checked at login but the login is refused until an organizer approves.
 * **approval** at ``/hub/accounts`` (organizers, i.e. the ``admin:users`` scope): approve or
-  reject each pending sign-up.
+  reject each pending sign-up. A sign-up whose name a contest team already lists (a roster, or
+  ``contesthub teams create/add``) shows that team: approving it gives whoever signed up that
+  seat, so the organizer sees it before deciding.
 * **password change** at ``/hub/accounts/password`` for a logged-in user.
 * **one-time passwords**: accounts made from a roster (``contesthub teams import``) get a
   generated password that someone else handed out, so it works once: the login goes to
@@ -28,9 +30,9 @@ anywhere, and no password is shared between accounts.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -57,16 +59,21 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 from tornado import web
 from tornado.httputil import url_concat
-from traitlets import Bool, Integer, Unicode
+from traitlets import Bool, Float, Integer, List, Unicode
 
+from hub.login_throttle import Policy, Throttle, client_address
 from hub.runtime import ensure_dir
 from sandbox import clock
 
 # Safe as a JupyterHub name, a Unix account (with the jupyter- prefix) and a Kubernetes label.
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,30}$"
 PENDING, APPROVED = "pending", "approved"
+# Who made an account: its owner at /hub/signup, a roster import, or `contesthub up` (the organizer).
+SIGNUP, ROSTER, ORGANIZER = "signup", "roster", "organizer"
 # Refused at sign-up whatever their length (the most common leaked passwords of 8+ characters).
 COMMON_PASSWORDS = frozenset(
     [
@@ -116,6 +123,8 @@ accounts = Table(
     Column("decided_by", String(64)),
     # A generated password handed out by someone else: to be replaced at the first login.
     Column("must_change_password", Boolean, nullable=False, server_default=false()),
+    # SIGNUP, ROSTER or ORGANIZER: a roster import adopts only accounts a roster import made.
+    Column("origin", String(16), nullable=False, server_default=SIGNUP),
 )
 
 
@@ -147,6 +156,7 @@ class Account:
     decided_at: datetime | None
     decided_by: str | None
     must_change_password: bool = False
+    origin: str = SIGNUP
 
     @property
     def approved(self) -> bool:
@@ -178,8 +188,8 @@ class AccountStore:
     def _add_missing_columns(self) -> None:
         """Bring a table made by an earlier contesthub up to date (accounts survive upgrades).
 
-        The table's only change so far is one added column with a default, which both SQLite
-        and PostgreSQL add in place; a larger change would earn Alembic, as the store has.
+        The table's changes so far are added columns with defaults, which both SQLite and
+        PostgreSQL add in place; a larger change would earn Alembic, as the store has.
         """
         have = {c["name"] for c in inspect(self.engine).get_columns(accounts.name)}
         if "must_change_password" not in have:
@@ -187,6 +197,24 @@ class AccountStore:
             with self.engine.begin() as con:
                 column = f"must_change_password BOOLEAN NOT NULL DEFAULT {default}"
                 con.execute(text(f"ALTER TABLE {accounts.name} ADD COLUMN {column}"))
+        if "origin" not in have:
+            with self.engine.begin() as con:
+                con.execute(
+                    text(f"ALTER TABLE {accounts.name} ADD COLUMN origin VARCHAR(16) NOT NULL DEFAULT 'signup'")
+                )
+                # Earlier versions made approved accounts in one step only for the organizer
+                # (by `contesthub up`) and for roster members; sign-ups were approved later.
+                made_approved = (accounts.c.status == APPROVED) & (accounts.c.decided_at == accounts.c.created_at)
+                con.execute(
+                    update(accounts)
+                    .where(made_approved, accounts.c.decided_by == "contesthub up")
+                    .values(origin=ORGANIZER)
+                )
+                con.execute(
+                    update(accounts)
+                    .where(made_approved, accounts.c.decided_by != "contesthub up")
+                    .values(origin=ROSTER)
+                )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -204,9 +232,18 @@ class AccountStore:
             return [Account(**row._mapping) for row in con.execute(query)]
 
     def create(
-        self, name: str, password: str, *, approved: bool = False, by: str | None = None, one_time: bool = False
+        self,
+        name: str,
+        password: str,
+        *,
+        approved: bool = False,
+        by: str | None = None,
+        one_time: bool = False,
+        origin: str = SIGNUP,
     ) -> Account:
-        """A new account; ``one_time``: its password must be replaced at the first login."""
+        """A new account; ``one_time``: its password must be replaced at the first login.
+
+        Raises sqlalchemy's IntegrityError when the name is taken."""
         now = clock.now()
         values = {
             "name": name,
@@ -216,6 +253,7 @@ class AccountStore:
             "decided_at": now if approved else None,
             "decided_by": by if approved else None,
             "must_change_password": one_time,
+            "origin": origin,
         }
         with self.engine.begin() as con:
             con.execute(accounts.insert().values(**values))
@@ -267,7 +305,7 @@ def prepare_organizer(db_url: str, name: str, *, reset: bool = False) -> str | N
             if not existing.approved:
                 store.approve(name, by="contesthub up")
         else:
-            store.create(name, password, approved=True, by="contesthub up")
+            store.create(name, password, approved=True, by="contesthub up", origin=ORGANIZER)
         return password
     finally:
         store.close()
@@ -296,46 +334,104 @@ class LocalAccountsAuthenticator(Authenticator):
     """Local accounts with bcrypt hashes; sign-up, organizer approval, password change."""
 
     db_url = Unicode("sqlite:///accounts.sqlite", config=True, help="Where the accounts table lives.")
+    contest_db_url = Unicode(
+        "",
+        config=True,
+        help="The contest store, read here only to show on /hub/accounts the team a pending sign-up's "
+        "name is listed in. Empty: not shown.",
+    )
     min_password_length = Integer(10, config=True, help="Shortest password accepted at sign-up.")
     enable_signup = Bool(True, config=True, help="Whether /hub/signup accepts new accounts.")
-    max_failed_logins = Integer(10, config=True, help="Failed logins for a name before it waits.")
-    lockout_seconds = Integer(120, config=True, help="How long a name waits after too many failed logins.")
+    # Failed logins (hub/login_throttle.py): per client and name, per client, hub-wide.
+    login_free_failures = Integer(
+        5, config=True, help="Failed logins of one client for one name before each further attempt waits."
+    )
+    login_backoff_seconds = Float(
+        2.0, config=True, help="The first wait; it doubles with each further failure of that client and name."
+    )
+    login_max_backoff_seconds = Float(300.0, config=True, help="The longest wait between two attempts.")
+    login_client_free_failures = Integer(
+        30, config=True, help="Failed logins of one client over all names before its attempts wait."
+    )
+    login_global_failures_per_minute = Integer(
+        120,
+        config=True,
+        help="Failed logins a minute, hub-wide, beyond which every client that failed recently waits "
+        "login_global_wait_seconds between attempts (clients that have not failed never wait).",
+    )
+    login_global_wait_seconds = Float(10.0, config=True, help="See login_global_failures_per_minute.")
+    trusted_proxies = List(
+        Unicode(),
+        config=True,
+        help="Addresses or networks of proxies in front of the hub's configurable-http-proxy whose "
+        "X-Forwarded-For entries are believed when telling clients apart (a TLS terminator).",
+    )
 
     @cached_property
     def store(self) -> AccountStore:
         return AccountStore(self.db_url)
 
     @cached_property
-    def _failures(self) -> dict[str, list[float]]:
-        return {}
-
-    def _locked(self, name: str) -> bool:
-        now = time.monotonic()
-        recent = [t for t in self._failures.get(name, []) if now - t < self.lockout_seconds]
-        self._failures[name] = recent
-        return len(recent) >= self.max_failed_logins
+    def throttle(self) -> Throttle:
+        return Throttle(
+            Policy(
+                free_failures=self.login_free_failures,
+                backoff=self.login_backoff_seconds,
+                max_backoff=self.login_max_backoff_seconds,
+                client_free_failures=self.login_client_free_failures,
+                global_failures_per_minute=self.login_global_failures_per_minute,
+                global_wait=self.login_global_wait_seconds,
+            )
+        )
 
     async def authenticate(self, handler, data):
         name = self.normalize_username(data.get("username", ""))
         password = data.get("password", "")
-        if self._locked(name):
-            raise web.HTTPError(
-                403,
-                f"Too many failed logins: wait {self.lockout_seconds // 60} minutes. "
-                f"登录失败次数过多，请 {self.lockout_seconds // 60} 分钟后再试。",
+        client = client_address(handler.request, trusted_proxies=self.trusted_proxies)
+        wait = self.throttle.attempt(client, name)
+        if wait > 0:  # refused before any password is checked
+            seconds = math.ceil(wait)
+            self.log.warning("Login for %r from %s held back for %s s (failed logins)", name[:64], client, seconds)
+            error = web.HTTPError(
+                429,
+                f"登录失败次数过多，请 {seconds} 秒后再试。Too many failed logins from your address: "
+                f"try again in {seconds} s.",
             )
+            error.headers = {"Retry-After": str(seconds)}  # JupyterHub's write_error sends these
+            raise error
         account = await asyncio.to_thread(self.store.get, name) if name else None
         ok = await asyncio.to_thread(check_password, password, account.password_hash if account else _DUMMY_HASH)
         if not (account and ok):
-            self._failures.setdefault(name, []).append(time.monotonic())
             return None
-        self._failures.pop(name, None)
+        self.throttle.succeeded(client, name)
         if not account.approved:
             raise web.HTTPError(
                 403,
                 "Your account is waiting for an organizer's approval. 您的账号正在等待组织者审核。",
             )
         return name
+
+    @cached_property
+    def _contest_engine(self) -> Engine:
+        from leaderboard.store import make_engine
+
+        return make_engine(self.contest_db_url, readonly=True)
+
+    def claimed_teams(self, names: list[str]) -> dict[str, str]:
+        """The contest team each of ``names`` is listed in (read from the contest store)."""
+        url = self.contest_db_url
+        if not (url and names):
+            return {}
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+            return {}  # no contest store yet (the submission service makes it): no team either
+        from leaderboard import teams
+
+        try:
+            with Session(self._contest_engine) as session, session.begin():
+                return teams.teams_of(session, names)
+        except DBAPIError as exc:  # not migrated yet, or the database is away: the page still works
+            self.log.warning("cannot read the contest teams of pending sign-ups: %s", exc)
+            return {}
 
     def delete_user(self, user):
         """Deleting a user in the admin panel also deletes the account."""
@@ -429,10 +525,12 @@ class AccountsHandler(BaseHandler):
     @needs_scope("admin:users")
     async def get(self):
         store: AccountStore = self.authenticator.store
+        pending = await asyncio.to_thread(store.list, PENDING)
         self.finish(
             await self.render_template(
                 "accounts.html",
-                pending=await asyncio.to_thread(store.list, PENDING),
+                pending=pending,
+                claims=await asyncio.to_thread(self.authenticator.claimed_teams, [a.name for a in pending]),
                 approved=await asyncio.to_thread(store.list, APPROVED),
                 message=self.get_argument("message", ""),
             )

@@ -115,15 +115,20 @@ def teams_import(ctx: click.Context, roster: str, passwords_out: str | None, by:
     entries = roster_mod.read(Path(roster))
     roster_mod.check_sizes(entries, contest, Path(roster).name)
     settings = HubSettings.load({"private_root": str(paths.private_root)})
-    outcomes = roster_mod.apply(entries, contest, store.connect(paths.ensure()), settings.db_url, by=by)
+    outcomes = roster_mod.apply(
+        entries, contest, store.connect(paths.ensure()), settings.db_url, by=by, name=Path(roster).name
+    )
     new = [o for o in outcomes if o.password]
     if passwords_out:
         roster_mod.write_passwords(outcomes, Path(passwords_out))
         click.echo(
-            f"{len(outcomes)} members in {len({o.team for o in outcomes})} teams; {len(new)} new accounts; "
-            f"passwords written to {passwords_out} (mode 0600) / 已导入"
+            f"已导入 / {len(outcomes)} members in {len({o.team for o in outcomes})} teams; {len(new)} new accounts; "
+            f"passwords written to {passwords_out} (mode 0600)"
         )
-        return
-    for o in outcomes:
-        click.echo(f"{o.team}\t{o.member}\t{o.email}\t{o.password or '(existing account, unchanged)'}")
-    click.echo(f"{len(new)} new accounts: hand each member their password once / 新账号密码仅显示一次", err=True)
+    else:
+        for o in outcomes:
+            click.echo(f"{o.team}\t{o.member}\t{o.email}\t{roster_mod.shown_password(o)}")
+        click.echo(f"新账号密码仅显示一次 / {len(new)} new accounts: hand each member their password once", err=True)
+    taken = roster_mod.taken_error(outcomes, Path(roster).name)
+    if taken:
+        raise taken

@@ -4,9 +4,17 @@ The store is where team rules are enforced (size, freeze, merge, audit), so team
 through the contest engine first; this module then makes the hub's groups agree, so an
 organizer sees teams on the hub's admin page and group-based permissions work. It runs in
 the submission service after each organizer change and every minute (changes made with the
-CLI appear within a minute). Groups the store does not know (e.g. an identity provider's
-group whose members have not used the service yet) are left alone: with OAuth, the identity
-provider decides teams and the store follows it (see ``hub.submit_service``).
+CLI appear within a minute).
+
+Who owns the ``team-*`` groups decides what reconciling removes:
+
+* **local accounts** (the default): the store alone. A member the store no longer lists
+  (``contesthub teams remove``, a merge, a hand-made group on the admin page) is taken out
+  of the group, so a removal sticks and nothing brings the user back but an organizer.
+* **an identity provider** (``provider_owns_groups``, OAuth mode): it sets the user's groups
+  at every login and the store follows it (a user joins their group's team on first contact,
+  see ``hub.submit_service``). Only members the store puts in *another* team are taken out;
+  group members who have not used the service yet are left alone.
 """
 
 from __future__ import annotations
@@ -42,7 +50,9 @@ def wanted(store: Store, prefix: str) -> dict[str, set[str]]:
     return out
 
 
-def reconcile(store: Store, api_url: str, token: str, prefix: str = "team-") -> dict[str, int]:
+def reconcile(
+    store: Store, api_url: str, token: str, prefix: str = "team-", *, provider_owns_groups: bool = False
+) -> dict[str, int]:
     """Make the hub's ``team-*`` groups match the store's teams; returns what changed."""
     http = requests.Session()
     http.headers["Authorization"] = f"token {token}"
@@ -88,8 +98,11 @@ def reconcile(store: Store, api_url: str, token: str, prefix: str = "team-") -> 
     for group, have in hub_groups.items():
         if not group.startswith(prefix):
             continue
-        # Someone the store puts in another team (or a team the store retired in a merge).
-        drop = sorted(u for u in have if u in member_of and member_of[u] != group)
+        if provider_owns_groups:
+            # Someone the store puts in another team (or a team the store retired in a merge).
+            drop = sorted(u for u in have if u in member_of and member_of[u] != group)
+        else:  # the store is the only source: whoever it does not list here goes
+            drop = sorted(have - want.get(group, set()))
         if drop:
             call("DELETE", f"/groups/{quote(group, safe='')}/users", json={"users": drop}).raise_for_status()
             changes["removed"] += len(drop)

@@ -8,8 +8,15 @@ printed once or written to a file only the organizer can read, for the organizer
 out; it is a one-time password: the member's first login leads to ``/hub/accounts/password``
 and no server starts until they have chosen their own), and each team is created and filled
 through the contest engine, so the size limit, the freeze date and the audit log apply.
-Members who already have an account keep their password. Running the same roster twice
-changes nothing.
+Running the same roster twice changes nothing: members whose account a roster import made
+keep it and their password.
+
+A roster never adopts an account it did not make. Someone who signed up first with a
+member's name (names are often guessable, and team pages show them) would otherwise keep
+their own password, be put in the team, and become a member when an organizer approves the
+sign-up. So the import refuses, before writing anything, every row whose name has an account
+made otherwise (a sign-up, waiting or approved, or the organizer's), saying what to do; and
+a sign-up that arrives while the import runs is not adopted either (its row is flagged).
 """
 
 from __future__ import annotations
@@ -18,10 +25,13 @@ import csv
 import io
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub.accounts import AccountStore, new_password
+from sqlalchemy.exc import IntegrityError
+
+from hub.accounts import ROSTER, AccountStore, new_password
 from leaderboard import teams
 from leaderboard.contest import Contest
 from leaderboard.store import Store
@@ -51,7 +61,8 @@ class Outcome:
     team: str
     member: str
     email: str
-    password: str | None  # None: the account existed and keeps its password
+    password: str | None  # None: the account existed and keeps its password (or ``taken``)
+    taken: bool = False  # a sign-up took the name while the import ran: not this member's account
 
 
 def read(path: Path) -> list[Entry]:
@@ -123,11 +134,50 @@ def check_sizes(entries: list[Entry], contest: Contest, name: str) -> None:
         raise RosterError(problems)
 
 
-def apply(entries: list[Entry], contest: Contest, store: Store, hub_db_url: str, *, by: str) -> list[Outcome]:
-    """Create the accounts and teams; returns each member's outcome (passwords only for new accounts)."""
+def check_accounts(entries: list[Entry], accounts: AccountStore, name: str) -> None:
+    """Refuse, with every row, members whose name has an account no roster import made."""
+    problems = []
+    for e in entries:
+        account = accounts.get(e.member)
+        if account is None or account.origin == ROSTER:
+            continue
+        if not account.approved:
+            what = (
+                f"{e.member!r} 已有一个待审核的自助注册（{account.created_at:%Y-%m-%d %H:%M} UTC），"
+                "不是名单导入创建的，可能是他人抢注 / "
+                f"{e.member!r} has a sign-up waiting for approval ({account.created_at:%Y-%m-%d %H:%M} UTC) "
+                "that no roster import made, possibly someone else's"
+            )
+            todo = (
+                "在 /hub/accounts 拒绝该注册后重新导入（本人将收到名单的一次性密码）/ "
+                "reject it at /hub/accounts and import again (the member then gets the roster's one-time password)"
+            )
+        else:
+            what = (
+                f"{e.member!r} 已有一个不是名单导入创建的账号（{account.origin}）/ "
+                f"{e.member!r} already has an account that no roster import made ({account.origin})"
+            )
+            todo = (
+                f"若确为本人，删去此行并执行 contesthub teams add {e.team} {e.member}；否则为该成员换一个用户名 / "
+                f"if it is this member's, drop the row and run contesthub teams add {e.team} {e.member}; "
+                "otherwise give the member another name"
+            )
+        problems.append(Problem(name, f"row {e.row}, column member", what, todo))
+    if problems:
+        raise RosterError(problems)
+
+
+def apply(
+    entries: list[Entry], contest: Contest, store: Store, hub_db_url: str, *, by: str, name: str = "roster"
+) -> list[Outcome]:
+    """Create the accounts and teams; returns each member's outcome (passwords only for new accounts).
+
+    Refuses (:func:`check_accounts`, before writing anything) names whose account no roster
+    import made; ``name`` is the roster's file name in those messages."""
     accounts = AccountStore(hub_db_url)
     out = []
     try:
+        check_accounts(entries, accounts, name)
         with store.session() as s:  # all teams or none: one transaction through the contest engine
             for e in entries:
                 try:
@@ -136,21 +186,59 @@ def apply(entries: list[Entry], contest: Contest, store: Store, hub_db_url: str,
                     teams.create(s, contest, e.team, actor=by)
                 teams.add_member(s, contest, e.team, e.member, actor=by)
         for e in entries:
-            password = None
+            password, taken = None, False
             if accounts.get(e.member) is None:
                 password = new_password()
-                accounts.create(e.member, password, approved=True, by=by, one_time=True)
-            out.append(Outcome(e.team, e.member, e.email, password))
+                try:
+                    accounts.create(e.member, password, approved=True, by=by, one_time=True, origin=ROSTER)
+                except IntegrityError:  # a sign-up since check_accounts: never adopted
+                    password, taken = None, True
+            out.append(Outcome(e.team, e.member, e.email, password, taken))
     finally:
         accounts.close()
     return out
 
 
 def write_passwords(outcomes: list[Outcome], path: Path) -> None:
-    """The new passwords as CSV, readable by the organizer only (mode 0600 from the first byte)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["team", "member", "email", "password"])
-        for o in outcomes:
-            w.writerow([o.team, o.member, o.email, o.password or "(existing account, unchanged)"])
+    """The new passwords as CSV, readable by the organizer only (mode 0600 from the first byte).
+
+    Written to a new file (``mkstemp``: O_EXCL, 0600) that then replaces ``path``: a file
+    already there keeps neither its mode nor its inode, so whoever could read it, or still
+    holds it open, never sees these passwords; a link at ``path`` is replaced, not followed."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["team", "member", "email", "password"])
+            for o in outcomes:
+                w.writerow([o.team, o.member, o.email, shown_password(o)])
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+TAKEN = "(name taken by a sign-up during the import: reject it at /hub/accounts, import again)"
+
+
+def shown_password(o: Outcome) -> str:
+    """What the passwords file and the console show in a member's password column."""
+    if o.taken:
+        return TAKEN
+    return o.password or "(existing account, unchanged)"
+
+
+def taken_error(outcomes: list[Outcome], name: str) -> RosterError | None:
+    """The rows whose name a sign-up took while the import ran, as one error (None: no such row)."""
+    problems = [
+        Problem(
+            name,
+            f"member {o.member}",
+            f"导入期间有人以 {o.member!r} 自助注册，该账号未被采用 / "
+            f"someone signed up as {o.member!r} while the import ran; that account was not adopted",
+            "在 /hub/accounts 拒绝该注册后重新导入 / reject it at /hub/accounts and import again",
+        )
+        for o in outcomes
+        if o.taken
+    ]
+    return RosterError(problems) if problems else None

@@ -42,7 +42,8 @@ What a managed service receives (JupyterHub sets the JUPYTERHUB_* variables): ``
 listen), ``JUPYTERHUB_SERVICE_PREFIX`` (``/services/<name>/``: the path prefix of every request
 the proxy forwards), ``JUPYTERHUB_CLIENT_ID`` and ``JUPYTERHUB_OAUTH_CALLBACK_URL``; from us
 ``CONTESTHUB_DATA_ROOT``, ``CONTESTHUB_PRIVATE_ROOT``, ``CONTESTHUB_PORT`` (the port to listen on),
-``CONTESTHUB_PUBLIC_URL`` and, when set in the hub's environment, ``CONTESTHUB_DB_URL``,
+``CONTESTHUB_PUBLIC_URL``, ``CONTESTHUB_TEAMS_FROM_GROUPS`` (1 when an identity provider owns
+the ``team-*`` groups) and, when set in the hub's environment, ``CONTESTHUB_DB_URL``,
 ``CONTESTHUB_CONTEST``, ``CONTESTHUB_HOME`` and ``CONTESTHUB_LANG``. Their working folder is the
 checkout.
 """
@@ -174,6 +175,8 @@ def _environment(settings: HubSettings, port: int | None) -> dict[str, str]:
         "CONTESTHUB_PRIVATE_ROOT": str(settings.private_root),
         "CONTESTHUB_PUBLIC_URL": settings.public_url,
         "CONTESTHUB_ORGANIZER_GROUP": ORGANIZER_GROUP,
+        # Whether an identity provider owns the team-* groups (hub/groups.py, hub/submit_service.py).
+        "CONTESTHUB_TEAMS_FROM_GROUPS": "1" if settings.auth != "local" else "0",
     }
     if port is not None:
         env["CONTESTHUB_PORT"] = str(port)

@@ -28,6 +28,9 @@ key (env CONTESTHUB_...)   meaning                                     default (
 ``hub_db_url``             the hub's database                          SQLite, private root
 ``organizer``              the admin account made on first start       organizer
 ``min_password_length``    shortest password at sign-up                10
+``trusted_proxies``        proxies in front of the hub's own whose     (none)
+                           X-Forwarded-For is believed (comma-separated
+                           addresses or networks; hub/login_throttle.py)
 ``demo_open_login``        no passwords at all (DummyAuthenticator)    false
 ``services``               hub services to run: auto (each whose      auto
                            code exists), none, or e.g. submit,leaderboard
@@ -78,6 +81,7 @@ dask-gateway (``gateway = true``; demo mode only, see hub/services.py and config
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -124,6 +128,9 @@ class HubSettings:
     hub_db_url: str = ""
     organizer: str = "organizer"
     min_password_length: int = 10
+    # Proxies in front of configurable-http-proxy (a TLS terminator): whose X-Forwarded-For
+    # entries name the client that the login throttle counts (hub/login_throttle.py).
+    trusted_proxies: str = ""
     demo_open_login: bool = False
     services: str = "auto"
     # Accounts: local, or an identity provider through oauthenticator (hub/oauth.py).
@@ -242,7 +249,19 @@ class HubSettings:
                 f"services：未知的服务 {', '.join(sorted(unknown))}；可用 auto、none 或 {'、'.join(SERVICES)}",
             )
         self.gateway_limits  # noqa: B018 -- raises on a malformed or too small limit
+        for network in self.trusted_proxy_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise SettingsError(
+                    f"trusted_proxies: {network!r} is not an address or network such as 10.0.0.0/8",
+                    f"trusted_proxies：{network!r} 不是有效的地址或网段（例如 10.0.0.0/8）",
+                ) from None
         return self
+
+    @property
+    def trusted_proxy_networks(self) -> list[str]:
+        return [n.strip() for n in self.trusted_proxies.split(",") if n.strip()]
 
     @property
     def service_names(self) -> tuple[str, ...] | None:

@@ -4,10 +4,12 @@ It runs at ``/services/submit/`` behind the hub's proxy. Every request carries a
 token (``Authorization: token ...``); jupyterhub's own :class:`HubAuth` identifies it, and
 only tokens of *users* that hold ``access:services!service=submit`` get in (a notebook's
 token has it through ``c.Spawner.server_token_scopes``). The caller's team is their team in
-the contest store, which follows their JupyterHub groups: a user whose identity provider put
-them in a group named ``team-<name>`` (see ``CONTESTHUB_TEAM_GROUP_PREFIX``) joins that team
-on first contact. Organizers are the members of the ``organizers`` group (which the hub's
-config also makes admins).
+the contest store. With local accounts the store is the only source (hub groups only mirror
+it, see hub/groups.py); where an identity provider owns the groups
+(``CONTESTHUB_TEAMS_FROM_GROUPS=1``, OAuth mode), a user it put in a group named
+``team-<name>`` (see ``CONTESTHUB_TEAM_GROUP_PREFIX``) joins that team on first contact,
+unless an organizer removed them from it. Organizers are the members of the ``organizers``
+group (which the hub's config also makes admins).
 
 Uploads are streamed to disk as they arrive (never held in memory) with the contest's size
 limit, then charged against the quota and recorded in one transaction; scoring runs in a
@@ -55,6 +57,8 @@ from sandbox.submission_checks import TOO_LARGE_WHAT_TO_DO
 log = logging.getLogger("contesthub.submit")
 
 TEAM_PREFIX = os.environ.get("CONTESTHUB_TEAM_GROUP_PREFIX", "team-")
+# "1" where an identity provider owns the hub's groups (OAuth; set by hub/services.py).
+TEAMS_FROM_GROUPS = os.environ.get("CONTESTHUB_TEAMS_FROM_GROUPS") == "1"
 ORGANIZERS = os.environ.get("CONTESTHUB_ORGANIZER_GROUP", "organizers")
 OPENAPI = Path(__file__).with_name("openapi.json")
 # Threads for the handlers' database work: the event loop never waits for the database.
@@ -83,9 +87,12 @@ class Context:
         readers: int = STORE_READERS,
         pollers: int = STORE_POLLERS,
         writers: int = STORE_WRITERS,
+        teams_from_groups: bool = False,
     ):
         self.paths, self.store, self.hub_auth = paths, store, hub_auth
         self._contest = contest
+        # Whether an identity provider's team-* groups make users members (else only the store does).
+        self.teams_from_groups = teams_from_groups
         self.scorers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scorer")
         self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="groups")
         self.readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="store-read")
@@ -130,7 +137,7 @@ class Context:
         with self._sync_guard:
             self._sync_queued = False  # a change from now on queues the next round
         try:
-            groups.reconcile(self.store, api, token, TEAM_PREFIX)
+            groups.reconcile(self.store, api, token, TEAM_PREFIX, provider_owns_groups=self.teams_from_groups)
         except Exception as exc:  # the hub may be restarting; the next round retries
             log.warning("could not mirror teams as hub groups: %s", exc)
 
@@ -223,22 +230,35 @@ class Base(web.RequestHandler):
             raise Refusal(403, "organizers-only", "only organizers may do this", "只有组织方可以进行此操作")
 
     def team(self, session):
-        """The caller's team in the store; joins the team of a ``team-...`` hub group on first contact.
+        """The caller's team in the store; in OAuth mode, joins their provider group's team on first contact.
 
         ``session`` is a write session (joining writes); :meth:`in_team` is the read path."""
         team = teams.team_of(session, self.user)
         if team is not None:
             return team
+        name = self.joinable_team(session)
+        if name is None:
+            raise self.no_team()
+        try:
+            teams.get(session, name)
+        except NotFound:
+            teams.create(session, self.ctx.contest, name, actor="identity-provider")
+        teams.add_member(session, self.ctx.contest, name, self.user, actor="identity-provider")
+        return teams.get(session, name)
+
+    def joinable_team(self, session) -> str | None:
+        """The team an identity provider's ``team-...`` group puts the caller in; None without one.
+
+        Never with local accounts: there a hub group only mirrors the store, and a group left
+        behind must not undo an organizer's ``teams remove``. Nor when an organizer removed the
+        caller from that team: the provider's group still names them until it is changed there."""
+        if not self.ctx.teams_from_groups:
+            return None
         for group in sorted(self.identity.get("groups", [])):
             if group.startswith(TEAM_PREFIX):
                 name = group.removeprefix(TEAM_PREFIX)
-                try:
-                    teams.get(session, name)
-                except NotFound:
-                    teams.create(session, self.ctx.contest, name, actor="identity-provider")
-                teams.add_member(session, self.ctx.contest, name, self.user, actor="identity-provider")
-                return teams.get(session, name)
-        raise self.no_team()
+                return None if teams.was_removed(session, name, self.user) else name
+        return None
 
     def no_team(self) -> Refusal:
         return Refusal(
@@ -253,19 +273,19 @@ class Base(web.RequestHandler):
         lane), with the caller's team.
 
         Only a caller with no team yet who has an identity provider's ``team-*`` group costs a
-        write: joining that team (:meth:`team`). With no such group the 409 ``no-team`` refusal
+        write: joining that team (:meth:`team`). Without one the 409 ``no-team`` refusal
         writes nothing."""
 
         def attempt():
             with self.ctx.store.read_session() as s:
                 team = teams.team_of(s, self.user)
-                return (False, None) if team is None else (True, fn(s, team))
+                return (False, self.joinable_team(s) is not None) if team is None else (True, fn(s, team))
 
         read = self.ctx.poll if poll else self.ctx.read
         found, result = await read(attempt)
         if found:
             return result
-        if not any(g.startswith(TEAM_PREFIX) for g in self.identity.get("groups", [])):
+        if not result:
             raise self.no_team()  # no team to join: nothing to write
         await self.ctx.write(self._join_team)
         found, result = await read(attempt)
@@ -929,7 +949,14 @@ def main() -> None:
     contest = contest_config.Watched(paths)
     store = store_mod.connect(paths)
     hub_auth = HubAuth(allow_token_in_url=False, cache_max_age=60)
-    ctx = Context(paths, contest, store, hub_auth, workers=int(os.environ.get("CONTESTHUB_SCORERS", "2")))
+    ctx = Context(
+        paths,
+        contest,
+        store,
+        hub_auth,
+        workers=int(os.environ.get("CONTESTHUB_SCORERS", "2")),
+        teams_from_groups=TEAMS_FROM_GROUPS,
+    )
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
     port = int(os.environ.get("CONTESTHUB_PORT") or url.port or 10101)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/submit/")

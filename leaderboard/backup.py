@@ -18,6 +18,14 @@ A backup is a folder:
 The rows are written as JSON, not as a database dump, so a backup of a SQLite store can be
 restored into PostgreSQL (and back). :func:`restore` refuses a non-empty target, checks every
 checksum before it writes anything, and verifies the audit chain afterwards.
+
+A backup holds the hidden solutions, every team's files and the sealed private scores, so it
+is the organizer's alone: it is written into a new folder made with mode 0700
+(``tempfile.mkdtemp``: a fresh name no one else can have made, so nothing is written into a
+folder or through a link someone else prepared) and, before it gets its final name, every
+folder in it is 0700 and every file 0600. :func:`restore` gives each part back the modes of
+its home: published data readable by all (0444/0555, as the build publishes it), hidden
+solutions and submission files the service account's only.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from sqlalchemy import Date, DateTime, TypeDecorator, func, insert, select, text, update
@@ -83,13 +92,60 @@ def _copy_tree(src: Path, dst: Path, manifest: dict[str, str], base: Path) -> No
                 manifest[str(path.relative_to(base))] = _sha256(path)
 
 
+def _set_modes(root: Path, file_mode: int, dir_mode: int) -> None:
+    """Give everything under ``root`` (not ``root`` itself) these modes; links are left as they are."""
+    for folder, dirs, names in os.walk(root):
+        for name in names:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                os.chmod(path, file_mode)
+        for name in dirs:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                os.chmod(path, dir_mode)
+
+
+def _published_modes(data_root: Path) -> None:
+    """The modes the build gives published data: a version ``<id>/v<N>/`` is read-only for
+    everyone (files 0444, folders 0555), the folders around it stay 0755 (the next build adds
+    versions there)."""
+    for folder, dirs, names in os.walk(data_root):
+        here = Path(folder)
+        in_version = any(_is_version(part) for part in here.relative_to(data_root).parts)
+        for name in names:
+            if not (here / name).is_symlink():
+                os.chmod(here / name, 0o444)
+        for name in dirs:
+            if not (here / name).is_symlink():
+                os.chmod(here / name, 0o555 if in_version or _is_version(name) else 0o755)
+
+
+def _is_version(name: str) -> bool:
+    return name[:1] == "v" and name[1:].isdigit()
+
+
 def backup(store: Store, paths: Paths, contest_file: Path, dest: Path) -> dict:
-    """Write a consistent backup into ``dest`` (a new folder); returns the manifest."""
+    """Write a consistent backup into ``dest`` (a new folder, owner-only); returns the manifest."""
     if dest.exists() and any(dest.iterdir()):
         raise BackupError(f"{dest} is not empty; choose a new folder", f"{dest} 不是空目录，请换一个新目录")
-    work = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "store").mkdir(parents=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{dest.name}.partial-", dir=dest.parent))  # 0700, a name of its own
+    try:
+        manifest = _write(store, paths, contest_file, work)
+        _set_modes(work, 0o600, 0o700)
+        if dest.exists():
+            dest.rmdir()
+        os.replace(work, dest)
+    except BaseException:
+        _set_modes(work, 0o600, 0o700)  # the copied data's read-only folders would stop the clean-up
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _write(store: Store, paths: Paths, contest_file: Path, work: Path) -> dict:
+    """The backup's contents, written into the (owner-only) folder ``work``."""
+    (work / "store").mkdir(mode=0o700)
     files: dict[str, str] = {}
     rows = _snapshot_rows(store)
     for name, items in rows.items():
@@ -123,9 +179,6 @@ def backup(store: Store, paths: Paths, contest_file: Path, dest: Path) -> dict:
         "files": files,
     }
     (work / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False), "utf-8")
-    if dest.exists():
-        dest.rmdir()
-    os.replace(work, dest)
     return manifest
 
 
@@ -188,6 +241,9 @@ def restore(src: Path, store: Store, paths: Paths, contest_target: Path | None =
     ):
         if (src / folder).exists():
             shutil.copytree(src / folder, target, dirs_exist_ok=True, symlinks=True)
+    # The backup's owner-only modes would hide the open data from contestants.
+    _set_modes(store.files.root, 0o400, 0o700)  # as FileStore.keep leaves them
+    _published_modes(paths.data_root)
     if contest_target is not None:
         shutil.copy2(src / "contest.toml", contest_target)
     with store.session() as s:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from leaderboard import audit
 from leaderboard.contest import Contest
-from leaderboard.models import Member, Quota, Submission, Team
+from leaderboard.models import AuditEntry, Member, Quota, Submission, Team
 from sandbox import clock
 from sandbox.errors import ContesthubError, NotFound
 
@@ -48,6 +48,16 @@ def get(session: Session, name: str) -> Team:
 def team_of(session: Session, user: str) -> Team | None:
     member = session.get(Member, user)
     return member.team if member else None
+
+
+def teams_of(session: Session, users: list[str]) -> dict[str, str]:
+    """The team (name) of each of ``users`` that is in one."""
+    if not users:
+        return {}
+    rows = session.execute(
+        select(Member.user, Team.name).join(Team, Member.team_id == Team.id).where(Member.user.in_(users))
+    )
+    return dict(rows.all())
 
 
 def create(
@@ -121,6 +131,23 @@ def remove_member(
     session.delete(member)
     session.flush()
     audit.record(session, actor, "team.remove_member", team.name, {"user": user})
+
+
+def was_removed(session: Session, team_name: str, user: str) -> bool:
+    """Whether ``user`` was ever removed from ``team_name`` (read from the audit log).
+
+    An identity provider's group keeps naming a removed member until someone changes it
+    there; this is how the submission service knows not to bring them back in."""
+    found = session.execute(
+        select(AuditEntry.seq)
+        .where(
+            AuditEntry.action == "team.remove_member",
+            AuditEntry.subject == team_name,
+            AuditEntry.payload == audit.canonical({"user": user}),
+        )
+        .limit(1)
+    ).first()
+    return found is not None
 
 
 def merge(

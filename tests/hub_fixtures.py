@@ -206,18 +206,20 @@ class RunningHub:
 
 
 @contextmanager
-def running_hub(settings: HubSettings, log: Path, solutions: Path | None = None):
+def running_hub(settings: HubSettings, log: Path, solutions: Path | None = None, config: Path | None = None):
     """JupyterHub with ``settings``, its organizer made first; a :class:`RunningHub`, stopped at the end.
 
     ``solutions``: the hidden solutions the submission service scores against, linked into
     the private root (a secure-mode test copies them instead, see tests/test_hub_secure.py).
+    ``config``: another JupyterHub config file (one that loads config/jupyterhub_config.py and
+    changes a few traits; tests/test_hub_accounts.py).
     """
     settings.private_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     if solutions is not None:
         (settings.private_root / "solutions").symlink_to(solutions)
     password = prepare_organizer(settings.db_url, settings.organizer)
     assert password
-    process = HubProcess(settings, log=log).start()
+    process = HubProcess(settings, log=log, **({"config": config} if config else {})).start()
     try:
         process.wait_ready(120)
         yield RunningHub(settings, process, settings.organizer, password)

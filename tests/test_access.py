@@ -523,6 +523,73 @@ def test_the_organizer_page_shows_file_names_as_text(world):
     assert r.markup_images == 0 and r.dialogs == [], r.dialogs
 
 
+# --- team membership: the contest store decides (issue 13, item 6) ----------------------------
+
+
+def hub_group(w: World, group: str) -> list[str]:
+    r = w.hub.api("GET", f"/groups/{quote(group, safe='')}", token=w.org)
+    return r.json()["users"] if r.status_code == 200 else []
+
+
+def wait_for_group(w: World, group: str, ok, timeout: float = 60) -> list[str]:
+    """The hub group's members once ``ok(members)`` (the mirror runs in the background)."""
+    deadline = time.monotonic() + timeout
+    while not ok(users := hub_group(w, group)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return users
+
+
+def test_a_member_removed_with_the_cli_stays_out_of_the_team(world, run_cli, demo):
+    """``contesthub teams remove`` leaves the hub group ``team-X`` behind for up to a minute;
+    the submission service used to join the user to team X again from it at their next request."""
+    w = world
+    team = f"leavers-{uuid.uuid4().hex[:6]}"
+    name, _, session = w.hub.account()
+    token = f"token {w.hub.new_token(session, name)}"
+    r = call(w, "POST", "admin/teams", f"token {w.org}", json={"name": team, "members": [name]})
+    assert r.status_code == 201, r.text
+    assert wait_for_group(w, f"team-{team}", lambda users: name in users) == [name]
+    assert call(w, "GET", "me", token).json()["team"]["name"] == team
+
+    root = Paths(demo.data_root, w.hub.settings.private_root, PROJECT_ROOT / "datasets")
+    result = run_cli("teams", "remove", team, name, "--by", "org", root=root)
+    assert result.exit_code == 0, result.output
+    assert name in hub_group(w, f"team-{team}")  # not mirrored yet: the group still names them
+    for _ in range(2):  # the second call would find them joined again, were they
+        me = call(w, "GET", "me", token)
+        assert me.status_code == 200 and me.json()["team"] is None, me.text
+    refused = call(w, "GET", "submissions", token)
+    assert refused.status_code == 409 and refused.json()["code"] == "no-team", refused.text
+    assert "尚未加入队伍" in refused.json()["message_zh"] and "not in a team" in refused.json()["message_en"]
+    upload = call(w, "POST", f"challenges/{FORECAST}/submissions", token, data=b"date,hospital_id,x\n")
+    assert upload.status_code == 409 and upload.json()["code"] == "no-team", upload.text
+
+    # The next reconciliation (here after the organizer's next change) takes them out of the group.
+    r = call(w, "POST", "admin/teams", f"token {w.org}", json={"name": f"{team}-next"})
+    assert r.status_code == 201, r.text
+    assert wait_for_group(w, f"team-{team}", lambda users: name not in users) == []
+    assert call(w, "GET", "me", token).json()["team"] is None
+    listed = call(w, "GET", "admin/teams", f"token {w.org}").json()
+    assert next(t for t in listed if t["name"] == team)["members"] == []
+
+
+def test_a_hand_made_team_group_does_not_make_a_member(world):
+    """With local accounts a hub group is only a mirror: adding oneself (or being added on the
+    admin page) to ``team-X`` gives no seat in team X, and the mirror takes it away again."""
+    w = world
+    name, _, session = w.hub.account()
+    token = f"token {w.hub.new_token(session, name)}"
+    group = f"team-{w.b.team}"
+    r = w.hub.api("POST", f"/groups/{quote(group, safe='')}/users", token=w.org, json={"users": [name]})
+    assert r.status_code == 200, r.text
+    me = call(w, "GET", "me", token)
+    assert me.status_code == 200 and me.json()["team"] is None, me.text
+    assert call(w, "GET", "submissions", token).status_code == 409
+    r = call(w, "POST", "admin/teams", f"token {w.org}", json={"name": f"mirror-{uuid.uuid4().hex[:6]}"})
+    assert r.status_code == 201, r.text
+    assert wait_for_group(w, group, lambda users: name not in users) == [w.b.user]
+
+
 def test_after_all_that_the_service_is_up_and_alpha_is_intact(world):
     r = call(world, "GET", "health", None)
     assert r.status_code == 200 and r.json()["ok"]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
+import stat
 import threading
+from pathlib import Path
 
 import pytest
 from contest_fixtures import NOW
@@ -117,3 +120,47 @@ def test_restore_refuses_a_damaged_backup_and_a_non_empty_store(
         backup.restore(tmp_path / "bk", fresh, paths)
     with fresh.session() as s:
         assert s.execute(select(func.count()).select_from(Submission)).scalar_one() == 0
+
+
+def _modes(root: Path) -> dict[str, int]:
+    """Every folder and file under ``root`` (itself as "."), with its permission bits; links left out."""
+    return {
+        str(p.relative_to(root)): stat.S_IMODE(p.lstat().st_mode)
+        for p in [root, *root.rglob("*")]
+        if not p.is_symlink()
+    }
+
+
+def test_a_backup_is_the_organizers_alone_even_in_a_folder_made_before(
+    store, demo, demo_contest, predictions, submit, tmp_path
+):
+    """Issue 13, item 9: a backup holds the hidden solutions, every team's files and the sealed
+    private scores; it used to be written with folders 0755 and files 0644."""
+    _race(store, demo, demo_contest, predictions, submit, n_teams=1)
+    dest = tmp_path / "bk"
+    dest.mkdir()
+    os.chmod(dest, 0o755)  # an empty folder made beforehand, readable by every account
+    old_umask = os.umask(0o022)  # the usual umask: what is created by default is world-readable
+    try:
+        backup.backup(store, demo, CONTEST, dest)
+    finally:
+        os.umask(old_umask)
+    modes = _modes(dest)
+    for part in ("store/scores.jsonl", "contest.toml", "manifest.json"):
+        assert part in modes
+    assert any(k.startswith("solutions/") for k in modes) and any(k.startswith("submissions/") for k in modes)
+    wrong = {k: oct(m) for k, m in modes.items() if m != (0o700 if (dest / k).is_dir() else 0o600)}
+    assert not wrong, wrong
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("bk")] == ["bk"]  # no work folder left
+
+    # A restore gives the open data back to everyone and keeps the rest to the service account.
+    paths, restored = _fresh(tmp_path, "restored")
+    backup.restore(dest, restored, paths)
+    published = _modes(paths.data_root)
+    files = {k: m for k, m in published.items() if (paths.data_root / k).is_file()}
+    assert files and set(files.values()) == {0o444}, files
+    versions = {k: m for k, m in published.items() if (paths.data_root / k).is_dir() and "/v" in f"/{k}"}
+    assert versions and set(versions.values()) == {0o555}
+    assert published["hospital_outpatient"] == 0o755  # the next build adds its version here
+    private = {**_modes(paths.private_root / "solutions"), **_modes(restored.files.root)}
+    assert private and not {k: oct(m) for k, m in private.items() if m & 0o077}

@@ -397,6 +397,8 @@ def test_services_are_wired_to_the_hub(manifests):
         for t in (submit, leaderboard)
     ]
     assert db_keys == ["contest-db-url", "leaderboard-db-url"]
+    # Teams come from the identity provider's groups here (OIDC): users join them on first contact.
+    assert _env(submit["spec"]["containers"][0])["CONTESTHUB_TEAMS_FROM_GROUPS"]["value"] == "1"
 
 
 def test_one_image_everywhere(manifests, merged, dask_values):

@@ -356,3 +356,32 @@ def test_the_submission_service_maps_the_group_to_the_team(oidc_hub, logged_in):
     assert doc["team"]["name"] == "alpha" and doc["team"]["members"] == ["alice"]
     olga = submit_api(oidc_hub, "me", logged_in["olga"]).json()
     assert olga["organizer"] is True and olga["team"] is None
+
+
+def test_a_member_an_organizer_removed_is_not_joined_again_from_the_providers_group(oidc_hub, logged_in):
+    """Issue 13, item 6: the provider's group still names alice after an organizer removed her;
+    that must not bring her back (only an organizer does)."""
+    alice, olga = logged_in["alice"], logged_in["olga"]
+    assert submit_api(oidc_hub, "me", alice).json()["team"]["name"] == "alpha"
+    r = requests.delete(
+        f"{oidc_hub.url}/services/submit/api/admin/teams/alpha/members/alice",
+        headers={"Authorization": f"token {olga}"},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    assert oidc_hub.api("GET", "/users/alice", token=olga).json()["groups"] == ["team-alpha"]  # the provider's
+    for _ in range(2):  # the second call would find her joined again, were she
+        me = submit_api(oidc_hub, "me", alice)
+        assert me.status_code == 200 and me.json()["team"] is None, me.text
+    refused = submit_api(oidc_hub, "submissions", alice)
+    assert refused.status_code == 409 and refused.json()["code"] == "no-team", refused.text
+    assert "尚未加入队伍" in refused.json()["message_zh"] and "not in a team" in refused.json()["message_en"]
+    # An organizer adding her back is the way in again.
+    r = requests.post(
+        f"{oidc_hub.url}/services/submit/api/admin/teams/alpha/members",
+        headers={"Authorization": f"token {olga}"},
+        json={"user": "alice"},
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
+    assert submit_api(oidc_hub, "me", alice).json()["team"]["name"] == "alpha"
