@@ -48,8 +48,10 @@ def _execute_request(user: str, code: str) -> dict:
 def run_code(hub_url: str, user: str, token: str, code: str, timeout: float = 120) -> dict:
     """Run ``code`` in a new kernel of ``user``'s server behind ``hub_url`` (the public URL).
 
-    Returns ``{"stdout", "error", "start", "run"}``: what the cell printed, the traceback of an
-    error (None without one), and the seconds it took to start the kernel and to run the cell.
+    Returns ``{"stdout", "error", "died", "start", "run"}``: what the cell printed, the traceback
+    of an error (None without one), whether the kernel process died meanwhile (killed for its
+    memory, say: the server then says "restarting", as JupyterLab shows), and the seconds it
+    took to start the kernel and to run the cell.
     ``token`` is one of the user's tokens. The kernel is shut down afterwards, whatever happens.
     Raises :class:`KernelError` when the kernel does not start or does not answer in ``timeout``.
     """
@@ -71,13 +73,18 @@ def run_code(hub_url: str, user: str, token: str, code: str, timeout: float = 12
             request = _execute_request(user, code)
             msg_id = request["header"]["msg_id"]
             ws.send(json.dumps(request))
-            stdout, error, replied, idle = [], None, False, False
+            stdout, error, replied, idle, died = [], None, False, False, False
             deadline = time.monotonic() + timeout
             while not (replied and idle) and time.monotonic() < deadline:
                 msg = json.loads(ws.recv())
+                kind = msg["msg_type"]
+                state = msg.get("content", {}).get("execution_state") if kind == "status" else None
+                if state in ("restarting", "dead"):  # the server's notice: the kernel process died
+                    died = True
+                    error = error or f"The kernel died ({state})."
+                    break
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:
                     continue
-                kind = msg["msg_type"]
                 if kind == "stream" and msg["content"]["name"] == "stdout":
                     stdout.append(msg["content"]["text"])
                 elif kind == "error":
@@ -86,10 +93,11 @@ def run_code(hub_url: str, user: str, token: str, code: str, timeout: float = 12
                     replied = True
                 elif kind == "status" and msg["content"]["execution_state"] == "idle":
                     idle = True
-            if not (replied and idle):
+            if not ((replied and idle) or died):
                 raise KernelError(f"the kernel did not answer within {timeout:.0f} s")
         finally:
             ws.close()
-        return {"stdout": "".join(stdout), "error": error, "start": started, "run": time.perf_counter() - t1}
+        run = time.perf_counter() - t1
+        return {"stdout": "".join(stdout), "error": error, "died": died, "start": started, "run": run}
     finally:
         requests.delete(f"{base}/kernels/{kernel_id}", headers=headers, timeout=timeout)

@@ -4,39 +4,45 @@
   runs the hub, with ``HOME`` and the notebook folder at ``<home root>/<name>``. Nothing
   separates one contestant from another or from the private root: for trying the platform
   out and for development only, and the hub says so in its log and on the login page.
-* :class:`SecureSpawner` (mode ``secure``): one Unix account ``jupyter-<name>`` per
-  contestant, created on first start as The Littlest JupyterHub does, its home
-  ``<home root>/<name>`` readable only by its owner; the server runs as that account, with
-  an interpreter every account can run (hub/interpreter.py). :func:`secure_mode_config`
-  refuses to start the hub, naming each problem and its fix (:func:`secure_mode_problems`),
-  unless the code, libraries and open data are readable by every account, the open data
-  writable by none and the private root closed to them.
+* :class:`SecureSpawner` (mode ``secure``): one Unix account per contestant, created on
+  first start as The Littlest JupyterHub does and recorded with its uid, never shared and
+  never adopted (hub/unix_accounts.py); its home ``<home root>/<name>`` readable only by its
+  owner; the server runs as that account, with an interpreter every account can run
+  (hub/interpreter.py), inside memory, process and CPU limits the kernel enforces
+  (hub/limits.py). :func:`secure_mode_config` refuses to start the hub, naming each problem
+  and its fix (:func:`secure_mode_problems`), unless the code, libraries and open data are
+  readable by every account, the open data writable by none and the private root closed to
+  them.
 
 Both get their environment from the hub's config (the data root, the threads and memory
-the sandbox API follows); :func:`pre_spawn_hook` prepares the home and copies the starter
-notebooks into it.
+the sandbox API follows); :func:`pre_spawn_hook` prepares the home and hands out the starter
+notebooks (hub/starters.py): as the contestant's own account in secure mode, since root
+must never act on paths inside a home, where the contestant may have planted links.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import json
 import os
 import pwd
-import shutil
 import stat
 import subprocess
+import sys
+from functools import cached_property
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner, set_user_setuid
-from traitlets import Unicode
+from traitlets import Integer, Unicode
 from traitlets.config import Config
 
-import sandbox
+from hub import limits as sandbox_limits
+from hub.starters import Handout, copy_starter_notebooks
+from hub.unix_accounts import AccountRefused, accounts_store, ensure_account, system_username, useradd_command
 from sandbox.settings import PROJECT_ROOT
 
-STARTERS = Path(sandbox.__file__).resolve().parent / "notebooks"
-STARTERS_RECORD = Path(".contesthub") / "starters.json"
+__all__ = ["AccountRefused", "system_username", "useradd_command"]  # re-exported for the tests and tools
+
 DEMO_WARNING = (
     "DEMO MODE: every contestant's JupyterLab runs as the account running the hub ({account}); "
     "contestants are NOT isolated from each other, from the private root (hidden solutions, "
@@ -44,46 +50,21 @@ DEMO_WARNING = (
 )
 
 
-def copy_starter_notebooks(home: Path, uid: int | None = None, gid: int | None = None) -> list[str]:
-    """Copy each starter notebook into ``home`` once; never overwrite or bring back a user's file.
+async def pre_spawn_hook(spawner) -> None:
+    """Before every start: the home exists (and, in secure mode, its account), starters are in it.
 
-    ``~/.contesthub/starters.json`` records what was handed out: a notebook the contestant
-    deleted or renamed stays gone, one added to the platform later still arrives.
+    Nothing here acts on the home's contents with more rights than its owner has: the
+    starters are handed out by the owner's own account (:meth:`SecureSpawner.hand_out_starters`).
     """
-    record = home / STARTERS_RECORD
-    try:
-        given = set(json.loads(record.read_text("utf-8")))
-    except (OSError, ValueError):
-        given = set()
-    copied = []
-    for src in sorted(STARTERS.glob("*.ipynb")):
-        dest = home / src.name
-        if src.name in given:
-            continue
-        given.add(src.name)
-        if dest.exists():
-            continue
-        shutil.copyfile(src, dest)
-        copied.append(src.name)
-        if uid is not None:
-            os.chown(dest, uid, gid if gid is not None else -1)
-    record.parent.mkdir(exist_ok=True, mode=0o700)
-    record.write_text(json.dumps(sorted(given)), "utf-8")
-    if uid is not None:
-        for p in (record.parent, record):
-            os.chown(p, uid, gid if gid is not None else -1)
-    return copied
-
-
-def pre_spawn_hook(spawner) -> None:
-    """Before every start: the home exists (and, in secure mode, its account), starters are in it."""
     prepare = getattr(spawner, "prepare_home", None)
     if prepare is None:  # a spawner of another kind (KubeSpawner): its image does this
         return
-    home, uid, gid = prepare()
-    copied = copy_starter_notebooks(home, uid, gid)
-    if copied:
-        spawner.log.info("Copied starter notebooks into %s: %s", home, ", ".join(copied))
+    home = prepare()
+    done = await asyncio.to_thread(spawner.hand_out_starters, home)
+    if done.copied:
+        spawner.log.info("Copied starter notebooks into %s: %s", home, ", ".join(done.copied))
+    if done.refused:
+        spawner.log.warning("Left alone in %s (links, or not files): %s", home, ", ".join(done.refused))
 
 
 class DemoSpawner(SimpleLocalProcessSpawner):
@@ -91,10 +72,13 @@ class DemoSpawner(SimpleLocalProcessSpawner):
 
     home_dir_template = Unicode("", config=True, help="Home of a contestant, with {username}.")
 
-    def prepare_home(self) -> tuple[Path, None, None]:
+    def prepare_home(self) -> Path:
         home = Path(self.home_dir)
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return home, None, None
+        return home
+
+    def hand_out_starters(self, home: Path) -> Handout:
+        return copy_starter_notebooks(home)  # the hub's own account owns the home
 
     def make_preexec_fn(self, name):
         home = self.home_dir
@@ -167,10 +151,6 @@ def writable_by_others(root: Path, limit: int = 5) -> list[Path]:
     return out
 
 
-def useradd_command() -> str | None:
-    return shutil.which("useradd", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
-
-
 def secure_mode_problems(settings) -> list[str]:
     """Everything that keeps mode 'secure' from isolating contestants and running their servers.
 
@@ -230,6 +210,17 @@ def secure_mode_config(settings) -> Config:
             python = sandbox_python(settings.sandbox_python)
         except SandboxPythonError as exc:
             problems.append(exc.en)
+    try:
+        mechanism, why_not_cgroup = sandbox_limits.choose(settings.sandbox_limits)
+    except ValueError as exc:
+        problems.append(str(exc))
+    else:
+        why = f" (no cgroup: {why_not_cgroup})" if why_not_cgroup else ""
+        print(
+            f"secure mode: each contestant's memory ({settings.mem_limit}), processes ({settings.max_processes}) "
+            f"and CPUs are capped by {mechanism.describe()}{why}",
+            file=sys.stderr,
+        )
     if problems:
         raise SettingsError(
             "mode 'secure' cannot start contestants' servers: " + "; ".join(problems),
@@ -241,46 +232,125 @@ def secure_mode_config(settings) -> Config:
     c.SecureSpawner.system_user_prefix = settings.system_user_prefix
     c.SecureSpawner.sandbox_python = str(python)
     c.SecureSpawner.cmd = [str(python), "-m", "jupyterhub.singleuser"]
+    c.SecureSpawner.accounts_db_url = settings.db_url
+    c.SecureSpawner.limits_mechanism = mechanism.name
+    c.SecureSpawner.max_processes = settings.max_processes
     return c
 
 
 class SecureSpawner(LocalProcessSpawner):
-    """One Unix account per contestant (``jupyter-<name>``), created on first start."""
+    """One Unix account per contestant (hub/unix_accounts.py), created on first start, with its limits enforced."""
 
     home_dir_template = Unicode("", config=True, help="Home of a contestant, with {username}.")
     system_user_prefix = Unicode("jupyter-", config=True, help="Prefix of the contestants' Unix accounts.")
     sandbox_python = Unicode(
         "", config=True, help="The interpreter servers and kernels run (hub/interpreter.py); its bin/ leads PATH."
     )
+    accounts_db_url = Unicode(
+        "", config=True, help="The hub's database, where each contestant's Unix account and uid are recorded."
+    )
+    limits_mechanism = Unicode(
+        "rlimit", config=True, help="How memory, processes and CPUs are capped: cgroup or rlimit (hub/limits.py)."
+    )
+    max_processes = Integer(512, config=True, help="Processes and threads one contestant may run at once.")
+
+    @property
+    def accounts(self):
+        return accounts_store(self.accounts_db_url)
 
     @property
     def system_username(self) -> str:
-        return system_username(self.system_user_prefix, self.user.name)
+        """The recorded account of this hub user, or the one :func:`system_username` gives a new one."""
+        record = self.accounts.get(self.user.name)
+        return record.account if record else system_username(self.system_user_prefix, self.user.name)
 
-    def ensure_system_user(self) -> pwd.struct_passwd:
-        name = self.system_username
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            pass
-        home = self.home_dir_template.format(username=self.user.name)
-        Path(home).parent.mkdir(parents=True, exist_ok=True)
-        useradd = useradd_command() or "useradd"
-        cmd = [useradd, "--create-home", "--home-dir", home, "--shell", "/bin/bash", "--user-group", name]
-        self.log.info("Creating Unix account %s: %s", name, " ".join(cmd))
-        subprocess.run(cmd, check=True, capture_output=True)
-        return pwd.getpwnam(name)
+    @cached_property
+    def mechanism(self) -> sandbox_limits.CgroupLimits | sandbox_limits.RlimitLimits:
+        if self.limits_mechanism == "cgroup":
+            bases, why = sandbox_limits.cgroup_bases()
+            if why:
+                raise RuntimeError(f"cgroup limits were chosen when the hub started, but now {why}")
+            return sandbox_limits.CgroupLimits(bases)
+        return sandbox_limits.RlimitLimits()
 
-    def prepare_home(self) -> tuple[Path, int, int]:
-        entry = self.ensure_system_user()
+    @property
+    def limits(self) -> sandbox_limits.Limits:
+        if not self.mem_limit:
+            raise RuntimeError("secure mode needs Spawner.mem_limit (the hub setting mem_limit)")
+        return sandbox_limits.Limits(memory=int(self.mem_limit), processes=self.max_processes, cpu=self.cpu_limit)
+
+    def prepare_home(self) -> Path:
+        """The account (made and recorded on first start, refused if not this user's) and its home, 0700.
+
+        The home's own inode is changed through a descriptor opened without following links;
+        its contents are left to the account itself.
+        """
+        home = Path(self.home_dir_template.format(username=self.user.name))
+        entry = ensure_account(self.accounts, self.system_user_prefix, self.user.name, home, log=self.log.warning)
         home = Path(entry.pw_dir)
-        home.mkdir(parents=True, exist_ok=True)
-        os.chown(home, entry.pw_uid, entry.pw_gid)
-        os.chmod(home, 0o700)  # other contestants cannot read it
-        return home, entry.pw_uid, entry.pw_gid
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)  # gone since useradd: made again, as root's
+        fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fchown(fd, entry.pw_uid, entry.pw_gid)
+            os.fchmod(fd, 0o700)  # other contestants cannot read it
+        finally:
+            os.close(fd)
+        return home
+
+    def hand_out_starters(self, home: Path) -> Handout:
+        """Copy the starters as the contestant's own account: ``python -I -m hub.starters HOME`` in a child.
+
+        Root never writes into a home, so a link a contestant planted there leads nowhere the
+        contestant could not already write (hub/starters.py refuses links as well).
+        """
+        entry = pwd.getpwnam(self.system_username)
+        python = self.sandbox_python or sys.executable
+        try:
+            run = subprocess.run(
+                [python, "-I", "-m", "hub.starters", str(home)],
+                user=entry.pw_uid,
+                group=entry.pw_gid,
+                extra_groups=os.getgrouplist(entry.pw_name, entry.pw_gid),
+                umask=0o022,
+                cwd="/",
+                env={"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8"},
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            self.log.warning("Starter notebooks for %s not handed out: %s", entry.pw_name, exc)
+            return Handout()
+        if run.returncode != 0:
+            self.log.warning("Starter notebooks for %s not handed out: %s", entry.pw_name, run.stderr[-2000:])
+            return Handout()
+        try:
+            done = json.loads(run.stdout.strip().splitlines()[-1])
+            return Handout(copied=list(done["copied"]), refused=list(done["refused"]))
+        except (ValueError, IndexError, KeyError, TypeError):
+            self.log.warning("hub.starters for %s printed %r", entry.pw_name, run.stdout[-500:])
+            return Handout()
+
+    async def start(self):
+        await asyncio.to_thread(self.mechanism.prepare, self.system_username, self.limits)
+        return await super().start()
+
+    async def stop(self, now=False):
+        await super().stop(now=now)
+        left = await asyncio.to_thread(self.mechanism.release, self.system_username)
+        if left:
+            self.log.warning("Limit groups of %s not removed (processes left in them): %s", self.user.name, left)
 
     def make_preexec_fn(self, name):
-        return set_user_setuid(self.system_username)
+        join_limits = self.mechanism.preexec(self.system_username, self.limits)
+        become_user = set_user_setuid(self.system_username)
+
+        def preexec() -> None:
+            join_limits()  # as root: the groups' files are root's; the limits bind the rest
+            become_user()
+
+        return preexec
 
     def user_env(self, env):
         entry = pwd.getpwnam(self.system_username)
@@ -301,14 +371,6 @@ class SecureSpawner(LocalProcessSpawner):
                 env["VIRTUAL_ENV"] = str(prefix)
         env["PATH"] = os.pathsep.join(path or ["/usr/local/bin", "/usr/bin", "/bin"])
         return env
-
-
-def system_username(prefix: str, name: str) -> str:
-    """``<prefix><name>``, shortened with a hash as The Littlest JupyterHub does when too long for useradd."""
-    full = f"{prefix}{name}"
-    if len(full) <= 32:
-        return full
-    return f"{full[:26]}-{hashlib.sha256(name.encode()).hexdigest()[:5]}"
 
 
 def _reachable(path: Path) -> bool:

@@ -25,6 +25,14 @@ key (env CONTESTHUB_...)   meaning                                     default (
                            accounts run; empty: the hub's own if they  hub/interpreter.py)
                            can, else one built in var/sandbox-python
 ``system_user_prefix``     secure mode: Unix accounts <prefix><name>   jupyter-
+                           (shortened with a hash past 31 characters,
+                           hub/unix_accounts.py)
+``sandbox_limits``         secure mode: how mem_limit, cpu_limit and   auto
+                           max_processes are enforced: auto (a cgroup
+                           per contestant where one can be made, else
+                           setrlimit), cgroup, rlimit (hub/limits.py)
+``max_processes``          secure mode: processes and threads one      512
+                           contestant may run at once
 ``hub_db_url``             the hub's database                          SQLite, private root
 ``organizer``              the admin account made on first start       organizer
 ``min_password_length``    shortest password at sign-up                10
@@ -92,6 +100,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from hub.limits import MECHANISMS as LIMIT_MECHANISMS
 from sandbox.errors import ContesthubError
 from sandbox.settings import PROJECT_ROOT
 
@@ -125,6 +134,8 @@ class HubSettings:
     # Secure mode (hub/sandboxes.py, hub/interpreter.py).
     sandbox_python: str = ""
     system_user_prefix: str = "jupyter-"
+    sandbox_limits: str = "auto"
+    max_processes: int = 512
     hub_db_url: str = ""
     organizer: str = "organizer"
     min_password_length: int = 10
@@ -238,6 +249,16 @@ class HubSettings:
                 "'-' or '_', starting with a letter (it begins every contestant's Unix account name)",
                 f"system_user_prefix {self.system_user_prefix!r} 必须是不超过 16 个小写字母、数字、'-' 或 '_'，"
                 "并以字母开头（它是每位参赛者 Unix 账号名的开头）",
+            )
+        if self.sandbox_limits not in LIMIT_MECHANISMS:
+            raise SettingsError(
+                f"sandbox_limits {self.sandbox_limits!r} is not one of {', '.join(LIMIT_MECHANISMS)}",
+                f"sandbox_limits {self.sandbox_limits!r} 无效，应为 {'、'.join(LIMIT_MECHANISMS)} 之一",
+            )
+        if self.max_processes < 32:
+            raise SettingsError(
+                f"max_processes {self.max_processes} is too small: a JupyterLab server and one kernel need about 32",
+                f"max_processes {self.max_processes} 太小：一个 JupyterLab 服务器加一个内核大约需要 32 个",
             )
         if self.cpu_limit <= 0:
             raise SettingsError("cpu_limit must be above 0", "cpu_limit 必须大于 0")

@@ -19,7 +19,9 @@ import pytest
 import requests
 from hub_fixtures import ARTIFACTS, chromium_page, kernel_run
 
-from hub.sandboxes import STARTERS
+from hub.starters import starters_dir
+
+STARTERS = starters_dir()
 
 PROBE = """
 import json, os, sandbox
@@ -250,17 +252,49 @@ def test_leaderboard_is_public_through_the_proxy(hub):
 
 
 def test_starters_are_copied_once_and_never_overwritten(tmp_path):
-    from hub.sandboxes import copy_starter_notebooks
+    from hub.starters import copy_starter_notebooks
 
-    first = copy_starter_notebooks(tmp_path)
+    first = copy_starter_notebooks(tmp_path).copied
     assert first == sorted(p.name for p in STARTERS.glob("*.ipynb"))
     mine = tmp_path / first[0]
     mine.write_text("my own work")
-    assert copy_starter_notebooks(tmp_path) == []
+    assert copy_starter_notebooks(tmp_path).copied == []
     assert mine.read_text() == "my own work"
     mine.unlink()  # deleted by its owner: stays deleted
-    assert copy_starter_notebooks(tmp_path) == []
+    assert copy_starter_notebooks(tmp_path).copied == []
     assert not mine.exists()
+
+
+def test_starters_never_follow_a_link_planted_in_the_home(tmp_path):
+    """A contestant's links where a starter or the record would go: left alone, nothing written through them."""
+    from hub.starters import copy_starter_notebooks
+
+    home, outside = tmp_path / "home", tmp_path / "outside"
+    home.mkdir()
+    (outside / "private").mkdir(parents=True)
+    (home / ".contesthub").symlink_to(outside / "private")  # the record's folder -> someone else's
+    (home / "getting_started.ipynb").symlink_to(outside / "ld.so.preload")  # dangling
+    (home / "emergency_visit.ipynb").symlink_to(outside / "private")  # a folder
+
+    done = copy_starter_notebooks(home)
+    assert sorted(done.refused) == [".contesthub/starters.json", "emergency_visit.ipynb", "getting_started.ipynb"]
+    assert done.copied == sorted(p.name for p in STARTERS.glob("*.ipynb") if p.name not in done.refused)
+    assert not (outside / "ld.so.preload").exists()
+    assert list((outside / "private").iterdir()) == []
+    for link in (".contesthub", "getting_started.ipynb", "emergency_visit.ipynb"):
+        assert (home / link).is_symlink()
+    # Once the contestant removes a link, the notebook arrives (it was never recorded as given).
+    (home / "getting_started.ipynb").unlink()
+    assert copy_starter_notebooks(home).copied == ["getting_started.ipynb"]
+    # A record that is a link (its folder real) is neither read nor written through.
+    (home / ".contesthub").unlink()
+    (home / ".contesthub").mkdir()
+    (outside / "private" / "secret.json").write_text('["x"]')
+    (home / ".contesthub" / "starters.json").symlink_to(outside / "private" / "secret.json")
+    done = copy_starter_notebooks(home)
+    assert sorted(done.refused) == [".contesthub/starters.json", "emergency_visit.ipynb"]
+    assert (outside / "private" / "secret.json").read_text() == '["x"]'
+    assert (home / ".contesthub" / "starters.json").is_symlink()
 
 
 # --- a browser ---------------------------------------------------------------------------
