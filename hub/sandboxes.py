@@ -32,7 +32,7 @@ import sys
 from functools import cached_property
 from pathlib import Path
 
-from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner, set_user_setuid
+from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner, SpawnException, set_user_setuid
 from traitlets import Integer, Unicode
 from traitlets.config import Config
 
@@ -286,7 +286,10 @@ class SecureSpawner(LocalProcessSpawner):
         its contents are left to the account itself.
         """
         home = Path(self.home_dir_template.format(username=self.user.name))
-        entry = ensure_account(self.accounts, self.system_user_prefix, self.user.name, home, log=self.log.warning)
+        try:
+            entry = ensure_account(self.accounts, self.system_user_prefix, self.user.name, home, log=self.log.warning)
+        except AccountRefused as exc:  # a policy refusal: its message to the user, no traceback in the log
+            raise SpawnException(str(exc), reason="unix-account", status_code=403) from None
         home = Path(entry.pw_dir)
         home.mkdir(parents=True, exist_ok=True, mode=0o700)  # gone since useradd: made again, as root's
         fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)

@@ -18,6 +18,7 @@ saying so, without them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
@@ -26,6 +27,9 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -36,6 +40,8 @@ from hub.sandboxes import hidden_from_others, secure_mode_problems, system_usern
 from hub.settings import HubSettings, SettingsError
 
 PREFIX = "cht-"  # the test accounts' prefix: cht-<hub name>
+MEM_LIMIT = "1G"  # per contestant: a kernel allocating twice as much must die alone
+MAX_PROCESSES = 200  # per contestant: processes and threads
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or useradd_command() is None,
@@ -88,7 +94,9 @@ def secure_hub(demo, open_root):
     assert not stale, stale
     data = open_root / "data"
     shutil.copytree(demo.data_root, data, symlinks=True)
-    settings = hub_settings(open_root, data, mode="secure", system_user_prefix=PREFIX)
+    settings = hub_settings(
+        open_root, data, mode="secure", system_user_prefix=PREFIX, mem_limit=MEM_LIMIT, max_processes=MAX_PROCESSES
+    )
     settings.private_root.mkdir(mode=0o700)
     # Real files, not a link to the demo build: the kernel must meet the private root's own walls.
     shutil.copytree(demo.private_root / "solutions", settings.private_root / "solutions")
@@ -279,6 +287,255 @@ def test_a_contestant_reads_the_open_data_but_cannot_change_it(secure_hub, two_t
     assert not (hub.settings.data_root / "mine.txt").exists()
 
 
+# --- attacks on the hub's root powers and on the accounts (issue 13) -------------------------
+
+
+def stop_server(hub, name: str, token: str, timeout: float = 60) -> None:
+    r = hub.api("DELETE", f"/users/{name}/server", token=token)
+    assert r.status_code in (202, 204), (r.status_code, r.text)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        model = hub.api("GET", f"/users/{name}", token=token).json()
+        if not model.get("servers") and not model.get("pending"):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the server of {name} did not stop:\n{hub.process.log_tail(40)}")
+
+
+PLANT = """
+import json, os, shutil
+from pathlib import Path
+home = Path.home()
+shutil.rmtree(home / ".contesthub")
+os.symlink(%(private)r, home / ".contesthub")
+(home / "getting_started.ipynb").unlink()
+os.symlink(%(target)r, home / "getting_started.ipynb")
+print(json.dumps(sorted(p.name for p in home.iterdir() if p.is_symlink())))
+"""
+
+
+@needs_root
+def test_root_follows_no_link_planted_in_a_home(secure_hub):
+    """`~/.contesthub -> <private root>` and a dangling `~/getting_started.ipynb -> /etc/...`, then a restart."""
+    hub = secure_hub
+    private = hub.settings.private_root
+    target = Path(f"/etc/contesthub-attack-{uuid.uuid4().hex[:8]}")
+    before = private.stat()
+    listing = sorted(p.name for p in private.iterdir())
+    name, _, session = hub.account()
+    token = hub.new_token(session, name)
+    hub.spawn(name, token, timeout=240)
+    home = hub.settings.home_root / name
+    try:
+        links = run(hub, (name, token), PLANT % {"private": str(private), "target": str(target)})
+        assert links == [".contesthub", "getting_started.ipynb"]
+        stop_server(hub, name, token)
+        hub.spawn(name, token, timeout=240)  # the pre-spawn hook runs again, over the planted links
+
+        after = private.stat()
+        assert (after.st_uid, after.st_gid, stat.S_IMODE(after.st_mode)) == (
+            before.st_uid,
+            before.st_gid,
+            stat.S_IMODE(before.st_mode),
+        )
+        assert (before.st_uid, stat.S_IMODE(before.st_mode)) == (0, 0o700)
+        assert sorted(p.name for p in private.iterdir()) == listing  # no starters.json written into it
+        assert not target.exists() and not target.is_symlink()  # nothing written outside the home
+        assert (home / ".contesthub").is_symlink() and (home / "getting_started.ipynb").is_symlink()
+        assert "Left alone in" in hub.process.log_tail(200)
+        # The contestant still cannot read the private root through their link.
+        seen = run(hub, (name, token), TRY_READ % json.dumps({"via the link": str(home / ".contesthub")}))
+        assert seen == {"via the link": "PermissionError"}
+    finally:
+        target.unlink(missing_ok=True)
+        os.chown(private, before.st_uid, before.st_gid)  # on the old code the attack took it over
+        os.chmod(private, stat.S_IMODE(before.st_mode))
+
+
+def old_system_username(prefix: str, name: str) -> str:
+    """The mapping contesthub used before issue 13: a long name shortened to 26 characters and 5 hex digits."""
+    full = f"{prefix}{name}"
+    return full if len(full) <= 32 else f"{full[:26]}-{hashlib.sha256(name.encode()).hexdigest()[:5]}"
+
+
+@needs_root
+def test_a_name_equal_to_a_shortened_name_gets_an_account_of_its_own(secure_hub):
+    """The attack: sign up with the shortened tail of a victim's long name, to get the victim's account."""
+    hub = secure_hub
+    victim = f"v{uuid.uuid4().hex[:29]}"  # 30 characters: cht-<30> is too long for useradd
+    squatter = old_system_username(PREFIX, victim).removeprefix(PREFIX)
+    assert len(squatter) <= 31 and squatter != victim
+    v_name, _, v_session = hub.account(victim)
+    v_token = hub.new_token(v_session, v_name)
+    hub.spawn(v_name, v_token, timeout=240)
+    note = Path(run(hub, (v_name, v_token), NOTE)["file"])
+
+    s_name, _, s_session = hub.account(squatter)
+    s_token = hub.new_token(s_session, s_name)
+    hub.spawn(s_name, s_token, timeout=240)
+    v_who, s_who = run(hub, (v_name, v_token), WHO), run(hub, (s_name, s_token), WHO)
+    assert s_who["user"] != v_who["user"]
+    assert pwd.getpwnam(s_who["user"]).pw_uid != pwd.getpwnam(v_who["user"]).pw_uid
+    assert (s_who["home"], v_who["home"]) == (str(hub.settings.home_root / s_name), str(note.parent))
+    assert run(hub, (s_name, s_token), TRY_READ % json.dumps({"victim's notes": str(note)})) == {
+        "victim's notes": "PermissionError"
+    }
+    # The hub recorded each account and uid for its hub user.
+    from hub.unix_accounts import UnixAccounts
+
+    store = UnixAccounts(hub.settings.db_url)
+    try:
+        for name, who in ((v_name, v_who), (s_name, s_who)):
+            record = store.get(name)
+            assert (record.account, record.uid) == (who["user"], pwd.getpwnam(who["user"]).pw_uid)
+    finally:
+        store.engine.dispose()
+
+
+@needs_root
+def test_an_account_not_made_for_a_hub_user_is_never_adopted(secure_hub, open_root):
+    hub = secure_hub
+    name = f"s{uuid.uuid4().hex[:10]}"
+    account = system_username(PREFIX, name)
+    squat_home = open_root / f"squat-{name}"
+    useradd = useradd_command()
+    subprocess.run(
+        [useradd, "--create-home", "--home-dir", str(squat_home), "--user-group", account], check=True, timeout=60
+    )
+    (squat_home / "planted.txt").write_text("made before the contestant signed up")
+    owner = squat_home.stat()
+    name, _, session = hub.account(name)
+    token = hub.new_token(session, name)
+
+    r = hub.api("POST", f"/users/{name}/server", token=token)
+    assert r.status_code == 403, (r.status_code, r.text)
+    message = r.json()["message"]
+    assert "它将使用的 Unix 账号已经存在，且不是为你创建的" in message and "not made for you" in message
+    model = hub.api("GET", f"/users/{name}", token=token).json()
+    assert not model.get("servers") and not model.get("pending"), model
+    log = hub.process.log_tail(300)
+    assert f"Unix account {account} for hub user {name} already exists" in log and "never adopted" in log
+    assert (squat_home.stat().st_uid, squat_home.stat().st_mode) == (owner.st_uid, owner.st_mode)
+    assert not (squat_home / ".contesthub").exists()  # no starter handed out into it
+    assert not (hub.settings.home_root / name).exists()
+
+
+HOG = """
+import os
+limit = int(os.environ["MEM_LIMIT"])
+hog = b"x" * (2 * limit)  # every byte written: resident, not just reserved
+print("survived", len(hog))
+"""
+
+LIMITS = """
+import json, os, resource
+from pathlib import Path
+groups = dict(line.split(":", 2)[1:] for line in Path("/proc/self/cgroup").read_text().splitlines())
+print(json.dumps({
+    "groups": groups,
+    "mem_limit": int(os.environ["MEM_LIMIT"]),
+    "rlimit_data": resource.getrlimit(resource.RLIMIT_DATA)[0],
+    "rlimit_nproc": resource.getrlimit(resource.RLIMIT_NPROC)[0],
+}))
+"""
+
+FORK = """
+import json, subprocess, time
+procs, error = [], None
+try:
+    for _ in range(%(limit)d + 50):
+        procs.append(subprocess.Popen(["sleep", "300"]))
+except OSError as exc:
+    error = type(exc).__name__
+time.sleep(%(hold)d)  # held at the cap while another contestant works
+for p in procs:
+    p.kill()
+for p in procs:
+    p.wait()
+print(json.dumps({"started": len(procs), "error": error}))
+"""
+
+OTHER_WORKS = """
+import json, subprocess, sandbox
+n = sandbox.sql("SELECT count(*) FROM hospital_outpatient.daily_visits").fetchall()[0][0]
+started = [subprocess.Popen(["sleep", "1"]) for _ in range(20)]
+print(json.dumps({"rows": n, "processes": sum(p.wait() == 0 for p in started)}))
+"""
+
+
+@needs_root
+def test_each_contestant_runs_inside_its_limits(secure_hub, two_teams):
+    from hub.limits import choose
+
+    hub = secure_hub
+    name, token = two_teams["alpha"]
+    account = system_username(PREFIX, name)
+    seen = run(hub, (name, token), LIMITS)
+    assert seen["mem_limit"] == hub.settings.mem_limit_bytes
+    mechanism, why = choose("auto")  # the tests run where the hub runs: the same answer
+    print(f"limits here: {mechanism.describe()}" + (f" (no cgroup: {why})" if why else ""))
+    if mechanism.name == "cgroup":
+        for controller in ("memory", "pids"):
+            assert seen["groups"][controller].endswith(f"/contesthub/{account}"), seen["groups"]
+        groups = mechanism.groups(account)
+        assert int((groups["memory"] / "memory.limit_in_bytes").read_text()) == hub.settings.mem_limit_bytes
+        assert int((groups["pids"] / "pids.max").read_text()) == MAX_PROCESSES
+        assert (groups["memory"] / "cgroup.procs").stat().st_uid == 0  # the contestant cannot leave it
+    else:
+        assert (seen["rlimit_data"], seen["rlimit_nproc"]) == (hub.settings.mem_limit_bytes, MAX_PROCESSES)
+
+
+def _others_keep_answering(hub, other: tuple[str, str], results: dict) -> None:
+    """While one contestant misbehaves: the hub's API, the submission service, another contestant's kernel."""
+    t0 = time.monotonic()
+    results["hub"] = hub.api("GET", "/", timeout=30).status_code
+    if "submit" in hub.services:
+        results["submit"] = hub.service("GET", "health", None, timeout=30).status_code
+    results["other"] = run(hub, other, OTHER_WORKS)
+    results["seconds"] = time.monotonic() - t0
+
+
+@needs_root
+def test_a_kernel_over_its_memory_limit_dies_alone(secure_hub, two_teams):
+    hub = secure_hub
+    alpha, beta = two_teams["alpha"], two_teams["beta"]
+    results: dict = {}
+    other = threading.Thread(target=_others_keep_answering, args=(hub, beta, results))
+    other.start()
+    out = kernel_run(hub, *alpha, HOG, timeout=300)
+    other.join(300)
+    print("memory hog:", {k: out[k] for k in ("died", "run")}, (out["error"] or "")[-300:], results)
+    # Killed by the kernel's OOM killer inside its group (cgroup), or MemoryError (setrlimit).
+    assert "survived" not in out["stdout"], out
+    assert out["died"] or "MemoryError" in (out["error"] or ""), out
+    assert results["hub"] == 200
+    assert results.get("submit", 200) == 200
+    assert results["other"]["rows"] > 0 and results["other"]["processes"] == 20
+    # Alpha's own server lives on: a new kernel answers.
+    assert run(hub, alpha, "import json; print(json.dumps(6 * 7))") == 42
+
+
+@needs_root
+def test_a_fork_bomb_stops_at_the_process_limit(secure_hub, two_teams):
+    hub = secure_hub
+    alpha, beta = two_teams["alpha"], two_teams["beta"]
+    results: dict = {}
+    other = threading.Thread(target=_others_keep_answering, args=(hub, beta, results))
+    box: dict = {}
+    bomb = threading.Thread(target=lambda: box.update(run(hub, alpha, FORK % {"limit": MAX_PROCESSES, "hold": 10})))
+    bomb.start()
+    time.sleep(6)  # alpha is at its cap by now (a few hundred `sleep`s take about a second)
+    other.start()
+    other.join(300)
+    bomb.join(300)
+    print("fork bomb:", box, results)
+    assert box["error"] == "BlockingIOError", box  # EAGAIN: fork refused
+    assert 0 < box["started"] < MAX_PROCESSES
+    assert results["hub"] == 200 and results.get("submit", 200) == 200
+    assert results["other"]["processes"] == 20, results  # beta starts processes while alpha is at its cap
+    assert run(hub, alpha, "import json; print(json.dumps(6 * 7))") == 42
+
+
 # --- the checks that refuse to start -------------------------------------------------------
 
 
@@ -363,3 +620,116 @@ def test_a_bad_account_prefix_is_refused():
     assert system_username("jupyter-", "ann") == "jupyter-ann"
     long = system_username("jupyter-", "a" * 31)
     assert len(long) == 32 and long.startswith("jupyter-aaaa")
+
+
+# --- account names, the record, the limits: without a hub --------------------------------------
+
+
+@pytest.mark.parametrize("prefix", ["jupyter-", PREFIX, "p" * 16, "j"])
+def test_account_names_are_injective(prefix):
+    """No two hub names share a Unix account: short ones stay as they are, long ones get exactly 32 characters."""
+    from hub.unix_accounts import MAX_NAME
+
+    names = {f"{a}{'x' * n}" for n in range(31) for a in "ab"} | {f"{uuid.uuid4().hex[:n]}" for n in range(1, 32)}
+    # The attack on the old mapping: each long name's shortened tail, signed up as a name of its own.
+    names |= {old_system_username(prefix, n).removeprefix(prefix) for n in list(names)}
+    names = {n for n in names if 0 < len(n) <= 31}
+    accounts = {n: system_username(prefix, n) for n in names}
+    assert len(set(accounts.values())) == len(names)
+    for name, account in accounts.items():
+        assert len(account) <= MAX_NAME and account.startswith(prefix)
+        assert (account == prefix + name) == (len(prefix + name) < MAX_NAME)
+        assert len(account) < MAX_NAME or account != prefix + name
+    victim = "v" * 30
+    assert system_username(PREFIX, old_system_username(PREFIX, victim).removeprefix(PREFIX)) != system_username(
+        PREFIX, victim
+    )
+
+
+def test_an_account_is_used_only_for_the_hub_user_it_was_recorded_for(db_url, tmp_path):
+    """Existing accounts of this machine (``bin``, ``daemon``, ``nobody``) stand in for squatted ones."""
+    from hub.unix_accounts import AccountRefused, UnixAccounts, ensure_account
+
+    store = UnixAccounts(db_url)
+    logged: list[str] = []
+    try:
+        # Made by someone else, never recorded: refused, not adopted (nothing is created either).
+        with pytest.raises(AccountRefused, match="not made for you") as err:
+            ensure_account(store, "", "nobody", tmp_path / "nobody", log=logged.append)
+        assert "不是为你创建的" in str(err.value) and "never adopted" in logged[-1]
+        # Recorded, with its uid: used.
+        bin_ = pwd.getpwnam("bin")
+        store.add("bin", "bin", bin_.pw_uid)
+        assert ensure_account(store, "", "bin", tmp_path / "bin", log=logged.append) == bin_
+        # Recorded, but the account's uid is no longer the recorded one: refused.
+        store.add("daemon", "daemon", 987_654)
+        with pytest.raises(AccountRefused, match="was changed"):
+            ensure_account(store, "", "daemon", tmp_path / "daemon", log=logged.append)
+        assert "not the recorded 987654" in logged[-1]
+        # The account the mapping gives is recorded for another hub user: refused.
+        store.add("someone", "x-nobody", 876_543)
+        with pytest.raises(AccountRefused):
+            ensure_account(store, "x-", "nobody", tmp_path / "n", log=logged.append)
+        assert "was made for hub user someone" in logged[-1]
+        # One account, one uid, one hub user: the record itself refuses a second claim.
+        from sqlalchemy.exc import IntegrityError
+
+        for claim in (("other", "bin", 765_432), ("other", "other", bin_.pw_uid), ("bin", "y", 654_321)):
+            with pytest.raises(IntegrityError):
+                store.add(*claim)
+    finally:
+        store.engine.dispose()
+
+
+RLIMIT_CHILD = r"""
+import json, os, subprocess, sys
+out = {}
+try:
+    hog = b"x" * (2 * int(sys.argv[1]))
+    out["memory"] = "survived"
+except MemoryError:
+    out["memory"] = "MemoryError"
+procs = []
+try:
+    for _ in range(int(sys.argv[2]) + 20):
+        procs.append(subprocess.Popen(["sleep", "60"]))
+    out["fork"] = "unlimited"
+except OSError as exc:
+    out["fork"] = type(exc).__name__
+out["started"] = len(procs)
+for p in procs:
+    p.kill()
+    p.wait()
+print(json.dumps(out))
+"""
+
+
+def test_the_setrlimit_fallback_stops_memory_and_processes():
+    """What a server gets where no cgroup can be made: MemoryError past mem_limit, EAGAIN past max_processes.
+
+    RLIMIT_NPROC does not bind root: run as ``nobody`` (as a contestant's account) where this runs as root.
+    """
+    from hub.limits import Limits, RlimitLimits
+
+    limits = Limits(memory=256 * 2**20, processes=40)
+    mechanism = RlimitLimits()
+    mechanism.prepare("nobody", limits)
+    python, as_other = sys.executable, {}
+    if os.geteuid() == 0:  # the hub's venv may be closed to other accounts: the system's Python, as nobody
+        python = shutil.which("python3", path="/usr/bin:/bin")
+        if python is None:
+            pytest.skip("no /usr/bin/python3 to run as nobody")
+        as_other = {"user": "nobody", "group": pwd.getpwnam("nobody").pw_gid, "extra_groups": []}
+    run = subprocess.run(
+        [python, "-c", RLIMIT_CHILD, str(limits.memory), str(limits.processes)],
+        preexec_fn=mechanism.preexec("nobody", limits),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+        **as_other,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout)
+    assert out["memory"] == "MemoryError"
+    assert out["fork"] == "BlockingIOError" and out["started"] < limits.processes, out
