@@ -7,7 +7,7 @@ variables (``JUPYTERHUB_API_TOKEN``, ``JUPYTERHUB_API_URL``, ``JUPYTERHUB_SERVIC
 * **Authentication**: ``JupyterHubAuthenticator``. A client sends its JupyterHub token (a
   notebook's ``JUPYTERHUB_API_TOKEN``); the gateway asks the hub who owns it and accepts it only
   with ``access:services!service=dask-gateway`` (``use_service_access_scopes``).
-* **Backend**: ``UnsafeLocalBackend``: each cluster's scheduler and workers are local processes
+* **Backend**: ``UnsafeLocalBackend`` (with caps, below): each cluster's scheduler and workers are local processes
   of the account that runs the hub, in ``<private root>/hub/dask-gateway/<cluster>/`` (removed
   when the cluster stops). No separation between contestants, like demo mode itself;
   ``LocalBackend`` would run each cluster as its user's Unix account, which this platform's
@@ -19,6 +19,10 @@ variables (``JUPYTERHUB_API_TOKEN``, ``JUPYTERHUB_API_URL``, ``JUPYTERHUB_SERVIC
   ``cluster_max_workers``. A request to scale beyond the limit is cut to it and the client
   warns ("Scale request of 3 workers would exceed resource limit of 1 workers. Scaling to 1
   instead.").
+* **How many clusters**: ``CappedLocalBackend`` (hub/gateway_backend.py) refuses a new cluster
+  beyond ``gateway_max_clusters_per_user`` clusters of one user or
+  ``gateway_max_clusters_per_team`` of one team running at once (dask-gateway itself has no
+  such option since its 0.9 rewrite), with a zh/en reason the client raises.
 * **Idle clusters** stop after the hub's ``idle_timeout`` (0: never); all clusters stop with the
   gateway (its database is in memory).
 """
@@ -65,8 +69,11 @@ c.JupyterHubAuthenticator.use_service_access_scopes = True
 
 # --- clusters --------------------------------------------------------------------------------
 
-c.DaskGateway.backend_class = "dask_gateway_server.backends.local.UnsafeLocalBackend"
+c.DaskGateway.backend_class = "hub.gateway_backend.CappedLocalBackend"  # UnsafeLocalBackend with cluster caps
 c.UnsafeLocalBackend.clusters_directory = spec["clusters_directory"]
+c.CappedLocalBackend.max_clusters_per_user = spec["max_clusters_per_user"]
+c.CappedLocalBackend.max_clusters_per_team = spec["max_clusters_per_team"]
+c.CappedLocalBackend.team_group_prefix = spec["team_group_prefix"]
 # The current `distributed` has only the `dask` command (no dask-scheduler / dask-worker).
 dask_cmd = str(Path(sys.executable).with_name("dask"))
 c.ClusterConfig.scheduler_cmd = [dask_cmd, "scheduler"]

@@ -34,7 +34,8 @@ groups) and accepts only tokens with ``access:services!service=dask-gateway``; i
 needs no scope, so it gets no role. The notebook side (:func:`gateway_client_environment`,
 :data:`GATEWAY_SCOPE`) is set in config/jupyterhub_config.py. Besides the JUPYTERHUB_*
 variables, it receives only ``CONTESTHUB_GATEWAY`` (JSON: addresses, the clusters' folder,
-worker and scheduler sizes, per-team limits; read by config/dask_gateway_config.py).
+worker and scheduler sizes, per-cluster limits by team, the caps on clusters per user and per team;
+read by config/dask_gateway_config.py).
 
 What a managed service receives (JupyterHub sets the JUPYTERHUB_* variables): ``JUPYTERHUB_API_TOKEN``
 (its own token, persisted under the runtime dir), ``JUPYTERHUB_API_URL``, ``JUPYTERHUB_BASE_URL``,
@@ -158,6 +159,10 @@ def gateway_spec(settings: HubSettings) -> dict:
         "environment": {"CONTESTHUB_DATA_ROOT": str(settings.data_root)},
         # By JupyterHub group (team-<name>); "" for users in no listed team.
         "limits": {(f"{prefix}{team}" if team else ""): value for team, value in limits.items()},
+        # How many clusters at once (hub/gateway_backend.py); teams are the groups <prefix><team>.
+        "max_clusters_per_user": settings.gateway_max_clusters_per_user,
+        "max_clusters_per_team": settings.gateway_max_clusters_per_team,
+        "team_group_prefix": prefix,
     }
 
 

@@ -80,6 +80,12 @@ dask-gateway (``gateway = true``; demo mode only, see hub/services.py and config
 ``gateway_max_workers``    per cluster, for teams not in gateway_teams 2
 ``gateway_max_cores``      per cluster, the scheduler's core included  3.0
 ``gateway_max_memory``     per cluster, the scheduler's 1G included    5G
+``gateway_max_clusters_per_user``                                      1
+                           clusters one user may run at once (0: no
+                           cap; hub/gateway_backend.py)
+``gateway_max_clusters_per_team``                                      2
+                           clusters one team may run at once (0: no
+                           cap)
 ``gateway_teams``          per team: {max_workers, max_cores,          {}
                            max_memory}, each optional (TOML table,
                            JSON in CONTESTHUB_GATEWAY_TEAMS)
@@ -169,6 +175,8 @@ class HubSettings:
     gateway_max_workers: int = 2
     gateway_max_cores: float = 3.0
     gateway_max_memory: str = "5G"
+    gateway_max_clusters_per_user: int = 1
+    gateway_max_clusters_per_team: int = 2
     gateway_teams: dict = field(default_factory=dict)
 
     # --- loading ---------------------------------------------------------------------------
@@ -278,6 +286,9 @@ class HubSettings:
                     f"trusted_proxies: {network!r} is not an address or network such as 10.0.0.0/8",
                     f"trusted_proxies：{network!r} 不是有效的地址或网段（例如 10.0.0.0/8）",
                 ) from None
+        for name in ("gateway_max_clusters_per_user", "gateway_max_clusters_per_team"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name} must be 0 (no cap) or more", f"{name} 必须为 0（不限）或更大")
         return self
 
     @property

@@ -453,8 +453,10 @@ def dask_client(workers: int | None = None) -> Any:
 
     Where the hub configured a dask-gateway (dask's config ``gateway.address``, set by the
     spawner as ``DASK_GATEWAY__ADDRESS``), a cluster is asked from the gateway, which enforces
-    the team's limits on cores, memory and workers; otherwise a local cluster sized to this
-    sandbox's own limits (threads and memory, spilling into the user's space).
+    the team's limits on cores, memory and workers, and how many clusters a person and a team
+    may run at once (a refusal is a :class:`SandboxError` with the gateway's reason); otherwise
+    a local cluster sized to this sandbox's own limits (threads and memory, spilling into the
+    user's space).
     """
     import dask.config
     from distributed import Client, LocalCluster
@@ -463,7 +465,11 @@ def dask_client(workers: int | None = None) -> Any:
         from dask_gateway import GatewayCluster
 
         # The cluster owns its gateway connection and shuts down when closed (or the kernel ends).
-        cluster = GatewayCluster(shutdown_on_close=True)
+        try:
+            cluster = GatewayCluster(shutdown_on_close=True)
+        except ValueError as exc:  # refused by the gateway (422): e.g. its cap on clusters, "zh | en"
+            zh, _, en = str(exc).partition(" | ")
+            raise SandboxError(en or zh, zh, code="dask-cluster-refused") from None
         cluster.scale(workers or 2)
         return cluster.get_client()
     limits = Limits.from_env()

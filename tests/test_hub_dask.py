@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+import uuid
 
 import pytest
 import requests
@@ -40,6 +41,8 @@ GATEWAY = {
     "gateway_max_cores": 3,
     "gateway_max_memory": "3G",
     "gateway_teams": TEAM_LIMITS,
+    "gateway_max_clusters_per_user": 1,
+    "gateway_max_clusters_per_team": 2,
 }
 
 needs_gateway = pytest.mark.skipif(not gateway_available(), reason="dask-gateway-server is not installed")
@@ -112,7 +115,9 @@ def test_the_gateway_service_and_its_limits_by_group(tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTERHUB_API_URL", f"http://127.0.0.1:{s.hub_port}/hub/api")
     monkeypatch.setenv("JUPYTERHUB_SERVICE_NAME", "dask-gateway")
     c = PyFileConfigLoader(GATEWAY_CONFIG.name, path=str(GATEWAY_CONFIG.parent)).load_config()
-    assert c.DaskGateway.backend_class.endswith("UnsafeLocalBackend")
+    assert c.DaskGateway.backend_class == "hub.gateway_backend.CappedLocalBackend"
+    assert (c.CappedLocalBackend.max_clusters_per_user, c.CappedLocalBackend.max_clusters_per_team) == (1, 2)
+    assert c.CappedLocalBackend.team_group_prefix == "team-"
     assert c.DaskGateway.authenticator_class.endswith("JupyterHubAuthenticator")
     assert c.JupyterHubAuthenticator.use_service_access_scopes is True
     assert c.Proxy.address == f"127.0.0.1:{s.gateway_port}" and c.Proxy.prefix == "/services/dask-gateway"
@@ -272,3 +277,72 @@ def test_the_gateway_wants_a_token_with_access_to_it(gateway_hub):
     # ("Permission failure verifying user's JupyterHub API token"); refused either way.
     assert gateway_api(hub, "clusters/", "not-a-token").status_code in (401, 500)
     assert gateway_api(hub, "clusters/", hub.new_token(session, name)).status_code == 200
+
+
+def gateway_call(hub: RunningHub, method: str, path: str, token: str, **kw) -> requests.Response:
+    return requests.request(
+        method,
+        f"{hub.url}/services/dask-gateway/api/v1/{path}",
+        headers={"Authorization": f"jupyterhub {token}"},
+        timeout=60,
+        **kw,
+    )
+
+
+REFUSED_IN_A_NOTEBOOK = """
+import sandbox
+sandbox.dask_client()
+"""
+
+
+@needs_gateway
+def test_clusters_are_capped_per_user_and_per_team(gateway_hub):
+    """The attack: one contestant (or one team) starting cluster after cluster until the machine is theirs."""
+    hub = gateway_hub
+    org = hub.new_token(hub.organizer_session(), hub.organizer)
+    team = f"gamma{uuid.uuid4().hex[:6]}"
+    people = {}
+    for who in ("g1", "g2", "g3", "solo"):
+        name, _, session = hub.account()
+        people[who] = (name, hub.new_token(session, name))
+    members = [people[w][0] for w in ("g1", "g2", "g3")]
+    r = hub.api("POST", f"/groups/team-{team}", token=org, json={"users": members})
+    assert r.status_code == 201, r.text
+    started: list[tuple[str, str]] = []
+
+    def new_cluster(who: str) -> requests.Response:
+        r = gateway_call(hub, "POST", "clusters/", people[who][1], json={"cluster_options": {}})
+        if r.status_code == 201:
+            started.append((who, r.json()["name"]))
+        return r
+
+    try:
+        assert new_cluster("g1").status_code == 201
+        second = new_cluster("g1")  # beyond one per person
+        assert second.status_code == 422, second.text
+        assert second.json()["error"] == (
+            "你已有 1 个 Dask 集群在运行，每人最多 1 个：请先关闭一个（cluster.close()），或重启启动它的内核。 | "
+            "You already have 1 Dask cluster(s) running, the most one person may have: close one first "
+            "(cluster.close()), or restart the kernel that started it."
+        )
+        assert new_cluster("g2").status_code == 201
+        third = new_cluster("g3")  # beyond two per team
+        assert third.status_code == 422, third.text
+        assert third.json()["error"].startswith(f"队伍 {team} 已有 2 个 Dask 集群在运行，每队最多 2 个")
+        assert f"Team {team} already has 2 Dask clusters running" in third.json()["error"]
+        assert new_cluster("solo").status_code == 201  # someone else's caps are not theirs
+        # What a contestant sees in a notebook when at the cap: the reason, not a traceback.
+        hub.spawn(*people["g1"])
+        out = kernel_run(hub, *people["g1"], REFUSED_IN_A_NOTEBOOK, timeout=180)
+        assert out["error"] is None, out["error"]
+        assert "你已有 1 个 Dask 集群在运行" in out["stdout"] and "You already have 1 Dask cluster(s)" in out["stdout"]
+        assert "[dask-cluster-refused]" in out["stdout"]
+        # One closed: a teammate may start one.
+        g1_cluster = next(name for who, name in started if who == "g1")
+        assert gateway_call(hub, "DELETE", f"clusters/{g1_cluster}", people["g1"][1]).status_code == 204
+        assert new_cluster("g3").status_code == 201
+        listed = {who: set(gateway_call(hub, "GET", "clusters/", token).json()) for who, (_, token) in people.items()}
+        assert listed == {"g1": set(), **{w: {n for x, n in started if x == w} for w in ("g2", "g3", "solo")}}
+    finally:
+        for who, name in started:
+            gateway_call(hub, "DELETE", f"clusters/{name}", people[who][1])

@@ -504,7 +504,7 @@ def test_a_kernel_over_its_memory_limit_dies_alone(secure_hub, two_teams):
     other.start()
     out = kernel_run(hub, *alpha, HOG, timeout=300)
     other.join(300)
-    print("memory hog:", {k: out[k] for k in ("died", "run")}, (out["error"] or "")[-300:], results)
+    print("memory hog:", {k: out.get(k) for k in ("died", "run")}, (out["error"] or "")[-300:], results)
     # Killed by the kernel's OOM killer inside its group (cgroup), or MemoryError (setrlimit).
     assert "survived" not in out["stdout"], out
     assert out["died"] or "MemoryError" in (out["error"] or ""), out
