@@ -17,7 +17,8 @@ its log (:func:`choose`):
   the contestant cannot leave them (their files belong to root). Over the memory limit the
   kernel's OOM killer ends a process of that group only (the largest, normally the kernel
   that allocated); over the process limit ``fork`` fails with ``EAGAIN`` for that contestant
-  only. The groups are removed when the server stops.
+  only. When the server stops, whatever it left running in its groups is killed and the
+  groups are removed.
 * **rlimit** (:class:`RlimitLimits`), where no cgroup can be made (a cgroup v2-only machine
   without a delegated subtree, a container): ``setrlimit`` in the server, inherited by what it
   starts. ``RLIMIT_DATA`` = ``mem_limit`` bounds each process (not the contestant's total: two
@@ -40,6 +41,7 @@ import contextlib
 import errno
 import os
 import resource
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,10 +157,22 @@ class CgroupLimits:
         return join
 
     def release(self, account: str, wait: float = 5.0) -> list[Path]:
-        """Remove the contestant's groups once their processes are gone; the groups still there."""
+        """After the server stopped: end what it left running, remove the groups; the groups still there.
+
+        Whatever is still in the contestant's groups ``wait`` seconds after the server stopped
+        (a kernel the server did not shut down, a background job) is killed, as systemd does
+        with a stopped unit's control group: a stopped contestant runs nothing.
+        """
+        groups = list(self.groups(account).values())
+        deadline = time.monotonic() + wait
+        while _members(groups) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in _members(groups):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         left = []
-        for group in self.groups(account).values():
-            deadline = time.monotonic() + wait
+        for group in groups:
+            deadline = time.monotonic() + 5
             while True:
                 try:
                     group.rmdir()
@@ -235,6 +249,15 @@ def choose(setting: str) -> tuple[CgroupLimits | RlimitLimits, str | None]:
     if setting == "cgroup":
         raise ValueError(f"sandbox_limits = cgroup, but {why}")
     return RlimitLimits(), why
+
+
+def _members(groups: list[Path]) -> set[int]:
+    """The processes in ``groups`` (those that still exist)."""
+    pids: set[int] = set()
+    for group in groups:
+        with contextlib.suppress(OSError):
+            pids.update(int(line) for line in (group / "cgroup.procs").read_text().split())
+    return pids
 
 
 def _write(path: Path, text: str) -> None:

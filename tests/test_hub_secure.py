@@ -302,6 +302,15 @@ def stop_server(hub, name: str, token: str, timeout: float = 60) -> None:
     raise AssertionError(f"the server of {name} did not stop:\n{hub.process.log_tail(40)}")
 
 
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for init to reap it does not)."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat_line[stat_line.rindex(")") + 2] != "Z"
+
+
 PLANT = """
 import json, os, shutil
 from pathlib import Path
@@ -310,7 +319,9 @@ shutil.rmtree(home / ".contesthub")
 os.symlink(%(private)r, home / ".contesthub")
 (home / "getting_started.ipynb").unlink()
 os.symlink(%(target)r, home / "getting_started.ipynb")
-print(json.dumps(sorted(p.name for p in home.iterdir() if p.is_symlink())))
+import subprocess  # and a job left running in the background when the server stops
+job = subprocess.Popen(["sleep", "600"], start_new_session=True)
+print(json.dumps({"links": sorted(p.name for p in home.iterdir() if p.is_symlink()), "job": job.pid}))
 """
 
 
@@ -327,9 +338,13 @@ def test_root_follows_no_link_planted_in_a_home(secure_hub):
     hub.spawn(name, token, timeout=240)
     home = hub.settings.home_root / name
     try:
-        links = run(hub, (name, token), PLANT % {"private": str(private), "target": str(target)})
-        assert links == [".contesthub", "getting_started.ipynb"]
+        planted = run(hub, (name, token), PLANT % {"private": str(private), "target": str(target)})
+        assert planted["links"] == [".contesthub", "getting_started.ipynb"]
         stop_server(hub, name, token)
+        from hub.limits import choose
+
+        if choose("auto")[0].name == "cgroup":  # a stopped contestant runs nothing (hub/limits.py)
+            assert not running(planted["job"])
         hub.spawn(name, token, timeout=240)  # the pre-spawn hook runs again, over the planted links
 
         after = private.stat()
