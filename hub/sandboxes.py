@@ -41,8 +41,6 @@ from hub.starters import Handout, copy_starter_notebooks
 from hub.unix_accounts import AccountRefused, accounts_store, ensure_account, system_username, useradd_command
 from sandbox.settings import PROJECT_ROOT
 
-__all__ = ["AccountRefused", "system_username", "useradd_command"]  # re-exported for the tests and tools
-
 DEMO_WARNING = (
     "DEMO MODE: every contestant's JupyterLab runs as the account running the hub ({account}); "
     "contestants are NOT isolated from each other, from the private root (hidden solutions, "

@@ -7,6 +7,15 @@ contestant A's kernel tries to read a hidden solution, a file in B's home, the c
 and a stored submission file: PermissionError each time. A still reads the open data (with
 ``sandbox.sql``) and cannot write into it.
 
+The attacks of issue 13, each on that hub: links planted in a home before a restart (root must
+not follow them: the private root keeps its owner and mode, nothing is written outside the
+home); a sign-up with the shortened name the old mapping gave a long name (its own account,
+not the victim's); an account made by hand before its contestant signed up (refused, never
+adopted); a kernel writing twice its memory limit and a fork loop past the process limit
+(each stopped for that contestant alone while the hub, the submission service and another
+contestant's kernel keep answering). Without a hub: the name mapping, the account record
+(SQLite and PostgreSQL) and the ``setrlimit`` fallback.
+
 The hub's folders live in a folder under /tmp opened to other accounts (pytest's own tmp
 folders are closed to them); the open data and hidden solutions are copies of the session's
 demo build. Accounts made here carry the prefix ``cht-`` and are deleted at the end (and,
@@ -36,8 +45,9 @@ import pytest
 from hub_fixtures import hub_settings, kernel_run, running_hub
 
 from hub import interpreter
-from hub.sandboxes import hidden_from_others, secure_mode_problems, system_username, useradd_command
+from hub.sandboxes import hidden_from_others, secure_mode_problems
 from hub.settings import HubSettings, SettingsError
+from hub.unix_accounts import system_username, useradd_command
 
 PREFIX = "cht-"  # the test accounts' prefix: cht-<hub name>
 MEM_LIMIT = "1G"  # per contestant: a kernel allocating twice as much must die alone
