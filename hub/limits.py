@@ -24,12 +24,15 @@ its log (:func:`choose`):
   starts. ``RLIMIT_DATA`` = ``mem_limit`` bounds each process (not the contestant's total: two
   kernels may use twice as much), and the process that passes it gets ``MemoryError``;
   ``RLIMIT_NPROC`` = ``max_processes`` counts the processes and threads of the uid, which in
-  secure mode is the contestant's alone. No CPU cap. ``RLIMIT_AS`` is not used: measured on
-  a 2-core machine, DuckDB with 16 threads fails with "Allocation failure" under 2 GiB of
-  address space while using 70 MiB (thread stacks and allocator arenas reserve address space
-  they never touch), and OpenBLAS gives up under 512 MiB, while ``RLIMIT_DATA`` of 1 GiB runs
-  the same work (numpy, DuckDB, pandas, Dask, scikit-learn imported; a 2000×2000 matrix
-  product; a 50-million-row group-by).
+  secure mode is the contestant's alone. No CPU cap. ``RLIMIT_AS`` is not used, because address
+  space is not memory: measured on a 2-core machine, a kernel's libraries (numpy, pandas,
+  pyarrow, Dask, scikit-learn, ipykernel) with a 2000×2000 matrix product and a DuckDB
+  group-by over 50 million rows on 16 threads peak at 2.9 GiB of address space for 340 MiB
+  resident (thread stacks and allocator arenas reserve what they never touch, more with more
+  cores): under ``RLIMIT_AS`` of 2 GiB DuckDB fails with "Allocation failure", while
+  ``RLIMIT_DATA`` of 1 GiB runs it (at 512 MiB OpenBLAS cannot allocate its buffers).
+
+The groups sit below the hub's own group, so a limit on the hub's service bounds them all too.
 
 cgroup v2 is not used yet: the hub would need a delegated subtree of its own (with systemd,
 ``Delegate=yes``), which machines like this one (PID 1 is not systemd) do not have.
