@@ -120,8 +120,12 @@ class CgroupLimits:
     def groups(self, account: str) -> dict[str, Path]:
         return {c: base / account for c, base in self.bases.items()}
 
-    def prepare(self, account: str, limits: Limits) -> None:
-        """Make the contestant's groups (or reuse them) and write their limits, as root."""
+    def prepare(self, account: str, limits: Limits) -> list[str]:
+        """Make the contestant's groups (or reuse them) and write their limits, as root; their paths.
+
+        The spawner keeps the paths in its state: a hub restarted in another group of its own
+        still removes these when the server stops.
+        """
         for controller, group in self.groups(account).items():
             for attempt in range(3):  # another server's stop may remove the empty parent meanwhile
                 try:
@@ -143,6 +147,7 @@ class CgroupLimits:
             elif controller == "cpu" and limits.cpu:
                 _write(group / "cpu.cfs_period_us", str(CFS_PERIOD_US))
                 _write(group / "cpu.cfs_quota_us", str(max(1000, int(limits.cpu * CFS_PERIOD_US))))
+        return [str(group) for group in self.groups(account).values()]
 
     def preexec(self, account: str, limits: Limits) -> Callable[[], None]:
         """Runs in the server's process after the fork, as root: join the groups (fails closed)."""
@@ -159,14 +164,14 @@ class CgroupLimits:
 
         return join
 
-    def release(self, account: str, wait: float = 5.0) -> list[Path]:
+    def release(self, account: str, wait: float = 5.0, groups: list[str] | None = None) -> list[Path]:
         """After the server stopped: end what it left running, remove the groups; the groups still there.
 
         Whatever is still in the contestant's groups ``wait`` seconds after the server stopped
         (a kernel the server did not shut down, a background job) is killed, as systemd does
         with a stopped unit's control group: a stopped contestant runs nothing.
         """
-        groups = list(self.groups(account).values())
+        groups = [Path(g) for g in groups] if groups else list(self.groups(account).values())
         deadline = time.monotonic() + wait
         while _members(groups) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -214,13 +219,13 @@ class RlimitLimits:
     def describe(self) -> str:
         return "setrlimit: RLIMIT_DATA (memory, per process), RLIMIT_NPROC (processes and threads, per contestant)"
 
-    def prepare(self, account: str, limits: Limits) -> None:
-        pass
+    def prepare(self, account: str, limits: Limits) -> list[str]:
+        return []
 
     def preexec(self, account: str, limits: Limits) -> Callable[[], None]:
         return lambda: apply_rlimits(limits)
 
-    def release(self, account: str, wait: float = 0) -> list[Path]:
+    def release(self, account: str, wait: float = 0, groups: list[str] | None = None) -> list[Path]:
         return []
 
 

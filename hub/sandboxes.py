@@ -33,7 +33,7 @@ from functools import cached_property
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner, SpawnException, set_user_setuid
-from traitlets import Integer, Unicode
+from traitlets import Integer, List, Unicode
 from traitlets.config import Config
 
 from hub import limits as sandbox_limits
@@ -333,13 +333,30 @@ class SecureSpawner(LocalProcessSpawner):
             self.log.warning("hub.starters for %s printed %r", entry.pw_name, run.stdout[-500:])
             return Handout()
 
+    limit_groups = List(Unicode(), help="The contestant's limit groups (hub/limits.py), kept in the spawner's state.")
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.limit_groups = list(state.get("limit_groups", []))
+
+    def get_state(self):
+        state = super().get_state()
+        if self.limit_groups:
+            state["limit_groups"] = self.limit_groups
+        return state
+
+    def clear_state(self):
+        super().clear_state()
+        self.limit_groups = []
+
     async def start(self):
-        await asyncio.to_thread(self.mechanism.prepare, self.system_username, self.limits)
+        self.limit_groups = await asyncio.to_thread(self.mechanism.prepare, self.system_username, self.limits)
         return await super().start()
 
     async def stop(self, now=False):
         await super().stop(now=now)
-        left = await asyncio.to_thread(self.mechanism.release, self.system_username)
+        groups = self.limit_groups
+        left = await asyncio.to_thread(self.mechanism.release, self.system_username, 5.0, groups)
         if left:
             self.log.warning("Limit groups of %s not removed (processes left in them): %s", self.user.name, left)
 
