@@ -27,6 +27,7 @@ saying so, without them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -312,6 +313,18 @@ def stop_server(hub, name: str, token: str, timeout: float = 60) -> None:
     raise AssertionError(f"the server of {name} did not stop:\n{hub.process.log_tail(40)}")
 
 
+def spawner_state(hub, name: str) -> dict:
+    """The spawner's state in the hub's database (what a restarted hub starts from)."""
+    import sqlite3
+
+    db = hub.settings.db_url.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(db)) as con:
+        (state,) = con.execute(
+            "SELECT s.state FROM spawners s JOIN users u ON s.user_id = u.id WHERE u.name = ? AND s.name = ''", (name,)
+        ).fetchone()
+    return json.loads(state or "{}")
+
+
 def running(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie waiting for init to reap it does not)."""
     try:
@@ -350,11 +363,14 @@ def test_root_follows_no_link_planted_in_a_home(secure_hub):
     try:
         planted = run(hub, (name, token), PLANT % {"private": str(private), "target": str(target)})
         assert planted["links"] == [".contesthub", "getting_started.ipynb"]
+        groups = spawner_state(hub, name).get("limit_groups", [])
         stop_server(hub, name, token)
         from hub.limits import choose
 
         if choose("auto")[0].name == "cgroup":  # a stopped contestant runs nothing (hub/limits.py)
+            assert groups and all(g.endswith(f"/contesthub/{system_username(PREFIX, name)}") for g in groups)
             assert not running(planted["job"])
+            assert not any(Path(g).exists() for g in groups)  # removed, as the hub's state named them
         hub.spawn(name, token, timeout=240)  # the pre-spawn hook runs again, over the planted links
 
         after = private.stat()
