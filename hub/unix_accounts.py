@@ -37,7 +37,7 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, selec
 from sqlalchemy.exc import IntegrityError
 
 from hub.accounts import make_engine
-from leaderboard.models import utcnow
+from sandbox import clock
 from sandbox.errors import ContesthubError
 
 MAX_NAME = 32  # useradd's limit on Debian and most Linux systems
@@ -101,7 +101,7 @@ class UnixAccounts:
 
     def add(self, hub_user: str, account: str, uid: int) -> Record:
         """Record a new account; IntegrityError when the hub user, account or uid is recorded already."""
-        values = {"hub_user": hub_user, "account": account, "uid": uid, "created_at": utcnow()}
+        values = {"hub_user": hub_user, "account": account, "uid": uid, "created_at": clock.now()}
         with self.engine.begin() as con:
             con.execute(unix_accounts.insert().values(**values))
         return Record(**values)
