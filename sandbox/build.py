@@ -326,7 +326,7 @@ def _quarantine(con, staged: sources.Staged, report: quality.Report, bad: str, o
     table = staged.table
     out.parent.mkdir(parents=True, exist_ok=True)
     kept = [f for f in table.fields if f.name in sources.staged_fields(table)]
-    as_text = [f"CAST({q(f.name)} AS VARCHAR)" for f in kept]
+    as_text = [f"CAST(s.{q(f.name)} AS VARCHAR)" for f in kept]
     delimiter = table.source.delimiter
     cells = ", ".join(f"coalesce({_csv_cell(v, delimiter)}, '')" for v in as_text)
     raw = f"array_to_string([{cells}], {lit(delimiter)})"
@@ -334,23 +334,19 @@ def _quarantine(con, staged: sources.Staged, report: quality.Report, bad: str, o
         f"CASE WHEN {test} THEN {{'code': {lit(code)}, 'field': {lit(fname)}}} END"
         for code, fname, test in report.row_errors
     )
-    errors = f"list_filter([{row_errors}], e -> e IS NOT NULL)" if row_errors else "[]"
+    errors = f"list_filter([{row_errors}], lambda e: e IS NOT NULL)" if row_errors else "[]"
     join = ""
     if report.set_errors:
         join = (
-            f"LEFT JOIN (SELECT r, list({{'code': code, 'field': field}} ORDER BY code) AS errors "
-            f"FROM {report.set_errors} GROUP BY r) e ON e.r = s.file_row_number"
+            f"LEFT JOIN (SELECT r AS __r, list({{'code': code, 'field': field}} ORDER BY code) AS __errors "
+            f"FROM {report.set_errors} GROUP BY r) ON __r = s.file_row_number"
         )
-        errors = f"list_concat({errors}, coalesce(e.errors, []))"
+        errors = f"list_concat({errors}, coalesce(__errors, []))"
     # Staging rows are numbered without the rejected ones: after the k-th rejected source row
     # (r_k), staged index i sits k + 1 rows further down once i >= r_k - first_row - k.
-    rejected = sorted({r.row for r in staged.rejects})
-    shifts = pa.table(
-        {
-            "t": pa.array([r - staged.first_row - k for k, r in enumerate(rejected)], pa.int64()),
-            "n": pa.array(range(1, len(rejected) + 1), pa.int64()),
-        }
-    )
+    # Consecutive rejected rows share a threshold; the last one counts them all.
+    shift = {r - staged.first_row - k: k + 1 for k, r in enumerate(sorted({r.row for r in staged.rejects}))}
+    shifts = pa.table({"__t": pa.array(list(shift), pa.int64()), "__n": pa.array(list(shift.values()), pa.int64())})
     con.register("__shifts", shifts)
     by_row: dict[int, list[sources.Reject]] = {}
     for r in staged.rejects:
@@ -370,9 +366,9 @@ def _quarantine(con, staged: sources.Staged, report: quality.Report, bad: str, o
     con.register("__rejects", rejects)
     try:
         staged_bad = (
-            f"SELECT s.file_row_number + {staged.first_row} + coalesce(sh.n, 0) AS source_row, {errors} AS errors, "
+            f"SELECT s.file_row_number + {staged.first_row} + coalesce(__n, 0) AS source_row, {errors} AS errors, "
             f"{raw} AS raw, " + ", ".join(f"{v} AS {q(f.name)}" for f, v in zip(kept, as_text, strict=True)) + " "
-            f"FROM {_staged_rows(staged)} s {join} ASOF LEFT JOIN __shifts sh ON s.file_row_number >= sh.t "
+            f"FROM {_staged_rows(staged)} s {join} ASOF LEFT JOIN __shifts ON s.file_row_number >= __t "
             f"WHERE {bad}"
         )
         rows = con.execute(

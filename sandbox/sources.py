@@ -307,13 +307,15 @@ def staged_fields(table: TableSpec) -> set[str]:
 
     Writing Parquet is most of a build's cost, and a dropped identifier is needed only for
     its row-level rules, which run while the source is read. So a dropped field is staged
-    only when a key (primary, unique, foreign) or the whole-row duplicate check needs it;
+    only when a key (primary, unique, foreign, the person key) or the whole-row duplicate check needs it;
     that also keeps it out of the organizer's quarantine file.
     """
     if not table.primary_key and not table.allow_duplicate_rows:
         return {f.name for f in table.fields}
     needed = {f.name for f in table.fields if f.published or f.constraints.get("unique")}
     needed |= set(table.primary_key)
+    if table.person:  # the privacy gate counts distinct persons, also when their key is not published
+        needed.add(table.person)
     for fk in table.foreign_keys:
         needed |= set(fk["fields"])
     return needed
