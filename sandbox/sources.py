@@ -385,6 +385,8 @@ def stage_csv(
         code = _REJECT_CODES.get(etype, "format-error")
         # DuckDB names the column by its header; reports name the schema's field, as every other message does.
         field = by_source[column].name if code == "type-error" and column in by_source else None
+        # With CRLF line ends DuckDB's copy of the line starts with the LF of the line before.
+        text = text.strip("\r\n") if text is not None else None
         reject = Reject(row=int(line), field=field, code=code, value=m.group(1) if m else None, line=text)
         # DuckDB reports a short row once per missing column; a person sees one row with missing cells.
         if not rejects or (rejects[-1].row, rejects[-1].code, rejects[-1].field) != (reject.row, code, reject.field):
