@@ -279,7 +279,7 @@ class PublishedRows:
         excluded = [*drop, *([SHUFFLE] if table.person else [])]
         columns = "* EXCLUDE (" + ", ".join(q(c) for c in excluded) + ")" if excluded else "*"
         query = f"SELECT {columns} FROM ({select}) d" + (" WHERE " + " AND ".join(conditions) if conditions else "")
-        order = [q(c) for c in table.sort_by] if self.needs_sort else []
+        order = [q(c) for c in table.published_sort_by] if self.needs_sort or table.person else []
         if table.person:
             order.append(SHUFFLE)
         if order:
@@ -543,7 +543,7 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
                 "bytes": nbytes,
                 "files": files,
                 "partition_by": list(table.partition_by),
-                "sort_by": list(table.sort_by),
+                "sort_by": list(table.published_sort_by),
                 "source": {
                     "file": raw[table.name].name,
                     "format": table.source.format,
@@ -716,7 +716,7 @@ def _write_holdout(
         "files": files,
         "test_of": table.name,
         "partition_by": list(table.partition_by),
-        "sort_by": list(table.sort_by),
+        "sort_by": list(table.published_sort_by),
         "schema": {
             "fields": [
                 privacy.published_field(f) for f in table.fields if f.published and f.name not in holdout["hidden"]

@@ -116,6 +116,15 @@ class TableSpec:
     risk_average: float = DEFAULT_AVERAGE_RISK
 
     @property
+    def published_sort_by(self) -> tuple[str, ...]:
+        """The order of the published rows: a person-level table keeps only sort fields published
+        unchanged, then takes a keyed random order (sorting on a pseudonym is random anyway, and
+        far slower to do on text than on a number)."""
+        if not self.person:
+            return self.sort_by
+        return tuple(c for c in self.sort_by if self.field(c).rule == "keep")
+
+    @property
     def max_risk(self) -> float:
         """The highest prosecutor risk (1 / smallest group) the build accepts."""
         return self.risk_max if self.risk_max is not None else 1 / self.k

@@ -96,6 +96,22 @@ DATE_RULES = {
 }
 
 
+def group_key(f: Field) -> str:
+    """SQL grouping rows exactly as ``output_expr`` would, but cheaper to compute on every row."""
+    c, o = q(f.name), f.rule_options
+    match f.rule:
+        case "age_band":
+            band = f"CAST(floor({c} / {int(o['width'])}) AS BIGINT)"
+            top = o.get("top_code")
+            return band if top is None else f"CASE WHEN {c} >= {lit(top)} THEN {2**62} ELSE {band} END"
+        case "week" | "month" | "quarter":
+            return f"date_trunc({lit(f.rule)}, {c})"
+        case "year" | "top_code" | "truncate":
+            return output_expr(f)
+        case _:
+            return c
+
+
 def output_expr(f: Field) -> str | None:
     """The SQL producing the published value of ``f``; None when the field is dropped."""
     c = q(f.name)
@@ -232,27 +248,25 @@ def gate(con: duckdb.DuckDBPyConnection, table: TableSpec, source_sql: str, publ
     if not quasi and not table.person:
         return result
     classes, small = q(f"__classes_{published}"), q(f"__small_{published}")
-    generalised = ", ".join(f"{output_expr(f)} AS {q(f.name)}" for f in quasi_fields)
-    if table.person:
-        # Distinct persons do not add up across combinations of source values, so this counts
-        # on the generalised values of every row.
-        select = f"{generalised}, " if quasi else ""
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {classes} AS SELECT {select}count(*) AS __n, "
-            f"count(DISTINCT {q(table.person)}) AS __p FROM ({source_sql}) GROUP BY ALL"
-        ).fetchall()
-    else:
-        # Count the combinations of source values first, then generalise each combination once and
-        # add up: the same counts as generalising every row (the rules are functions of the value),
-        # without computing the published values of millions of rows.
-        cols = ", ".join(q(c) for c in quasi)
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {classes} AS SELECT {generalised}, sum(__n) AS __n, sum(__n) AS __p "
-            f"FROM (SELECT {cols}, count(*) AS __n FROM ({source_sql}) GROUP BY ALL) GROUP BY ALL"
-        ).fetchall()
+    # Group on cheap keys that split the rows exactly as the published values do (a quarter's
+    # first day, not its label), keeping one source value per group: the published values are
+    # computed for the small groups only, not for millions of rows.
+    keys = "".join(f"{group_key(f)} AS __g{i}, " for i, f in enumerate(quasi_fields))
+    samples = "".join(f"any_value({q(f.name)}) AS {q(f.name)}, " for f in quasi_fields)
+    # Ten visits of one patient are one person: distinct persons, where the table names its key.
+    persons = f"count(DISTINCT {q(table.person)})" if table.person else "count(*)"
+    grouped = f"SELECT {keys}{samples}count(*) AS __n, {persons} AS __p FROM ({source_sql})"
+    key_names = ", ".join(f"__g{i}" for i in range(len(quasi)))
+    if quasi:
+        grouped += f" GROUP BY {key_names}"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {classes} AS SELECT *{f' EXCLUDE ({key_names})' if quasi else ''} "
+        f"FROM ({grouped})"
+    ).fetchall()
+    generalised = "".join(f"{output_expr(f)} AS {q(f.name)}, " for f in quasi_fields)
     k = table.k
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {small} AS SELECT * EXCLUDE (__p) FROM {classes} WHERE __n > 0 AND __p < {k}"
+        f"CREATE OR REPLACE TEMP TABLE {small} AS SELECT {generalised}__n FROM {classes} WHERE __n > 0 AND __p < {k}"
     ).fetchall()
     groups, rows = con.execute(f"SELECT count(*), coalesce(sum(__n), 0) FROM {small}").fetchall()[0]
     result.small_groups = int(groups)

@@ -308,19 +308,21 @@ def test_a_wider_pseudonym_scope_needs_a_reason(make_dataset):
 
 
 def test_rows_of_a_person_table_are_not_published_in_source_order(make_dataset, build, paths):
-    # The source lists visits by date; the published month must not be undone by the row order.
+    # The source lists visits by date: the row order would give back the days the month hides.
     raw = {"data.csv": _dated_visits(days=30, hospitals=4, persons=240)}
     fields = _dated_fields("month", "drop")
-    ds = make_dataset({"v": table(fields, privacy={"person": "patient"}, primaryKey=["visit_id"])}, raw)
+    tables = {"v": table(fields, privacy={"person": "patient"}, primaryKey=["visit_id"], sort_by=["gender"])}
+    ds = make_dataset(tables, raw)
     assert build(ds).status == "built"
     key = pseudonym_key(load_salt(paths.private_root), ds.id, 1)
     source_order = {hashlib.sha256(f"{key}{i + 1}".encode()).hexdigest()[:20]: i for i in range(240)}
-    published = [
-        r[0] for r in duckdb.sql(f"SELECT visit_id FROM '{paths.data_root}/{ds.id}/latest/v.parquet'").fetchall()
-    ]
-    assert published == sorted(published)  # sorted by the published (hashed) key
-    positions = np.array([source_order[v] for v in published])
-    assert abs(np.corrcoef(positions, np.arange(240))[0, 1]) < 0.3
+    published = duckdb.sql(f"SELECT visit_id, gender FROM '{paths.data_root}/{ds.id}/latest/v.parquet'").fetchall()
+    # Sorted by the fields published unchanged (gender), then in an order keyed by this version.
+    assert [g for _, g in published] == sorted(g for _, g in published)
+    assert entry(paths.data_root, ds.id)["tables"]["v"]["sort_by"] == ["gender"]
+    for gender in ("男", "女"):
+        positions = np.array([source_order[v] for v, g in published if g == gender])
+        assert abs(np.corrcoef(positions, np.arange(len(positions)))[0, 1]) < 0.3
 
 
 # --- person-level tables: what the descriptor must say ---------------------------------------
