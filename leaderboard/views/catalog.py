@@ -108,7 +108,13 @@ def _privacy(table: dict, lang: str) -> None:
         priv = f.get("privacy") or {}
         if priv.get("rule") == "hash":
             reason = (priv.get("reason") or {}).get(lang, "")
-            scope = t(f"scope_{priv.get('scope', 'installation')}", reason=reason)
+            kept = priv.get("scope", "installation")
+            if kept == "version":
+                scope = t("scope_version")
+            elif kept == "dataset":
+                scope = t("scope_dataset", reason=reason)
+            else:
+                scope = t("scope_installation", reason=reason)
             lines.append(t("privacy_pseudonym", field=f["name"], scope=scope))
     if table.get("withheld"):
         lines.append(
