@@ -221,23 +221,35 @@ def connect_for_build(scratch: Path, memory_limit: str = DEFAULT_MEMORY_LIMIT) -
     return con
 
 
-#: The column that orders the rows of a person-level table among equal sort keys (never published).
-SHUFFLE = "__shuffle"
+def deidentified_select(
+    table: TableSpec,
+    staged: sources.Staged,
+    bad: str,
+    where: str | None = None,
+    gate: privacy.GateResult | None = None,
+) -> str:
+    """SQL for the table's good rows as they are published (de-identified, small groups suppressed).
 
-
-def deidentified_select(table: TableSpec, staged: sources.Staged, bad: str, where: str | None = None) -> str:
-    """SQL for the table's good rows as they are published (de-identified, before the k gate).
-
-    ``where`` (a holdout, a related table's cut) is evaluated on the staged source values,
-    inside the scan, so DuckDB can skip row groups instead of de-identifying every row first.
-    A person-level table also gets :data:`SHUFFLE`, a keyed hash of the source row number.
+    ``where`` (a holdout, a related table's cut) and the gate's suppression are evaluated on the
+    staged source values (alias ``s``), inside the scan, so DuckDB can skip row groups instead
+    of de-identifying every row first. A person-level table is ordered here, on the narrow
+    source values, by its kept sort fields and then a keyed hash of the source row number: the
+    order of a source (visits by day and hospital) would otherwise give back the dates and
+    places the published columns generalise.
     """
-    src = _staged_rows(staged)
-    shuffle = ""
-    if table.person:
-        shuffle = f", hash(file_row_number, getvariable({lit(privacy.key_variable('version'))})) AS {SHUFFLE}"
-    return f"SELECT {privacy.select_list(table)}{shuffle} FROM {src} WHERE NOT ({bad})" + (
-        f" AND ({where})" if where else ""
+    conditions = [f"NOT ({bad})"]
+    if where:
+        conditions.append(f"({where})")
+    if gate and gate.suppress_condition:
+        conditions.append(f"NOT {gate.suppress_condition}")
+    rows = f"{_staged_rows(staged)} s WHERE {' AND '.join(conditions)}"
+    if not table.person:
+        return f"SELECT {privacy.select_list(table)} FROM {rows}"
+    key = privacy.key_variable("version")
+    kept = [f"s.{q(f.name)}" for f in table.fields if f.published]
+    order = [*(f"s.{q(c)}" for c in table.published_sort_by), f"hash(s.file_row_number, getvariable({lit(key)}))"]
+    return (
+        f"SELECT {privacy.select_list(table)} FROM (SELECT {', '.join(kept)} FROM {rows} ORDER BY {', '.join(order)})"
     )
 
 
@@ -267,23 +279,13 @@ class PublishedRows:
         drop: tuple[str, ...] = (),
         partition: bool = True,
     ) -> int:
-        """Write the rows matching ``where`` that ``gate`` lets through, without the ``drop`` columns, as Parquet.
-
-        The rows of a person-level table are ordered by their published sort key and then by a
-        keyed hash: the order of a source (visits by day and hospital) would otherwise give
-        back the exact dates and places the published columns generalise.
-        """
+        """Write the rows matching ``where`` that ``gate`` lets through, without the ``drop`` columns, as Parquet."""
         table = self.table
-        select = deidentified_select(table, self.staged, self.bad, where)
-        conditions = [f"NOT {gate.suppress_condition}"] if gate.suppress_condition else []
-        excluded = [*drop, *([SHUFFLE] if table.person else [])]
-        columns = "* EXCLUDE (" + ", ".join(q(c) for c in excluded) + ")" if excluded else "*"
-        query = f"SELECT {columns} FROM ({select}) d" + (" WHERE " + " AND ".join(conditions) if conditions else "")
-        order = [q(c) for c in table.published_sort_by] if self.needs_sort or table.person else []
-        if table.person:
-            order.append(SHUFFLE)
-        if order:
-            query += " ORDER BY " + ", ".join(order)
+        select = deidentified_select(table, self.staged, self.bad, where, gate)
+        columns = "* EXCLUDE (" + ", ".join(q(c) for c in drop) + ")" if drop else "*"
+        query = f"SELECT {columns} FROM ({select}) d"
+        if self.needs_sort and table.sort_by and not table.person:  # a person table is ordered inside
+            query += " ORDER BY " + ", ".join(q(c) for c in table.sort_by)
         target.parent.mkdir(parents=True, exist_ok=True)
         statement = f"COPY ({query}) TO {lit(str(target))} ({_parquet_options(table, partition)})"
         return int(self.reporter.sql(self.con, statement, label).fetchall()[0][0])

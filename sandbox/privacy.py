@@ -96,9 +96,11 @@ DATE_RULES = {
 }
 
 
-def group_key(f: Field) -> str:
-    """SQL grouping rows exactly as ``output_expr`` would, but cheaper to compute on every row."""
-    c, o = q(f.name), f.rule_options
+def group_key(f: Field, column: str | None = None) -> str:
+    """SQL grouping rows exactly as ``output_expr`` would, but cheaper to compute on every row.
+
+    ``column`` is the SQL of the source value (default: the field's name)."""
+    c, o = column or q(f.name), f.rule_options
     match f.rule:
         case "age_band":
             band = f"CAST(floor({c} / {int(o['width'])}) AS BIGINT)"
@@ -107,14 +109,16 @@ def group_key(f: Field) -> str:
         case "week" | "month" | "quarter":
             return f"date_trunc({lit(f.rule)}, {c})"
         case "year" | "top_code" | "truncate":
-            return output_expr(f)
+            return output_expr(f, c)
         case _:
             return c
 
 
-def output_expr(f: Field) -> str | None:
-    """The SQL producing the published value of ``f``; None when the field is dropped."""
-    c = q(f.name)
+def output_expr(f: Field, column: str | None = None) -> str | None:
+    """The SQL producing the published value of ``f``; None when the field is dropped.
+
+    ``column`` is the SQL of the source value (default: the field's name)."""
+    c = column or q(f.name)
     o = f.rule_options
     match f.rule:
         case "drop":
@@ -195,7 +199,7 @@ class GateResult:
     person: str | None = None
     small_groups: int = 0
     suppressed_rows: int = 0
-    suppress_condition: str | None = None  # SQL over the de-identified columns, true on rows to drop
+    suppress_condition: str | None = None  # SQL over the source columns, true on rows to drop
     risk: dict | None = None
 
     def to_dict(self) -> dict:
@@ -261,14 +265,11 @@ def gate(con: duckdb.DuckDBPyConnection, table: TableSpec, source_sql: str, publ
     key_names = ", ".join(f"__g{i}" for i in range(len(quasi)))
     if quasi:
         grouped += f" GROUP BY {key_names}"
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {classes} AS SELECT *{f' EXCLUDE ({key_names})' if quasi else ''} "
-        f"FROM ({grouped})"
-    ).fetchall()
-    generalised = "".join(f"{output_expr(f)} AS {q(f.name)}, " for f in quasi_fields)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {classes} AS {grouped}").fetchall()
     k = table.k
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {small} AS SELECT {generalised}__n FROM {classes} WHERE __n > 0 AND __p < {k}"
+        f"CREATE OR REPLACE TEMP TABLE {small} AS SELECT {key_names}{', ' if quasi else ''}__n FROM {classes} "
+        f"WHERE __n > 0 AND __p < {k}"
     ).fetchall()
     groups, rows = con.execute(f"SELECT count(*), coalesce(sum(__n), 0) FROM {small}").fetchall()[0]
     result.small_groups = int(groups)
@@ -288,7 +289,13 @@ def gate(con: duckdb.DuckDBPyConnection, table: TableSpec, source_sql: str, publ
         )
     result.suppressed_rows = int(rows)
     if groups:
-        match = " AND ".join(f"g.{q(c)} IS NOT DISTINCT FROM d.{q(c)}" for c in quasi) or "TRUE"
+        match = (
+            " AND ".join(
+                f"g.__g{i} IS NOT DISTINCT FROM {group_key(f, f's.{q(f.name)}')}" for i, f in enumerate(quasi_fields)
+            )
+            or "TRUE"
+        )
+        # Over the source rows (alias s), so it filters before de-identifying and sorting.
         result.suppress_condition = f"EXISTS (SELECT 1 FROM {small} g WHERE {match})"
     result.risk = {
         **_risk(con, classes, f"__p >= {k}"),
