@@ -35,8 +35,34 @@ def default_lang() -> str:
     return "zh" if lang.lower().startswith("zh") else "en"
 
 
+def lang_first(args: list[str]) -> list[str]:
+    """``args`` with every ``--lang X`` / ``--lang=X`` moved to the front, where the root group reads it.
+
+    So ``contesthub datasets show x --lang zh`` works as ``contesthub --lang zh datasets show x``
+    does; nothing after ``--`` is touched.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest += args[i:]
+            break
+        if arg == "--lang" and i + 1 < len(args):
+            front += args[i : i + 2]
+            i += 2
+            continue
+        (front if arg.startswith("--lang=") else rest).append(arg)
+        i += 1
+    return front + rest
+
+
 class ContesthubGroup(click.Group):
-    """Turns domain errors into one-line CLI errors (no traceback for a user error)."""
+    """Turns domain errors into one-line CLI errors (no traceback for a user error); takes ``--lang`` anywhere."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, lang_first(args))
 
     def invoke(self, ctx: click.Context):
         try:

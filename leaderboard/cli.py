@@ -31,9 +31,18 @@ def contest() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the challenges as JSON.")
 @click.pass_context
 def validate_cmd(ctx: click.Context, contest_file: str | None, as_json: bool) -> None:
-    """Check the contest definition against its schema and the datasets; list the challenges."""
+    """Check the contest definition against its schema and the datasets; list the challenges.
+
+    Each challenge whose data is built is also checked for leaks: predictors built from the
+    dataset's public tables alone must not beat the naive baseline by more than its
+    leakage_margin (leaderboard/leakage.py); a leaking challenge is refused, naming the predictor.
+    """
+    from leaderboard import leakage
+
     c = contest_config.load_for(ctx.obj["paths"], contest_file)
     published = catalog.load(ctx.obj["paths"].data_root)["datasets"]
+    reports = {r.challenge: r for r in leakage.check_all(c, ctx.obj["paths"])}
+    leakage.refuse_leaks(c, list(reports.values()))
     rows = []
     for ch in c.challenges:
         entry = published.get(ch.dataset, {}).get("entry")
@@ -51,6 +60,7 @@ def validate_cmd(ctx: click.Context, contest_file: str | None, as_json: bool) ->
                 "opens": ch.opens.isoformat(),
                 "closes": ch.closes.isoformat(),
                 "reveal": ch.reveal.isoformat(),
+                "leakage": reports[ch.id].to_dict(),
             }
         )
     if as_json:
@@ -58,9 +68,12 @@ def validate_cmd(ctx: click.Context, contest_file: str | None, as_json: bool) ->
         return
     lang = ctx.obj["lang"]
     table = Table(title=f"{c.title[lang]} — {len(rows)} challenge(s), time zone {c.timezone}")
-    for col in ("challenge", "title", "test set", "metric", "test rows", "public", "quota/day", "closes"):
+    for col in ("challenge", "title", "test set", "metric", "test rows", "public", "quota/day", "closes", "leakage"):
         table.add_column(col)
     for r in rows:
+        leak = reports[r["id"]]
+        best = leak.predictors[0] if leak.predictors else None
+        leak_text = leak.skipped or (f"ok (best {best.gain:+.0%}, margin {leak.margin:.0%})" if best else "ok")
         table.add_row(
             r["id"],
             r["title"][lang],
@@ -70,6 +83,7 @@ def validate_cmd(ctx: click.Context, contest_file: str | None, as_json: bool) ->
             f"{r['public_fraction']:.0%}",
             str(r["daily_quota"]),
             r["closes"][:16],
+            leak_text,
         )
     out().print(table)
     click.echo("contest definition valid / 比赛定义有效")

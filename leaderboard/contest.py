@@ -63,6 +63,9 @@ class Challenge:
     closes: dt.datetime
     reveal: dt.datetime
     upload_limit_mb: int = 50  # the contest's, copied here so that whatever scores a challenge applies it
+    # How much better than the naive baseline a predictor from public tables alone may score (the
+    # share of the gap to a perfect score it closes) before `contest validate` calls it a leak.
+    leakage_margin: float = 0.05
 
     @property
     def upload_limit(self) -> int:
@@ -236,6 +239,7 @@ def load(
                 closes=_time(c["closes"], tz, days),
                 reveal=_time(c["reveal"], tz, days),
                 upload_limit_mb=upload_limit_mb,
+                leakage_margin=float(c.get("leakage_margin", 0.05)),
             )
         )
         ch = challenges[-1]

@@ -168,6 +168,27 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "读取 {read} 行，问题行 {bad} 行，隔离 {quarantined} 行。",
         "{read} rows read, {bad} rows with problems, {quarantined} quarantined.",
     ),
+    "privacy": ("隐私保护", "Privacy protection"),
+    "privacy_gate": (
+        "每组准标识符（{quasi}）取值至少对应 {k} {who}；{suppressed} 行因组太小未发布。",
+        "Every combination of the quasi-identifiers ({quasi}) describes at least {k} {who}; {suppressed} rows in "
+        "smaller groups were not published.",
+    ),
+    "privacy_persons": ("名不同的人（{person}）", "distinct persons ({person})"),
+    "privacy_rows": ("行", "rows"),
+    "privacy_risk": (
+        "再识别风险：最大 {max}（上限 {max_limit}），平均 {average}（上限 {average_limit}），唯一记录占 {unique}。",
+        "Re-identification risk: max {max} (limit {max_limit}), average {average} (limit {average_limit}), "
+        "unique records {unique}.",
+    ),
+    "privacy_pseudonym": ("{field} 为假名，{scope}。", "{field} is a pseudonym, {scope}."),
+    "scope_version": ("每个版本不同", "different in every version"),
+    "scope_dataset": ("本数据集各版本相同：{reason}", "the same in every version of this dataset: {reason}"),
+    "scope_installation": ("所有数据集相同：{reason}", "the same in every dataset: {reason}"),
+    "privacy_withheld": (
+        "{rows} 行未发布：与 {by} 的测试集同一时段。",
+        "{rows} rows withheld: the period of the test set of {by}.",
+    ),
     "col_code": ("代码", "Code"),
     "col_count": ("数量", "Count"),
     "col_message": ("说明", "Message"),

@@ -12,6 +12,7 @@ All heavy lifting is DuckDB; Python only orchestrates.
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import hashlib
 import importlib.metadata
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from sandbox import clock, privacy, quality, sources
 from sandbox.catalog import write_root_catalog
@@ -40,7 +42,10 @@ from sandbox.settings import Paths
 
 #: Bump when the build's output changes for the same inputs (forces rebuilds).
 BUILD_FORMAT = 1
-DEFAULT_MEMORY_LIMIT = os.environ.get("CONTESTHUB_BUILD_MEMORY", "1GB")
+# The privacy gate's distinct-person count and a person table's shuffle hold their data in
+# memory up to this limit and spill beyond it; on the 10-million-row benchmark 600 MB kept the
+# build's peak near 0.9 GiB (1.3 GiB with 1 GB) at no cost in time.
+DEFAULT_MEMORY_LIMIT = os.environ.get("CONTESTHUB_BUILD_MEMORY", "600MB")
 
 
 @dataclass
@@ -218,15 +223,37 @@ def connect_for_build(scratch: Path, memory_limit: str = DEFAULT_MEMORY_LIMIT) -
     return con
 
 
-def deidentified_select(table: TableSpec, staged: sources.Staged, bad: str, where: str | None = None) -> str:
-    """SQL for the table's good rows as they are published (de-identified, before the k gate).
+def deidentified_select(
+    table: TableSpec,
+    staged: sources.Staged,
+    bad: str,
+    where: str | None = None,
+    gate: privacy.GateResult | None = None,
+) -> str:
+    """SQL for the table's good rows as they are published (de-identified, small groups suppressed).
 
-    ``where`` (a holdout) is evaluated on the staged source values, inside the scan, so DuckDB
-    can skip row groups instead of de-identifying every row first; holdouts use fields
-    published unchanged (dates, ids), where source and published values agree.
+    ``where`` (a holdout, a related table's cut) and the gate's suppression are evaluated on the
+    staged source values (alias ``s``), inside the scan, so DuckDB can skip row groups instead
+    of de-identifying every row first. A person-level table is ordered here, on the narrow
+    source values, by its kept sort fields and then a keyed hash of the source row number: the
+    order of a source (visits by day and hospital) would otherwise give back the dates and
+    places the published columns generalise.
     """
-    src = _staged_rows(staged)
-    return f"SELECT {privacy.select_list(table)} FROM {src} WHERE NOT ({bad})" + (f" AND ({where})" if where else "")
+    conditions = [f"NOT ({bad})"]
+    if where:
+        conditions.append(f"({where})")
+    if gate and gate.suppress_condition:
+        conditions.append(f"NOT {gate.suppress_condition}")
+    rows = f"{_staged_rows(staged)} s WHERE {' AND '.join(conditions)}"
+    shuffle = ""
+    if table.person:
+        key = privacy.key_variable("version")
+        shuffle = f", hash(s.file_row_number, getvariable({lit(key)})) AS {SHUFFLE}"
+    return f"SELECT {privacy.select_list(table)}{shuffle} FROM {rows}"
+
+
+#: The column that orders the rows of a person-level table among equal sort keys (never published).
+SHUFFLE = "__shuffle"
 
 
 def _staged_rows(staged: sources.Staged) -> str:
@@ -242,20 +269,30 @@ class PublishedRows:
     table: TableSpec
     staged: sources.Staged
     bad: str  # SQL over the staged rows: true on rows that failed validation
-    gate: privacy.GateResult
     needs_sort: bool
     reporter: Reporter
 
     def write(
-        self, target: Path, label: str, *, where: str | None = None, drop: tuple[str, ...] = (), partition: bool = True
+        self,
+        target: Path,
+        label: str,
+        gate: privacy.GateResult,
+        *,
+        where: str | None = None,
+        drop: tuple[str, ...] = (),
+        partition: bool = True,
     ) -> int:
-        """Write the rows (those matching ``where``, without the ``drop`` columns) as Parquet."""
+        """Write the rows matching ``where`` that ``gate`` lets through, without the ``drop`` columns, as Parquet."""
         table = self.table
-        select = deidentified_select(table, self.staged, self.bad, where)
-        conditions = [f"NOT {self.gate.suppress_condition}"] if self.gate.suppress_condition else []
-        columns = "* EXCLUDE (" + ", ".join(q(c) for c in drop) + ")" if drop else "*"
-        query = f"SELECT {columns} FROM ({select}) d" + (" WHERE " + " AND ".join(conditions) if conditions else "")
-        if self.needs_sort and table.sort_by:
+        select = deidentified_select(table, self.staged, self.bad, where, gate)
+        excluded = [*drop, *([SHUFFLE] if table.person else [])]
+        columns = "* EXCLUDE (" + ", ".join(q(c) for c in excluded) + ")" if excluded else "*"
+        query = f"SELECT {columns} FROM ({select}) d"
+        if table.person:
+            # Kept sort fields, then a keyed hash: the order of a source (visits by day and hospital)
+            # would otherwise give back the dates and places the published columns generalise.
+            query += " ORDER BY " + ", ".join([*(q(c) for c in table.published_sort_by), SHUFFLE])
+        elif self.needs_sort and table.sort_by:
             query += " ORDER BY " + ", ".join(q(c) for c in table.sort_by)
         target.parent.mkdir(parents=True, exist_ok=True)
         statement = f"COPY ({query}) TO {lit(str(target))} ({_parquet_options(table, partition)})"
@@ -276,14 +313,97 @@ def solution_file(private_root: Path, dataset_id: str, version: int, table: str)
     return private_root / "solutions" / dataset_id / f"v{version}" / f"{table}.parquet"
 
 
-def _quarantine(con, staged: sources.Staged, bad: str, out: Path) -> None:
-    """Keep the rows that failed validation for the organizer (raw values of the staged fields), never published."""
+def quarantine_file(private_root: Path, dataset_id: str, version: int, table: str) -> Path:
+    """Where the rows of a table that failed validation are kept (organizers only)."""
+    return private_root / "quarantine" / dataset_id / f"v{version}" / f"{table}.parquet"
+
+
+def _csv_cell(value: str, delimiter: str) -> str:
+    """SQL: ``value`` (VARCHAR) as a CSV cell, quoted when it holds the delimiter, a quote or a line break."""
+    special = " OR ".join(f"contains({value}, {c})" for c in (lit(delimiter), "'\"'", "chr(10)", "chr(13)"))
+    return f"""CASE WHEN {special} THEN '"' || replace({value}, '"', '""') || '"' ELSE {value} END"""
+
+
+def _quarantine(con, staged: sources.Staged, report: quality.Report, bad: str, out: Path) -> int:
+    """Keep every row that failed validation for the organizer, never published; returns how many.
+
+    One row per bad source row, in source order: ``source_row`` (as a spreadsheet numbers it),
+    ``errors`` (each ``{code, field}`` it broke), ``raw`` (the line as in the file for rows
+    the reader could not split or type, such as an age of "七十"; else the row's cells as read,
+    joined with the delimiter), then every staged field as text. Rows the reader rejected are
+    here too: published + quarantined (+ suppressed, withheld, test rows) = read.
+    """
+    table = staged.table
     out.parent.mkdir(parents=True, exist_ok=True)
-    cols = ", ".join(q(f.name) for f in staged.table.fields if f.name in sources.staged_fields(staged.table))
-    con.execute(
-        f"COPY (SELECT {cols} FROM {_staged_rows(staged)} WHERE {bad}) "
-        f"TO {lit(str(out))} (FORMAT parquet, COMPRESSION zstd)"
-    ).fetchall()
+    kept = [f for f in table.fields if f.name in sources.staged_fields(table)]
+    as_text = [f"CAST(s.{q(f.name)} AS VARCHAR)" for f in kept]
+    delimiter = table.source.delimiter
+    cells = ", ".join(f"coalesce({_csv_cell(v, delimiter)}, '')" for v in as_text)
+    raw = f"array_to_string([{cells}], {lit(delimiter)})"
+    row_errors = ", ".join(
+        f"CASE WHEN {test} THEN {{'code': {lit(code)}, 'field': {lit(fname)}}} END"
+        for code, fname, test in report.row_errors
+    )
+    errors = f"list_filter([{row_errors}], lambda e: e IS NOT NULL)" if row_errors else "[]"
+    join = ""
+    if report.set_errors:
+        join = (
+            f"LEFT JOIN (SELECT r AS __r, list({{'code': code, 'field': field}} ORDER BY code) AS __errors "
+            f"FROM {report.set_errors} GROUP BY r) ON __r = s.file_row_number"
+        )
+        errors = f"list_concat({errors}, coalesce(__errors, []))"
+    # Staging rows are numbered without the rejected ones: after the k-th rejected source row
+    # (r_k), staged index i sits k + 1 rows further down once i >= r_k - first_row - k.
+    # Consecutive rejected rows share a threshold; the last one counts them all.
+    shift = {r - staged.first_row - k: k + 1 for k, r in enumerate(sorted({r.row for r in staged.rejects}))}
+    shifts = pa.table({"__t": pa.array(list(shift), pa.int64()), "__n": pa.array(list(shift.values()), pa.int64())})
+    con.register("__shifts", shifts)
+    by_row: dict[int, list[sources.Reject]] = {}
+    for r in staged.rejects:
+        by_row.setdefault(r.row, []).append(r)
+    split = [_cells(rs[0].line, staged) for rs in by_row.values()]
+    rejects = pa.table(
+        {
+            "source_row": pa.array(list(by_row), pa.int64()),
+            "errors": pa.array(
+                [[{"code": r.code, "field": r.field} for r in rs] for rs in by_row.values()],
+                pa.list_(pa.struct([("code", pa.string()), ("field", pa.string())])),
+            ),
+            "raw": pa.array([rs[0].line for rs in by_row.values()], pa.string()),
+            **{f.name: pa.array([c.get(f.name) for c in split], pa.string()) for f in kept},
+        }
+    )
+    con.register("__rejects", rejects)
+    try:
+        staged_bad = (
+            f"SELECT s.file_row_number + {staged.first_row} + coalesce(__n, 0) AS source_row, {errors} AS errors, "
+            f"{raw} AS raw, " + ", ".join(f"{v} AS {q(f.name)}" for f, v in zip(kept, as_text, strict=True)) + " "
+            f"FROM {_staged_rows(staged)} s {join} ASOF LEFT JOIN __shifts ON s.file_row_number >= __t "
+            f"WHERE {bad}"
+        )
+        rows = con.execute(
+            f"COPY (SELECT * FROM ({staged_bad}) UNION ALL BY NAME SELECT * FROM __rejects ORDER BY source_row) "
+            f"TO {lit(str(out))} (FORMAT parquet, COMPRESSION zstd)"
+        ).fetchall()[0][0]
+    finally:
+        con.unregister("__shifts")
+        con.unregister("__rejects")
+    return int(rows)
+
+
+def _cells(line: str | None, staged: sources.Staged) -> dict[str, str | None]:
+    """The cells of a rejected source ``line`` by field name, when it splits into the file's columns."""
+    table = staged.table
+    by_source = {f.source_name: f.name for f in table.fields}
+    if line is None or not staged.header:
+        return {}
+    try:
+        cells = next(csv.reader([line], delimiter=table.source.delimiter))
+    except (csv.Error, StopIteration):
+        return {}
+    if len(cells) != len(staged.header):
+        return {}
+    return {by_source[h]: c for h, c in zip(staged.header, cells, strict=True) if h in by_source}
 
 
 def _files_of(target: Path, root: Path, hashing: Executor) -> list[dict]:
@@ -352,11 +472,11 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
     tmp.mkdir()
     results: list[TableResult] = []
     tables_doc: dict[str, dict] = {}
-    written_solutions: list[Path] = []
+    written_private: list[Path] = []  # solutions and quarantined rows of this version, removed if it fails
     hashing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="contesthub-sha256")
     try:
         con = connect_for_build(scratch, memory_limit)
-        con.execute("SET VARIABLE contesthub_salt = $salt", {"salt": privacy.load_salt(paths.private_root)}).fetchall()
+        privacy.set_pseudonym_keys(con, privacy.load_salt(paths.private_root), ds.id, version)
         staged_by_name: dict[str, sources.Staged] = {}
         for table in ds.build_order():
             label = f"{ds.id}.{table.name}"
@@ -368,48 +488,64 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
                 report, bad = quality.validate(con, staged, checks, staged_by_name)
             if report.findings and table.on_error == "fail":
                 _save_failed_report(paths, ds, report)
-                worst = ", ".join(f"{c} ×{n}" for c, n in report.counts().items())
-                first = report.findings[0]
-                ex = first.examples[0]["row"] if first.examples else "?"
-                raise QualityGateError(
-                    f"table {table.name!r}: {report.bad_rows} bad row(s) ({worst}); first: row {ex}, "
-                    f"{first.message_en}. Fix the source, or set tables.{table.name}.on_error: quarantine "
-                    f"in {ds.path.name} to publish the good rows.",
-                    f"表 {table.name!r}：{report.bad_rows} 行有问题（{worst}）；"
-                    f"第一处：第 {ex} 行，{first.message_zh}。请修正源数据，"
-                    f"或在 {ds.path.name} 中设置 tables.{table.name}.on_error: quarantine 以只发布合格的行。",
-                    details=report.to_dict(),
-                )
+                raise _quality_gate_error(ds, table, report)
+            split = _Split.of(ds, table)
+            good = f"SELECT * FROM {_staged_rows(staged)} WHERE NOT ({bad})"
             with reporter.step(f"{label}: privacy gate (k={table.k})"):
-                gate = privacy.k_anonymity_gate(con, table, f"SELECT * FROM {_staged_rows(staged)} WHERE NOT ({bad})")
+                gate = privacy.gate(con, table, good + (f" AND ({split.train})" if split.train else ""), table.name)
+                test_gate = (
+                    privacy.gate(con, table, f"{good} AND ({split.test})", table.test_table) if split.test else None
+                )
             target = tmp / (table.name if table.partition_by else f"{table.name}.parquet")
-            # Filters through a join (set-level bad rows, suppressed groups) do not keep row order.
-            needs_sort = not report.sorted or report.bad_by_join or gate.suppress_condition is not None
-            holdout = table.holdout
-            published = PublishedRows(con, table, staged, bad, gate, needs_sort, reporter)
-            rows = published.write(
-                target, f"{label}: writing Parquet", where=f"NOT ({holdout['where']})" if holdout else None
+            # Filters through a join (set-level bad rows, suppressed groups) do not keep row order; a
+            # sort key the privacy rules change (a hashed id) is in source order, not published order.
+            needs_sort = (
+                not report.sorted
+                or report.bad_by_join
+                or any(g and g.suppress_condition for g in (gate, test_gate))
+                or any(table.field(c).rule != "keep" for c in table.sort_by)
             )
+            published = PublishedRows(con, table, staged, bad, needs_sort, reporter)
+            rows = published.write(target, f"{label}: writing Parquet", gate, where=split.train)
             files = _files_of(target, tmp, hashing)
             nbytes = sum(f["bytes"] for f in files)
-            if bad != "FALSE":  # rows the reader could not parse are not in the staged table
+            quarantined = 0
+            if report.bad_rows:
                 # After the write, so that it runs while the written files are being checksummed.
-                _quarantine(
-                    con,
-                    staged,
-                    bad,
-                    paths.private_root / "quarantine" / ds.id / f"v{version}" / f"{table.name}.parquet",
+                qfile = quarantine_file(paths.private_root, ds.id, version, table.name)
+                written_private.append(qfile.parent)
+                quarantined = _quarantine(con, staged, report, bad, qfile)
+            withheld = 0
+            if split.withheld:
+                withheld = con.execute(f"SELECT count(*) FROM ({good}) WHERE {split.withheld}").fetchall()[0][0]
+            test_doc = None
+            if test_gate:
+                test_doc = _write_holdout(
+                    published,
+                    test_gate,
+                    split.test,
+                    ds.id,
+                    label,
+                    tmp,
+                    paths.private_root,
+                    version,
+                    written_private,
+                    hashing,
                 )
+            accounting = {
+                "read": staged.rows_read,
+                "published": rows,
+                "test": test_doc["rows"] if test_doc else 0,
+                "quarantined": quarantined,
+                "suppressed": gate.suppressed_rows + (test_gate.suppressed_rows if test_gate else 0),
+                "withheld": withheld,
+            }
+            _check_accounting(label, accounting)
             results.append(
                 TableResult(
-                    table.name, rows, nbytes, sum(report.counts().values()), report.bad_rows, gate.suppressed_rows
+                    table.name, rows, nbytes, sum(report.counts().values()), quarantined, accounting["suppressed"]
                 )
             )
-            test_doc = None
-            if holdout:
-                test_doc = _write_holdout(
-                    published, ds.id, label, tmp, paths.private_root, version, written_solutions, hashing
-                )
             tables_doc[table.name] = {
                 "title": table.title,
                 "description": table.description,
@@ -417,21 +553,34 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
                 "bytes": nbytes,
                 "files": files,
                 "partition_by": list(table.partition_by),
-                "sort_by": list(table.sort_by),
-                "source": {"file": raw[table.name].name, "format": table.source.format, "encoding": staged.encoding},
+                "sort_by": list(table.published_sort_by),
+                "source": {
+                    "file": raw[table.name].name,
+                    "format": table.source.format,
+                    # What dataset.yaml says, and the codec that read it (GB18030 reads every GBK file).
+                    "encoding": table.source.encoding,
+                    "decoded_as": staged.encoding,
+                },
                 "schema": {
                     "fields": [privacy.published_field(f) for f in table.fields if f.published],
                     **({"primaryKey": list(table.primary_key)} if table.primary_key else {}),
-                    **({"foreignKeys": list(table.foreign_keys)} if table.foreign_keys else {}),
+                    **({"foreignKeys": _published_keys(table)} if _published_keys(table) else {}),
                 },
-                "privacy": {
-                    **gate.to_dict(),
-                    "dropped": [f.name for f in table.fields if f.rule == "drop"],
-                    "hashed": [f.name for f in table.fields if f.rule == "hash"],
-                    "generalised": {f.name: f.rule for f in table.fields if f.rule not in ("keep", "drop", "hash")},
+                "privacy": _privacy_doc(table, gate),
+                "quality": {
+                    **report.to_dict(),
+                    "on_error": table.on_error,
+                    "quarantined_rows": quarantined,
+                    **({"quarantine_file": str(qfile.relative_to(paths.private_root))} if quarantined else {}),
+                    "rows": accounting,
+                    **({"reidentification_risk": gate.risk} if gate.risk else {}),
                 },
-                "quality": {**report.to_dict(), "on_error": table.on_error, "quarantined_rows": report.bad_rows},
-                **({"holdout": {**holdout, "test_table": table.test_table}} if holdout else {}),
+                **({"holdout": {**table.holdout, "test_table": table.test_table}} if table.holdout else {}),
+                **(
+                    {"withheld": {"rows": withheld, "by": [h for h, _ in ds.withheld(table.name)]}}
+                    if split.withheld
+                    else {}
+                ),
             }
             if test_doc:  # listed right after the table it was cut from
                 tables_doc[table.test_table] = test_doc
@@ -454,7 +603,7 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
     except BaseException:
         hashing.shutdown(cancel_futures=True)
         shutil.rmtree(tmp, ignore_errors=True)
-        for folder in written_solutions:  # answers of a version that was never published
+        for folder in written_private:  # answers and bad rows of a version that was never published
             shutil.rmtree(folder, ignore_errors=True)
         raise
     finally:
@@ -464,25 +613,98 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
     return BuildResult(ds.id, "built", version, time.perf_counter() - started, results)
 
 
+@dataclass(frozen=True)
+class _Split:
+    """Which good rows of a table go where, as SQL over its staged source values.
+
+    ``train``: the published table (None: every row); ``test``: its contest test table (None:
+    no holdout); ``withheld``: rows a holdout of another table cuts out of this one, which are
+    published nowhere (None: none).
+    """
+
+    train: str | None
+    test: str | None
+    withheld: str | None
+
+    @classmethod
+    def of(cls, ds: Dataset, table: TableSpec) -> _Split:
+        cuts = [f"({where})" for _, where in ds.withheld(table.name)]
+        withheld = " OR ".join(cuts) or None
+        keep = [f"NOT ({withheld})"] if withheld else []
+        if not table.holdout:
+            return cls(" AND ".join(keep) or None, None, withheld)
+        held = f"({table.holdout['where']})"
+        return cls(" AND ".join([f"NOT {held}", *keep]), " AND ".join([held, *keep]), withheld)
+
+
+def _quality_gate_error(ds: Dataset, table: TableSpec, report: quality.Report) -> QualityGateError:
+    worst = ", ".join(f"{c} ×{n}" for c, n in report.counts().items())
+    first = report.findings[0]
+    ex = first.examples[0] if first.examples else {}
+    value = f" (value {ex['value']!r})" if "value" in ex else ""
+    value_zh = f"（值 {ex['value']!r}）" if "value" in ex else ""
+    return QualityGateError(
+        f"table {table.name!r}: {report.bad_rows} bad row(s) ({worst}); first: row {ex.get('row', '?')}, "
+        f"{first.message_en}{value}. Fix the source, or set tables.{table.name}.on_error: quarantine "
+        f"in {ds.path.name} to publish the good rows.",
+        f"表 {table.name!r}：{report.bad_rows} 行有问题（{worst}）；"
+        f"第一处：第 {ex.get('row', '?')} 行，{first.message_zh}{value_zh}。请修正源数据，"
+        f"或在 {ds.path.name} 中设置 tables.{table.name}.on_error: quarantine 以只发布合格的行。",
+        details=report.to_dict(),
+    )
+
+
+def _check_accounting(label: str, rows: dict[str, int]) -> None:
+    """Every row read is published, in the test table, quarantined, suppressed or withheld; none is lost."""
+    placed = sum(v for k, v in rows.items() if k != "read")
+    if placed != rows["read"]:
+        raise ContesthubError(
+            f"{label}: {rows['read']} rows read but {placed} accounted for ({rows}); nothing was published. "
+            "This is a bug in contesthub: please report it with the descriptor",
+            f"{label}：读取 {rows['read']} 行，但只有 {placed} 行有去向（{rows}）；未发布任何内容。"
+            "这是 contesthub 的缺陷，请附上描述文件报告",
+            code="rows-unaccounted",
+        )
+
+
+def _privacy_doc(table: TableSpec, gate: privacy.GateResult) -> dict:
+    """The catalog's privacy summary of one published table: the gate, the risk report, the rules."""
+    return {
+        **gate.to_dict(),
+        "dropped": [f.name for f in table.fields if f.rule == "drop"],
+        "hashed": [f.name for f in table.fields if f.rule == "hash"],
+        "generalised": {f.name: f.rule for f in table.fields if f.rule not in ("keep", "drop", "hash")},
+    }
+
+
+def _published_keys(table: TableSpec) -> list[dict]:
+    """Foreign keys whose fields are all published (a dropped facility id takes its key with it)."""
+    return [fk for fk in table.foreign_keys if all(table.field(n).published for n in fk["fields"])]
+
+
 def _write_holdout(
     published: PublishedRows,
+    gate: privacy.GateResult,
+    where: str,
     dataset_id: str,
     label: str,
     tmp: Path,
     private_root: Path,
     version: int,
-    written_solutions: list[Path],
+    written_private: list[Path],
     hashing: Executor,
 ) -> dict:
     """Publish the held-out rows without their hidden columns; keep the answers private.
 
-    Returns the catalog entry of the test table.
+    ``gate`` was counted on exactly these rows (the test table is gated as it is published)
+    and suppresses its own small groups from both the test table and the answers. Returns the
+    catalog entry of the test table.
     """
     table = published.table
     holdout, name = table.holdout, table.test_table
     solution = solution_file(private_root, dataset_id, version, table.name)
-    written_solutions.append(solution.parent)
-    published.write(solution, f"{label}: writing the solution", where=holdout["where"], partition=False)
+    written_private.append(solution.parent)
+    published.write(solution, f"{label}: writing the solution", gate, where=where, partition=False)
     # The test set is the solution without its hidden columns: copy it from that (already
     # de-identified, much smaller) file instead of scanning the whole table again.
     target = tmp / (name if table.partition_by else f"{name}.parquet")
@@ -504,12 +726,13 @@ def _write_holdout(
         "files": files,
         "test_of": table.name,
         "partition_by": list(table.partition_by),
-        "sort_by": list(table.sort_by),
+        "sort_by": list(table.published_sort_by),
         "schema": {
             "fields": [
                 privacy.published_field(f) for f in table.fields if f.published and f.name not in holdout["hidden"]
             ]
         },
+        "privacy": _privacy_doc(table, gate),
     }
 
 

@@ -66,6 +66,49 @@ def validate_cmd(ctx: click.Context, ids: tuple[str, ...], as_json: bool) -> Non
         click.echo(f"{len(found)} descriptor(s) valid: {', '.join(d.id for d in found)}")
 
 
+@datasets.command("init")
+@click.argument("dataset_id")
+@click.option(
+    "--source", "source", required=True, type=click.Path(exists=True, dir_okay=False), help="The raw CSV file."
+)
+@click.option(
+    "--schema",
+    "schema_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A Frictionless Table Schema (JSON) of the file: types, titles, constraints, keys.",
+)
+@click.option("--table", help="The table's name (default: from the file name).")
+@click.pass_context
+def init_cmd(ctx: click.Context, dataset_id: str, source: str, schema_file: str | None, table: str | None) -> None:
+    """Draft datasets/DATASET_ID/dataset.yaml from a raw CSV (GBK, GB18030, UTF-8 with or without BOM)."""
+    from pathlib import Path
+
+    from sandbox import scaffold
+    from sandbox.errors import DescriptorError
+
+    paths: Paths = ctx.obj["paths"]
+    out_file = scaffold.write(
+        dataset_id, Path(source), paths.datasets_dir, Path(schema_file) if schema_file else None, table
+    )
+    zh = _lang(ctx) == "zh"
+    click.echo(f"已生成 {out_file}" if zh else f"wrote {out_file}")
+    try:
+        load_all(paths.datasets_dir, [dataset_id])
+    except DescriptorError as exc:
+        click.echo(
+            f"还需填写 {len(exc.problems)} 处（多为各字段的隐私类别）："
+            if zh
+            else f"{len(exc.problems)} thing(s) left to fill in (mostly each field's privacy class):"
+        )
+        for problem in exc.problems:
+            click.echo(f"  - {problem}")
+    click.echo(
+        "检查标题、说明和隐私规则后运行 `contesthub datasets validate` 和 `contesthub datasets build`"
+        if zh
+        else "Review the titles, texts and privacy rules, then run `contesthub datasets validate` and `build`"
+    )
+
+
 @datasets.command("build")
 @click.argument("ids", nargs=-1)
 @click.option(
@@ -221,8 +264,54 @@ def show_cmd(ctx: click.Context, dataset_id: str, version: int | None, as_json: 
                 "" if priv["class"] == "none" else f"{priv['class']}: {priv['rule']}",
             )
         con.print(table)
-        for err in t.get("quality", {}).get("errors", []):
-            con.print(f"  {err['code']} ×{err['count']}: {err['message_' + _lang(ctx)]}", markup=False)
+        for line in _table_notes(ctx, e, name, t):
+            con.print(f"  {line}", markup=False)
+
+
+def _table_notes(ctx: click.Context, e: dict, name: str, t: dict) -> list[str]:
+    """What a publisher needs under a table: where each row went, the privacy report, the bad rows."""
+    zh = _lang(ctx) == "zh"
+    lines = []
+    src = t.get("source")
+    if src:
+        decoded = src.get("decoded_as")
+        enc = src["encoding"] + (f", read as {decoded}" if decoded and decoded != src["encoding"] else "")
+        lines.append(f"{'来源' if zh else 'source'}: {src['file']} ({src['format']}, {enc})")
+    q, p = t.get("quality") or {}, t.get("privacy") or {}
+    rows = q.get("rows")
+    if rows:
+        parts = [f"{rows[k]:,} {k}" for k in ("published", "test", "quarantined", "suppressed", "withheld") if rows[k]]
+        lines.append(f"{'行' if zh else 'rows'}: {rows['read']:,} read = " + " + ".join(parts or ["0 published"]))
+    if p.get("quasi_identifiers") or p.get("risk"):
+        text = f"k={p['k']} on {p['counted_on']}, {p['suppressed_rows']:,} suppressed"
+        risk = p.get("risk")
+        if risk:
+            th = risk["thresholds"]
+            text += (
+                f"; re-identification risk: max {risk['max']:.3f} (<= {th['max']:.3f}), average "
+                f"{risk['average']:.3f} (<= {th['average']:.3f}), unique {risk['unique_share']:.1%}"
+            )
+        lines.append(f"{'隐私' if zh else 'privacy'}: {text}")
+    for f in t["schema"]["fields"]:
+        priv = f["privacy"]
+        if priv.get("rule") == "hash":
+            scope = priv.get("scope", "installation")
+            why = f": {_t(ctx, priv['reason'])}" if priv.get("reason") else ""
+            lines.append(f"{'假名' if zh else 'pseudonym'} {f['name']}: one per {scope}{why}")
+        elif priv.get("reason"):
+            lines.append(f"{f['name']}: {priv['class']}: {_t(ctx, priv['reason'])}")
+    if t.get("withheld"):
+        by = ", ".join(t["withheld"]["by"])
+        lines.append(f"{'扣留' if zh else 'withheld'}: {t['withheld']['rows']:,} rows, cut by the holdout of {by}")
+    for err in q.get("errors", []):
+        lines.append(f"{err['code']} ×{err['count']}: {err['message_' + _lang(ctx)]}")
+    if q.get("quarantine_file"):
+        where = ctx.obj["paths"].private_root / q["quarantine_file"]
+        lines.append(
+            f"{'隔离' if zh else 'quarantine'}: {q['quarantined_rows']:,} bad rows (source row, error codes, raw text) "
+            f"in {where}" + ("" if where.exists() else " (not on this machine)")
+        )
+    return lines
 
 
 @datasets.command("export-dcat")

@@ -41,7 +41,9 @@ DUCKDB_TYPES = {
 RULE_TYPES = {
     "age_band": {"integer", "number"},
     "top_code": {"integer", "number"},
+    "week": {"date", "datetime"},
     "month": {"date", "datetime"},
+    "quarter": {"date", "datetime"},
     "year": {"date", "datetime"},
     "truncate": {"string"},
 }
@@ -51,6 +53,11 @@ RULE_TYPES = {
 ACCESS_RIGHTS = {"unconditional": "PUBLIC", "conditional": "RESTRICTED", "not-open": "NON_PUBLIC"}
 
 DEFAULT_K = 11
+#: The highest average re-identification risk a person-level table may have unless its
+#: descriptor says otherwise (the Heritage Health Prize's release used 0.05).
+DEFAULT_AVERAGE_RISK = 0.05
+#: Field types that are quasi-identifiers in a person-level table unless a reason says why not.
+TEMPORAL_TYPES = {"date", "datetime", "time", "year"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,7 @@ class Field:
     rule: str
     rule_options: dict[str, Any]
     source_name: str  # the header in the raw file
+    reason: dict[str, str] | None = None  # why a date or facility id is no quasi-identifier; why a pseudonym is stable
 
     @property
     def duckdb_type(self) -> str:
@@ -102,7 +110,24 @@ class TableSpec:
     k: int
     on_small_groups: str
     allow_duplicate_rows: bool = False
-    holdout: dict | None = None  # {"where": SQL over published columns, "hidden": [fields]}
+    holdout: dict | None = None  # {"where": SQL over source values, "hidden": [fields], "related": {table: {where}}}
+    person: str | None = None  # the field identifying a person: k counts distinct persons
+    risk_max: float | None = None  # highest prosecutor risk allowed; None: 1/k
+    risk_average: float = DEFAULT_AVERAGE_RISK
+
+    @property
+    def published_sort_by(self) -> tuple[str, ...]:
+        """The order of the published rows: a person-level table keeps only sort fields published
+        unchanged, then takes a keyed random order (sorting on a pseudonym is random anyway, and
+        far slower to do on text than on a number)."""
+        if not self.person:
+            return self.sort_by
+        return tuple(c for c in self.sort_by if self.field(c).rule == "keep")
+
+    @property
+    def max_risk(self) -> float:
+        """The highest prosecutor risk (1 / smallest group) the build accepts."""
+        return self.risk_max if self.risk_max is not None else 1 / self.k
 
     @property
     def test_table(self) -> str | None:
@@ -144,6 +169,20 @@ class Dataset:
             if t.name == name:
                 return t
         raise NotFound(f"dataset {self.id!r} has no table {name!r}", f"数据集 {self.id!r} 没有表 {name!r}")
+
+    def withheld(self, table: str) -> tuple[tuple[str, str], ...]:
+        """``(holdout table, where)`` for each holdout that cuts rows out of ``table``.
+
+        Those rows are published nowhere (neither in ``table`` nor in its test table): they
+        would let anyone count the held-out answers back (see ``holdout.related``).
+        """
+        return tuple(
+            (t.name, cut["where"])
+            for t in self.tables
+            if t.holdout
+            for name, cut in (t.holdout.get("related") or {}).items()
+            if name == table
+        )
 
     def build_order(self) -> list[TableSpec]:
         """Tables ordered so that a referenced table is built before the tables pointing at it."""
@@ -207,8 +246,21 @@ def _schema_problems(doc: Any, file: str) -> list[Problem]:
             what = f"{e.instance!r} is not allowed"
         elif e.validator == "required":
             what = e.message.replace("is a required property", "is missing")
-        problems.append(Problem(file, _path(e.absolute_path), what, _expected(e)))
+        expected = _expected(e)
+        if e.validator == "required" and list(e.absolute_path)[-1:] == ["privacy"] and "'class'" in e.message:
+            name = _field_name(doc, e.absolute_path)
+            what = f"field {name!r} has no privacy class"
+            expected = "class: direct, quasi, sensitive or none (see README, Publish a dataset)"
+        problems.append(Problem(file, _path(e.absolute_path), what, expected))
     return problems
+
+
+def _field_name(doc: Any, path) -> str:
+    """The ``name`` of the field whose sub-key ``path`` points into (for messages)."""
+    node = doc
+    for part in list(path)[:-1]:
+        node = node[part]
+    return str(node.get("name", "?")) if isinstance(node, dict) else "?"
 
 
 def _semantic_problems(doc: dict, file: str) -> list[Problem]:
@@ -251,6 +303,18 @@ def _semantic_problems(doc: dict, file: str) -> list[Problem]:
                 out.append(Problem(file, f"{fp}.privacy.top_code", "top_code needs a value", "top_code: 90"))
             if rule == "truncate" and "length" not in priv:
                 out.append(Problem(file, f"{fp}.privacy.length", "truncate needs a length", "length: 4"))
+            if "scope" in priv and rule != "hash":
+                out.append(Problem(file, f"{fp}.privacy.scope", "scope applies to pseudonyms only", "rule: hash"))
+            if rule == "hash" and priv.get("scope", "version") != "version" and "reason" not in priv:
+                out.append(
+                    Problem(
+                        file,
+                        f"{fp}.privacy.reason",
+                        f"pseudonym {f.get('name')!r} is kept across {priv['scope']} but the descriptor does not "
+                        "say why (a shared pseudonym lets anyone join the tables or versions it appears in)",
+                        "reason: {zh: ..., en: ...}, shown in the catalog, or no scope (one pseudonym per version)",
+                    )
+                )
             pattern = (f.get("constraints") or {}).get("pattern")
             if pattern is not None:
                 try:
@@ -263,6 +327,7 @@ def _semantic_problems(doc: dict, file: str) -> list[Problem]:
                     )
         schema = t.get("schema", {})
         published = {f.get("name") for f in fields if (f.get("privacy") or {}).get("rule") != "drop"}
+        out += _person_problems(file, base, t, fields)
         for key in ("primaryKey",):
             for n in schema.get(key) or []:
                 if n not in names:
@@ -295,6 +360,25 @@ def _semantic_problems(doc: dict, file: str) -> list[Problem]:
                             f"{base}.holdout.hidden",
                             f"names {n!r}, which is not a published field",
                             "one of " + ", ".join(sorted(map(str, published))),
+                        )
+                    )
+            for other in holdout.get("related") or {}:
+                if other == tname:
+                    out.append(
+                        Problem(
+                            file,
+                            f"{base}.holdout.related.{other}",
+                            "a holdout does not cut its own table here",
+                            "the held-out rows of this table are chosen by holdout.where",
+                        )
+                    )
+                elif other not in tables:
+                    out.append(
+                        Problem(
+                            file,
+                            f"{base}.holdout.related.{other}",
+                            f"names unknown table {other!r}",
+                            "one of " + ", ".join(n for n in tables if n != tname),
                         )
                     )
             if f"{tname}_test" in tables:
@@ -343,6 +427,63 @@ def _semantic_problems(doc: dict, file: str) -> list[Problem]:
     return out
 
 
+def _person_problems(file: str, base: str, t: dict, fields: list[dict]) -> list[Problem]:
+    """The rules of a person-level table (one that names ``privacy.person``).
+
+    Every field is classified on purpose, the person key itself is never published as it is,
+    and dates and facility ids (fields pointing at another table) count as quasi-identifiers
+    unless the field says why not: an exact visit date with a hospital is as identifying as a
+    birth date.
+    """
+    person = (t.get("privacy") or {}).get("person")
+    if not person:
+        return []
+    out: list[Problem] = []
+    names = [f.get("name") for f in fields]
+    if person not in names:
+        out.append(
+            Problem(file, f"{base}.privacy.person", f"names unknown field {person!r}", "one of " + ", ".join(names))
+        )
+    facility = {n for fk in (t.get("schema", {}).get("foreignKeys") or []) for n in fk.get("fields", [])}
+    for i, f in enumerate(fields):
+        fp, name = f"{base}.schema.fields[{i}]", f.get("name")
+        priv = f.get("privacy")
+        if not priv:
+            out.append(
+                Problem(
+                    file,
+                    f"{fp}.privacy",
+                    f"field {name!r} has no privacy class; in a table about persons (privacy.person: {person}) "
+                    "every field needs one",
+                    "privacy: {class: direct, quasi, sensitive or none}",
+                )
+            )
+            continue
+        cls, rule = priv.get("class"), priv.get("rule", "keep")
+        if name == person and not (cls == "direct" and rule in ("drop", "hash")):
+            out.append(
+                Problem(
+                    file,
+                    f"{fp}.privacy",
+                    f"the person key {name!r} would be published as it is",
+                    "class: direct with rule: drop or rule: hash",
+                )
+            )
+        kind = "date" if f.get("type") in TEMPORAL_TYPES else ("facility id" if name in facility else None)
+        if kind and rule != "drop" and cls != "quasi" and "reason" not in priv:
+            out.append(
+                Problem(
+                    file,
+                    f"{fp}.privacy.class",
+                    f"{kind} {name!r} is published with class {cls!r}, but in a table about persons dates and "
+                    "facility ids are quasi-identifiers",
+                    "class: quasi with a generalisation (week, month, quarter, year), rule: drop, "
+                    "or reason: {zh, en} saying why it identifies nobody",
+                )
+            )
+    return out
+
+
 def _to_dataset(doc: dict, path: Path) -> Dataset:
     tables = []
     for tname, t in doc["tables"].items():
@@ -353,6 +494,7 @@ def _to_dataset(doc: dict, path: Path) -> Dataset:
             cls = priv.pop("class")
             rule = priv.pop("rule", "keep")
             priv.pop("note", None)
+            reason = priv.pop("reason", None)
             fields.append(
                 Field(
                     name=f["name"],
@@ -367,10 +509,13 @@ def _to_dataset(doc: dict, path: Path) -> Dataset:
                     rule=rule,
                     rule_options=priv,
                     source_name=f.get("source_name", f["name"]),
+                    reason=reason,
                 )
             )
         src = t["source"]
         ka = t.get("k_anonymity") or {}
+        tp = t.get("privacy") or {}
+        risk = tp.get("risk") or {}
         pk = tuple(schema.get("primaryKey") or ())
         tables.append(
             TableSpec(
@@ -395,6 +540,9 @@ def _to_dataset(doc: dict, path: Path) -> Dataset:
                 on_small_groups=ka.get("on_small_groups", "refuse"),
                 allow_duplicate_rows=t.get("allow_duplicate_rows", False),
                 holdout=t.get("holdout"),
+                person=tp.get("person"),
+                risk_max=risk.get("max"),
+                risk_average=risk.get("average", DEFAULT_AVERAGE_RISK),
             )
         )
     meta = {k: v for k, v in doc.items() if k != "tables"}

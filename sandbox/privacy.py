@@ -1,20 +1,31 @@
-"""De-identification and the k-anonymity gate.
+"""De-identification, the k-anonymity gate and the re-identification risk report.
 
 Person-level livelihood data (medical records above all: PIPL counts them as sensitive
 personal information) is published only after
 
-1. every direct identifier is dropped or replaced by a keyed hash (SHA-256 of a secret,
-   per-installation salt and the value, so the same patient keeps the same pseudonym
-   across tables and versions without the value being recoverable by hashing guesses);
+1. every direct identifier is dropped or replaced by a keyed hash (SHA-256 of a secret key
+   and the value, so the value cannot be recovered by hashing guesses). The key is derived
+   per dataset *version* from the installation's secret salt: a pseudonym joins the tables
+   of one version and nothing else, unless the descriptor asks for a wider ``scope`` and
+   says why (the reason is published in the catalog);
 2. quasi-identifiers are generalised as the descriptor says (age to bands with a top code,
-   dates to month or year, codes truncated); and
-3. every combination of the published quasi-identifier values occurs in at least ``k``
-   rows (11 by default, the common small-cell rule). Otherwise the build refuses, or, when
-   the descriptor says ``on_small_groups: suppress``, drops those rows and reports how many.
+   dates to week, month, quarter or year, codes truncated); and
+3. every combination of the published quasi-identifier values describes at least ``k``
+   people (11 by default, the common small-cell rule), counted on each table *as it is
+   published* (the training rows and a contest's test table separately). Where the table
+   names its person key (``privacy.person``) k counts distinct persons, not rows: ten visits
+   of one patient are one person. Otherwise the build refuses, or, when the descriptor says
+   ``on_small_groups: suppress``, drops those rows and reports how many;
+4. the re-identification risk of what remains is measured (prosecutor risk: the largest
+   1 / group size; the average over the records; the share of records unique on the
+   quasi-identifiers) and the build fails above the descriptor's thresholds (defaults:
+   at most 1/k and 0.05 on average, as in the Heritage Health Prize's release).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import os
 import secrets
@@ -47,16 +58,75 @@ def load_salt(private_root: Path) -> str:
     return path.read_text().strip()
 
 
-def output_expr(f: Field) -> str | None:
-    """The SQL producing the published value of ``f``; None when the field is dropped."""
-    c = q(f.name)
+#: Pseudonym scopes, narrowest first: the DuckDB variable holding each one's key.
+SCOPES = ("version", "dataset", "installation")
+
+
+def key_variable(scope: str) -> str:
+    return f"contesthub_key_{scope}"
+
+
+def pseudonym_key(salt: str, dataset_id: str, version: int, scope: str = "version") -> str:
+    """The secret key of the pseudonyms of one scope.
+
+    ``installation``: the salt itself (the same pseudonym everywhere); ``dataset``: one key per
+    dataset, all versions; ``version``: one key per dataset version, so nobody can join two
+    versions (or two datasets) on a pseudonym. Derived with HMAC-SHA-256, so one key tells
+    nothing about another or about the salt.
+    """
+    if scope == "installation":
+        return salt
+    label = f"dataset:{dataset_id}" + (f":v{version}" if scope == "version" else "")
+    return hmac.new(salt.encode(), label.encode(), hashlib.sha256).hexdigest()
+
+
+def set_pseudonym_keys(con: duckdb.DuckDBPyConnection, salt: str, dataset_id: str, version: int) -> None:
+    """Make every scope's key available to :func:`output_expr` (as DuckDB variables, never in SQL text)."""
+    for scope in SCOPES:
+        con.execute(
+            f"SET VARIABLE {key_variable(scope)} = $key", {"key": pseudonym_key(salt, dataset_id, version, scope)}
+        ).fetchall()
+
+
+#: Date generalisations: the SQL of the published value of a date ``{c}``, and its text format.
+DATE_RULES = {
+    "week": ("strftime({c}, '%G-W%V')", "YYYY-Www"),  # ISO week: 2024-W01 starts on Monday 1 January 2024
+    "month": ("strftime({c}, '%Y-%m')", "YYYY-MM"),
+    "quarter": ("CAST(year({c}) AS VARCHAR) || '-Q' || CAST(quarter({c}) AS VARCHAR)", "YYYY-Qn"),
+}
+
+
+def group_key(f: Field, column: str | None = None) -> str:
+    """SQL grouping rows exactly as ``output_expr`` would, but cheaper to compute on every row.
+
+    ``column`` is the SQL of the source value (default: the field's name)."""
+    c, o = column or q(f.name), f.rule_options
+    match f.rule:
+        case "age_band":
+            band = f"CAST(floor({c} / {int(o['width'])}) AS BIGINT)"
+            top = o.get("top_code")
+            return band if top is None else f"CASE WHEN {c} >= {lit(top)} THEN {2**62} ELSE {band} END"
+        case "week" | "month" | "quarter":
+            return f"date_trunc({lit(f.rule)}, {c})"
+        case "year" | "top_code" | "truncate":
+            return output_expr(f, c)
+        case _:
+            return c
+
+
+def output_expr(f: Field, column: str | None = None) -> str | None:
+    """The SQL producing the published value of ``f``; None when the field is dropped.
+
+    ``column`` is the SQL of the source value (default: the field's name)."""
+    c = column or q(f.name)
     o = f.rule_options
     match f.rule:
         case "drop":
             return None
         case "hash":
             # left_grapheme equals left on the ASCII hex digest, and takes half the time.
-            return f"left_grapheme(sha256(getvariable('contesthub_salt') || CAST({c} AS VARCHAR)), {HASH_HEX_CHARS})"
+            key = f"getvariable({lit(key_variable(o.get('scope', 'version')))})"
+            return f"left_grapheme(sha256({key} || CAST({c} AS VARCHAR)), {HASH_HEX_CHARS})"
         case "age_band":
             w, top = int(o["width"]), o.get("top_code")
             band_no = f"CAST(floor({c} / {w}) AS BIGINT)"
@@ -71,8 +141,8 @@ def output_expr(f: Field) -> str | None:
             return f"CASE WHEN {c} IS NULL THEN NULL {top_case}{lookup}ELSE {band} END"
         case "top_code":
             return f"least({c}, {lit(o['top_code'])})"
-        case "month":
-            return f"strftime({c}, '%Y-%m')"
+        case "week" | "month" | "quarter":
+            return DATE_RULES[f.rule][0].format(c=c)
         case "year":
             return f"CAST(year({c}) AS INTEGER)"
         case "truncate":
@@ -88,10 +158,11 @@ def published_field(f: Field) -> dict:
         if getattr(f, key):
             out[key] = getattr(f, key)
     constraints = dict(f.constraints)
-    if f.rule in ("hash", "age_band", "month"):
+    if f.rule in ("hash", "age_band", *DATE_RULES):
         out["type"] = "string"
         constraints = {k: v for k, v in constraints.items() if k == "required"}
-        out["format"] = {"hash": "pseudonym", "age_band": "age band", "month": "YYYY-MM"}[f.rule]
+        formats = {"hash": "pseudonym", "age_band": "age band", **{r: v[1] for r, v in DATE_RULES.items()}}
+        out["format"] = formats[f.rule]
     elif f.rule == "year":
         out["type"] = "year"
         constraints = {k: v for k, v in constraints.items() if k == "required"}
@@ -102,6 +173,10 @@ def published_field(f: Field) -> dict:
     if constraints:
         out["constraints"] = constraints
     out["privacy"] = {"class": f.privacy_class, "rule": f.rule, **f.rule_options}
+    if f.rule == "hash":
+        out["privacy"].setdefault("scope", "version")
+    if f.reason:
+        out["privacy"]["reason"] = f.reason
     return out
 
 
@@ -116,60 +191,138 @@ def select_list(table: TableSpec) -> str:
 
 @dataclass
 class GateResult:
+    """The gate and risk report of one table as published (``table`` may be a ``<table>_test``)."""
+
+    table: str
     k: int
     quasi_identifiers: list[str]
+    person: str | None = None
     small_groups: int = 0
     suppressed_rows: int = 0
-    suppress_condition: str | None = None  # SQL over the de-identified columns, true on rows to drop
+    suppress_condition: str | None = None  # SQL over the source columns, true on rows to drop
+    risk: dict | None = None
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "k": self.k,
+            "counted_on": f"persons ({self.person})" if self.person else "rows",
             "quasi_identifiers": self.quasi_identifiers,
             "small_groups": self.small_groups,
             "suppressed_rows": self.suppressed_rows,
         }
+        if self.risk is not None:
+            out["risk"] = self.risk
+        return out
 
 
-def k_anonymity_gate(con: duckdb.DuckDBPyConnection, table: TableSpec, source_sql: str) -> GateResult:
-    """Refuse (or prepare to suppress) quasi-identifier combinations seen in fewer than k rows.
+def _risk(con: duckdb.DuckDBPyConnection, classes: str, where: str) -> dict:
+    """Prosecutor risk over the records of the classes that ``where`` keeps.
 
-    ``source_sql`` is a query producing the rows that would be published, with their source
-    values (before de-identification). The small groups found are kept, with their published
-    quasi-identifier values, in the temporary table behind ``suppress_condition``.
+    Each record's risk is 1 / (persons sharing its quasi-identifier values): ``max`` is the
+    largest, ``average`` the mean over the records, ``unique_share`` the share of records
+    whose values describe one person only.
+    """
+    records, groups, smallest, average, unique = con.execute(
+        f"SELECT coalesce(sum(__n), 0), count(*), min(__p), sum(__n / __p) / sum(__n), "
+        f"coalesce(sum(__n) FILTER (WHERE __p = 1), 0) / sum(__n) FROM {classes} WHERE __n > 0 AND ({where})"
+    ).fetchall()[0]
+    return {
+        "records": int(records),
+        "groups": int(groups),
+        "smallest_group": int(smallest) if smallest is not None else None,
+        "max": round(1 / smallest, 6) if smallest else 0.0,
+        "average": round(float(average), 6) if average is not None else 0.0,
+        "unique_share": round(float(unique), 6) if unique is not None else 0.0,
+    }
+
+
+def gate(con: duckdb.DuckDBPyConnection, table: TableSpec, source_sql: str, published: str) -> GateResult:
+    """Count, gate and measure the re-identification risk of one table as it will be published.
+
+    ``source_sql`` is a query producing exactly the rows that would be published as
+    ``published`` (a table's training rows, or its test rows), with their source values
+    (before de-identification). Groups of quasi-identifier values describing fewer than k
+    persons (rows, where the table names no person key) are refused or, with
+    ``on_small_groups: suppress``, kept in a temporary table behind ``suppress_condition``.
+    The risk of what remains is checked against the descriptor's thresholds.
     """
     quasi_fields = table.quasi_identifiers
     quasi = [f.name for f in quasi_fields]
-    result = GateResult(k=table.k, quasi_identifiers=quasi)
-    if not quasi:
+    result = GateResult(table=published, k=table.k, quasi_identifiers=quasi, person=table.person)
+    if not quasi and not table.person:
         return result
-    cols = ", ".join(q(c) for c in quasi)
-    published = ", ".join(f"{output_expr(f)} AS {q(f.name)}" for f in quasi_fields)
-    small = f"__small_{table.name}"
-    # Count the combinations of source values first, then generalise each combination once and
-    # add up: the same counts as generalising every row (the rules are functions of the value),
-    # without computing the published values of millions of rows.
+    classes, small = q(f"__classes_{published}"), q(f"__small_{published}")
+    # Group on cheap keys that split the rows exactly as the published values do (a quarter's
+    # first day, not its label), keeping one source value per group: the published values are
+    # computed for the small groups only, not for millions of rows.
+    keys = "".join(f"{group_key(f)} AS __g{i}, " for i, f in enumerate(quasi_fields))
+    samples = "".join(f"any_value({q(f.name)}) AS {q(f.name)}, " for f in quasi_fields)
+    # Ten visits of one patient are one person: distinct persons, where the table names its key.
+    # Counted on a 64-bit hash of the key (a third less memory than the text): two persons whose
+    # hashes collide would count as one, which can only make a group look smaller, never larger.
+    persons = f"count(DISTINCT hash({q(table.person)}))" if table.person else "count(*)"
+    grouped = f"SELECT {keys}{samples}count(*) AS __n, {persons} AS __p FROM ({source_sql})"
+    key_names = ", ".join(f"__g{i}" for i in range(len(quasi)))
+    if quasi:
+        grouped += f" GROUP BY {key_names}"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {classes} AS {grouped}").fetchall()
+    k = table.k
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {q(small)} AS SELECT {published}, sum(__n) AS __n "
-        f"FROM (SELECT {cols}, count(*) AS __n FROM ({source_sql}) GROUP BY ALL) "
-        f"GROUP BY ALL HAVING sum(__n) < {table.k}"
+        f"CREATE OR REPLACE TEMP TABLE {small} AS SELECT {key_names}{', ' if quasi else ''}__n FROM {classes} "
+        f"WHERE __n > 0 AND __p < {k}"
     ).fetchall()
-    groups, rows = con.execute(f"SELECT count(*), coalesce(sum(__n), 0) FROM {q(small)}").fetchall()[0]
+    groups, rows = con.execute(f"SELECT count(*), coalesce(sum(__n), 0) FROM {small}").fetchall()[0]
     result.small_groups = int(groups)
-    if not groups:
-        return result
-    if table.on_small_groups != "suppress":
+    who_en = f"distinct persons ({table.person})" if table.person else "rows"
+    who_zh = f"个不同的人（{table.person}）" if table.person else "行"
+    names = ", ".join(quasi) or "(no quasi-identifier)"
+    if groups and table.on_small_groups != "suppress":
         raise PrivacyGateError(
-            f"table {table.name!r}: {groups} combination(s) of ({', '.join(quasi)}) occur in fewer than {table.k} "
-            f"rows ({rows} rows in all); publishing them could identify people. Generalise a quasi-identifier "
-            f"further (wider age bands, month to year) or set tables.{table.name}.k_anonymity.on_small_groups: "
-            "suppress in dataset.yaml",
-            f"表 {table.name!r}：准标识符（{', '.join(quasi)}）有 {groups} 种取值组合出现次数少于 {table.k} 行"
-            f"（共 {rows} 行），发布后可能识别出个人。请进一步泛化准标识符（放宽年龄分组、将月份改为年份），"
+            f"table {published!r}: {groups} combination(s) of ({names}) describe fewer than {table.k} {who_en} "
+            f"({rows} rows in all); publishing them could identify people. Generalise a quasi-identifier "
+            f"further (wider age bands, month to quarter or year) or set tables.{table.name}.k_anonymity."
+            "on_small_groups: suppress in dataset.yaml",
+            f"表 {published!r}：准标识符（{names}）有 {groups} 种取值组合对应的人数少于 {table.k} {who_zh}"
+            f"（共 {rows} 行），发布后可能识别出个人。请进一步泛化准标识符（放宽年龄分组、将月份改为季度或年份），"
             f"或在 dataset.yaml 中设置 tables.{table.name}.k_anonymity.on_small_groups: suppress",
-            details={"small_groups": int(groups), "rows": int(rows)},
+            details={"table": published, "small_groups": int(groups), "rows": int(rows)},
         )
     result.suppressed_rows = int(rows)
-    match = " AND ".join(f"g.{q(c)} IS NOT DISTINCT FROM d.{q(c)}" for c in quasi)
-    result.suppress_condition = f"EXISTS (SELECT 1 FROM {q(small)} g WHERE {match})"
+    if groups:
+        match = (
+            " AND ".join(
+                f"g.__g{i} IS NOT DISTINCT FROM {group_key(f, f's.{q(f.name)}')}" for i, f in enumerate(quasi_fields)
+            )
+            or "TRUE"
+        )
+        # Over the source rows (alias s), so it filters before de-identifying and sorting.
+        result.suppress_condition = f"EXISTS (SELECT 1 FROM {small} g WHERE {match})"
+    result.risk = {
+        **_risk(con, classes, f"__p >= {k}"),
+        "thresholds": {"max": round(table.max_risk, 6), "average": table.risk_average},
+        "before_suppression": _risk(con, classes, "TRUE"),
+    }
+    _check_risk(table, published, names, result.risk)
     return result
+
+
+def _check_risk(table: TableSpec, published: str, names: str, risk: dict) -> None:
+    over = []
+    if risk["max"] > table.max_risk + 1e-9:
+        over.append(("max", risk["max"], table.max_risk, "最大风险"))
+    if risk["average"] > table.risk_average + 1e-9:
+        over.append(("average", risk["average"], table.risk_average, "平均风险"))
+    if not over:
+        return
+    en = "; ".join(f"{w} risk {v:.4f} is above {limit:.4f}" for w, v, limit, _ in over)
+    zh = "；".join(f"{z} {v:.4f} 超过上限 {limit:.4f}" for _, v, limit, z in over)
+    raise PrivacyGateError(
+        f"table {published!r}: re-identification risk on ({names}) too high: {en} "
+        f"({risk['records']} records in {risk['groups']} groups, the smallest of {risk['smallest_group']}). "
+        f"Generalise a quasi-identifier further, or raise k; the thresholds are tables.{table.name}.privacy.risk "
+        "in dataset.yaml",
+        f"表 {published!r}：在（{names}）上的再识别风险过高：{zh}（{risk['records']} 条记录，{risk['groups']} 个组，"
+        f"最小的组 {risk['smallest_group']}）。请进一步泛化准标识符或提高 k；上限在 dataset.yaml 的 "
+        f"tables.{table.name}.privacy.risk 中设置",
+        details={"table": published, "risk": risk},
+    )

@@ -62,6 +62,10 @@ class Report:
     bad_rows: int = 0
     sorted: bool = False
     bad_by_join: bool = False  # excluding bad rows needs a join, which does not keep row order
+    # For the quarantine: (code, field, SQL over the staged rows true where that rule failed) of
+    # each row-level rule that fired, and the temporary table of rows failing a rule across rows.
+    row_errors: list[tuple[str, str | None, str]] = field(default_factory=list)
+    set_errors: str | None = None  # a table (r = file_row_number, code, field)
 
     @property
     def valid(self) -> bool:
@@ -103,6 +107,16 @@ def _type_ok(f: Field, converted: Collection[str]) -> str:
     return f"NOT coalesce(list_contains(string_split(__type_errors, ','), {lit(f.name)}), FALSE)"
 
 
+def type_error_text(f: Field) -> tuple[str, str]:
+    """What a type-error says: the field, its declared type (and format); each example names its value."""
+    fmt_en = f" in the format {f.format}" if f.format else ""
+    fmt_zh = f"（格式 {f.format}）" if f.format else ""
+    return (
+        f"field {f.name!r}: value cannot be read as the declared type {f.type}{fmt_en}",
+        f"字段 {f.name!r}：值无法按声明的类型 {f.type}{fmt_zh} 读取",
+    )
+
+
 def row_checks(table: TableSpec, converted: Collection[str]) -> list[RowCheck]:
     """Every row-level rule of the schema, as SQL conditions over the typed row.
 
@@ -113,15 +127,8 @@ def row_checks(table: TableSpec, converted: Collection[str]) -> list[RowCheck]:
     for f in table.fields:
         c, name = q(f.name), f.name
         if f.name in converted and f.type != "string":
-            checks.append(
-                RowCheck(
-                    "type-error",
-                    name,
-                    f"NOT ({_type_ok(f, converted)})",
-                    f"field {name!r}: value is not a valid {f.type}" + (f" in format {f.format}" if f.format else ""),
-                    f"字段 {name!r}：值不是有效的 {f.type}" + (f"（格式 {f.format}）" if f.format else ""),
-                )
-            )
+            en, zh = type_error_text(f)
+            checks.append(RowCheck("type-error", name, f"NOT ({_type_ok(f, converted)})", en, zh))
         k = f.constraints
         if k.get("required") or name in table.primary_key:
             # An entirely blank row is reported once, as blank-row, not once per required field.
@@ -335,8 +342,8 @@ def _validate(
     for (code, fname), rejects in sorted(by_code.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         f = by_name.get(fname) if fname else None
         en, zh = CODE_TEXT[code]
-        if f:
-            en, zh = f"field {fname!r}: value is not a valid {f.type}", f"字段 {fname!r}：值不是有效的 {f.type}"
+        if f and code == "type-error":
+            en, zh = type_error_text(f)
         report.findings.append(
             Finding(
                 code,
@@ -364,6 +371,7 @@ def _validate(
     row_bad = any_flag if any(counts) else None
     for check, test, n in zip(checks, tests, counts, strict=True):
         if n:
+            report.row_errors.append((check.code, check.field or None, test))
             f = by_name.get(check.field)
             report.findings.append(
                 Finding(check.code, check.field or None, int(n), check.en, check.zh, _examples(con, staged, test, [f]))
@@ -438,7 +446,9 @@ def _validate(
         n = con.execute(f"SELECT count(*) FROM {src} WHERE {cond}").fetchall()[0][0]
         if n:
             report.findings.append(Finding(code, fname, int(n), en, zh, _examples(con, staged, cond, fields)))
-            set_bad.append(cond)
+            set_bad.append(
+                f"SELECT file_row_number AS r, {lit(code)} AS code, {lit(fname)} AS field FROM {src} WHERE {cond}"
+            )
 
     # Row-level failures are already in the flag bits (a plain filter keeps row order); rows
     # failing a rule across rows (keys, duplicates) are collected into a small table, and
@@ -446,12 +456,10 @@ def _validate(
     parts = [row_bad] if row_bad else []
     if set_bad:
         bad_table = q(f"__bad_{table.name}")
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {bad_table} AS SELECT file_row_number AS r FROM {src} "
-            f"WHERE {' OR '.join(f'({c})' for c in set_bad)}"
-        ).fetchall()
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {bad_table} AS {' UNION ALL '.join(set_bad)}").fetchall()
         parts.append(f"file_row_number IN (SELECT r FROM {bad_table})")
         report.bad_by_join = True
+        report.set_errors = bad_table
     bad = " OR ".join(f"({c})" for c in parts) if parts else "FALSE"
     if set_bad:
         report.bad_rows = con.execute(f"SELECT count(*) FROM {src} WHERE {bad}").fetchall()[0][0]

@@ -38,9 +38,10 @@ class Reject:
     """A source row that could not be parsed; ``row`` is the spreadsheet row (header = 1)."""
 
     row: int
-    field: str | None
+    field: str | None  # the schema's field name (not the source's header)
     code: str
     value: str | None
+    line: str | None = None  # the row's text as in the source (after decoding), for the quarantine
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Staged:
     converted: tuple[str, ...] = ()  # fields typed in SQL rather than by the reader
     encoding: str | None = "utf-8"  # None for sources that are not text files (XLSX)
     first_row: int = 2  # row number of the first record: 2 under a header line, 1 in JSON
+    header: tuple[str, ...] = ()  # a CSV file's column names, in the file's order
     _rejected_rows: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -305,13 +307,15 @@ def staged_fields(table: TableSpec) -> set[str]:
 
     Writing Parquet is most of a build's cost, and a dropped identifier is needed only for
     its row-level rules, which run while the source is read. So a dropped field is staged
-    only when a key (primary, unique, foreign) or the whole-row duplicate check needs it;
+    only when a key (primary, unique, foreign, the person key) or the whole-row duplicate check needs it;
     that also keeps it out of the organizer's quarantine file.
     """
     if not table.primary_key and not table.allow_duplicate_rows:
         return {f.name for f in table.fields}
     needed = {f.name for f in table.fields if f.published or f.constraints.get("unique")}
     needed |= set(table.primary_key)
+    if table.person:  # the privacy gate counts distinct persons, also when their key is not published
+        needed.add(table.person)
     for fk in table.foreign_keys:
         needed |= set(fk["fields"])
     return needed
@@ -374,18 +378,20 @@ def stage_csv(
             f"{path.name}：无法按 CSV 读取（{str(exc).splitlines()[0]}）",
         ) from None
     rejects = []
-    for line, column, etype, message in con.execute(
-        f"SELECT line, column_name, CAST(error_type AS VARCHAR), error_message FROM {rej} ORDER BY line"
+    for line, column, etype, message, text in con.execute(
+        f"SELECT line, column_name, CAST(error_type AS VARCHAR), error_message, csv_line FROM {rej} ORDER BY line"
     ).fetchall():
         m = _CAST_VALUE.search(message or "")
         code = _REJECT_CODES.get(etype, "format-error")
-        reject = Reject(
-            row=int(line), field=column if code == "type-error" else None, code=code, value=m.group(1) if m else None
-        )
+        # DuckDB names the column by its header; reports name the schema's field, as every other message does.
+        field = by_source[column].name if code == "type-error" and column in by_source else None
+        # With CRLF line ends DuckDB's copy of the line starts with the LF of the line before.
+        text = text.strip("\r\n") if text is not None else None
+        reject = Reject(row=int(line), field=field, code=code, value=m.group(1) if m else None, line=text)
         # DuckDB reports a short row once per missing column; a person sees one row with missing cells.
         if not rejects or (rejects[-1].row, rejects[-1].code, rejects[-1].field) != (reject.row, code, reject.field):
             rejects.append(reject)
-    return Staged(table, out, rows, rejects, tuple(f.name for f in converted), encoding)
+    return Staged(table, out, rows, rejects, tuple(f.name for f in converted), encoding, header=tuple(header))
 
 
 def _cell_text(v: object) -> str | None:

@@ -92,3 +92,53 @@ def test_dcat_urls_of_partitioned_files_resolve(demo):
     for dist in metro["dcat:distribution"]:
         path = urllib.parse.unquote(dist["dcat:downloadURL"]["@id"].removeprefix("https://data.example/open/"))
         assert (demo.data_root / path).is_file(), path
+
+
+def test_show_says_where_every_row_went_and_how_private_it_is(demo, run_cli):
+    doc = json.loads(run_cli("datasets", "show", "hospital_outpatient", "--json", root=demo).output)
+    visits, test = doc["tables"]["visit_records"], doc["tables"]["visit_records_test"]
+    rows = visits["quality"]["rows"]
+    assert rows["read"] == 200_000 == sum(v for k, v in rows.items() if k != "read")
+    assert rows["test"] == test["rows"] and rows["published"] == visits["rows"]
+    assert rows["quarantined"] == visits["quality"]["bad_rows"] > 0
+    assert rows["withheld"] == visits["withheld"]["rows"] > 0 and visits["withheld"]["by"] == ["daily_visits"]
+    for t in (visits, test):  # each published table is gated and measured as it is published
+        p = t["privacy"]
+        assert p["counted_on"] == "persons (patient_id)" and p["k"] == 11
+        assert p["risk"]["max"] <= p["risk"]["thresholds"]["max"] == round(1 / 11, 6)
+        assert p["risk"]["average"] <= p["risk"]["thresholds"]["average"] == 0.05
+        assert p["risk"]["unique_share"] == 0 and p["risk"]["smallest_group"] >= 11
+    fields = {f["name"]: f for f in visits["schema"]["fields"]}
+    assert fields["visit_id"]["privacy"]["scope"] == "version" and fields["visit_date"]["format"] == "YYYY-Qn"
+    assert "hospital_id" not in fields and "patient_id" not in fields
+    hospitals = doc["tables"]["hospitals"]["source"]
+    assert (hospitals["encoding"], hospitals["decoded_as"]) == ("gbk", "gb18030")
+
+    text = run_cli("datasets", "show", "hospital_outpatient", root=demo).output
+    assert "source: hospitals.csv (csv, gbk, read as gb18030)" in text
+    parts = " + ".join(
+        f"{rows[k]:,} {k}" for k in ("published", "test", "quarantined", "suppressed", "withheld") if rows[k]
+    )
+    assert f"rows: 200,000 read = {parts}" in text
+    risk = visits["privacy"]["risk"]
+    assert (
+        f"privacy: k=11 on persons (patient_id), {visits['privacy']['suppressed_rows']:,} suppressed; "
+        f"re-identification risk: max {risk['max']:.3f} (<= 0.091), average {risk['average']:.3f} (<= 0.050)"
+    ) in text
+    assert "pseudonym visit_id: one per version" in text
+    quarantine = demo.private_root / visits["quality"]["quarantine_file"]
+    assert quarantine.is_file()
+    assert f"quarantine: {rows['quarantined']} bad rows (source row, error codes, raw text) in {quarantine}" in text
+
+
+def test_lang_works_before_and_after_the_subcommand(demo, run_cli):
+    after = run_cli("datasets", "show", "nope", "--lang", "zh", root=demo)  # run_cli puts --lang en first
+    assert after.exit_code == 1 and "没有已发布的数据集 'nope'" in after.output
+    equals = run_cli("datasets", "show", "nope", "--lang=zh", root=demo)
+    assert "没有已发布的数据集 'nope'" in equals.output
+    before = run_cli("datasets", "show", "nope", root=demo, lang="zh")
+    assert before.output == after.output
+    assert (
+        "no published dataset 'nope'"
+        in run_cli("datasets", "show", "nope", "--lang", "en", root=demo, lang="zh").output
+    )

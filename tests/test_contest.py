@@ -250,7 +250,7 @@ def test_the_solution_cache_is_made_once_and_follows_the_solution(demo, demo_con
     shutil.copytree(demo.private_root / "solutions", private / "solutions")
     paths = Paths(data_root=demo.data_root, private_root=private, datasets_dir=demo.datasets_dir)
     sol = _solution(demo, ch)
-    sub = _write(tmp_path, [{"visit_id": r["visit_id"], "p_emergency": (r["visit_id"] % 7) / 7} for r in sol])
+    sub = _write(tmp_path, [{"visit_id": r["visit_id"], "p_emergency": (int(r["visit_id"], 16) % 7) / 7} for r in sol])
     first = score_file(ch, sub, paths)
     cache = private / "cache" / "scoring" / ch.id
     made = list(cache.glob("*.duckdb"))
@@ -277,7 +277,7 @@ def test_scorer_threads_meeting_a_missing_cache_all_score(demo, demo_contest, tm
 
     ch = demo_contest.challenge("emergency_visit")
     sol = _solution(demo, ch)
-    sub = _write(tmp_path, [{"visit_id": r["visit_id"], "p_emergency": (r["visit_id"] % 5) / 5} for r in sol])
+    sub = _write(tmp_path, [{"visit_id": r["visit_id"], "p_emergency": (int(r["visit_id"], 16) % 5) / 5} for r in sol])
     for attempt in range(3):
         private = tmp_path / f"private-{attempt}"
         shutil.copytree(demo.private_root / "solutions", private / "solutions")

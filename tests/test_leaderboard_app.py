@@ -479,6 +479,16 @@ def test_catalog_search_facets_schema_quality_preview_and_challenges(app_env, de
         "outpatient_visits",
         "emergency_visits",
     ]
+    # A person-level table says how it protects people: the gate on persons, the risk, the pseudonyms.
+    at.selectbox(key="catalog_table_hospital_outpatient").set_value("visit_records").run()
+    captions = [c.value for c in at.caption]
+    assert any(
+        c.startswith("每组准标识符（visit_date, gender, age, residence_area）取值至少对应 11 名不同的人（patient_id）")
+        for c in captions
+    )
+    assert any(c.startswith("再识别风险：最大 0.091（上限 0.091），平均 0.0") for c in captions)
+    assert "visit_id 为假名，每个版本不同。" in captions
+    assert any(c.endswith("行未发布：与 daily_visits 的测试集同一时段。") for c in captions)
 
     at.radio(key="lang_choice").set_value("en").run()
     at.text_input(key="catalog_query").input("employment").run()

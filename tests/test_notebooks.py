@@ -252,11 +252,16 @@ def test_pinned_version_equals_version_1(executed, demo):
 # --- the challenges' starter notebooks -----------------------------------------------------
 
 CHALLENGES = ("outpatient_forecast", "emergency_visit", "department_triage")
-# The starters validate on the last 8 weeks of the training data: they fit on the rows up to
-# CUTOFF and score the rows after it (5 August to 30 September 2024).
-CUTOFF = "2024-08-04"
+# The starters validate on the last part of their training data: they fit on the rows up to the
+# cutoff and score the rows after it. The forecast's days run to 30 September 2024, its cutoff is
+# 4 August; visit dates are published to the quarter, so the visit challenges, whose training
+# data ends with the second quarter of 2024, fit up to the first quarter and score the second.
+CUTOFF = {  # table: (time column, cutoff as SQL, the validation period the notebook must print)
+    "daily_visits": ("date", "DATE '2024-08-04'", ("2024-08-05", "2024-09-30")),
+    "visit_records": ("visit_date", "'2024-Q1'", ("2024-Q2", "2024-Q2")),
+}
 SCORE_LINE = re.compile(r"validation (RMSE|ROC AUC|macro F1): (\S+)")
-PERIOD_LINE = re.compile(r"validation period: (\d{4}-\d\d-\d\d) – (\d{4}-\d\d-\d\d), (\d+) ")
+PERIOD_LINE = re.compile(r"validation period: (\S+) – (\S+), (\d+) ")
 
 
 def starter_path(challenge_id: str):
@@ -397,14 +402,13 @@ def test_starter_validation_beats_a_trivial_baseline(starter, demo):
     challenge = starter.challenge
     text = printed(starter.nb, "validation period")
     rows = parquet(demo, challenge.dataset, challenge.table)
-    day = "date" if challenge.table == "daily_visits" else "visit_date"
+    day, cutoff, expected = CUTOFF[challenge.table]
     [(first, last, n_valid)] = duckdb.sql(
-        f"SELECT strftime(min({day}), '%Y-%m-%d'), strftime(max({day}), '%Y-%m-%d'), count(*) "
-        f"FROM {rows} WHERE {day} > DATE '{CUTOFF}'"
+        f"SELECT CAST(min({day}) AS VARCHAR), CAST(max({day}) AS VARCHAR), count(*) FROM {rows} WHERE {day} > {cutoff}"
     ).fetchall()
     period = PERIOD_LINE.search(text)
     assert period, text
-    assert period.groups() == (first, last, str(n_valid)) == ("2024-08-05", "2024-09-30", str(n_valid))
+    assert period.groups() == (first, last, str(n_valid)) == (*expected, str(n_valid))
     found = SCORE_LINE.search(text)
     assert found, text
     score = float(found[2])
@@ -414,8 +418,8 @@ def test_starter_validation_beats_a_trivial_baseline(starter, demo):
         # predicting the mean of the training rows for every validation row
         [(trivial,)] = duckdb.sql(f"""
             SELECT sqrt(avg(power(v.outpatient_visits - m.mean, 2)))
-            FROM {rows} AS v, (SELECT avg(outpatient_visits) AS mean FROM {rows} WHERE date <= DATE '{CUTOFF}') AS m
-            WHERE v.date > DATE '{CUTOFF}'""").fetchall()
+            FROM {rows} AS v, (SELECT avg(outpatient_visits) AS mean FROM {rows} WHERE date <= {cutoff}) AS m
+            WHERE v.date > {cutoff}""").fetchall()
         assert 0 < score < trivial / 2, (score, trivial)
     elif challenge.metric == "roc_auc":
         assert found[1] == "ROC AUC"
@@ -425,9 +429,9 @@ def test_starter_validation_beats_a_trivial_baseline(starter, demo):
         # the most frequent training department for every validation visit: F1 of that class over the classes
         [(trivial,)] = duckdb.sql(f"""
             WITH top AS (
-                SELECT department FROM {rows} WHERE visit_date <= DATE '{CUTOFF}'
+                SELECT department FROM {rows} WHERE visit_date <= {cutoff}
                 GROUP BY department ORDER BY count(*) DESC LIMIT 1),
-            valid AS (SELECT department FROM {rows} WHERE visit_date > DATE '{CUTOFF}')
+            valid AS (SELECT department FROM {rows} WHERE visit_date > {cutoff})
             SELECT 2 * count(*) FILTER (WHERE department = (SELECT department FROM top))
                    / (count(*) + count(*) FILTER (WHERE department = (SELECT department FROM top)))
                    / count(DISTINCT department)

@@ -92,7 +92,7 @@ def test_numeric_and_text_constraints_are_reported_per_rule(people_report):
     assert by_message["field 'city': value is not one of 北京, 上海"] == [6]
 
 
-def test_quarantine_publishes_only_good_rows_and_keeps_bad_ones_private(people_report, paths):
+def test_quarantine_publishes_only_good_rows_and_keeps_every_bad_one(people_report, paths):
     q = people_report["quality"]
     assert q["rows_read"] == 14
     # rows 2 and 8 are the only clean ones
@@ -100,10 +100,27 @@ def test_quarantine_publishes_only_good_rows_and_keeps_bad_ones_private(people_r
     published = duckdb.sql(f"SELECT id FROM '{paths.data_root}/*/latest/people.parquet' ORDER BY id").fetchall()
     assert published == [(1,), (7,)]
     quarantined = list((paths.private_root / "quarantine").rglob("people.parquet"))
-    assert len(quarantined) == 1
-    # rows the CSV reader rejected (3, 10, 11) are reported, the rest are kept for the organizer
-    kept = duckdb.sql(f"SELECT count(*) FROM '{quarantined[0]}'").fetchall()[0][0]
-    assert kept == 14 - 2 - 3
+    assert len(quarantined) == 1 and q["quarantine_file"] == str(quarantined[0].relative_to(paths.private_root))
+    # Every bad row is kept, also those the CSV reader could not split or type (3, 10, 11).
+    assert q["rows"] == {"read": 14, "published": 2, "test": 0, "quarantined": 12, "suppressed": 0, "withheld": 0}
+    rows = {
+        r["source_row"]: r
+        for r in duckdb.sql(f"SELECT * FROM '{quarantined[0]}' ORDER BY source_row").df().to_dict("records")
+    }
+    assert list(rows) == [3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14, 15]
+
+    def codes(row: int) -> list[tuple[str, str | None]]:
+        return sorted((e["code"], e["field"]) for e in rows[row]["errors"])
+
+    assert codes(3) == [("type-error", "age")] and rows[3]["raw"] == "2,李四,abc,上海,CD34,b@x"
+    assert rows[3]["name"] == "李四" and rows[3]["age"] == "abc"  # the cells of a rejected line, as written
+    assert codes(4) == [("constraint-error", "name")] and rows[4]["raw"] == "3,,40,北京,EF56,c@x"
+    assert codes(7) == [("constraint-error", "code"), ("constraint-error", "code")]
+    assert codes(10) == [("missing-cell", None)] and rows[10]["raw"] == "8,吴十,28"
+    assert codes(11) == [("extra-cell", None)] and rows[11]["raw"] == "9,郑一,29,北京,OP56,h@x,extra"
+    assert codes(12) == [("blank-row", None)]
+    assert codes(15) == [("duplicate-row", None), ("primary-key", "id"), ("unique-error", "email")]
+    assert rows[15]["raw"] == "10,冯二,31,北京,QR78,a@x" and rows[15]["city"] == "北京"
 
 
 def test_failing_table_names_row_and_rule_and_keeps_nothing(make_dataset, build, paths):

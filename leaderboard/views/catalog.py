@@ -76,6 +76,56 @@ def _quality(table: dict, lang: str) -> None:
         )
 
 
+def _privacy(table: dict, lang: str) -> None:
+    """The privacy gate and re-identification risk of the table as published, pseudonyms and withheld rows."""
+    p = table.get("privacy") or {}
+    lines = []
+    if p.get("quasi_identifiers") or p.get("risk"):
+        person = p.get("counted_on", "rows").removeprefix("persons (").removesuffix(")")
+        who = t("privacy_rows") if p.get("counted_on", "rows") == "rows" else t("privacy_persons", person=person)
+        lines.append(
+            t(
+                "privacy_gate",
+                quasi=", ".join(p.get("quasi_identifiers") or []) or "-",
+                k=p["k"],
+                who=who,
+                suppressed=f"{p.get('suppressed_rows', 0):,}",
+            )
+        )
+    risk = p.get("risk")
+    if risk:
+        lines.append(
+            t(
+                "privacy_risk",
+                max=f"{risk['max']:.3f}",
+                max_limit=f"{risk['thresholds']['max']:.3f}",
+                average=f"{risk['average']:.3f}",
+                average_limit=f"{risk['thresholds']['average']:.3f}",
+                unique=f"{risk['unique_share']:.1%}",
+            )
+        )
+    for f in table["schema"]["fields"]:
+        priv = f.get("privacy") or {}
+        if priv.get("rule") == "hash":
+            reason = (priv.get("reason") or {}).get(lang, "")
+            kept = priv.get("scope", "installation")
+            if kept == "version":
+                scope = t("scope_version")
+            elif kept == "dataset":
+                scope = t("scope_dataset", reason=reason)
+            else:
+                scope = t("scope_installation", reason=reason)
+            lines.append(t("privacy_pseudonym", field=f["name"], scope=scope))
+    if table.get("withheld"):
+        lines.append(
+            t("privacy_withheld", rows=f"{table['withheld']['rows']:,}", by=", ".join(table["withheld"]["by"]))
+        )
+    if lines:
+        st.markdown("**" + t("privacy") + "**")
+        for line in lines:
+            st.caption(line)
+
+
 def main() -> None:
     src = common.source()
     lang, tr = common.lang(), common.translator()
@@ -226,6 +276,7 @@ def main() -> None:
     st.dataframe(_schema(table, lang), hide_index=True)
     st.markdown("**" + t("quality") + "**")
     _quality(table, lang)
+    _privacy(table, lang)
     st.markdown("**" + t("preview", n=20) + "**")
     st.dataframe(queries.preview(src.data_root, chosen, int(e["version"]), name), hide_index=True)
 
