@@ -31,6 +31,12 @@ key (env CONTESTHUB_...)   meaning                                     default (
 ``demo_open_login``        no passwords at all (DummyAuthenticator)    false
 ``services``               hub services to run: auto (each whose      auto
                            code exists), none, or e.g. submit,leaderboard
+                           (the scorer pool runs with submit)
+``scorers``                scorer worker processes (hub/scorer.py);   0
+                           0: one per core
+``scorer_memory``          address space of one scoring (its child    2G
+                           process); DuckDB gets a quarter
+``scorer_seconds``         wall-clock limit of one scoring            60
 ``auth``                   local (accounts of hub/accounts.py), oidc   local
                            or github (an identity provider, hub/oauth.py)
 ``oauth_client_id``        the client registered at the provider       (none)
@@ -126,6 +132,10 @@ class HubSettings:
     min_password_length: int = 10
     demo_open_login: bool = False
     services: str = "auto"
+    # The scorer pool (hub/scorer.py), which runs whenever the submission service does.
+    scorers: int = 0
+    scorer_memory: str = "2G"
+    scorer_seconds: float = 60.0
     # Accounts: local, or an identity provider through oauthenticator (hub/oauth.py).
     auth: str = "local"
     oauth_client_id: str = ""
@@ -242,6 +252,15 @@ class HubSettings:
                 f"services：未知的服务 {', '.join(sorted(unknown))}；可用 auto、none 或 {'、'.join(SERVICES)}",
             )
         self.gateway_limits  # noqa: B018 -- raises on a malformed or too small limit
+        if self.scorers < 0:
+            raise SettingsError("scorers must be 0 (one per core) or more", "scorers 必须为 0（每核一个）或更大")
+        if _size_bytes("scorer_memory", self.scorer_memory) < 512 << 20 or self.scorer_seconds <= 0:
+            raise SettingsError(
+                f"scorer_memory ({self.scorer_memory}) must be at least 512M and scorer_seconds "
+                f"({self.scorer_seconds:g}) above 0: one scoring needs that much to run at all",
+                f"scorer_memory（{self.scorer_memory}）至少为 512M，"
+                f"scorer_seconds（{self.scorer_seconds:g}）必须大于 0",
+            )
         return self
 
     @property
@@ -284,6 +303,11 @@ class HubSettings:
                 f"mem_limit {self.mem_limit!r} 不是有效的大小（例如 4G、512M）",
             )
         return value
+
+    @property
+    def scorer_workers(self) -> int:
+        """The scorer pool's size: ``scorers``, or one worker per core of this machine."""
+        return self.scorers or len(os.sched_getaffinity(0))
 
     @property
     def threads(self) -> int:

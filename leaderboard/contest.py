@@ -78,6 +78,25 @@ class Challenge:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What a team's uploads may cost the platform (``[limits]`` in the contest file).
+
+    The quota bounds a team's valid submissions; these bound everything else: how fast it may
+    upload (invalid files included), how many invalid files a day are free (later ones keep
+    their quota unit), how many bytes of files it may have kept, and how long the bytes of an
+    invalid file are kept (its digest, size and errors stay for ever)."""
+
+    uploads_per_minute: int = 10
+    free_invalid_per_day: int = 10
+    team_storage_mb: int = 1024
+    invalid_retention_days: int = 7
+
+    @property
+    def team_storage(self) -> int:
+        return self.team_storage_mb << 20
+
+
+@dataclass(frozen=True)
 class Phase:
     id: str
     title: dict[str, str]
@@ -94,6 +113,7 @@ class Contest:
     path: Path
     team_freeze: dt.datetime | None = None
     upload_limit_mb: int = 50
+    limits: Limits = Limits()
 
     @property
     def upload_limit(self) -> int:
@@ -233,6 +253,7 @@ def load(path: Path | None = None, datasets_dir: Path | None = None) -> Contest:
         path=path,
         team_freeze=_time(doc["team_freeze"], tz) if "team_freeze" in doc else None,
         upload_limit_mb=upload_limit_mb,
+        limits=Limits(**doc.get("limits", {})),
     )
 
 

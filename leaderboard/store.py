@@ -32,6 +32,7 @@ from typing import BinaryIO
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sandbox.errors import ContesthubError
@@ -72,6 +73,12 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
     if readonly:
         engine = engine.execution_options(postgresql_readonly=True)
     return engine
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the contest database cannot be reached right now (PostgreSQL
+    restarting, a failover): something to wait for and try again, not a bug."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 def alembic_config(url: str) -> Config:

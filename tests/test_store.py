@@ -39,7 +39,7 @@ def _used(store, team="alpha", challenge=CH, day=TODAY):
 def test_migrations_build_the_schema_and_are_safe_to_repeat(store):
     store_mod.upgrade(store.url)  # a second time: nothing to do, nothing breaks
     with store.session() as s:
-        assert s.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+        assert s.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
         assert s.execute(select(func.count()).select_from(Submission)).scalar_one() == 0
 
 
@@ -80,34 +80,37 @@ def test_an_invalid_file_is_recorded_costs_no_quota_and_says_what_to_fix(
     assert store.files.path(sub.sha256).exists()  # the original is kept for the record
 
 
-@pytest.mark.parametrize("status", ["received", "validating"])
-def test_a_submission_interrupted_by_a_crash_is_scored_on_restart(
-    store, demo, demo_contest, predictions, submit, status
-):
+def test_an_accepted_submission_waits_in_the_queue_with_its_file_kept(store, demo_contest, predictions, submit):
+    """accept() keeps the file before its transaction commits: a scorer never sees a row without it."""
     _team(store, demo_contest)
     sub = submit(store, "ann", CH, predictions(CH, noise=0.1))
-    with store.session() as s:
-        s.get(Submission, sub.id).status = status  # the service died here
-    assert submissions.recover(store, demo_contest, demo, started=NOW + dt.timedelta(hours=1)) == [sub.id]
-    with store.session() as s:
-        row = s.get(Submission, sub.id)
-        assert row.status == "scored" and row.charged and len(row.scores) == 1
-    assert _used(store) == 1
+    assert submissions.has_queue(store)
+    claimed = submissions.claim(store, "test:1", lease=30)
+    assert claimed.id == sub.id and claimed.status == "validating" and claimed.attempts == 1
+    assert store.files.verify(claimed.sha256)
+    assert submissions.claim(store, "test:2", lease=30) is None and not submissions.has_queue(store)
 
 
-def test_a_submission_whose_file_never_arrived_is_refunded_on_restart(store, demo, demo_contest, predictions, submit):
+def test_a_submission_whose_stored_file_is_gone_is_errored_and_refunded(
+    store, demo, demo_contest, predictions, submit
+):
     _team(store, demo_contest)
     sub = submit(store, "ann", CH, predictions(CH))
     path = store.files.path(sub.sha256)
     path.chmod(0o600)
-    path.unlink()  # crash between the database commit and the rename
-    (store.files.incoming / "upload-leftover").write_bytes(b"half a file")
-    submissions.recover(store, demo_contest, demo, started=NOW + dt.timedelta(hours=1))
-    with store.session() as s:
-        row = s.get(Submission, sub.id)
-        assert row.status == "error" and not row.charged
-        assert row.errors[0]["code"] == "file-lost" and "quota" in row.errors[0]["message_en"]
+    path.unlink()  # lost at rest
+    row = submissions.score(store, demo_contest, demo, sub.id)
+    assert row.status == "error" and not row.charged
+    assert row.errors[0]["code"] == "file-lost" and "quota" in row.errors[0]["message_en"]
     assert _used(store) == 0
+
+
+def test_the_service_start_sweeps_uploads_a_crash_left_half_written(store, tmp_path):
+    store.files.incoming.mkdir(parents=True, exist_ok=True)
+    left = store.files.incoming / "upload-leftover"
+    left.write_bytes(b"half a file")
+    started = time.time() + 1
+    assert store.files.sweep_incoming(before=started) == 1
     assert not list(store.files.incoming.iterdir())
 
 

@@ -1,0 +1,433 @@
+"""The scorer pool: submissions are scored outside the submission service, each in a process of its own.
+
+``python -m hub.scorer [--workers N]`` starts N worker processes (``python -m hub.scorer
+worker``) and starts again any that dies. ``contesthub up`` runs the pool as a hub service
+beside the submission service (``scorers`` in config/hub.toml; 0, the default, is one per
+core); on Kubernetes it is the ``contesthub-scorer`` Deployment, whose replicas follow the
+queue's depth (config/kubernetes/contest-services.yaml).
+
+The queue is the contest store itself (leaderboard/submissions.py: :func:`claim`, :func:`renew`,
+:func:`finish`, :func:`crashed`, :func:`reap`), so nothing else has to run, on SQLite as on
+PostgreSQL. A worker, again and again:
+
+1. now and then takes back the claims of scorers that are gone (their lease ran out, or on
+   this machine their process no longer runs);
+2. asks, in a read, whether a submission waits, and if one does claims the oldest (one
+   conditional UPDATE; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL);
+3. checks its file against its SHA-256, then scores it in a child process forked for it, with
+   limits: its address space (``RLIMIT_AS``), its CPU seconds (``RLIMIT_CPU``) and a wall-clock
+   limit, DuckDB's memory limit and one thread, and DuckDB's spill folder under the private
+   root with a size cap. While the child runs, the worker renews its claim;
+4. records the child's result; when the child died instead (killed, out of memory or time),
+   the submission goes back to the queue, and the second time it ends in
+   ``error``/``scoring-failed`` (refunded) and is never tried again.
+
+A worker killed mid-score loses nothing: its claim stays in the store and is taken back (step
+1), and the submission is scored again by whichever worker claims it. The pool's supervisor
+also deletes the bytes of invalid files past their retention period, once an hour.
+
+Environment: ``CONTESTHUB_SCORERS`` (workers; 0 or unset: one per core),
+``CONTESTHUB_SCORER_MEMORY`` (address space of one scoring, e.g. 2G; DuckDB gets a quarter,
+its spill folder as much), ``CONTESTHUB_SCORER_SECONDS`` (wall-clock limit of one scoring),
+and the store's: ``CONTESTHUB_PRIVATE_ROOT``, ``CONTESTHUB_DATA_ROOT``, ``CONTESTHUB_DB_URL``,
+``CONTESTHUB_CONTEST``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import multiprocessing
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from hub.die_with_parent import die_with_parent
+from leaderboard import contest as contest_config
+from leaderboard import store as store_mod
+from leaderboard import submissions
+from leaderboard.models import utcnow
+from leaderboard.scoring import Resources, ScoreResult, score_file
+from leaderboard.store import store_unavailable
+from sandbox.errors import ContesthubError
+from sandbox.settings import Paths
+
+log = logging.getLogger("contesthub.scorer")
+
+LEASE = 30.0  # seconds a claim holds unless renewed; a worker renews it every LEASE / 6 while scoring
+POLL = 0.2  # seconds an idle worker waits before asking again whether a submission waits
+REAP_EVERY = 5.0  # seconds between a worker's looks for the claims of scorers that are gone
+PRUNE_EVERY = 3600.0  # seconds between the supervisor's deletions of old invalid files' bytes
+OUTAGE_PAUSES = (0.5, 1, 2, 4, 8, 15, 30, 60)  # a worker's pauses while the store is unreachable
+
+
+# --- limits --------------------------------------------------------------------------------
+
+
+def _size(text: str) -> int:
+    clean = text.strip().upper().removesuffix("B").removesuffix("I")
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    return int(float(clean[:-1]) * units[clean[-1]]) if clean[-1:] in units else int(float(clean))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one scoring may use: its child's address space and seconds; DuckDB gets a quarter of
+    the address space as its memory limit (it needs much more address space than memory) and
+    as much again in its spill folder."""
+
+    memory: int = 2 << 30
+    seconds: float = 60.0
+
+    @classmethod
+    def from_env(cls, environ=os.environ) -> Limits:
+        memory = _size(environ.get("CONTESTHUB_SCORER_MEMORY") or "2G")
+        seconds = float(environ.get("CONTESTHUB_SCORER_SECONDS") or 60)
+        if memory < 512 << 20 or seconds <= 0:
+            raise ContesthubError(
+                "CONTESTHUB_SCORER_MEMORY must be at least 512M and CONTESTHUB_SCORER_SECONDS above 0",
+                "CONTESTHUB_SCORER_MEMORY 至少为 512M，CONTESTHUB_SCORER_SECONDS 必须大于 0",
+                code="scorer-settings",
+            )
+        return cls(memory, seconds)
+
+    def resources(self, spill: Path) -> Resources:
+        quarter = f"{self.memory // 4 >> 20}MB"
+        return Resources(memory_limit=quarter, threads=1, temp_directory=spill, max_temp_directory_size=quarter)
+
+
+def workers_wanted(environ=os.environ) -> int:
+    """``CONTESTHUB_SCORERS``, or one worker per core this process may use."""
+    value = int(environ.get("CONTESTHUB_SCORERS") or 0)
+    return value if value > 0 else len(os.sched_getaffinity(0))
+
+
+# --- one scoring in a child process --------------------------------------------------------
+
+
+@dataclass
+class ChildOutcome:
+    """What a scoring child gave back: a result, an error a person must act on, or why it died."""
+
+    result: ScoreResult | None = None
+    error: ContesthubError | None = None
+    died: str | None = None
+
+
+def _child(send, fn: Callable[[], ScoreResult], limits: Limits) -> None:
+    """In the forked child: die with the worker, apply the limits, run ``fn``, send what it gave."""
+    with contextlib.suppress(OSError):
+        die_with_parent(signal.SIGKILL)
+    resource.setrlimit(resource.RLIMIT_AS, (limits.memory, limits.memory))
+    cpu = int(limits.seconds) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    try:
+        outcome = ChildOutcome(result=fn())
+    except ContesthubError as exc:  # e.g. the solution is missing: an organizer must act
+        outcome = ChildOutcome(error=ContesthubError(exc.en, exc.zh, code=exc.code))
+    except MemoryError:
+        outcome = ChildOutcome(died="out of memory")
+    send.send(outcome)
+    send.close()
+
+
+def run_limited(
+    fn: Callable[[], ScoreResult], limits: Limits, *, every: float = 5.0, tick: Callable[[], bool] | None = None
+) -> ChildOutcome:
+    """``fn()`` in a child process forked for it, within ``limits``.
+
+    ``tick()`` runs every ``every`` seconds while the child works (a worker renews its claim);
+    when it returns False the child is killed (the claim was lost). A child that exits without
+    an answer, or outlives the wall-clock limit, is reported as ``died``, with the reason."""
+    ctx = multiprocessing.get_context("fork")  # the worker's imports are the child's: it starts at once
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child, args=(send, fn, limits), name="scoring")
+    child.start()
+    send.close()
+    deadline = time.monotonic() + limits.seconds
+    try:
+        while True:
+            if receive.poll(max(0.0, min(every, deadline - time.monotonic()))):
+                try:
+                    return receive.recv()
+                except (EOFError, OSError):  # it died before it could answer
+                    child.join(5)
+                    return ChildOutcome(died=_why_dead(child.exitcode))
+            if time.monotonic() >= deadline:
+                return ChildOutcome(died=f"over its time limit of {limits.seconds:g} s")
+            if tick is not None and not tick():
+                return ChildOutcome(died="its claim was taken back")
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join(5)
+        receive.close()
+
+
+def _why_dead(code: int | None) -> str:
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        return {"SIGKILL": "killed, out of memory?", "SIGXCPU": "over its CPU time"}.get(name, f"killed by {name}")
+    return f"exited with code {code}"
+
+
+def score_limited(
+    ch, path: Path, paths: Paths, limits: Limits, spill: Path, *, tick: Callable[[], bool] | None = None
+) -> ChildOutcome:
+    """:func:`leaderboard.scoring.score_file` in a limited child, DuckDB spilling into ``spill``
+    (a folder of its own, removed afterwards). Workers and rescores score this way."""
+    spill.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fn = partial(score_file, ch, path, paths, resources=limits.resources(spill))
+        return run_limited(fn, limits, every=LEASE / 6, tick=tick)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def spill_folder(paths: Paths, what: str) -> Path:
+    """A spill folder of this process under the private root (contestants' bytes stay there)."""
+    return paths.private_root / "tmp" / "scoring" / f"{what}-{socket.gethostname()}-{os.getpid()}"
+
+
+# --- a worker -------------------------------------------------------------------------------
+
+
+def this_host_gone(worker: str) -> bool:
+    """Whether the scorer ``worker`` ("host:pid") ran on this machine and its process is gone."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return state[state.rindex(")") + 2] in "ZX"  # a zombie has stopped scoring too
+
+
+class Worker:
+    """One scorer: claims submissions from the store and scores each in a limited child."""
+
+    def __init__(self, store: store_mod.Store, contest: contest_config.Contest, paths: Paths, limits: Limits):
+        self.store, self.contest, self.paths, self.limits = store, contest, paths, limits
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.spill = spill_folder(paths, "worker")
+
+    def run(self, stop: threading.Event) -> None:
+        """Score until ``stop`` is set (the store being away only pauses it)."""
+        next_reap, outage = 0.0, 0
+        while not stop.is_set():
+            try:
+                if time.monotonic() >= next_reap:
+                    for sid in submissions.reap(self.store, this_host_gone):
+                        log.warning("submission %s: its scorer stopped; back in the queue, or failed", sid)
+                    next_reap = time.monotonic() + REAP_EVERY
+                sub = submissions.claim(self.store, self.name, LEASE) if submissions.has_queue(self.store) else None
+                outage = 0
+            except Exception as exc:
+                if not store_unavailable(exc):
+                    raise
+                pause = OUTAGE_PAUSES[min(outage, len(OUTAGE_PAUSES) - 1)]
+                outage += 1
+                log.warning("the store is unavailable (%s); again in %s s", exc, pause)
+                stop.wait(pause)
+                continue
+            if sub is None:
+                stop.wait(POLL)
+                continue
+            self.score(sub.id, sub.challenge, sub.sha256)
+
+    def drain(self) -> int:
+        """Score whatever waits now, one by one; how many (tests, benchmarks)."""
+        done = 0
+        while (sub := submissions.claim(self.store, self.name, LEASE)) is not None:
+            self.score(sub.id, sub.challenge, sub.sha256)
+            done += 1
+        return done
+
+    def score(self, sid: int, challenge: str, sha256: str) -> None:
+        """Score one claimed submission and record what became of it."""
+        started = time.monotonic()
+        if not self.store.files.verify(sha256):  # damaged at rest: never score what was not submitted
+            lost = [submissions.file_lost_error()]
+            self._record(sid, lambda: submissions.finish(self.store, self.contest, sid, self.name, errors=lost))
+            return
+        path = self.store.files.path(sha256)
+        outcome = score_limited(
+            self.contest.challenge(challenge), path, self.paths, self.limits, self.spill, tick=lambda: self._renew(sid)
+        )
+        if outcome.died is not None:
+            log.warning("submission %s: its scoring process died (%s)", sid, outcome.died)
+            self._record(sid, lambda: submissions.crashed(self.store, sid, self.name, outcome.died))
+            return
+        errors = None
+        if outcome.error is not None:
+            log.error("submission %s could not be scored: %s", sid, outcome.error.en)
+            errors = [submissions.scoring_failed_error(outcome.error.en, outcome.error.zh)]
+        self._record(
+            sid,
+            lambda: submissions.finish(self.store, self.contest, sid, self.name, result=outcome.result, errors=errors),
+        )
+        log.info("submission %s finished in %.2f s", sid, time.monotonic() - started)
+
+    def _renew(self, sid: int) -> bool:
+        try:
+            return submissions.renew(self.store, sid, self.name, LEASE)
+        except Exception as exc:  # the store away for a moment: the lease is long enough to wait
+            if not store_unavailable(exc):
+                raise
+            log.warning("submission %s: could not renew its claim (%s)", sid, exc)
+            return True
+
+    def _record(self, sid: int, write: Callable[[], object]) -> None:
+        """``write()`` until the store takes it: a result is never dropped because the database
+        restarted (the claim holds meanwhile; should its lease run out, another worker scores
+        the submission again and this write finds the claim gone and records nothing)."""
+        attempt = 0
+        while True:
+            try:
+                write()
+                return
+            except Exception as exc:
+                if not store_unavailable(exc):
+                    raise
+                pause = OUTAGE_PAUSES[min(attempt, len(OUTAGE_PAUSES) - 1)]
+                attempt += 1
+                log.warning("submission %s: the store is unavailable (%s); again in %s s", sid, exc, pause)
+                time.sleep(pause)
+
+
+# --- the pool -------------------------------------------------------------------------------
+
+
+def _context() -> tuple[Paths, contest_config.Contest, store_mod.Store]:
+    paths = Paths.from_env()
+    return paths, contest_config.load(), store_mod.connect(paths, migrate=False)
+
+
+def wait_for_schema(paths: Paths, stop: threading.Event) -> None:
+    """Until the store's schema is the newest: the submission service migrates it at its start,
+    which may be a moment after ours (the scorers never migrate, so two never race to)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(store_mod.alembic_config(store_mod.default_url(paths))).get_current_head()
+    while not stop.is_set():
+        store = store_mod.connect(paths, migrate=False, readonly=True)
+        try:
+            with store.read_session() as s:
+                if s.execute(text("SELECT version_num FROM alembic_version")).scalar() == head:
+                    return
+        except (OperationalError, ProgrammingError):
+            pass  # no database or no tables yet
+        finally:
+            store.dispose()
+        log.info("waiting for the contest store's schema (%s)", head)
+        stop.wait(2)
+
+
+def worker_main(parent: int | None) -> None:
+    """One worker process (``python -m hub.scorer worker``), until SIGTERM or its pool ends."""
+    if parent is not None and not die_with_parent(signal.SIGTERM, parent):
+        sys.exit("the scorer pool that started this worker is gone")
+    stop = _stop_on_signals()
+    paths, contest, store = _context()
+    worker = Worker(store, contest, paths, Limits.from_env())
+    log.info(
+        "scorer %s ready (limits: %s MiB, %g s per submission)",
+        worker.name,
+        worker.limits.memory >> 20,
+        worker.limits.seconds,
+    )
+    try:
+        worker.run(stop)
+    finally:
+        store.dispose()
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def pool_main(workers: int) -> None:
+    """The pool: ``workers`` worker processes, started again when one dies, and an hourly prune."""
+    stop = _stop_on_signals()
+    paths = Paths.from_env()
+    wait_for_schema(paths, stop)
+    command = [sys.executable, "-m", "hub.scorer", "worker", "--parent", str(os.getpid())]
+    procs: list[subprocess.Popen | None] = [None] * workers
+    next_prune = 0.0
+    log.info("scorer pool: %d worker(s)", workers)
+    try:
+        while not stop.is_set():
+            for i, proc in enumerate(procs):
+                if proc is None or proc.poll() is not None:
+                    if proc is not None:
+                        log.error("scorer worker %s exited with %s; starting another", proc.pid, proc.returncode)
+                    procs[i] = subprocess.Popen(command)
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + PRUNE_EVERY
+                _prune(paths)
+            stop.wait(1.0)
+    finally:
+        for proc in procs:
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            if proc is not None:
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        log.info("scorer pool stopped")
+
+
+def _prune(paths: Paths) -> None:
+    """Delete the bytes of invalid files past the contest's retention period (digests stay)."""
+    try:
+        store = store_mod.connect(paths, migrate=False)
+        try:
+            dropped = submissions.drop_invalid_files(store, contest_config.load(), utcnow())
+        finally:
+            store.dispose()
+    except Exception as exc:  # tried again in an hour; scoring goes on
+        log.warning("could not delete old invalid files: %s", exc)
+        return
+    if dropped:
+        log.info("deleted the bytes of %d invalid file(s) past their retention period", dropped)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s scorer] %(message)s")
+    ap = argparse.ArgumentParser(prog="python -m hub.scorer", description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="role")
+    one = sub.add_parser("worker", help="one worker (the pool starts these)")
+    one.add_argument("--parent", type=int, help="end with this process (the pool)")
+    ap.add_argument("--workers", type=int, help="worker processes [CONTESTHUB_SCORERS; default one per core]")
+    args = ap.parse_args(argv)
+    if args.role == "worker":
+        worker_main(args.parent)
+        return
+    # (Started by a hub, it ends with it: hub/services.py starts it through hub.die_with_parent.)
+    pool_main(args.workers or workers_wanted())
+
+
+if __name__ == "__main__":
+    main()
