@@ -581,7 +581,7 @@ class UploadHandler(Base):
 
     sink = None
     refused: BaseException | None = None
-    team: tuple[int, str] | None = None  # (id, name) of the uploader's team, found before the body
+    uploader_team: tuple[int, str] | None = None  # (id, name) of the uploader's team, found before the body
 
     async def prepare(self) -> None:
         if self.request.method != "POST":
@@ -601,7 +601,7 @@ class UploadHandler(Base):
             if length != 0:  # (an empty body is refused as such in post())
                 # Before a byte is stored, in a read (joining the identity provider's team first): a
                 # closed challenge, a used-up quota, a team uploading too fast or out of storage.
-                self.team = await self.in_team(lambda s, team: self._precheck(s, team, ch.id, length))
+                self.uploader_team = await self.in_team(lambda s, team: self._precheck(s, team, ch.id, length))
         except Exception as exc:
             if not (isinstance(exc, ContesthubError) or store_unavailable(exc)) or (
                 length is not None and length > DRAIN_LIMIT
@@ -643,13 +643,14 @@ class UploadHandler(Base):
             raise self.refused
         # The whole body is in: from here on the upload is this method's (nothing else deletes it).
         upload, self.sink = self.sink.close(), None
-        if upload.size == 0 or self.team is None:
+        if upload.size == 0 or self.uploader_team is None:
             upload.path.unlink(missing_ok=True)
             raise ContesthubError("the upload is empty", "上传的文件为空", code="empty-file")
         provenance = {k: self.get_query_argument(k, None) for k in ("notebook", "kernel", "sandbox_version", "client")}
         file_name = _safe_name(self.get_query_argument("file_name", "") or "submission")
-        doc = await self.ctx.write(self._accept, ch_id, upload, file_name, provenance, self.team[1])
-        self.ctx.pending.add(doc, self.team[0], self.user)  # its polls are answered from memory
+        team_id, team_name = self.uploader_team
+        doc = await self.ctx.write(self._accept, ch_id, upload, file_name, provenance, team_name)
+        self.ctx.pending.add(doc, team_id, self.user)  # its polls are answered from memory
         self.send(doc, status=202)
 
     def _accept(self, ch_id: str, upload, file_name: str, provenance: dict, team: str) -> dict:

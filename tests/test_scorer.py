@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -219,3 +220,55 @@ def test_the_pool_starts_its_workers_again_and_stops_them(tmp_path, demo):
         out, _ = pool.communicate(timeout=60)
     assert pool.returncode == 0, out
     assert "starting another" in out and "scorer pool stopped" in out, out
+
+
+BOMB_RUN = """
+import json, resource, sys, time
+from pathlib import Path
+from hub import scorer
+from leaderboard import contest
+from sandbox.settings import Paths
+data, private, datasets, bomb, spill = map(Path, sys.argv[1:6])
+ch = contest.load().challenge("emergency_visit")
+started = time.monotonic()
+out = scorer.score_limited(ch, bomb, Paths(data, private, datasets), scorer.Limits.from_env(), spill)
+print(json.dumps({
+    "seconds": time.monotonic() - started,
+    "peak": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+    "errors": out.result.errors if out.result else None,
+    "died": out.died,
+}))
+"""
+
+
+@pytest.mark.parametrize("bomb", ["rows", "text"])
+def test_a_parquet_bomb_is_answered_within_5_s_and_1_gib(demo, tmp_path, bomb):
+    """Issue 13's Parquet bomb: 0.7 MB whose dictionary-encoded columns hold 100 million rows (on
+    main: loaded whole, 7.9 GiB and 156 s, then too-many-rows), and one that decodes a 40 MiB
+    text for every test row. The scorer, with its default limits, in a fresh process (so that the
+    child's peak memory is its own): a clear answer in under 5 s, under 1 GiB."""
+    from hostile_files import ContestIds, parquet_bomb, parquet_long_text_bomb
+
+    path = tmp_path / "bomb.parquet"
+    if bomb == "rows":
+        parquet_bomb(path)
+    else:
+        parquet_long_text_bomb(path, len(ContestIds.load(demo.data_root).visits))
+    assert path.stat().st_size < 1 << 20
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONTESTHUB_SCORER_")}
+    args = [demo.data_root, demo.private_root, demo.datasets_dir, path, tmp_path / "spill"]
+    run = subprocess.run(
+        [sys.executable, "-c", BOMB_RUN, *map(str, args)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    print(f"\n{bomb} bomb: {got['seconds']:.2f} s, peak {got['peak'] / 2**20:.0f} MiB, {got['errors'] or got['died']}")
+    assert got["died"] is None and got["errors"], got
+    (error,) = got["errors"]
+    if bomb == "rows":
+        assert error["code"] == "too-many-rows" and "100,000,000" in error["message_en"], error
+    else:
+        assert error["code"] == "unreadable" and "memory" in error["message_en"] and "内存" in error["message_zh"]
+    assert got["seconds"] < 5, got
+    assert got["peak"] < 1 << 30, got
+    assert not (tmp_path / "spill").exists()  # DuckDB's spill folder goes with the scoring
