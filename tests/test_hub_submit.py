@@ -92,7 +92,9 @@ def test_a_notebook_submits_and_gets_the_score_of_its_file(hub, race, demo):
     assert "公开榜得分" in result["text"] and "public score" in result["text"]
 
     kept = Path(hub.settings.home_root) / name / result["file"].split(f"/{name}/", 1)[1]
-    offline = score_file(contest.load().challenge(CH), kept, demo)
+    # Scored offline against the same contest: its private root holds the secret split salt.
+    hubs = Paths(demo.data_root, Path(hub.settings.private_root), PROJECT_ROOT / "datasets")
+    offline = score_file(contest.load().challenge(CH), kept, hubs)
     assert result["score"] == pytest.approx(offline.public_score)
 
     mine = service(hub, "GET", "submissions", token)
