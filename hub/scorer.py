@@ -390,10 +390,11 @@ def pool_main(workers: int) -> None:
         for proc in procs:
             if proc is not None and proc.poll() is None:
                 proc.terminate()
+        grace = Limits.from_env().seconds + 10  # a worker finishes the scoring it is in
         for proc in procs:
             if proc is not None:
                 try:
-                    proc.wait(20)
+                    proc.wait(grace)
                 except subprocess.TimeoutExpired:
                     proc.kill()
         log.info("scorer pool stopped")
