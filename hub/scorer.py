@@ -50,7 +50,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from sqlalchemy import text
@@ -61,7 +60,7 @@ from leaderboard import contest as contest_config
 from leaderboard import store as store_mod
 from leaderboard import submissions
 from leaderboard.models import utcnow
-from leaderboard.scoring import Resources, ScoreResult, score_file
+from leaderboard.scoring import Database, Resources, ScoreResult, score_file
 from leaderboard.store import store_unavailable
 from sandbox.errors import ContesthubError
 from sandbox.settings import Paths
@@ -128,54 +127,114 @@ class ChildOutcome:
     died: str | None = None
 
 
-def _child(send, fn: Callable[[], ScoreResult], limits: Limits) -> None:
-    """In the forked child: die with the worker, apply the limits, run ``fn``, send what it gave."""
+def _serve(conn, limits: Limits, spill: Path | None) -> None:
+    """The child's loop: apply the limits once, open one DuckDB database, run tasks until told to stop.
+
+    A task is ``(fn, args)``: ``fn(database, *args)``, a module-level function. Before each, the
+    CPU limit is moved to this task's share (the child's CPU time so far plus ``seconds``)."""
     with contextlib.suppress(OSError):
-        die_with_parent(signal.SIGKILL)
+        die_with_parent(signal.SIGKILL)  # a worker killed takes its scoring along
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory, limits.memory))
-    cpu = int(limits.seconds) + 1
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    try:
-        outcome = ChildOutcome(result=fn())
-    except ContesthubError as exc:  # e.g. the solution is missing: an organizer must act
-        outcome = ChildOutcome(error=ContesthubError(exc.en, exc.zh, code=exc.code))
-    except MemoryError:
-        outcome = ChildOutcome(died="out of memory")
-    send.send(outcome)
-    send.close()
+    database = Database(limits.resources(spill) if spill is not None else None)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        fn, args = task
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = int(used.ru_utime + used.ru_stime + limits.seconds) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, resource.RLIM_INFINITY))
+        try:
+            outcome = ChildOutcome(result=fn(database, *args))
+        except ContesthubError as exc:  # e.g. the solution is missing: an organizer must act
+            outcome = ChildOutcome(error=ContesthubError(exc.en, exc.zh, code=exc.code))
+        except MemoryError:
+            conn.send((ChildOutcome(died="out of memory"), None))
+            return  # its memory is not to be trusted for the next file
+        conn.send((outcome, _rss()))
 
 
-def run_limited(
-    fn: Callable[[], ScoreResult], limits: Limits, *, every: float = 5.0, tick: Callable[[], bool] | None = None
-) -> ChildOutcome:
-    """``fn()`` in a child process forked for it, within ``limits``.
+def _rss() -> int:
+    """This process's resident memory now, in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
-    ``tick()`` runs every ``every`` seconds while the child works (a worker renews its claim);
-    when it returns False the child is killed (the claim was lost). A child that exits without
-    an answer, or outlives the wall-clock limit, is reported as ``died``, with the reason."""
-    ctx = multiprocessing.get_context("fork")  # the worker's imports are the child's: it starts at once
-    receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(send, fn, limits), name="scoring")
-    child.start()
-    send.close()
-    deadline = time.monotonic() + limits.seconds
-    try:
+
+class ScoringChild:
+    """A worker's child process that scores one file at a time, within :class:`Limits`.
+
+    It is forked from the worker (the imports are done: it is ready at once) and keeps one
+    DuckDB database from one scoring to the next (:class:`leaderboard.scoring.Database`: each
+    scoring has a connection of its own, starting a database costs more than scoring a usual
+    file). A child that died, outlived the wall-clock limit (killed), or holds more memory
+    after a scoring than a quarter of its address space is replaced by a fresh one for the
+    next file, and every child retires after ``max_tasks`` scorings."""
+
+    def __init__(self, limits: Limits, spill: Path | None, *, max_tasks: int = 200):
+        self.limits, self.spill, self.max_tasks = limits, spill, max_tasks
+        self.proc = self.conn = None
+        self.tasks = 0
+
+    def run(
+        self, fn: Callable[..., ScoreResult], *args, every: float = 5.0, tick: Callable[[], bool] | None = None
+    ) -> ChildOutcome:
+        """``fn(database, *args)`` in the child. ``tick()`` runs every ``every`` seconds while it
+        works (a worker renews its claim); when it returns False the child is killed (the claim
+        was lost). A child that exits without an answer, or outlives the wall-clock limit, is
+        reported as ``died``, with the reason."""
+        if self.proc is None or not self.proc.is_alive():
+            self._start()
+        deadline = time.monotonic() + self.limits.seconds
+        self.conn.send((fn, args))
         while True:
-            if receive.poll(max(0.0, min(every, deadline - time.monotonic()))):
+            if self.conn.poll(max(0.0, min(every, deadline - time.monotonic()))):
                 try:
-                    return receive.recv()
+                    outcome, rss = self.conn.recv()
                 except (EOFError, OSError):  # it died before it could answer
-                    child.join(5)
-                    return ChildOutcome(died=_why_dead(child.exitcode))
+                    self.proc.join(5)
+                    return self._retire(ChildOutcome(died=_why_dead(self.proc.exitcode)))
+                self.tasks += 1
+                if rss is None or rss > self.limits.memory // 4 or self.tasks >= self.max_tasks:
+                    self.close()
+                return outcome
             if time.monotonic() >= deadline:
-                return ChildOutcome(died=f"over its time limit of {limits.seconds:g} s")
+                return self._retire(ChildOutcome(died=f"over its time limit of {self.limits.seconds:g} s"))
             if tick is not None and not tick():
-                return ChildOutcome(died="its claim was taken back")
-    finally:
-        if child.is_alive():
-            child.kill()
-        child.join(5)
-        receive.close()
+                return self._retire(ChildOutcome(died="its claim was taken back"))
+
+    def _start(self) -> None:
+        if self.spill is not None:
+            self.spill.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ctx = multiprocessing.get_context("fork")  # the worker's imports are the child's: it starts at once
+        self.conn, theirs = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(theirs, self.limits, self.spill), name="scoring")
+        self.proc.start()
+        theirs.close()
+        self.tasks = 0
+
+    def _retire(self, outcome: ChildOutcome) -> ChildOutcome:
+        self.close(kill=True)
+        return outcome
+
+    def close(self, kill: bool = False) -> None:
+        """End the child (at once with ``kill``), and remove its spill folder."""
+        if self.proc is not None:
+            if not kill and self.proc.is_alive():
+                with contextlib.suppress(OSError):
+                    self.conn.send(None)
+                self.proc.join(10)
+            if self.proc.is_alive():
+                self.proc.kill()
+            self.proc.join(5)
+            self.conn.close()
+        self.proc = self.conn = None
+        if self.spill is not None:
+            shutil.rmtree(self.spill, ignore_errors=True)
 
 
 def _why_dead(code: int | None) -> str:
@@ -185,17 +244,18 @@ def _why_dead(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-def score_limited(
-    ch, path: Path, paths: Paths, limits: Limits, spill: Path, *, tick: Callable[[], bool] | None = None
-) -> ChildOutcome:
-    """:func:`leaderboard.scoring.score_file` in a limited child, DuckDB spilling into ``spill``
-    (a folder of its own, removed afterwards). Workers and rescores score this way."""
-    spill.mkdir(parents=True, exist_ok=True, mode=0o700)
+def score_in(database: Database, ch, path: Path, paths: Paths) -> ScoreResult:
+    """(in a :class:`ScoringChild`) :func:`leaderboard.scoring.score_file` in the child's database."""
+    return score_file(ch, path, paths, database=database)
+
+
+def score_limited(ch, path: Path, paths: Paths, limits: Limits, spill: Path) -> ChildOutcome:
+    """Score one file in a child process of its own, with ``limits``."""
+    child = ScoringChild(limits, spill)
     try:
-        fn = partial(score_file, ch, path, paths, resources=limits.resources(spill))
-        return run_limited(fn, limits, every=LEASE / 6, tick=tick)
+        return child.run(score_in, ch, path, paths)
     finally:
-        shutil.rmtree(spill, ignore_errors=True)
+        child.close()
 
 
 def spill_folder(paths: Paths, what: str) -> Path:
@@ -221,12 +281,13 @@ def this_host_gone(worker: str) -> bool:
 
 
 class Worker:
-    """One scorer: claims submissions from the store and scores each in a limited child."""
+    """One scorer: claims submissions from the store and scores each in its limited child."""
 
     def __init__(self, store: store_mod.Store, contest: contest_config.Contest, paths: Paths, limits: Limits):
         self.store, self.contest, self.paths, self.limits = store, contest, paths, limits
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.spill = spill_folder(paths, "worker")
+        self.child = ScoringChild(limits, self.spill)
 
     def run(self, stop: threading.Event) -> None:
         """Score until ``stop`` is set (the store being away only pauses it)."""
@@ -251,13 +312,17 @@ class Worker:
                 stop.wait(POLL)
                 continue
             self.score(sub.id, sub.challenge, sub.sha256)
+        self.child.close()
 
     def drain(self) -> int:
         """Score whatever waits now, one by one; how many (tests, benchmarks)."""
         done = 0
-        while (sub := submissions.claim(self.store, self.name, LEASE)) is not None:
-            self.score(sub.id, sub.challenge, sub.sha256)
-            done += 1
+        try:
+            while (sub := submissions.claim(self.store, self.name, LEASE)) is not None:
+                self.score(sub.id, sub.challenge, sub.sha256)
+                done += 1
+        finally:
+            self.child.close()
         return done
 
     def score(self, sid: int, challenge: str, sha256: str) -> None:
@@ -268,8 +333,13 @@ class Worker:
             self._record(sid, lambda: submissions.finish(self.store, self.contest, sid, self.name, errors=lost))
             return
         path = self.store.files.path(sha256)
-        outcome = score_limited(
-            self.contest.challenge(challenge), path, self.paths, self.limits, self.spill, tick=lambda: self._renew(sid)
+        outcome = self.child.run(
+            score_in,
+            self.contest.challenge(challenge),
+            path,
+            self.paths,
+            every=LEASE / 6,
+            tick=lambda: self._renew(sid),
         )
         if outcome.died is not None:
             log.warning("submission %s: its scoring process died (%s)", sid, outcome.died)

@@ -895,30 +895,29 @@ class RescoreHandler(Base):
         if not isinstance(reason, str) or not reason.strip():
             raise Refusal(400, "reason-required", "say why you rescore (reason)", "请说明重新评分的原因（reason）")
         reason = reason.strip()
-        run = partial(
-            ranking.rescore,
-            self.ctx.store,
-            self.ctx.contest,
-            self.ctx.paths,
-            ch_id,
-            by=self.user,
-            reason=reason,
-            score=rescore_limited,
-        )
+        run = partial(self._rescore, ch_id, reason)
         result = await asyncio.get_running_loop().run_in_executor(self.ctx.jobs, run)
         self.send(
             {"rescore": result.id, "scored": result.scored, "invalid": result.invalid, "changes": result.changes}, 201
         )
 
+    def _rescore(self, ch_id: str, reason: str) -> ranking.RescoreResult:
+        """(the jobs thread) Every file scored as the scorer pool scores: in a child process with limits."""
+        ctx = self.ctx
+        child = scorer.ScoringChild(scorer.Limits.from_env(), scorer.spill_folder(ctx.paths, "rescore"))
 
-def rescore_limited(ch, path, paths: Paths) -> ScoreResult:
-    """One file of a rescore, scored as the scorer pool scores: in a child process with limits."""
-    outcome = scorer.score_limited(ch, path, paths, scorer.Limits.from_env(), scorer.spill_folder(paths, "rescore"))
-    if outcome.result is not None:
-        return outcome.result
-    why = outcome.error.en if outcome.error is not None else f"the scoring process died ({outcome.died})"
-    log.error("rescoring %s: %s", path.name, why)
-    return ScoreResult(valid=False, errors=[{"code": "scoring-failed", "message_en": why}])
+        def score(ch, path, paths) -> ScoreResult:
+            outcome = child.run(scorer.score_in, ch, path, paths)
+            if outcome.result is not None:
+                return outcome.result
+            why = outcome.error.en if outcome.error is not None else f"the scoring process died ({outcome.died})"
+            log.error("rescoring %s: %s", path.name, why)
+            return ScoreResult(valid=False, errors=[{"code": "scoring-failed", "message_en": why}])
+
+        try:
+            return ranking.rescore(ctx.store, ctx.contest, ctx.paths, ch_id, by=self.user, reason=reason, score=score)
+        finally:
+            child.close()
 
 
 class RescoreDecisionHandler(Base):

@@ -159,21 +159,57 @@ def test_a_submission_that_brings_scorers_down_twice_ends_in_error_and_is_not_tr
         assert submissions.quota(s, demo_contest, teams.get(s, "alpha"), FORECAST, now=NOW)["used"] == 1
 
 
-def test_a_child_that_dies_is_reported_and_the_worker_goes_on(tmp_path):
-    limits = scorer.Limits(memory=1 << 30, seconds=30)
+def _killed(_database):
+    os.kill(os.getpid(), signal.SIGKILL)
 
-    def killed():
-        os.kill(os.getpid(), signal.SIGKILL)
 
-    def greedy():
-        return bytearray(2 << 30)  # beyond its address space
+def _greedy(_database):
+    return bytearray(2 << 30)  # beyond its address space
 
-    assert "killed" in scorer.run_limited(killed, limits).died
-    assert scorer.run_limited(greedy, limits).died == "out of memory"
-    ticks = []
-    outcome = scorer.run_limited(lambda: time.sleep(5), limits, every=0.05, tick=lambda: ticks.append(1) or False)
-    assert outcome.died == "its claim was taken back" and ticks == [1]
-    assert scorer.run_limited(lambda: 42, limits).result == 42
+
+def _slow(_database):
+    time.sleep(5)
+
+
+def _pid(_database):
+    return os.getpid()
+
+
+def test_a_child_that_dies_is_reported_and_replaced(tmp_path):
+    child = scorer.ScoringChild(scorer.Limits(memory=1 << 30, seconds=30), tmp_path / "spill")
+    try:
+        first = child.run(_pid).result
+        assert child.run(_pid).result == first != os.getpid()  # one child for one scoring after another
+        assert "killed" in child.run(_killed).died
+        assert child.run(_greedy).died == "out of memory"
+        ticks = []
+        outcome = child.run(_slow, every=0.05, tick=lambda: ticks.append(1) or False)
+        assert outcome.died == "its claim was taken back" and ticks == [1]
+        assert child.run(_pid).result not in (first, None)  # a fresh child after each death
+    finally:
+        child.close()
+    assert not (tmp_path / "spill").exists()
+
+
+def test_scorings_in_one_child_do_not_see_each_other(demo, demo_contest, predictions, tmp_path):
+    """A file that needs the full checks (they change DuckDB's settings) and one that takes the
+    fast path, one after the other in the same child: each scores as it does alone."""
+    ch = demo_contest.challenge(FORECAST)
+    quoted = predictions(FORECAST, noise=0.2, seed=1, name="quoted.csv")
+    text = quoted.read_text("utf-8").splitlines()
+    quoted.write_text("\n".join(",".join(f'"{v}"' for v in line.split(",")) for line in text) + "\n", "utf-8")
+    files = [quoted, predictions(FORECAST, noise=0.2, seed=2), _invalid_file(predictions)]
+    alone = [scoring.score_file(ch, f, demo) for f in files]
+    child = scorer.ScoringChild(scorer.Limits(), tmp_path / "spill")
+    try:
+        together = [child.run(scorer.score_in, ch, f, demo).result for f in files * 2]
+    finally:
+        child.close()
+    assert together == alone * 2
+
+
+def _invalid_file(predictions):
+    return predictions(FORECAST, name="invalid.csv", edit=lambda df: df.rename(columns={"outpatient_visits": "x"}))
 
 
 def test_a_worker_records_nothing_for_a_claim_it_lost(store, demo, demo_contest, predictions, submit):
