@@ -1,4 +1,4 @@
-"""The scorer pool: submissions are scored outside the submission service, each in a process of its own.
+"""The scorer pool: submissions are scored outside the submission service, in processes with limits.
 
 ``python -m hub.scorer [--workers N]`` starts N worker processes (``python -m hub.scorer
 worker``) and starts again any that dies. ``contesthub up`` runs the pool as a hub service
@@ -14,13 +14,15 @@ PostgreSQL. A worker, again and again:
    this machine their process no longer runs);
 2. asks, in a read, whether a submission waits, and if one does claims the oldest (one
    conditional UPDATE; ``FOR UPDATE SKIP LOCKED`` on PostgreSQL);
-3. checks its file against its SHA-256, then scores it in a child process forked for it, with
-   limits: its address space (``RLIMIT_AS``), its CPU seconds (``RLIMIT_CPU``) and a wall-clock
-   limit, DuckDB's memory limit and one thread, and DuckDB's spill folder under the private
-   root with a size cap. While the child runs, the worker renews its claim;
+3. checks its file against its SHA-256, then scores it in its child process (:class:`ScoringChild`,
+   forked from the worker, which scores one file after another), with limits: its address
+   space (``RLIMIT_AS``), CPU seconds (``RLIMIT_CPU``, per scoring) and a wall-clock limit,
+   DuckDB's memory limit and one thread, and DuckDB's spill folder under the private root
+   with a size cap. While the child works, the worker renews its claim;
 4. records the child's result; when the child died instead (killed, out of memory or time),
    the submission goes back to the queue, and the second time it ends in
-   ``error``/``scoring-failed`` (refunded) and is never tried again.
+   ``error``/``scoring-failed`` (refunded) and is never tried again. A child that died, or
+   holds much memory after a scoring, is replaced by a fresh one for the next file.
 
 A worker killed mid-score loses nothing: its claim stays in the store and is taken back (step
 1), and the submission is scored again by whichever worker claims it. The pool's supervisor
@@ -291,15 +293,17 @@ class Worker:
 
     def run(self, stop: threading.Event) -> None:
         """Score until ``stop`` is set (the store being away only pauses it)."""
-        next_reap, outage = 0.0, 0
+        next_reap, outage, busy = 0.0, 0, False
         while not stop.is_set():
             try:
                 if time.monotonic() >= next_reap:
                     for sid in submissions.reap(self.store, this_host_gone):
                         log.warning("submission %s: its scorer stopped; back in the queue, or failed", sid)
                     next_reap = time.monotonic() + REAP_EVERY
-                sub = submissions.claim(self.store, self.name, LEASE) if submissions.has_queue(self.store) else None
-                outage = 0
+                # Idle, a read asks first (no write transaction while nothing waits); busy, the claim does.
+                waiting = busy or submissions.has_queue(self.store)
+                sub = submissions.claim(self.store, self.name, LEASE) if waiting else None
+                busy, outage = sub is not None, 0
             except Exception as exc:
                 if not store_unavailable(exc):
                     raise

@@ -192,7 +192,8 @@ class Context:
         callers arriving while it is being computed share that computation."""
         now = time.monotonic()
         cached = self._boards.get(ch_id)
-        if cached is None or cached[0] < now or (cached[1].done() and cached[1].exception() is not None):
+        failed = cached is not None and cached[1].done() and (cached[1].cancelled() or cached[1].exception())
+        if cached is None or cached[0] < now or failed:
             future = asyncio.ensure_future(self.read(compute))
             self._boards[ch_id] = (now + BOARD_TTL, future)
             cached = self._boards[ch_id]
