@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -99,14 +100,51 @@ def upgrade(url: str) -> None:
 # and leaves it to SQLite's busy timeout (which raises "database is locked" in the end).
 WRITE_LOCK_TIMEOUT = 60
 
-_write_locks: dict[str, threading.RLock] = {}
+
+class WriteLock:
+    """One SQLite database's writers, in turn: the threads of this process (a lock), then the
+    processes (``flock`` on ``<database>.lock``: the kernel hands it over the moment it is
+    free, and lets it go when a process dies). Re-entrant within a thread."""
+
+    def __init__(self, path: Path | None):
+        self._threads = threading.RLock()
+        self._path = path
+        self._fd: int | None = None
+        self._depth = threading.local()
+
+    def acquire(self, timeout: float) -> bool:
+        if not self._threads.acquire(timeout=timeout):
+            return False
+        depth = getattr(self._depth, "n", 0)
+        if depth == 0 and self._path is not None:
+            try:
+                if self._fd is None:
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except OSError:  # e.g. a read-only folder: SQLite's own lock still keeps writers apart
+                pass
+        self._depth.n = depth + 1
+        return True
+
+    def release(self) -> None:
+        self._depth.n -= 1
+        if self._depth.n == 0 and self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+
+_write_locks: dict[str, WriteLock] = {}
 _write_locks_guard = threading.Lock()
 
 
-def _write_lock(url: str) -> threading.RLock:
+def _write_lock(url: str) -> WriteLock:
     """One lock per SQLite database in this process, shared by every Store on it."""
     with _write_locks_guard:
-        return _write_locks.setdefault(url, threading.RLock())
+        if url not in _write_locks:
+            file = url.removeprefix("sqlite:///")
+            _write_locks[url] = WriteLock(Path(file + ".lock") if file and file != url and file != ":memory:" else None)
+        return _write_locks[url]
 
 
 @dataclass
@@ -119,7 +157,7 @@ class Store:
     sessions: sessionmaker[Session]
     read_engine: Engine | None = None  # reads: no write lock (None: the same engine as writes)
     read_sessions: sessionmaker[Session] | None = None
-    write_lock: threading.RLock | None = field(default=None, repr=False)  # SQLite: one writer at a time
+    write_lock: WriteLock | None = field(default=None, repr=False)  # SQLite: one writer at a time
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -266,14 +304,24 @@ class FileStore:
 
     def keep(self, upload: Upload) -> Path:
         """Move a received upload into the store under its digest (whole, fsynced, immutable)."""
-        target = self.path(upload.sha256)
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if target.exists():  # the same bytes were submitted before: one copy is enough
-            upload.path.unlink(missing_ok=True)
-            return target
+        self.stage(upload)
+        return self.place(upload)
+
+    def stage(self, upload: Upload) -> None:
+        """The slow half of :meth:`keep`, done before a transaction: the upload's bytes on disk
+        (fsync) and read-only. Nothing is in the store yet."""
         with open(upload.path, "rb") as f:
             os.fsync(f.fileno())
         os.chmod(upload.path, 0o400)
+
+    def place(self, upload: Upload) -> Path:
+        """The quick half of :meth:`keep`, for a staged upload: renamed into the store under its
+        digest, and its folder's entry on disk (the same bytes kept before: one copy is enough)."""
+        target = self.path(upload.sha256)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if target.exists():
+            upload.path.unlink(missing_ok=True)
+            return target
         os.replace(upload.path, target)
         dir_fd = os.open(target.parent, os.O_RDONLY)
         try:

@@ -240,6 +240,11 @@ def accept(
     try:
         ch = contest.challenge(challenge_id)
         _check_open(ch, now)
+        try:  # the bytes on disk before the transaction: the store's write lock is not held for it
+            store.files.stage(upload)
+        except OSError as exc:
+            log.error("submission of %s for %s: writing its file failed: %s", user, ch.id, exc)
+            raise _storage_failed() from None
         with store.session() as s:
             team = _team_of(s, user)
             # PostgreSQL: one acceptance at a time per team, so that the rate and storage
@@ -274,19 +279,23 @@ def accept(
             # Before the commit: once a scorer can see the row, its file is in the store. Should
             # the commit fail after this, the file stays without a row (harmless: nothing names it).
             try:
-                store.files.keep(upload)
+                store.files.place(upload)
             except OSError as exc:  # e.g. the disk is full: refused, nothing recorded or charged
                 log.error("submission of %s for %s: keeping its file failed: %s", user, ch.id, exc)
-                raise SubmissionRefused(
-                    "the platform could not store your file (its disk may be full); it did not count against "
-                    "your quota, try again later",
-                    "平台暂时无法保存你的文件（磁盘可能已满）；本次不计入提交次数，请稍后再试",
-                    code="storage-failed",
-                ) from None
+                raise _storage_failed() from None
     except BaseException:
         upload.path.unlink(missing_ok=True)
         raise
     return sub
+
+
+def _storage_failed() -> SubmissionRefused:
+    return SubmissionRefused(
+        "the platform could not store your file (its disk may be full); it did not count against your quota, "
+        "try again later",
+        "平台暂时无法保存你的文件（磁盘可能已满）；本次不计入提交次数，请稍后再试",
+        code="storage-failed",
+    )
 
 
 def _clean_provenance(provenance: dict | None) -> dict:
