@@ -531,7 +531,7 @@ def _scored_per_second(data: Paths, files: list[Path], workers: int, folder: Pat
         }
         started = time.monotonic()
         pool = subprocess.Popen(
-            [sys.executable, "-m", "hub.scorer", "--workers", str(workers)], env=env, stderr=subprocess.DEVNULL
+            [sys.executable, "-m", "hub.scorer", "--workers", str(workers)], env=env, stderr=open(folder / "pool.log", "w")
         )
         try:
             while True:

@@ -418,6 +418,12 @@ def worker_main(parent: int | None) -> None:
     """One worker process (``python -m hub.scorer worker``), until SIGTERM or its pool ends."""
     if parent is not None and not die_with_parent(signal.SIGTERM, parent):
         sys.exit("the scorer pool that started this worker is gone")
+    # A session of its own, as JupyterHub gives each service: where the kernel shares the CPU
+    # between sessions (Linux's autogroup, on by default in Debian's and Ubuntu's kernels), the
+    # workers of one pool would otherwise share one session's part of a busy machine, and a
+    # second worker would add no scoring at all. Its scoring child shares its session.
+    with contextlib.suppress(OSError):
+        os.setsid()
     stop = _stop_on_signals()
     paths, contest, store = _context()
     worker = Worker(store, contest, paths, Limits.from_env())
