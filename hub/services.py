@@ -227,6 +227,7 @@ def hub_services(
                 "command": _dies_with_the_hub(
                     [sys.executable, "-m", "hub.scorer", "--workers", str(settings.scorer_workers)]
                 ),
+                "api_token": service_token(runtime, "scorer"),
                 "environment": {
                     **_environment(settings, None),
                     "CONTESTHUB_SCORER_MEMORY": settings.scorer_memory,
