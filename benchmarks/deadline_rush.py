@@ -4,7 +4,9 @@
 ``outpatient_forecast`` through the hub's proxy to the submission service, each with their own
 JupyterHub token, for ``seconds`` (default 60), all at once. Each stream does what
 ``sandbox.submit`` / ``contesthub submit`` does: upload the file, then ask for the submission
-every 0.5 s until it is scored, then upload the next one. One upload in 20 is a broken file
+until it is scored (a long poll, ``?wait=30``: the service answers when it is finished; with
+``--poll-every 0.5`` the streams ask every half second instead, as clients before it did),
+then upload the next one. One upload in 20 is a broken file
 (a wrong column: ``invalid``, the quota unit is given back). Most teams get a large grant from
 the organizer (the grant endpoint), so the rush is limited by the platform, not by quotas;
 ``limited`` teams (default 10) keep the daily quota plus a grant of 1 (6 submissions) and
@@ -103,7 +105,7 @@ class RushConfig:
     impatient_pause: float = 0.2  # limited teams' members upload again this soon, without waiting for scores
     grant: int = 100_000  # the other teams' grant: the platform limits them, not the quota
     invalid_share: float = 0.05  # broken files among the patient streams' uploads
-    poll: float = 0.5  # as sandbox.submit
+    poll: float = 0.0  # 0: long polls as sandbox.submit (?wait=30); else seconds between plain polls
     retry: float = 1.0  # pause after a refusal or an error
     sample_every: float = 1.0  # leaderboard sampler period
     request_timeout: float = 300
@@ -270,9 +272,10 @@ async def _run(hub: _hub.Hub, rush: Rush, files: _hub.Predictions) -> None:
                     await asyncio.sleep(cfg.impatient_pause)
                     continue
                 t0, state = time.monotonic(), doc["status"]
+                wait = "" if cfg.poll else "?wait=30"
                 while state in PENDING and time.monotonic() - t0 < cfg.wait_for_score:
                     await asyncio.sleep(cfg.poll)
-                    code, doc2, _ = await fetch("poll", f"{base}/submissions/{up.id}", c.token)
+                    code, doc2, _ = await fetch("poll", f"{base}/submissions/{up.id}{wait}", c.token)
                     rush.polls += 1
                     if code == 200:
                         state = doc2["status"]
@@ -530,9 +533,9 @@ def _scored_per_second(data: Paths, files: list[Path], workers: int, folder: Pat
             "CONTESTHUB_CONTEST": str(contest_path),
         }
         started = time.monotonic()
-        pool = subprocess.Popen(
-            [sys.executable, "-m", "hub.scorer", "--workers", str(workers)], env=env, stderr=open(folder / "pool.log", "w")
-        )
+        with open(folder / "pool.log", "w") as log:  # the workers' lines: one per submission scored
+            command = [sys.executable, "-m", "hub.scorer", "--workers", str(workers)]
+            pool = subprocess.Popen(command, env=env, stderr=log)
         try:
             while True:
                 with store.read_session() as s:
@@ -686,11 +689,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--limited", type=int, default=10, help="teams whose quota runs out during the rush")
     ap.add_argument("--scorers", type=int, default=2, help="worker processes of the scorer pool")
+    ap.add_argument("--poll-every", type=float, default=0.0, help="seconds between plain polls (0: long polls)")
     ap.add_argument("--keep", action="store_true", help="keep the hub's folder (logs, store) afterwards")
     ap.add_argument("--scaling-rounds", type=int, default=3, help="runs of 1 and of 2 workers (0: no scaling)")
     ap.add_argument("--scaling-files", type=int, default=60, help="submissions each scaling run scores")
     args = ap.parse_args()
-    cfg = RushConfig(streams=args.streams, seconds=args.seconds, limited=args.limited)
+    cfg = RushConfig(streams=args.streams, seconds=args.seconds, limited=args.limited, poll=args.poll_every)
     print(f"machine: {_measure.machine()}; {_hub.machine_load()} before")
     data = _hub.demo_data()
     files = _hub.Predictions(data)

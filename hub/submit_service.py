@@ -114,15 +114,17 @@ class PendingWatch:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def refresh(self, store: Store) -> None:
-        """One read: the statuses of the pending submissions and the teams of their askers."""
+    def refresh(self, store: Store) -> set[int]:
+        """One read: the statuses of the pending submissions and the teams of their askers; the
+        submissions found finished (dropped from the watch)."""
         with self._lock:
             ids, users = list(self._pending), set().union(*self._askers.values()) if self._askers else set()
         if not ids:
-            return
+            return set()
         with store.read_session() as s:
             statuses = dict(s.execute(select(Submission.id, Submission.status).where(Submission.id.in_(ids))).all())
             teams_now = dict(s.execute(select(Member.user, Member.team_id).where(Member.user.in_(users))).all())
+        finished = set()
         with self._lock:
             for sid in ids:
                 status = statuses.get(sid)
@@ -131,8 +133,10 @@ class PendingWatch:
                 else:  # finished (or gone): the next poll reads it from the store
                     self._pending.pop(sid, None)
                     self._askers.pop(sid, None)
+                    finished.add(sid)
             asking = set().union(*self._askers.values()) if self._askers else set()
             self._teams = {u: t for u, t in teams_now.items() if u in asking}
+        return finished
 
 
 class Context:
@@ -159,6 +163,7 @@ class Context:
         self.writers = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="store-write")
         self.pending = PendingWatch()
         self._refreshing = False
+        self._waiting: dict[int, list[asyncio.Future]] = {}  # long polls, by submission (event loop only)
         self._boards: dict[str, tuple[float, asyncio.Future]] = {}
         self._sync_guard = threading.Lock()
         self._sync_queued = False
@@ -181,11 +186,31 @@ class Context:
             return
         self._refreshing = True
         try:
-            await ioloop.IOLoop.current().run_in_executor(self.pollers, self.pending.refresh, self.store)
+            finished = await ioloop.IOLoop.current().run_in_executor(self.pollers, self.pending.refresh, self.store)
         except Exception as exc:  # the store away for a moment: polls read the store meanwhile
             log.warning("could not refresh the pending submissions: %s", exc)
+            finished = set()
         finally:
             self._refreshing = False
+        for sid in finished:  # wake the long polls of what is finished
+            for waiter in self._waiting.pop(sid, []):
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def until_finished(self, submission_id: int, seconds: float) -> None:
+        """Wait (on the event loop) until a refresh finds the submission finished, or ``seconds``."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(submission_id, []).append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), seconds)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._waiting.get(submission_id, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    self._waiting.pop(submission_id, None)
 
     async def board(self, ch_id: str, compute) -> dict:
         """The leaderboard JSON of a challenge, computed at most once per :data:`BOARD_TTL` seconds;
@@ -689,15 +714,34 @@ class SubmissionsHandler(Base):
         self.send(await self.in_team(lambda s, team: submissions.for_team(s, team, challenge), poll=True))
 
 
+# The longest a client may ask the service to hold its poll (``?wait=``, seconds).
+MAX_WAIT = 30
+
+
 class SubmissionHandler(Base):
+    """``GET api/submissions/{id}[?wait=seconds]``: the submission as its team sees it.
+
+    While it is pending the answer comes from the service's watch (no store transaction); with
+    ``wait`` the service holds the request until it is finished or ``wait`` seconds have passed
+    (a long poll: ``sandbox.submit`` asks once per submission instead of twice a second)."""
+
     async def get(self, submission_id: str) -> None:
         sid = row_id(submission_id, "submission", "提交")
-        pending = self.ctx.pending.answer(sid, self.user)
-        if pending is not None:  # still pending at the last refresh: no store transaction
-            self.send(pending)
-            return
-        doc, team_id = await self.in_team(lambda s, team: (submissions.one_for_team(s, team, sid), team.id), poll=True)
-        self.ctx.pending.add(doc, team_id, self.user)  # pending: its next polls are answered from memory
+        wait = self.get_query_argument("wait", "0")
+        if not (wait.isascii() and wait.isdigit() and int(wait) <= MAX_WAIT):
+            raise Refusal(400, "bad-query", f"wait must be 0–{MAX_WAIT} seconds", f"wait 须为 0–{MAX_WAIT} 秒")
+        deadline = time.monotonic() + int(wait)
+        while True:
+            doc = self.ctx.pending.answer(sid, self.user)  # still pending at the last refresh: no store transaction
+            if doc is None:
+                doc, team_id = await self.in_team(
+                    lambda s, team: (submissions.one_for_team(s, team, sid), team.id), poll=True
+                )
+                self.ctx.pending.add(doc, team_id, self.user)  # pending: its next polls are answered from memory
+            left = deadline - time.monotonic()
+            if doc["status"] not in submissions.PENDING or left <= 0 or self.request.connection.stream.closed():
+                break
+            await self.ctx.until_finished(sid, left)
         self.send(doc)
 
 

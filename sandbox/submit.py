@@ -26,6 +26,7 @@ from pathlib import Path
 from sandbox.errors import ContesthubError
 
 PENDING = ("received", "validating")
+LONG_POLL = 30  # seconds the service may hold a request for a pending submission (its maximum)
 
 
 class SubmitError(ContesthubError):
@@ -208,9 +209,10 @@ def submit(challenge: str, predictions, *, wait: float = 300.0, quiet: bool = Fa
             if not quiet:
                 print(f"上传过于频繁，{pause} 秒后自动重试 / too many uploads this minute; trying again in {pause} s")
             time.sleep(pause)
-    while doc["status"] in PENDING and time.monotonic() < deadline:
-        time.sleep(0.5)
-        doc = _request("GET", f"{api}/submissions/{doc['id']}", token)
+    while doc["status"] in PENDING and (left := deadline - time.monotonic()) > 0:
+        # A long poll: the service answers as soon as the submission is finished (or after `wait`).
+        wait = max(1, min(LONG_POLL, int(left)))
+        doc = _request("GET", f"{api}/submissions/{doc['id']}?wait={wait}", token)
     result = SubmissionResult(
         id=doc["id"],
         challenge=doc["challenge"],

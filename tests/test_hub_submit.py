@@ -419,3 +419,47 @@ def test_polls_of_a_pending_submission_cost_no_store_transaction(store, demo, de
         ctx.shutdown()
         for engine in engines:
             event.remove(engine, "before_cursor_execute", seen)
+
+
+def test_a_long_poll_is_answered_as_soon_as_the_submission_is_scored(store, demo, demo_contest, predictions):
+    """``GET submissions/{id}?wait=20`` (what sandbox.submit sends) holds the request while the
+    submission is pending and answers within a refresh of its being scored; a wait beyond 30 s
+    is refused, a pending one past its wait is answered as pending."""
+    from tornado import ioloop
+
+    from hub import scorer, submit_service
+
+    contest = _open_now(demo_contest)
+    with store.session() as s:
+        teams.create(s, contest, "alpha", actor="org", members=("ann",))
+    ctx = submit_service.Context(demo, contest, store, AnyUserAuth())
+
+    async def scenario() -> None:
+        refresh = ioloop.PeriodicCallback(ctx.refresh_pending, submit_service.WATCH_EVERY * 1000)
+        refresh.start()
+        call, close = await _serve(ctx)
+        try:
+            r = await call(f"/challenges/{CH}/submissions?file_name=p.csv", "POST", predictions(CH).read_bytes())
+            sid = json.loads(r.body)["id"]
+            bad = await call(f"/submissions/{sid}?wait=31")
+            assert bad.code == 400 and json.loads(bad.body)["code"] == "bad-query"
+            started = time.monotonic()
+            short = json.loads((await call(f"/submissions/{sid}?wait=1")).body)
+            assert short["status"] == "received" and 0.9 < time.monotonic() - started < 3
+            poll = asyncio.ensure_future(call(f"/submissions/{sid}?wait=20"))
+            await asyncio.sleep(1)
+            assert not poll.done()  # held while it is pending
+            worker = scorer.Worker(store, contest, demo, scorer.Limits())
+            assert await asyncio.get_running_loop().run_in_executor(None, worker.drain) == 1
+            scored = time.monotonic()
+            doc = json.loads((await poll).body)
+            assert doc["status"] == "scored" and doc["public_score"] is not None
+            assert time.monotonic() - scored < 2  # a refresh (0.25 s) after it was scored, not the 20 s
+        finally:
+            refresh.stop()
+            await close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        ctx.shutdown()
