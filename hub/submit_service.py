@@ -33,6 +33,7 @@ import datetime as dt
 import json
 import logging
 import os
+import queue
 import re
 import sys
 import threading
@@ -70,6 +71,9 @@ OPENAPI = Path(__file__).with_name("openapi.json")
 STORE_READERS = 2
 STORE_POLLERS = 1
 STORE_WRITERS = 2
+# Uploads accepted in one transaction at most: a deadline rush's uploads share one commit and
+# one flush to disk instead of queueing for the write lock one by one.
+ACCEPT_BATCH = 64
 # Seconds between two refreshes of the pending submissions' statuses: a client sees its score
 # at most this much later than the store has it.
 WATCH_EVERY = 0.25
@@ -161,6 +165,11 @@ class Context:
         self.readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="store-read")
         self.pollers = ThreadPoolExecutor(max_workers=pollers, thread_name_prefix="store-poll")
         self.writers = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="store-write")
+        # Acceptances, in one thread that takes every upload waiting and accepts them together
+        # (submissions.accept_many: one transaction, one flush to disk for all of them).
+        self._incoming: queue.SimpleQueue = queue.SimpleQueue()
+        self._acceptor = threading.Thread(target=self._accept_loop, name="store-accept", daemon=True)
+        self._acceptor.start()
         self.pending = PendingWatch()
         self._refreshing = False
         self._waiting: dict[int, list[asyncio.Future]] = {}  # long polls, by submission (event loop only)
@@ -179,6 +188,35 @@ class Context:
     async def write(self, fn, *args, **kw):
         """``fn(*args, **kw)`` in a writer thread (``store.session()``: one writer at a time on SQLite)."""
         return await ioloop.IOLoop.current().run_in_executor(self.writers, partial(fn, *args, **kw))
+
+    async def accept(self, incoming: submissions.Incoming) -> Submission:
+        """Accept one upload (raises its refusal), together with whatever else is waiting."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._incoming.put((incoming, loop, future))
+        return await future
+
+    def _accept_loop(self) -> None:
+        while True:
+            first = self._incoming.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < ACCEPT_BATCH:
+                try:
+                    item = self._incoming.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._incoming.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            try:
+                outcomes = submissions.accept_many(self.store, self.contest, [inc for inc, _, _ in batch])
+            except BaseException as exc:  # the transaction failed (the store away): every upload hears it
+                outcomes = [exc] * len(batch)
+            for (_, loop, future), outcome in zip(batch, outcomes, strict=True):
+                loop.call_soon_threadsafe(_settle, future, outcome)
 
     async def refresh_pending(self) -> None:
         """(every :data:`WATCH_EVERY` s, on the event loop) One refresh of the pending statuses."""
@@ -247,8 +285,18 @@ class Context:
             log.warning("could not mirror teams as hub groups: %s", exc)
 
     def shutdown(self) -> None:
+        self._incoming.put(None)
+        self._acceptor.join(60)
         for pool in (self.background, self.jobs, self.readers, self.pollers, self.writers):
             pool.shutdown(wait=True)
+
+
+def _settle(future: asyncio.Future, outcome) -> None:
+    if not future.done():
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 class Base(web.RequestHandler):
@@ -675,25 +723,13 @@ class UploadHandler(Base):
         provenance = {k: self.get_query_argument(k, None) for k in ("notebook", "kernel", "sandbox_version", "client")}
         file_name = _safe_name(self.get_query_argument("file_name", "") or "submission")
         team_id, team_name = self.uploader_team
-        doc = await self.ctx.write(self._accept, ch_id, upload, file_name, provenance, team_name)
-        self.ctx.pending.add(doc, team_id, self.user)  # its polls are answered from memory
-        self.send(doc, status=202)
-
-    def _accept(self, ch_id: str, upload, file_name: str, provenance: dict, team: str) -> dict:
-        """(a writer thread) Charge, record and keep the upload (accept() deletes it if refused);
-        the submission as its team sees it. The scorer pool takes it from the store."""
-        sub: Submission = submissions.accept(
-            self.ctx.store,
-            self.ctx.contest,
-            user=self.user,
-            challenge_id=ch_id,
-            upload=upload,
-            file_name=file_name,
-            provenance=provenance,
-        )
+        # Charged, recorded and kept (or refused, and deleted); the scorer pool takes it from the store.
+        sub = await self.ctx.accept(submissions.Incoming(self.user, ch_id, upload, file_name, provenance))
         # As accepted (no score yet), without reading it back: a merge of the team in between
         # would make that read refuse a submission that is charged and kept.
-        return submissions.public_view(sub, None, team=team)
+        doc = submissions.public_view(sub, None, team=team_name)
+        self.ctx.pending.add(doc, team_id, self.user)  # its polls are answered from memory
+        self.send(doc, status=202)
 
 
 def _content_length(request) -> int | None:

@@ -324,21 +324,29 @@ class FileStore:
             os.fsync(f.fileno())
         os.chmod(upload.path, 0o400)
 
-    def place(self, upload: Upload) -> Path:
+    def place(self, upload: Upload, *, sync: bool = True) -> Path:
         """The quick half of :meth:`keep`, for a staged upload: renamed into the store under its
-        digest, and its folder's entry on disk (the same bytes kept before: one copy is enough)."""
+        digest (the same bytes kept before: one copy is enough), and its folder's entry on disk
+        (``sync=False``: the caller syncs the folders of several at once, :meth:`sync_folders`)."""
         target = self.path(upload.sha256)
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if target.exists():
             upload.path.unlink(missing_ok=True)
             return target
         os.replace(upload.path, target)
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        if sync:
+            self.sync_folders([target.parent])
         return target
+
+    @staticmethod
+    def sync_folders(folders) -> None:
+        """Flush the entries of these folders to disk (renames into them survive a power cut)."""
+        for folder in folders:
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def verify(self, sha256: str) -> bool:
         """True when the stored file still has the digest it was stored under."""

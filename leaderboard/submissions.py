@@ -220,6 +220,18 @@ def _refund(session: Session, sub: Submission) -> None:
     sub.charged = False
 
 
+@dataclass
+class Incoming:
+    """An upload to accept: who sent it, for which challenge, and the file in the upload area."""
+
+    user: str
+    challenge_id: str
+    upload: Upload
+    file_name: str
+    provenance: dict | None = None
+    now: dt.datetime | None = None
+
+
 def accept(
     store: Store,
     contest: Contest,
@@ -236,56 +248,95 @@ def accept(
     Raises SubmissionRefused (the quota, the team's upload rate or storage, a closed
     challenge, or a file the disk could not take); then nothing is recorded or charged and
     the upload is deleted."""
-    now = now or utcnow()
-    try:
-        ch = contest.challenge(challenge_id)
-        _check_open(ch, now)
-        try:  # the bytes on disk before the transaction: the store's write lock is not held for it
-            store.files.stage(upload)
-        except OSError as exc:
-            log.error("submission of %s for %s: writing its file failed: %s", user, ch.id, exc)
-            raise _storage_failed() from None
-        with store.session() as s:
-            team = _team_of(s, user)
-            # PostgreSQL: one acceptance at a time per team, so that the rate and storage
-            # checks count what the others committed (SQLite has one writer at a time anyway).
-            s.execute(select(Team.id).where(Team.id == team.id).with_for_update())
-            day = contest.day(now)
-            _charge(s, team.id, ch, day)
-            _check_rate(s, contest, team.id, now)
-            _check_storage(s, contest, team.id, upload.size)
-            sub = Submission(
-                team_id=team.id,
-                user=user,
-                challenge=ch.id,
-                created_at=now,
-                quota_day=day,
-                file_name=file_name[:255],
-                size=upload.size,
-                sha256=upload.sha256,
-                status="received",
-                charged=True,
-                provenance=_clean_provenance(provenance),
-            )
-            s.add(sub)
-            s.flush()
-            audit.record(
-                s,
-                user,
-                "submission.receive",
-                f"{ch.id}#{sub.id}",
-                {"team": team.name, "sha256": upload.sha256, "size": upload.size, "file_name": sub.file_name},
-            )
-            # Before the commit: once a scorer can see the row, its file is in the store. Should
-            # the commit fail after this, the file stays without a row (harmless: nothing names it).
-            try:
-                store.files.place(upload)
-            except OSError as exc:  # e.g. the disk is full: refused, nothing recorded or charged
-                log.error("submission of %s for %s: keeping its file failed: %s", user, ch.id, exc)
+    (outcome,) = accept_many(store, contest, [Incoming(user, challenge_id, upload, file_name, provenance, now)])
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def accept_many(store: Store, contest: Contest, incoming: list[Incoming]) -> list[Submission | ContesthubError]:
+    """:func:`accept` for several uploads in one transaction: one commit, one flush to disk.
+
+    Each upload is checked and recorded on its own (a savepoint: a refusal undoes its own work
+    only, and the others' rows count in its checks, as if accepted one after the other); each
+    gets its Submission or its refusal, in order. A refused upload is deleted. When the
+    transaction itself fails (the store unavailable), that error is raised for all of them
+    and their uploads are deleted."""
+    out: list[Submission | ContesthubError | None] = [None] * len(incoming)
+    staged: list[int] = []
+    for i, inc in enumerate(incoming):
+        inc.now = inc.now or utcnow()
+        try:
+            _check_open(contest.challenge(inc.challenge_id), inc.now)
+            try:  # the bytes on disk before the transaction: the store's write lock is not held for it
+                store.files.stage(inc.upload)
+            except OSError as exc:
+                log.error("submission of %s for %s: writing its file failed: %s", inc.user, inc.challenge_id, exc)
                 raise _storage_failed() from None
+            staged.append(i)
+        except ContesthubError as exc:
+            out[i] = exc
+            inc.upload.path.unlink(missing_ok=True)
+    try:
+        with store.session() as s:
+            folders = set()
+            for i in staged:
+                try:
+                    with s.begin_nested():
+                        out[i] = _record(s, contest, incoming[i])
+                        # Before the commit: once a scorer can see the row, its file is in the store.
+                        folders.add(store.files.place(incoming[i].upload, sync=False).parent)
+                except SubmissionRefused as exc:
+                    out[i] = exc
+                except OSError as exc:  # e.g. the disk is full: refused, nothing recorded or charged
+                    log.error("submission of %s: keeping its file failed: %s", incoming[i].user, exc)
+                    out[i] = _storage_failed()
+            # The renames on disk before the rows are: a committed row always has its file. Should
+            # the commit fail after this, the files stay without rows (harmless: nothing names them).
+            store.files.sync_folders(folders)
     except BaseException:
-        upload.path.unlink(missing_ok=True)
+        for inc in incoming:
+            inc.upload.path.unlink(missing_ok=True)
         raise
+    for inc, outcome in zip(incoming, out, strict=True):
+        if isinstance(outcome, ContesthubError):
+            inc.upload.path.unlink(missing_ok=True)
+    return out
+
+
+def _record(s: Session, contest: Contest, inc: Incoming) -> Submission:
+    """Charge, check and insert one upload, with its audit entry (in the caller's transaction)."""
+    ch, now, upload = contest.challenge(inc.challenge_id), inc.now, inc.upload
+    team = _team_of(s, inc.user)
+    # PostgreSQL: one acceptance at a time per team, so that the rate and storage checks count
+    # what the others committed (SQLite has one writer at a time anyway).
+    s.execute(select(Team.id).where(Team.id == team.id).with_for_update())
+    day = contest.day(now)
+    _charge(s, team.id, ch, day)
+    _check_rate(s, contest, team.id, now)
+    _check_storage(s, contest, team.id, upload.size)
+    sub = Submission(
+        team_id=team.id,
+        user=inc.user,
+        challenge=ch.id,
+        created_at=now,
+        quota_day=day,
+        file_name=inc.file_name[:255],
+        size=upload.size,
+        sha256=upload.sha256,
+        status="received",
+        charged=True,
+        provenance=_clean_provenance(inc.provenance),
+    )
+    s.add(sub)
+    s.flush()
+    audit.record(
+        s,
+        inc.user,
+        "submission.receive",
+        f"{ch.id}#{sub.id}",
+        {"team": team.name, "sha256": upload.sha256, "size": upload.size, "file_name": sub.file_name},
+    )
     return sub
 
 
