@@ -151,7 +151,9 @@ class FaultHub:
         return find_below(self.hub.process.proc.pid, SCORER_MARK)
 
     def scorer_workers(self) -> list[tuple[int, int]]:
-        return [p for p in self.scorers() if "hub.scorer worker" in cmdline(p[0])]
+        """The pool's workers (not their scoring children, which are forked from them)."""
+        workers = [p for p in self.scorers() if "hub.scorer worker" in cmdline(p[0])]
+        return [p for p in workers if "hub.scorer worker" not in cmdline(parent_of(p[0]))]
 
     def wait_service(self, old: tuple[int, int] | None = None, timeout: float = 120) -> tuple[int, int]:
         """Wait until a submission service other than ``old`` runs below the hub and answers
@@ -193,6 +195,14 @@ class FaultHub:
         while (problems := store_problems(self.store, damaged=self.damaged)) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not problems, problems
+
+
+def parent_of(pid: int) -> int:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(text[text.rindex(")") + 2 :].split()[1])
 
 
 def _pg_database() -> tuple[str, str] | None:
