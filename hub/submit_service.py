@@ -14,10 +14,12 @@ challenge is open, its quota, upload rate and storage leave room); the body is t
 to disk as it arrives (never held in memory) with the contest's size limit, and charged,
 recorded and kept in one transaction. Nothing is scored here: the submission waits in the
 store for the scorer pool (hub/scorer.py, other processes, on other machines in a cluster)
-and the client polls it. A poll of a submission still pending is answered from memory: one
+and the client asks for it, holding its request open until it is finished (``?wait=``, a long
+poll) or again and again. A poll of a submission still pending is answered from memory: one
 read every quarter of a second brings the status of every pending submission the service
 knows of up to date (:class:`PendingWatch`), instead of one read per poll; the leaderboard
-JSON is computed at most once a second per challenge. No database work runs on the event
+JSON is computed at most once a second per challenge. Uploads waiting for the write lock are
+accepted together, in one transaction (``submissions.accept_many``). No database work runs on the event
 loop: handlers hand it to bounded thread pools, one for reads (read-only transactions, which
 on SQLite never wait for the write lock), one for the polls' refresh and one for writes. The
 OpenAPI description is served at
@@ -84,9 +86,10 @@ BOARD_TTL = 1.0
 class PendingWatch:
     """The submissions this service knows to be pending, refreshed all at once.
 
-    Every waiting client asks for its submission every half second (``sandbox.submit``); in a
-    deadline rush that was hundreds of read transactions a second, each answering "still
-    pending". Instead the service keeps each pending submission it accepted, or found pending
+    Every waiting client asks for its submission again and again (twice a second, as
+    ``sandbox.submit`` did before it held one request open with ``?wait=``); in a deadline rush
+    that was hundreds of read transactions a second, each answering "still pending". Instead
+    the service keeps each pending submission it accepted, or found pending
     on a poll, with what its team sees of it, and :meth:`refresh` reads the statuses of all of
     them, and the teams of the users who asked, in one read every :data:`WATCH_EVERY` seconds. A
     poll is answered from here while the submission is pending and the asker is still in its
