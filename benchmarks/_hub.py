@@ -369,6 +369,8 @@ def classify(cmd: str) -> str:
         return "kernels"
     if "hub.submit_service" in cmd:
         return "submit service"
+    if "hub.scorer" in cmd:
+        return "scorers"
     if "streamlit" in cmd:
         return "leaderboard"
     if "idle_culler" in cmd:
