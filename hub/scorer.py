@@ -58,6 +58,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from hub.die_with_parent import die_with_parent
+from hub.settings import size_bytes
 from leaderboard import contest as contest_config
 from leaderboard import store as store_mod
 from leaderboard import submissions
@@ -79,12 +80,6 @@ OUTAGE_PAUSES = (0.5, 1, 2, 4, 8, 15, 30, 60)  # a worker's pauses while the sto
 # --- limits --------------------------------------------------------------------------------
 
 
-def _size(text: str) -> int:
-    clean = text.strip().upper().removesuffix("B").removesuffix("I")
-    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-    return int(float(clean[:-1]) * units[clean[-1]]) if clean[-1:] in units else int(float(clean))
-
-
 @dataclass(frozen=True)
 class Limits:
     """What one scoring may use: its child's address space and seconds; DuckDB gets a quarter of
@@ -96,7 +91,7 @@ class Limits:
 
     @classmethod
     def from_env(cls, environ=os.environ) -> Limits:
-        memory = _size(environ.get("CONTESTHUB_SCORER_MEMORY") or "2G")
+        memory = size_bytes("CONTESTHUB_SCORER_MEMORY", environ.get("CONTESTHUB_SCORER_MEMORY") or "2G")
         seconds = float(environ.get("CONTESTHUB_SCORER_SECONDS") or 60)
         if memory < 512 << 20 or seconds <= 0:
             raise ContesthubError(

@@ -254,7 +254,7 @@ class HubSettings:
         self.gateway_limits  # noqa: B018 -- raises on a malformed or too small limit
         if self.scorers < 0:
             raise SettingsError("scorers must be 0 (one per core) or more", "scorers 必须为 0（每核一个）或更大")
-        if _size_bytes("scorer_memory", self.scorer_memory) < 512 << 20 or self.scorer_seconds <= 0:
+        if size_bytes("scorer_memory", self.scorer_memory) < 512 << 20 or self.scorer_seconds <= 0:
             raise SettingsError(
                 f"scorer_memory ({self.scorer_memory}) must be at least 512M and scorer_seconds "
                 f"({self.scorer_seconds:g}) above 0: one scoring needs that much to run at all",
@@ -326,7 +326,7 @@ class HubSettings:
 
     @property
     def gateway_worker_memory_bytes(self) -> int:
-        return _size_bytes("gateway_worker_memory", self.gateway_worker_memory)
+        return size_bytes("gateway_worker_memory", self.gateway_worker_memory)
 
     @property
     def gateway_limits(self) -> dict[str, dict[str, int | float]]:
@@ -356,7 +356,7 @@ class HubSettings:
                     f"{where}: max_workers and max_cores must be numbers, got {v!r}",
                     f"{where}：max_workers 与 max_cores 必须是数字，实际为 {v!r}",
                 ) from None
-            memory = _size_bytes(f"{where} max_memory", str(v["max_memory"]))
+            memory = size_bytes(f"{where} max_memory", str(v["max_memory"]))
             room = min(
                 (cores - GATEWAY_SCHEDULER_CORES) // self.gateway_worker_cores,
                 (memory - GATEWAY_SCHEDULER_MEMORY) // worker_memory,
@@ -392,7 +392,7 @@ GATEWAY_SCHEDULER_CORES = 1
 GATEWAY_SCHEDULER_MEMORY = 2**30
 
 
-def _size_bytes(name: str, text: str) -> int:
+def size_bytes(name: str, text: str) -> int:
     """A size such as 4G, 512M or 2GiB in bytes; a SettingsError naming ``name`` if malformed."""
     clean = text.strip().upper().removesuffix("B").removesuffix("I")
     units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
