@@ -76,6 +76,7 @@ STORE_WRITERS = 2
 # Uploads accepted in one transaction at most: a deadline rush's uploads share one commit and
 # one flush to disk instead of queueing for the write lock one by one.
 ACCEPT_BATCH = 64
+UPLOAD_FLUSHERS = 4
 # Seconds between two refreshes of the pending submissions' statuses: a client sees its score
 # at most this much later than the store has it.
 WATCH_EVERY = 0.25
@@ -168,6 +169,8 @@ class Context:
         self.readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="store-read")
         self.pollers = ThreadPoolExecutor(max_workers=pollers, thread_name_prefix="store-poll")
         self.writers = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="store-write")
+        # Uploads' bytes flushed to disk (fsync) side by side, before they queue for acceptance.
+        self.disk = ThreadPoolExecutor(max_workers=UPLOAD_FLUSHERS, thread_name_prefix="upload-disk")
         # Acceptances, in one thread that takes every upload waiting and accepts them together
         # (submissions.accept_many: one transaction, one flush to disk for all of them).
         self._incoming: queue.SimpleQueue = queue.SimpleQueue()
@@ -290,7 +293,7 @@ class Context:
     def shutdown(self) -> None:
         self._incoming.put(None)
         self._acceptor.join(60)
-        for pool in (self.background, self.jobs, self.readers, self.pollers, self.writers):
+        for pool in (self.background, self.jobs, self.readers, self.pollers, self.writers, self.disk):
             pool.shutdown(wait=True)
 
 
@@ -727,7 +730,14 @@ class UploadHandler(Base):
         file_name = _safe_name(self.get_query_argument("file_name", "") or "submission")
         team_id, team_name = self.uploader_team
         # Charged, recorded and kept (or refused, and deleted); the scorer pool takes it from the store.
-        sub = await self.ctx.accept(submissions.Incoming(self.user, ch_id, upload, file_name, provenance))
+        try:  # the slow part of keeping it (an fsync), in parallel with other uploads' and outside any lock
+            await ioloop.IOLoop.current().run_in_executor(self.ctx.disk, self.ctx.store.files.stage, upload)
+        except OSError as exc:
+            upload.path.unlink(missing_ok=True)
+            log.error("an upload of %s could not be written: %s", self.user, exc)
+            raise StorageFailed() from None
+        incoming = submissions.Incoming(self.user, ch_id, upload, file_name, provenance, staged=True)
+        sub = await self.ctx.accept(incoming)
         # As accepted (no score yet), without reading it back: a merge of the team in between
         # would make that read refuse a submission that is charged and kept.
         doc = submissions.public_view(sub, None, team=team_name)

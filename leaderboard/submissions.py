@@ -230,6 +230,7 @@ class Incoming:
     file_name: str
     provenance: dict | None = None
     now: dt.datetime | None = None
+    staged: bool = False  # its bytes are on disk already (FileStore.stage), read-only
 
 
 def accept(
@@ -269,7 +270,8 @@ def accept_many(store: Store, contest: Contest, incoming: list[Incoming]) -> lis
         try:
             _check_open(contest.challenge(inc.challenge_id), inc.now)
             try:  # the bytes on disk before the transaction: the store's write lock is not held for it
-                store.files.stage(inc.upload)
+                if not inc.staged:
+                    store.files.stage(inc.upload)
             except OSError as exc:
                 log.error("submission of %s for %s: writing its file failed: %s", inc.user, inc.challenge_id, exc)
                 raise _storage_failed() from None
