@@ -62,7 +62,7 @@ from hub.settings import size_bytes
 from leaderboard import contest as contest_config
 from leaderboard import store as store_mod
 from leaderboard import submissions
-from leaderboard.models import utcnow
+from leaderboard.models import Submission, utcnow
 from leaderboard.scoring import Database, Resources, ScoreResult, score_file
 from leaderboard.store import store_unavailable
 from sandbox.errors import ContesthubError
@@ -310,28 +310,32 @@ class Worker:
             if sub is None:
                 stop.wait(POLL)
                 continue
-            self.score(sub.id, sub.challenge, sub.sha256)
+            while sub is not None:  # each result recorded with the next claim, while busy
+                sub = self.score(sub, claim_next=not stop.is_set())
         self.child.close()
 
     def drain(self) -> int:
         """Score whatever waits now, one by one; how many (tests, benchmarks)."""
         done = 0
         try:
-            while (sub := submissions.claim(self.store, self.name, LEASE)) is not None:
-                self.score(sub.id, sub.challenge, sub.sha256)
+            sub = submissions.claim(self.store, self.name, LEASE)
+            while sub is not None:
+                sub = self.score(sub)
                 done += 1
         finally:
             self.child.close()
         return done
 
-    def score(self, sid: int, challenge: str, sha256: str) -> None:
-        """Score one claimed submission and record what became of it."""
-        started = time.monotonic()
-        if not self.store.files.verify(sha256):  # damaged at rest: never score what was not submitted
+    def score(self, sub: Submission, *, claim_next: bool = True) -> Submission | None:
+        """Score one claimed submission and record what became of it; the next one claimed with
+        that record (one write a submission while the queue is not empty), or None."""
+        sid, started = sub.id, time.monotonic()
+        if not self.store.files.verify(sub.sha256):  # damaged at rest: never score what was not submitted
             lost = [submissions.file_lost_error()]
             self._record(sid, lambda: submissions.finish(self.store, self.contest, sid, self.name, errors=lost))
-            return
-        path = self.store.files.path(sha256)
+            return None
+        path = self.store.files.path(sub.sha256)
+        challenge = sub.challenge
         outcome = self.child.run(
             score_in,
             self.contest.challenge(challenge),
@@ -343,16 +347,21 @@ class Worker:
         if outcome.died is not None:
             log.warning("submission %s: its scoring process died (%s)", sid, outcome.died)
             self._record(sid, lambda: submissions.crashed(self.store, sid, self.name, outcome.died))
-            return
+            return None
         errors = None
         if outcome.error is not None:
             log.error("submission %s could not be scored: %s", sid, outcome.error.en)
             errors = [submissions.scoring_failed_error(outcome.error.en, outcome.error.zh)]
-        self._record(
-            sid,
-            lambda: submissions.finish(self.store, self.contest, sid, self.name, result=outcome.result, errors=errors),
-        )
+
+        def record():
+            kw = {"result": outcome.result, "errors": errors}
+            if not claim_next:
+                return submissions.finish(self.store, self.contest, sid, self.name, **kw)
+            return submissions.finish_and_claim(self.store, self.contest, sid, self.name, LEASE, **kw)[1]
+
+        following = self._record(sid, record)
         log.info("submission %s finished in %.2f s", sid, time.monotonic() - started)
+        return following if claim_next else None
 
     def _renew(self, sid: int) -> bool:
         try:
@@ -363,15 +372,14 @@ class Worker:
             log.warning("submission %s: could not renew its claim (%s)", sid, exc)
             return True
 
-    def _record(self, sid: int, write: Callable[[], object]) -> None:
+    def _record(self, sid: int, write: Callable[[], object]):
         """``write()`` until the store takes it: a result is never dropped because the database
         restarted (the claim holds meanwhile; should its lease run out, another worker scores
         the submission again and this write finds the claim gone and records nothing)."""
         attempt = 0
         while True:
             try:
-                write()
-                return
+                return write()
             except Exception as exc:
                 if not store_unavailable(exc):
                     raise

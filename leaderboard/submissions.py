@@ -378,6 +378,11 @@ def claim(
     oldest row is picked with ``FOR UPDATE SKIP LOCKED``, so workers claiming at the same
     moment take different rows instead of waiting for each other."""
     now = now or utcnow()
+    with store.session() as s:
+        return _claim(s, worker, lease, now, submission_id)
+
+
+def _claim(s: Session, worker: str, lease: float, now: dt.datetime, submission_id: int | None = None):
     if submission_id is None:
         target = (
             select(Submission.id)
@@ -389,20 +394,19 @@ def claim(
         )
     else:
         target = submission_id
-    with store.session() as s:
-        sid = s.execute(
-            update(Submission)
-            .where(Submission.id == target, Submission.status == "received")
-            .values(
-                status="validating",
-                attempts=Submission.attempts + 1,
-                claimed_by=worker,
-                lease_until=now + dt.timedelta(seconds=lease),
-            )
-            .returning(Submission.id)
-            .execution_options(synchronize_session=False)
-        ).scalar_one_or_none()
-        return None if sid is None else s.get(Submission, sid)
+    sid = s.execute(
+        update(Submission)
+        .where(Submission.id == target, Submission.status == "received")
+        .values(
+            status="validating",
+            attempts=Submission.attempts + 1,
+            claimed_by=worker,
+            lease_until=now + dt.timedelta(seconds=lease),
+        )
+        .returning(Submission.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    return None if sid is None else s.get(Submission, sid)
 
 
 def renew(store: Store, submission_id: int, worker: str, lease: float, now: dt.datetime | None = None) -> bool:
@@ -450,25 +454,46 @@ def finish(
     (``free_invalid_per_day``); an error always does."""
     now = now or utcnow()
     with store.session() as s:
-        sub = _claimed(s, submission_id, worker)
-        if sub is None:
-            return None
-        sub.finished_at, sub.lease_until = now, None
-        if result is not None and result.valid:
-            s.add(Score.of(sub.id, result, active=True))
-            sub.status, sub.errors = "scored", []
-            payload = {"public_score": result.public_score, "metric": f"{result.metric}@{result.metric_version}"}
-        elif result is not None:
-            sub.status, sub.errors = "invalid", result.errors
-            free = free_invalid_left(s, contest, sub.team_id, sub.challenge, sub.quota_day, lock=True) > 0
-            if free:
-                _refund(s, sub)
-            payload = {"codes": sorted({e["code"] for e in sub.errors}), "refunded": free}
-        else:
-            sub.status, sub.errors = "error", errors or []
+        return _finish(s, contest, submission_id, worker, result, errors, now)
+
+
+def finish_and_claim(
+    store: Store,
+    contest: Contest,
+    submission_id: int,
+    worker: str,
+    lease: float,
+    *,
+    result: ScoreResult | None = None,
+    errors: list[dict] | None = None,
+) -> tuple[Submission | None, Submission | None]:
+    """:func:`finish` and :func:`claim` the next in one transaction (a busy worker's one write a
+    submission): what was recorded (None: the claim was lost), and the next claimed, if any."""
+    now = utcnow()
+    with store.session() as s:
+        return _finish(s, contest, submission_id, worker, result, errors, now), _claim(s, worker, lease, now)
+
+
+def _finish(s: Session, contest: Contest, submission_id: int, worker: str | None, result, errors, now):
+    sub = _claimed(s, submission_id, worker)
+    if sub is None:
+        return None
+    sub.finished_at, sub.lease_until = now, None
+    if result is not None and result.valid:
+        s.add(Score.of(sub.id, result, active=True))
+        sub.status, sub.errors = "scored", []
+        payload = {"public_score": result.public_score, "metric": f"{result.metric}@{result.metric_version}"}
+    elif result is not None:
+        sub.status, sub.errors = "invalid", result.errors
+        free = free_invalid_left(s, contest, sub.team_id, sub.challenge, sub.quota_day, lock=True) > 0
+        if free:
             _refund(s, sub)
-            payload = {"codes": sorted({e["code"] for e in sub.errors}), "refunded": True}
-        audit.record(s, "scorer", f"submission.{sub.status}", f"{sub.challenge}#{sub.id}", payload)
+        payload = {"codes": sorted({e["code"] for e in sub.errors}), "refunded": free}
+    else:
+        sub.status, sub.errors = "error", errors or []
+        _refund(s, sub)
+        payload = {"codes": sorted({e["code"] for e in sub.errors}), "refunded": True}
+    audit.record(s, "scorer", f"submission.{sub.status}", f"{sub.challenge}#{sub.id}", payload)
     return sub
 
 

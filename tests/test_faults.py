@@ -490,7 +490,7 @@ def test_a_scorer_whose_database_went_away_keeps_its_result_and_records_it_when_
     with store.session() as s:
         teams.create(s, demo_contest, "alpha", actor="organizer", members=("ann",), now=NOW)
     sub = submit(store, "ann", FORECAST, predictions(FORECAST, noise=0.1))
-    real, calls = submissions.finish, []
+    real, calls = submissions.finish_and_claim, []  # a worker records a result with its next claim
 
     def flaky(*a, **kw):
         calls.append(a[2])
@@ -499,7 +499,7 @@ def test_a_scorer_whose_database_went_away_keeps_its_result_and_records_it_when_
         return real(*a, **kw)  # the database is back
 
     monkeypatch.setattr(scorer, "OUTAGE_PAUSES", (0.01,))
-    monkeypatch.setattr(submissions, "finish", flaky)
+    monkeypatch.setattr(submissions, "finish_and_claim", flaky)
     worker = scorer.Worker(store, demo_contest, demo, scorer.Limits())
     assert worker.drain() == 1
     assert calls == [sub.id] * 3
@@ -510,7 +510,7 @@ def test_a_scorer_whose_database_went_away_keeps_its_result_and_records_it_when_
     def bug(*_a, **_kw):
         raise ZeroDivisionError
 
-    monkeypatch.setattr(submissions, "finish", bug)
+    monkeypatch.setattr(submissions, "finish_and_claim", bug)
     again = submit(store, "ann", FORECAST, predictions(FORECAST, noise=0.2))
     with pytest.raises(ZeroDivisionError):  # the worker process dies; the pool starts another
         worker.drain()
