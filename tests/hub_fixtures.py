@@ -37,7 +37,7 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import _hub  # noqa: E402  (benchmarks/_hub.py: contest_file)
+import _hub  # benchmarks/_hub.py: contest_file
 
 from hub.accounts import prepare_organizer
 from hub.launcher import HubProcess, free_ports
