@@ -133,6 +133,7 @@ def _serve(conn, limits: Limits, spill: Path | None) -> None:
         die_with_parent(signal.SIGKILL)  # a worker killed takes its scoring along
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory, limits.memory))
     database = Database(limits.resources(spill) if spill is not None else None)
+    start = _rss()  # what it inherited from the worker, and the database: the rest is what scorings left
     while True:
         try:
             task = conn.recv()
@@ -151,7 +152,7 @@ def _serve(conn, limits: Limits, spill: Path | None) -> None:
         except MemoryError:
             conn.send((ChildOutcome(died="out of memory"), None))
             return  # its memory is not to be trusted for the next file
-        conn.send((outcome, _rss()))
+        conn.send((outcome, _rss() - start))
 
 
 def _rss() -> int:
@@ -168,8 +169,8 @@ class ScoringChild:
     It is forked from the worker (the imports are done: it is ready at once) and keeps one
     DuckDB database from one scoring to the next (:class:`leaderboard.scoring.Database`: each
     scoring has a connection of its own, starting a database costs more than scoring a usual
-    file). A child that died, outlived the wall-clock limit (killed), or holds more memory
-    after a scoring than a quarter of its address space is replaced by a fresh one for the
+    file). A child that died, outlived the wall-clock limit (killed), or has grown after a
+    scoring by more than a quarter of its address space is replaced by a fresh one for the
     next file, and every child retires after ``max_tasks`` scorings."""
 
     def __init__(self, limits: Limits, spill: Path | None, *, max_tasks: int = 200):
@@ -191,12 +192,12 @@ class ScoringChild:
         while True:
             if self.conn.poll(max(0.0, min(every, deadline - time.monotonic()))):
                 try:
-                    outcome, rss = self.conn.recv()
+                    outcome, grown = self.conn.recv()
                 except (EOFError, OSError):  # it died before it could answer
                     self.proc.join(5)
                     return self._retire(ChildOutcome(died=_why_dead(self.proc.exitcode)))
                 self.tasks += 1
-                if rss is None or rss > self.limits.memory // 4 or self.tasks >= self.max_tasks:
+                if grown is None or grown > self.limits.memory // 4 or self.tasks >= self.max_tasks:
                     self.close()
                 return outcome
             if time.monotonic() >= deadline:
