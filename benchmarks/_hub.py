@@ -102,6 +102,28 @@ def _table(root: Path, table: str) -> str:
     return str(folder / "**" / "*.parquet") if folder.is_dir() else str(root / f"{table}.parquet")
 
 
+def contest_file(folder: Path, **limits: int) -> Path:
+    """config/contest.toml with other ``[limits]`` (``uploads_per_minute=1000``, ...), written
+    into ``folder``: a load test, or a test suite, uploads far faster than any person, and a
+    hub reads it through ``CONTESTHUB_CONTEST``."""
+    import re
+
+    text = (PROJECT_ROOT / "config" / "contest.toml").read_text("utf-8")
+    for key, value in limits.items():
+        text, n = re.subn(rf"^{key} = .*$", f"{key} = {int(value)}", text, count=1, flags=re.M)
+        if n != 1:
+            raise KeyError(f"config/contest.toml has no [limits] key {key}")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "contest.toml"
+    path.write_text(text, "utf-8")
+    return path
+
+
+# Limits of the contest the load benchmarks run: the rush is limited by the platform, not by
+# the rules that keep one team from costing it too much (tests/test_upload_limits.py has those).
+LOAD_LIMITS = {"uploads_per_minute": 100_000, "free_invalid_per_day": 100_000}
+
+
 # --- the hub -------------------------------------------------------------------------------
 
 
@@ -347,6 +369,8 @@ def classify(cmd: str) -> str:
         return "kernels"
     if "hub.submit_service" in cmd:
         return "submit service"
+    if "hub.scorer" in cmd:
+        return "scorers"
     if "streamlit" in cmd:
         return "leaderboard"
     if "idle_culler" in cmd:

@@ -4,7 +4,9 @@
 ``outpatient_forecast`` through the hub's proxy to the submission service, each with their own
 JupyterHub token, for ``seconds`` (default 60), all at once. Each stream does what
 ``sandbox.submit`` / ``contesthub submit`` does: upload the file, then ask for the submission
-every 0.5 s until it is scored, then upload the next one. One upload in 20 is a broken file
+until it is scored (a long poll, ``?wait=30``: the service answers when it is finished; with
+``--poll-every 0.5`` the streams ask every half second instead, as clients before it did),
+then upload the next one. One upload in 20 is a broken file
 (a wrong column: ``invalid``, the quota unit is given back). Most teams get a large grant from
 the organizer (the grant endpoint), so the rush is limited by the platform, not by quotas;
 ``limited`` teams (default 10) keep the daily quota plus a grant of 1 (6 submissions) and
@@ -12,6 +14,11 @@ their members are impatient (they upload again 0.2 s after each answer without w
 the score, and retry every second after a refusal; on a slow machine they go on past the end
 until their team was refused once): their quota runs out during the rush, which checks that
 quotas are exact under concurrency.
+
+The hub runs the demo contest with its per-team upload limits lifted (``_hub.LOAD_LIMITS``):
+the rush is limited by the platform, not by the rules that keep one team from costing it
+too much. Scoring is done by the scorer pool (hub/scorer.py, ``--scorers`` worker processes),
+outside the submission service.
 
 During the rush a sampler times, every second, the Streamlit leaderboard's health endpoint
 and page (``/services/leaderboard/_stcore/health`` and ``/services/leaderboard/``), the
@@ -41,8 +48,15 @@ generator (asyncio + tornado's AsyncHTTPClient, a dependency of JupyterHub) runs
 machine and takes CPU from the platform: the figures are a lower bound of what the platform
 does on its own two cores.
 
+Then, with the hub stopped, the scorers' scaling (:func:`scaling`): ``--scaling-files`` valid
+``emergency_visit`` files (28,807 rows each) wait in a fresh store, and the pool is started on
+them with 1 worker process, then with 2, alternately (``--scaling-rounds`` times each): scored
+per second from the first to the last finished submission, medians, and the ratio. CPU-bound
+scoring only: no uploads, no polls.
+
     python3 dev.py bench deadline_rush [--streams 200] [--seconds 60] [--limited 10]
-                                       [--scorers 2] [--keep]      (teams: two streams each)
+                                       [--scorers 2] [--keep] [--scaling-rounds 3] [--scaling-files 60]
+                                       (teams: two streams each; --scaling-rounds 0 skips the scaling)
 
 Notes: quotas are per contest day (midnight in Asia/Shanghai); a run across that midnight
 starts new quotas mid-rush (the checks still hold per day, but the grants are for the first).
@@ -53,11 +67,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import hashlib
 import json
+import os
 import random
 import secrets
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -71,7 +89,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _hub
 import _measure
 
-from sandbox.settings import PROJECT_ROOT
+from sandbox import clock
+from sandbox.settings import PROJECT_ROOT, Paths
 
 FINAL = ("scored", "invalid", "error")
 PENDING = ("received", "validating")
@@ -87,7 +106,7 @@ class RushConfig:
     impatient_pause: float = 0.2  # limited teams' members upload again this soon, without waiting for scores
     grant: int = 100_000  # the other teams' grant: the platform limits them, not the quota
     invalid_share: float = 0.05  # broken files among the patient streams' uploads
-    poll: float = 0.5  # as sandbox.submit
+    poll: float = 0.0  # 0: long polls as sandbox.submit (?wait=30); else seconds between plain polls
     retry: float = 1.0  # pause after a refusal or an error
     sample_every: float = 1.0  # leaderboard sampler period
     request_timeout: float = 300
@@ -254,9 +273,10 @@ async def _run(hub: _hub.Hub, rush: Rush, files: _hub.Predictions) -> None:
                     await asyncio.sleep(cfg.impatient_pause)
                     continue
                 t0, state = time.monotonic(), doc["status"]
+                wait = "" if cfg.poll else "?wait=30"
                 while state in PENDING and time.monotonic() - t0 < cfg.wait_for_score:
                     await asyncio.sleep(cfg.poll)
-                    code, doc2, _ = await fetch("poll", f"{base}/submissions/{up.id}", c.token)
+                    code, doc2, _ = await fetch("poll", f"{base}/submissions/{up.id}{wait}", c.token)
                     rush.polls += 1
                     if code == 200:
                         state = doc2["status"]
@@ -454,6 +474,113 @@ def check(hub: _hub.Hub, rush: Rush) -> dict:
     return {"problems": {k: v for k, v in problems.items() if v}, "store": store_figures}
 
 
+# --- the scorers' scaling: 1 worker process against 2 -----------------------------------------
+
+SCALING_CHALLENGE = "emergency_visit"
+
+
+def _emergency_files(data: Paths, n: int, folder: Path, seed: int = 5) -> list[Path]:
+    """``n`` valid prediction files for ``emergency_visit`` (every test id, a random probability each)."""
+    import duckdb
+
+    test = data.data_root / "hospital_outpatient" / "latest" / "visit_records_test.parquet"
+    ids = [r[0] for r in duckdb.connect().execute(f"SELECT visit_id FROM read_parquet('{test}') ORDER BY 1").fetchall()]
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        path = folder / f"emergency-{i}.csv"
+        path.write_text("visit_id,p_emergency\n" + "".join(f"{v},{rng.random():.6f}\n" for v in ids), "utf-8")
+        out.append(path)
+    return out
+
+
+def _scored_per_second(data: Paths, files: list[Path], workers: int, folder: Path) -> dict:
+    """A fresh store with ``files`` waiting; the pool with ``workers`` processes scores them all."""
+    from sqlalchemy import func, select
+
+    from leaderboard import contest as contest_mod
+    from leaderboard import store as store_mod
+    from leaderboard import submissions, teams
+    from leaderboard.models import Submission
+
+    folder.mkdir(parents=True)
+    private = folder / "private"
+    private.mkdir(mode=0o700)
+    (private / "solutions").symlink_to(data.private_root / "solutions")
+    paths = Paths(data.data_root, private, data.datasets_dir)
+    contest_path = _hub.contest_file(folder, **_hub.LOAD_LIMITS)
+    contest = contest_mod.load(contest_path)
+    store = store_mod.connect(paths, f"sqlite:///{private / 'contest.sqlite'}")
+    now = clock.now()
+    ch = contest.challenge(SCALING_CHALLENGE)
+    if not ch.opens <= now < ch.closes:  # the demo's dates: keep the scaling runnable whenever it runs
+        now = ch.opens + dt.timedelta(days=1)
+    try:
+        with store.session() as s:
+            teams.create(s, contest, "scaling", actor="bench", members=("bench",), now=now)
+            day = contest.day(now)
+            submissions.grant(s, contest, "scaling", ch.id, len(files), reason="scaling", by="bench", day=day)
+        for path in files:
+            with open(path, "rb") as f:
+                upload = store.files.receive(f, contest.upload_limit)
+            submissions.accept(
+                store, contest, user="bench", challenge_id=ch.id, upload=upload, file_name=path.name, now=now
+            )
+        env = {
+            **os.environ,
+            "CONTESTHUB_DATA_ROOT": str(paths.data_root),
+            "CONTESTHUB_PRIVATE_ROOT": str(private),
+            "CONTESTHUB_DB_URL": store.url,
+            "CONTESTHUB_CONTEST": str(contest_path),
+        }
+        started = time.monotonic()
+        with open(folder / "pool.log", "w") as log:  # the workers' lines: one per submission scored
+            command = [sys.executable, "-m", "hub.scorer", "--workers", str(workers)]
+            pool = subprocess.Popen(command, env=env, stderr=log)
+        try:
+            while True:
+                with store.read_session() as s:
+                    left = s.execute(select(func.count()).where(Submission.status.in_(PENDING))).scalar_one()
+                if not left or time.monotonic() - started > 900:
+                    break
+                time.sleep(0.2)
+        finally:
+            pool.terminate()
+            pool.wait(120)
+        with store.read_session() as s:
+            done = sorted(s.scalars(select(Submission.finished_at).where(Submission.status == "scored")).all())
+    finally:
+        store.dispose()
+    span = (done[-1] - done[0]).total_seconds() if len(done) > 1 else float("nan")
+    return {"workers": workers, "scored": len(done), "seconds": span, "scored/s": (len(done) - 1) / span}
+
+
+def scaling(data: Paths, rounds: int = 3, n: int = 60) -> dict:
+    """Scored/s of the pool with 1 and with 2 worker processes, alternated ``rounds`` times; medians."""
+    folder = Path(tempfile.mkdtemp(prefix="scaling-", dir=PROJECT_ROOT / "var" / "bench"))
+    try:
+        files = _emergency_files(data, n, folder)
+        runs = []
+        for r in range(rounds):
+            for workers in (1, 2):
+                run = _scored_per_second(data, files, workers, folder / f"run-{r}-{workers}")
+                run["load average"] = os.getloadavg()[0]
+                print(f"  scaling round {r + 1}: {workers} worker(s) {run['scored/s']:.2f} scored/s", flush=True)
+                runs.append(run)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    one = statistics.median(x["scored/s"] for x in runs if x["workers"] == 1)
+    two = statistics.median(x["scored/s"] for x in runs if x["workers"] == 2)
+    return {
+        "files": n,
+        "challenge": SCALING_CHALLENGE,
+        "runs": runs,
+        "1 worker scored/s": one,
+        "2 workers scored/s": two,
+        "ratio": two / one,
+    }
+
+
 # --- figures -------------------------------------------------------------------------------
 
 
@@ -484,6 +611,10 @@ def figures(rush: Rush, checked: dict) -> dict:
         "seconds after the rush until every stream saw its score": rush.streams_done - rush.ended,
         "seconds after the rush until nothing pending": rush.drained - rush.ended,
         "upload latency (start to 202)": _hub.summary([u.latency for u in accepted]),
+        # Everyone presses "submit" in the first second: the rest of the rush, without that herd.
+        "upload latency (start to 202), after the first 10 s": _hub.summary(
+            [u.latency for u in accepted if u.started - rush.started >= 10]
+        ),
         "upload latency, refusals (start to 429)": _hub.summary([u.latency for u in refused]),
         "upload start to score visible (patient streams)": _hub.summary(visible),
         "leaderboard during the rush": {
@@ -526,6 +657,7 @@ def report(fig: dict) -> None:
     )
     for key in (
         "upload latency (start to 202)",
+        "upload latency (start to 202), after the first 10 s",
         "upload latency, refusals (start to 429)",
         "upload start to score visible (patient streams)",
         "store: scoring lag (received to finished)",
@@ -562,15 +694,21 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--limited", type=int, default=10, help="teams whose quota runs out during the rush")
-    ap.add_argument("--scorers", type=int, default=2, help="the submission service's scorer threads")
+    ap.add_argument("--scorers", type=int, default=2, help="worker processes of the scorer pool")
+    ap.add_argument("--poll-every", type=float, default=0.0, help="seconds between plain polls (0: long polls)")
     ap.add_argument("--keep", action="store_true", help="keep the hub's folder (logs, store) afterwards")
+    ap.add_argument("--scaling-rounds", type=int, default=3, help="runs of 1 and of 2 workers (0: no scaling)")
+    ap.add_argument("--scaling-files", type=int, default=60, help="submissions each scaling run scores")
     args = ap.parse_args()
-    cfg = RushConfig(streams=args.streams, seconds=args.seconds, limited=args.limited)
+    cfg = RushConfig(streams=args.streams, seconds=args.seconds, limited=args.limited, poll=args.poll_every)
     print(f"machine: {_measure.machine()}; {_hub.machine_load()} before")
     data = _hub.demo_data()
     files = _hub.Predictions(data)
     root = Path(tempfile.mkdtemp(prefix="deadline-rush-", dir=PROJECT_ROOT / "var" / "bench"))
-    hub = _hub.Hub.start(root, data, extra_env={"CONTESTHUB_SCORERS": str(args.scorers)})
+    contest = _hub.contest_file(root / "config", **_hub.LOAD_LIMITS)
+    hub = _hub.Hub.start(
+        root, data, extra_env={"CONTESTHUB_SCORERS": str(args.scorers), "CONTESTHUB_CONTEST": str(contest)}
+    )
     try:
         print(f"hub up at {hub.url} (folder {root}); preparing {cfg.streams} users, tokens, {cfg.teams} teams")
         rush = prepare(hub, cfg)
@@ -587,6 +725,13 @@ def main() -> None:
     fig["load after"] = _hub.machine_load()
     report(fig)
     print("  memory after the rush: " + ", ".join(f"{k} {v['rss_mib']:.0f} MiB RSS" for k, v in mem.items()))
+    if args.scaling_rounds:
+        print(f"\nscorers' scaling: {args.scaling_files} {SCALING_CHALLENGE} files, CPU-bound scoring only")
+        fig["scaling"] = sc = scaling(data, args.scaling_rounds, args.scaling_files)
+        print(
+            f"  scored/s, medians of {args.scaling_rounds}: 1 worker {sc['1 worker scored/s']:.2f}, "
+            f"2 workers {sc['2 workers scored/s']:.2f}: ratio {sc['ratio']:.2f} (target >= 1.7)"
+        )
     print(f"  machine: {fig['machine']}; {fig['load after']} after")
     path = _hub.write_result("deadline_rush", fig)
     print(f"  results: {path.relative_to(PROJECT_ROOT)}")

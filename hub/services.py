@@ -5,6 +5,9 @@ service            what                                    public URL
 =================  ======================================  =================================
 ``submit``         the submission service,                 ``/services/submit/``
                    ``python -m hub.submit_service``
+``scorer``         the scorer pool, ``python -m            (none)
+                   hub.scorer --workers N`` (runs with
+                   ``submit``: it scores what that accepts)
 ``leaderboard``    the public Streamlit leaderboard,       ``/services/leaderboard/``
                    ``streamlit run leaderboard/app.py``
 ``dask-gateway``   dask-gateway-server with                ``/services/dask-gateway/``
@@ -97,7 +100,6 @@ PASSED_ON = (
     "CONTESTHUB_HOME",
     "CONTESTHUB_LANG",
     "CONTESTHUB_TEAM_GROUP_PREFIX",
-    "CONTESTHUB_SCORERS",
     *CLOCK_VARIABLES,
 )
 
@@ -228,6 +230,24 @@ def hub_services(
                 "description": "The submission service: read users' teams (JupyterHub groups)",
                 "scopes": SUBMIT_SCOPES,
                 "services": ["submit"],
+            }
+        )
+        # What the submission service accepts, the scorer pool scores: it needs no URL (it talks
+        # to the store only) and no scope; the hub starts it again should it die.
+        services.append(
+            {
+                "name": "scorer",
+                "command": _dies_with_the_hub(
+                    [sys.executable, "-m", "hub.scorer", "--workers", str(settings.scorer_workers)]
+                ),
+                "api_token": service_token(runtime, "scorer"),
+                "environment": {
+                    **_environment(settings, None),
+                    "CONTESTHUB_SCORER_MEMORY": settings.scorer_memory,
+                    "CONTESTHUB_SCORER_SECONDS": f"{settings.scorer_seconds:g}",
+                },
+                "cwd": str(PROJECT_ROOT),
+                "display": False,
             }
         )
     if include_leaderboard:

@@ -42,6 +42,12 @@ key (env CONTESTHUB_...)   meaning                                     default (
 ``demo_open_login``        no passwords at all (DummyAuthenticator)    false
 ``services``               hub services to run: auto (each whose      auto
                            code exists), none, or e.g. submit,leaderboard
+                           (the scorer pool runs with submit)
+``scorers``                scorer worker processes (hub/scorer.py);   0
+                           0: one per core
+``scorer_memory``          address space of one scoring (its child    2G
+                           process); DuckDB gets a quarter
+``scorer_seconds``         wall-clock limit of one scoring            60
 ``auth``                   local (accounts of hub/accounts.py), oidc   local
                            or github (an identity provider, hub/oauth.py)
 ``oauth_client_id``        the client registered at the provider       (none)
@@ -150,6 +156,10 @@ class HubSettings:
     trusted_proxies: str = ""
     demo_open_login: bool = False
     services: str = "auto"
+    # The scorer pool (hub/scorer.py), which runs whenever the submission service does.
+    scorers: int = 0
+    scorer_memory: str = "2G"
+    scorer_seconds: float = 60.0
     # Accounts: local, or an identity provider through oauthenticator (hub/oauth.py).
     auth: str = "local"
     oauth_client_id: str = ""
@@ -289,6 +299,15 @@ class HubSettings:
         for name in ("gateway_max_clusters_per_user", "gateway_max_clusters_per_team"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must be 0 (no cap) or more", f"{name} 必须为 0（不限）或更大")
+        if self.scorers < 0:
+            raise SettingsError("scorers must be 0 (one per core) or more", "scorers 必须为 0（每核一个）或更大")
+        if size_bytes("scorer_memory", self.scorer_memory) < 512 << 20 or self.scorer_seconds <= 0:
+            raise SettingsError(
+                f"scorer_memory ({self.scorer_memory}) must be at least 512M and scorer_seconds "
+                f"({self.scorer_seconds:g}) above 0: one scoring needs that much to run at all",
+                f"scorer_memory（{self.scorer_memory}）至少为 512M，"
+                f"scorer_seconds（{self.scorer_seconds:g}）必须大于 0",
+            )
         return self
 
     @property
@@ -337,6 +356,11 @@ class HubSettings:
         return value
 
     @property
+    def scorer_workers(self) -> int:
+        """The scorer pool's size: ``scorers``, or one worker per core of this machine."""
+        return self.scorers or len(os.sched_getaffinity(0))
+
+    @property
     def threads(self) -> int:
         return max(1, int(self.cpu_limit))
 
@@ -353,7 +377,7 @@ class HubSettings:
 
     @property
     def gateway_worker_memory_bytes(self) -> int:
-        return _size_bytes("gateway_worker_memory", self.gateway_worker_memory)
+        return size_bytes("gateway_worker_memory", self.gateway_worker_memory)
 
     @property
     def gateway_limits(self) -> dict[str, dict[str, int | float]]:
@@ -383,7 +407,7 @@ class HubSettings:
                     f"{where}: max_workers and max_cores must be numbers, got {v!r}",
                     f"{where}：max_workers 与 max_cores 必须是数字，实际为 {v!r}",
                 ) from None
-            memory = _size_bytes(f"{where} max_memory", str(v["max_memory"]))
+            memory = size_bytes(f"{where} max_memory", str(v["max_memory"]))
             room = min(
                 (cores - GATEWAY_SCHEDULER_CORES) // self.gateway_worker_cores,
                 (memory - GATEWAY_SCHEDULER_MEMORY) // worker_memory,
@@ -419,7 +443,7 @@ GATEWAY_SCHEDULER_CORES = 1
 GATEWAY_SCHEDULER_MEMORY = 2**30
 
 
-def _size_bytes(name: str, text: str) -> int:
+def size_bytes(name: str, text: str) -> int:
     """A size such as 4G, 512M or 2GiB in bytes; a SettingsError naming ``name`` if malformed."""
     clean = text.strip().upper().removesuffix("B").removesuffix("I")
     units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}

@@ -11,12 +11,20 @@ it, see hub/groups.py); where an identity provider owns the groups
 unless an organizer removed them from it. Organizers are the members of the ``organizers``
 group (which the hub's config also makes admins).
 
-Uploads are streamed to disk as they arrive (never held in memory) with the contest's size
-limit, then charged against the quota and recorded in one transaction; scoring runs in a
-worker thread and the client polls the submission. No database work runs on the event loop:
-handlers hand it to bounded thread pools, one for reads (read-only transactions, which on
-SQLite never wait for the write lock) and one for writes, so the leaderboard and the polls
-stay quick while the deadline rush queues up writes. The OpenAPI description is served at
+Before a byte of an upload is stored, a read checks that the team may upload now (the
+challenge is open, its quota, upload rate and storage leave room); the body is then streamed
+to disk as it arrives (never held in memory) with the contest's size limit, and charged,
+recorded and kept in one transaction. Nothing is scored here: the submission waits in the
+store for the scorer pool (hub/scorer.py, other processes, on other machines in a cluster)
+and the client asks for it, holding its request open until it is finished (``?wait=``, a long
+poll) or again and again. A poll of a submission still pending is answered from memory: one
+read every quarter of a second brings the status of every pending submission the service
+knows of up to date (:class:`PendingWatch`), instead of one read per poll; the leaderboard
+JSON is computed at most once a second per challenge. Uploads waiting for the write lock are
+accepted together, in one transaction (``submissions.accept_many``). No database work runs on the event
+loop: handlers hand it to bounded thread pools, one for reads (read-only transactions, which
+on SQLite never wait for the write lock), one for the polls' refresh and one for writes. The
+OpenAPI description is served at
 ``api/openapi.json``. No response ever carries a private score or rank before the reveal,
 and no contestant ever sees a traceback: errors are ``{"code", "message", "message_en",
 "message_zh"}``.
@@ -29,6 +37,7 @@ import datetime as dt
 import json
 import logging
 import os
+import queue
 import re
 import sys
 import threading
@@ -39,16 +48,17 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubAuth, UserNotAllowed
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import select
 from tornado import httpserver, ioloop, web
 
-from hub import groups
+from hub import groups, scorer
 from hub.die_with_parent import die_with_parent
 from leaderboard import contest as contest_config
 from leaderboard import integrity, ranking, submissions, teams
 from leaderboard import store as store_mod
-from leaderboard.models import Submission
-from leaderboard.store import StorageFailed, Store, UploadTooLarge
+from leaderboard.models import Member, Submission
+from leaderboard.scoring import ScoreResult
+from leaderboard.store import StorageFailed, Store, UploadTooLarge, store_unavailable
 from sandbox import clock
 from sandbox.errors import ContesthubError, NotFound
 from sandbox.settings import Paths
@@ -63,18 +73,87 @@ ORGANIZERS = os.environ.get("CONTESTHUB_ORGANIZER_GROUP", "organizers")
 OPENAPI = Path(__file__).with_name("openapi.json")
 # Threads for the handlers' database work: the event loop never waits for the database.
 # Three lanes, so that nothing queues behind what it need not wait for: writes (one at a time
-# on SQLite anyway), the status polls of clients waiting for a score (every client every 0.5 s
-# in a deadline rush), and the other reads (leaderboard, me, health, organizers' pages). The
-# polls get a single thread: the work is mostly Python (one GIL for all threads) on cores that
-# also score, and with two poll threads the deadline rush answered more polls but scored a
-# third fewer submissions (benchmarks/deadline_rush.py, 2 cores).
+# on SQLite anyway), the refresh of pending submissions' statuses (what every waiting client's
+# polls read), and the other reads (leaderboard, me, health, organizers' pages).
 STORE_READERS = 2
 STORE_POLLERS = 1
 STORE_WRITERS = 2
+# Uploads accepted in one transaction at most: a deadline rush's uploads share one commit and
+# one flush to disk instead of queueing for the write lock one by one.
+ACCEPT_BATCH = 64
+UPLOAD_FLUSHERS = 4
+# Seconds between two refreshes of the pending submissions' statuses: a client sees its score
+# at most this much later than the store has it.
+WATCH_EVERY = 0.25
+# Seconds the leaderboard JSON of a challenge is served again before it is computed anew.
+BOARD_TTL = 1.0
+
+
+class PendingWatch:
+    """The submissions this service knows to be pending, refreshed all at once.
+
+    Every waiting client asks for its submission again and again (twice a second, as
+    ``sandbox.submit`` did before it held one request open with ``?wait=``); in a deadline rush
+    that was hundreds of read transactions a second, each answering "still pending". Instead
+    the service keeps each pending submission it accepted, or found pending
+    on a poll, with what its team sees of it, and :meth:`refresh` reads the statuses of all of
+    them, and the teams of the users who asked, in one read every :data:`WATCH_EVERY` seconds. A
+    poll is answered from here while the submission is pending and the asker is still in its
+    team (as of the last refresh); once it is finished it is dropped, and the next poll reads
+    the store, score included. Thread-safe: polls on the event loop, refreshes in a thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[int, tuple[int, dict]] = {}  # submission id -> (team id, what the team sees)
+        self._askers: dict[int, set[str]] = {}  # submission id -> users who may be answered
+        self._teams: dict[str, int] = {}  # user -> team id, as of the last refresh
+
+    def add(self, doc: dict, team_id: int, user: str) -> None:
+        if doc["status"] not in submissions.PENDING:
+            return
+        with self._lock:
+            self._pending[doc["id"]] = (team_id, doc)
+            self._askers.setdefault(doc["id"], set()).add(user)
+            self._teams[user] = team_id  # just read (or written) in the store
+
+    def answer(self, submission_id: int, user: str) -> dict | None:
+        """What ``user``'s team sees of a pending submission; None: ask the store."""
+        with self._lock:
+            entry = self._pending.get(submission_id)
+            if entry is None or self._teams.get(user) != entry[0] or user not in self._askers[submission_id]:
+                return None
+            return dict(entry[1])
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def refresh(self, store: Store) -> set[int]:
+        """One read: the statuses of the pending submissions and the teams of their askers; the
+        submissions found finished (dropped from the watch)."""
+        with self._lock:
+            ids, users = list(self._pending), set().union(*self._askers.values()) if self._askers else set()
+        if not ids:
+            return set()
+        with store.read_session() as s:
+            statuses = dict(s.execute(select(Submission.id, Submission.status).where(Submission.id.in_(ids))).all())
+            teams_now = dict(s.execute(select(Member.user, Member.team_id).where(Member.user.in_(users))).all())
+        finished = set()
+        with self._lock:
+            for sid in ids:
+                status = statuses.get(sid)
+                if status in submissions.PENDING and sid in self._pending:
+                    self._pending[sid][1]["status"] = status
+                else:  # finished (or gone): the next poll reads it from the store
+                    self._pending.pop(sid, None)
+                    self._askers.pop(sid, None)
+                    finished.add(sid)
+            asking = set().union(*self._askers.values()) if self._askers else set()
+            self._teams = {u: t for u, t in teams_now.items() if u in asking}
+        return finished
 
 
 class Context:
-    """What every handler shares: the contest, the store, the store and scorer threads, the hub's auth."""
+    """What every handler shares: the contest, the store, its threads, the hub's auth, the caches."""
 
     def __init__(
         self,
@@ -82,7 +161,6 @@ class Context:
         contest: contest_config.Contest | contest_config.Watched,
         store: Store,
         hub_auth: HubAuth,
-        workers: int,
         *,
         readers: int = STORE_READERS,
         pollers: int = STORE_POLLERS,
@@ -93,11 +171,24 @@ class Context:
         self._contest = contest
         # Whether an identity provider's team-* groups make users members (else only the store does).
         self.teams_from_groups = teams_from_groups
-        self.scorers = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scorer")
         self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="groups")
+        # Organizers' long jobs (a rescore, the reveal's intervals): scoring itself runs in
+        # limited child processes (hub/scorer.py), this thread only waits for them.
+        self.jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobs")
         self.readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="store-read")
         self.pollers = ThreadPoolExecutor(max_workers=pollers, thread_name_prefix="store-poll")
         self.writers = ThreadPoolExecutor(max_workers=writers, thread_name_prefix="store-write")
+        # Uploads' bytes flushed to disk (fsync) side by side, before they queue for acceptance.
+        self.disk = ThreadPoolExecutor(max_workers=UPLOAD_FLUSHERS, thread_name_prefix="upload-disk")
+        # Acceptances, in one thread that takes every upload waiting and accepts them together
+        # (submissions.accept_many: one transaction, one flush to disk for all of them).
+        self._incoming: queue.SimpleQueue = queue.SimpleQueue()
+        self._acceptor = threading.Thread(target=self._accept_loop, name="store-accept", daemon=True)
+        self._acceptor.start()
+        self.pending = PendingWatch()
+        self._refreshing = False
+        self._waiting: dict[int, list[asyncio.Future]] = {}  # long polls, by submission (event loop only)
+        self._boards: dict[str, tuple[float, asyncio.Future]] = {}
         self._sync_guard = threading.Lock()
         self._sync_queued = False
 
@@ -118,6 +209,79 @@ class Context:
     async def write(self, fn, *args, **kw):
         """``fn(*args, **kw)`` in a writer thread (``store.session()``: one writer at a time on SQLite)."""
         return await ioloop.IOLoop.current().run_in_executor(self.writers, partial(fn, *args, **kw))
+
+    async def accept(self, incoming: submissions.Incoming) -> Submission:
+        """Accept one upload (raises its refusal), together with whatever else is waiting."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._incoming.put((incoming, loop, future))
+        return await future
+
+    def _accept_loop(self) -> None:
+        while True:
+            first = self._incoming.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < ACCEPT_BATCH:
+                try:
+                    item = self._incoming.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._incoming.put(None)  # stop after this batch
+                    break
+                batch.append(item)
+            try:
+                outcomes = submissions.accept_many(self.store, self.contest, [inc for inc, _, _ in batch])
+            except BaseException as exc:  # the transaction failed (the store away): every upload hears it
+                outcomes = [exc] * len(batch)
+            for (_, loop, future), outcome in zip(batch, outcomes, strict=True):
+                loop.call_soon_threadsafe(_settle, future, outcome)
+
+    async def refresh_pending(self) -> None:
+        """(every :data:`WATCH_EVERY` s, on the event loop) One refresh of the pending statuses."""
+        if self._refreshing or not len(self.pending):
+            return
+        self._refreshing = True
+        try:
+            finished = await ioloop.IOLoop.current().run_in_executor(self.pollers, self.pending.refresh, self.store)
+        except Exception as exc:  # the store away for a moment: polls read the store meanwhile
+            log.warning("could not refresh the pending submissions: %s", exc)
+            finished = set()
+        finally:
+            self._refreshing = False
+        for sid in finished:  # wake the long polls of what is finished
+            for waiter in self._waiting.pop(sid, []):
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def until_finished(self, submission_id: int, seconds: float) -> None:
+        """Wait (on the event loop) until a refresh finds the submission finished, or ``seconds``."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(submission_id, []).append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), seconds)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._waiting.get(submission_id, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    self._waiting.pop(submission_id, None)
+
+    async def board(self, ch_id: str, compute) -> dict:
+        """The leaderboard JSON of a challenge, computed at most once per :data:`BOARD_TTL` seconds;
+        callers arriving while it is being computed share that computation."""
+        now = time.monotonic()
+        cached = self._boards.get(ch_id)
+        failed = cached is not None and cached[1].done() and (cached[1].cancelled() or cached[1].exception())
+        if cached is None or cached[0] < now or failed:
+            future = asyncio.ensure_future(self.read(compute))
+            self._boards[ch_id] = (now + BOARD_TTL, future)
+            cached = self._boards[ch_id]
+        return await asyncio.shield(cached[1])
 
     def sync_groups_later(self) -> None:
         """Mirror the store's teams as hub groups, in the background (see hub.groups).
@@ -141,34 +305,19 @@ class Context:
         except Exception as exc:  # the hub may be restarting; the next round retries
             log.warning("could not mirror teams as hub groups: %s", exc)
 
-    def score_later(self, submission_id: int) -> None:
-        self.scorers.submit(self._score, submission_id)
-
-    def _score(self, submission_id: int) -> None:
-        for attempt, pause in enumerate((*SCORE_RETRY_PAUSES, None)):
-            try:
-                if attempt:  # our earlier claim may have been committed before the connection broke
-                    submissions.release(self.store, submission_id)
-                submissions.score(self.store, self.contest, self.paths, submission_id)
-                return
-            except Exception as exc:  # recorded by score() itself; never kill the worker
-                if not store_unavailable(exc) or pause is None:
-                    log.exception("scoring submission %s failed", submission_id)
-                    return  # left pending: recover() scores it when the service starts again
-                log.warning(
-                    "scoring submission %s: the store is unavailable (%s); again in %s s", submission_id, exc, pause
-                )
-                time.sleep(pause)
+    def shutdown(self) -> None:
+        self._incoming.put(None)
+        self._acceptor.join(60)
+        for pool in (self.background, self.jobs, self.readers, self.pollers, self.writers, self.disk):
+            pool.shutdown(wait=True)
 
 
-# A scorer whose database went away (PostgreSQL restarting, a failover) tries again this
-# many times, after these pauses (about five minutes in all), before leaving it to recover().
-SCORE_RETRY_PAUSES = (0.5, 1, 2, 4, 8, 15, 30, 60, 60, 120)
-
-
-def store_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the contest database cannot be reached right now (not a bug)."""
-    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+def _settle(future: asyncio.Future, outcome) -> None:
+    if not future.done():
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
 
 
 class Base(web.RequestHandler):
@@ -320,6 +469,10 @@ class Base(web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ContesthubError):
             doc = exc.to_dict(self.lang)
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after:  # RFC 9110: when to try again (a team uploading too fast)
+                self.set_header("Retry-After", str(retry_after))
+                doc["retry_after"] = retry_after
         elif isinstance(exc, web.HTTPError) and status_code < 500:
             reason = exc.log_message or self._reason
             zh = HTTP_ZH.get(status_code, reason)
@@ -388,6 +541,8 @@ def http_status(e: ContesthubError) -> int:
         "challenge-closed": 403,
         "challenge-not-open": 403,
         "storage-failed": 507,
+        "rate-limited": 429,
+        "team-storage-full": 413,
     }.get(e.code, 400)
 
 
@@ -533,7 +688,8 @@ class UploadHandler(Base):
     """
 
     sink = None
-    refused: ContesthubError | None = None
+    refused: BaseException | None = None
+    uploader_team: tuple[int, str] | None = None  # (id, name) of the uploader's team, found before the body
 
     async def prepare(self) -> None:
         if self.request.method != "POST":
@@ -543,15 +699,21 @@ class UploadHandler(Base):
         length = _content_length(self.request)
         try:
             await super().prepare()
-            self.ctx.contest.challenge(self.path_args[0])  # an unknown challenge fails before any byte is stored
+            ch = self.ctx.contest.challenge(self.path_args[0])  # an unknown challenge fails before any byte is stored
             if length is not None and length > limit:
                 raise UploadTooLarge(
                     f"the file is {length / (1 << 20):.1f} MiB; the limit is {limit >> 20} MiB; "
                     + TOO_LARGE_WHAT_TO_DO[0],
                     f"文件大小为 {length / (1 << 20):.1f} MiB，超过上限 {limit >> 20} MiB；" + TOO_LARGE_WHAT_TO_DO[1],
                 )
-        except ContesthubError as exc:
-            if length is not None and length > DRAIN_LIMIT:
+            if length != 0:  # (an empty body is refused as such in post())
+                # Before a byte is stored, in a read (joining the identity provider's team first): a
+                # closed challenge, a used-up quota, a team uploading too fast or out of storage.
+                self.uploader_team = await self.in_team(lambda s, team: self._precheck(s, team, ch.id, length))
+        except Exception as exc:
+            if not (isinstance(exc, ContesthubError) or store_unavailable(exc)) or (
+                length is not None and length > DRAIN_LIMIT
+            ):
                 raise
             self.refused = exc  # answered in post(), once the body has been read and dropped
             self.request.connection.set_max_body_size(DRAIN_LIMIT)
@@ -559,6 +721,10 @@ class UploadHandler(Base):
         # Without a Content-Length (chunked), the sink enforces the limit and the rest is dropped.
         self.request.connection.set_max_body_size(limit + 1 if length is not None else DRAIN_LIMIT)
         self.sink = self.ctx.store.files.open_upload(limit)
+
+    def _precheck(self, session, team, ch_id: str, size: int | None) -> tuple[int, str]:
+        submissions.precheck(session, self.ctx.contest, team, ch_id, size=size)
+        return team.id, team.name
 
     def data_received(self, chunk: bytes) -> None:
         if self.sink is None:
@@ -585,42 +751,26 @@ class UploadHandler(Base):
             raise self.refused
         # The whole body is in: from here on the upload is this method's (nothing else deletes it).
         upload, self.sink = self.sink.close(), None
-        contest = self.ctx.contest
-
-        def team_name(s, team) -> str:
-            if upload.size:  # a closed challenge or a used-up quota: refused without a write
-                submissions.precheck(s, contest, team, ch_id)
-            return team.name
-
-        try:
-            # Joins the identity provider's team first; no team (or a refusal): the upload is deleted.
-            team = await self.in_team(team_name)
-            if upload.size == 0:
-                raise ContesthubError("the upload is empty", "上传的文件为空", code="empty-file")
-        except BaseException:
+        if upload.size == 0 or self.uploader_team is None:
             upload.path.unlink(missing_ok=True)
-            raise
+            raise ContesthubError("the upload is empty", "上传的文件为空", code="empty-file")
         provenance = {k: self.get_query_argument(k, None) for k in ("notebook", "kernel", "sandbox_version", "client")}
         file_name = _safe_name(self.get_query_argument("file_name", "") or "submission")
-        doc = await self.ctx.write(self._accept, ch_id, upload, file_name, provenance, team)
-        self.send(doc, status=202)
-
-    def _accept(self, ch_id: str, upload, file_name: str, provenance: dict, team: str) -> dict:
-        """(a writer thread) Charge, record and keep the upload (accept() deletes it if refused), queue
-        its scoring; the submission as its team sees it."""
-        sub: Submission = submissions.accept(
-            self.ctx.store,
-            self.ctx.contest,
-            user=self.user,
-            challenge_id=ch_id,
-            upload=upload,
-            file_name=file_name,
-            provenance=provenance,
-        )
-        self.ctx.score_later(sub.id)
+        team_id, team_name = self.uploader_team
+        # Charged, recorded and kept (or refused, and deleted); the scorer pool takes it from the store.
+        try:  # the slow part of keeping it (an fsync), in parallel with other uploads' and outside any lock
+            await ioloop.IOLoop.current().run_in_executor(self.ctx.disk, self.ctx.store.files.stage, upload)
+        except OSError as exc:
+            upload.path.unlink(missing_ok=True)
+            log.error("an upload of %s could not be written: %s", self.user, exc)
+            raise StorageFailed() from None
+        incoming = submissions.Incoming(self.user, ch_id, upload, file_name, provenance, staged=True)
+        sub = await self.ctx.accept(incoming)
         # As accepted (no score yet), without reading it back: a merge of the team in between
         # would make that read refuse a submission that is charged and kept.
-        return submissions.public_view(sub, None, team=team)
+        doc = submissions.public_view(sub, None, team=team_name)
+        self.ctx.pending.add(doc, team_id, self.user)  # its polls are answered from memory
+        self.send(doc, status=202)
 
 
 def _content_length(request) -> int | None:
@@ -641,10 +791,35 @@ class SubmissionsHandler(Base):
         self.send(await self.in_team(lambda s, team: submissions.for_team(s, team, challenge), poll=True))
 
 
+# The longest a client may ask the service to hold its poll (``?wait=``, seconds).
+MAX_WAIT = 30
+
+
 class SubmissionHandler(Base):
+    """``GET api/submissions/{id}[?wait=seconds]``: the submission as its team sees it.
+
+    While it is pending the answer comes from the service's watch (no store transaction); with
+    ``wait`` the service holds the request until it is finished or ``wait`` seconds have passed
+    (a long poll: ``sandbox.submit`` asks once per submission instead of twice a second)."""
+
     async def get(self, submission_id: str) -> None:
         sid = row_id(submission_id, "submission", "提交")
-        self.send(await self.in_team(lambda s, team: submissions.one_for_team(s, team, sid), poll=True))
+        wait = self.get_query_argument("wait", "0")
+        if not (wait.isascii() and wait.isdigit() and int(wait) <= MAX_WAIT):
+            raise Refusal(400, "bad-query", f"wait must be 0–{MAX_WAIT} seconds", f"wait 须为 0–{MAX_WAIT} 秒")
+        deadline = time.monotonic() + int(wait)
+        while True:
+            doc = self.ctx.pending.answer(sid, self.user)  # still pending at the last refresh: no store transaction
+            if doc is None:
+                doc, team_id = await self.in_team(
+                    lambda s, team: (submissions.one_for_team(s, team, sid), team.id), poll=True
+                )
+                self.ctx.pending.add(doc, team_id, self.user)  # pending: its next polls are answered from memory
+            left = deadline - time.monotonic()
+            if doc["status"] not in submissions.PENDING or left <= 0 or self.request.connection.stream.closed():
+                break
+            await self.ctx.until_finished(sid, left)
+        self.send(doc)
 
 
 class SelectionHandler(Base):
@@ -672,7 +847,8 @@ class LeaderboardHandler(Base):
                 private = ranking.private_standings(s, ch) if ranking.revealed(s, ch.id) else None
             return {"challenge": ch.id, "public": rows, "private": private}
 
-        self.send(await self.ctx.read(standings))
+        # The same for every caller: computed at most once a second however many ask.
+        self.send(await self.ctx.board(ch.id, standings))
 
 
 # --- organizers -------------------------------------------------------------------------------
@@ -818,7 +994,7 @@ class RevealHandler(Base):
 
         rec = await self.ctx.write(reveal)
         # Intervals and tied groups take a while: computed in the background, read by the pages.
-        self.ctx.scorers.submit(integrity.attach_report, self.ctx.store, self.ctx.contest, self.ctx.paths, ch_id)
+        self.ctx.jobs.submit(integrity.attach_report, self.ctx.store, self.ctx.contest, self.ctx.paths, ch_id)
         self.send({"challenge": rec.challenge, "revealed_at": rec.revealed_at, "by": rec.by}, 201)
 
 
@@ -841,13 +1017,29 @@ class RescoreHandler(Base):
         if not isinstance(reason, str) or not reason.strip():
             raise Refusal(400, "reason-required", "say why you rescore (reason)", "请说明重新评分的原因（reason）")
         reason = reason.strip()
-        run = partial(
-            ranking.rescore, self.ctx.store, self.ctx.contest, self.ctx.paths, ch_id, by=self.user, reason=reason
-        )
-        result = await asyncio.get_running_loop().run_in_executor(self.ctx.scorers, run)
+        run = partial(self._rescore, ch_id, reason)
+        result = await asyncio.get_running_loop().run_in_executor(self.ctx.jobs, run)
         self.send(
             {"rescore": result.id, "scored": result.scored, "invalid": result.invalid, "changes": result.changes}, 201
         )
+
+    def _rescore(self, ch_id: str, reason: str) -> ranking.RescoreResult:
+        """(the jobs thread) Every file scored as the scorer pool scores: in a child process with limits."""
+        ctx = self.ctx
+        child = scorer.ScoringChild(scorer.Limits.from_env(), scorer.spill_folder(ctx.paths, "rescore"))
+
+        def score(ch, path, paths) -> ScoreResult:
+            outcome = child.run(scorer.score_in, ch, path, paths)
+            if outcome.result is not None:
+                return outcome.result
+            why = outcome.error.en if outcome.error is not None else f"the scoring process died ({outcome.died})"
+            log.error("rescoring %s: %s", path.name, why)
+            return ScoreResult(valid=False, errors=[{"code": "scoring-failed", "message_en": why}])
+
+        try:
+            return ranking.rescore(ctx.store, ctx.contest, ctx.paths, ch_id, by=self.user, reason=reason, score=score)
+        finally:
+            child.close()
 
 
 class RescoreDecisionHandler(Base):
@@ -928,8 +1120,8 @@ def die_with_the_hub() -> None:
     The hub starts its managed services in sessions of their own, so nothing ends them when
     the hub is killed (SIGKILL, the OOM killer); a hub started again then starts another
     service that cannot bind the port, and restarts it every 30 s for ever, while the orphan
-    answers unsupervised. Uploads and scoring cut short this way are swept and recovered by
-    the next service's start (``submissions.recover``).
+    answers unsupervised. Uploads cut short this way are swept by the next service's start;
+    submissions accepted wait in the store for the scorers.
     """
     if not os.environ.get("JUPYTERHUB_API_URL"):
         return  # not started by a hub (tests, a developer's terminal)
@@ -947,24 +1139,19 @@ def main() -> None:
     die_with_the_hub()
     paths = Paths.from_env()
     contest = contest_config.Watched(paths)
+    started = clock.now()
     store = store_mod.connect(paths)
+    # Uploads a killed service left half-written were never accepted: nothing names them.
+    store.files.sweep_incoming(before=started.timestamp())
     hub_auth = HubAuth(allow_token_in_url=False, cache_max_age=60)
-    ctx = Context(
-        paths,
-        contest,
-        store,
-        hub_auth,
-        workers=int(os.environ.get("CONTESTHUB_SCORERS", "2")),
-        teams_from_groups=TEAMS_FROM_GROUPS,
-    )
+    ctx = Context(paths, contest, store, hub_auth, teams_from_groups=TEAMS_FROM_GROUPS)
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
     port = int(os.environ.get("CONTESTHUB_PORT") or url.port or 10101)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/submit/")
     app = make_app(ctx, prefix)
     server = httpserver.HTTPServer(app, max_body_size=ctx.contest.upload_limit + 1, max_buffer_size=1 << 20)
     server.listen(port, url.hostname or "127.0.0.1")
-    # Interrupted submissions are finished in the scorer threads while requests are served.
-    ctx.scorers.submit(submissions.recover, store, ctx.contest, paths, clock.now())
+    ioloop.PeriodicCallback(ctx.refresh_pending, WATCH_EVERY * 1000).start()
     ioloop.PeriodicCallback(ctx.sync_groups_later, 60_000).start()
     ctx.sync_groups_later()
     log.info("submission service listening on %s:%s%s", url.hostname, port, prefix)

@@ -131,6 +131,7 @@ def _banner(settings: HubSettings, services: list[str], password: str | None, lo
         lines.append("  leaderboard / 排行榜:          not started (no leaderboard/app.py, or --services)")
     if "submit" in services:
         lines.append(f"  submission API / 提交接口:     {url}/services/submit/")
+        lines.append(f"  scorer pool / 评分进程:        {settings.scorer_workers} worker(s), hub/scorer.py")
     else:
         lines.append("  submission API / 提交接口:     not started (no hub/submit_service.py, or --services)")
     lines += [

@@ -11,6 +11,9 @@ A backup is a folder:
                             immutable, so copying them after the snapshot is still exact)
 ``data/``, ``solutions/``   the published catalog versions and the hidden solutions, so
                             every score can be recomputed after a restore
+``secrets/``                the contest's secret salts (``split_salt``: which test rows are
+                            public; ``hash_salt``: the de-identification's), without which
+                            a rescore after a restore would split the test rows anew
 ``contest.toml``            the contest definition in force
 ``manifest.json``           what is inside, with the SHA-256 of every file
 ==========================  ==============================================================
@@ -155,7 +158,9 @@ def _write(store: Store, paths: Paths, contest_file: Path, work: Path) -> dict:
                 f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
         files[str(path.relative_to(work))] = _sha256(path)
     missing = []
-    for sha in sorted({r["sha256"] for r in rows[Submission.__tablename__]}):
+    # The bytes of invalid files dropped after their retention period are gone on purpose.
+    kept = {r["sha256"] for r in rows[Submission.__tablename__] if r.get("file_dropped_at") is None}
+    for sha in sorted(kept):
         src = store.files.path(sha)
         if not src.exists():  # accepted a moment ago, file not renamed yet: restore refunds it
             missing.append(sha)
@@ -168,6 +173,7 @@ def _write(store: Store, paths: Paths, contest_file: Path, work: Path) -> dict:
             raise BackupError(f"stored submission file {sha} is damaged", f"提交文件 {sha} 已损坏")
     _copy_tree(paths.data_root, work / "data", files, work)
     _copy_tree(paths.private_root / "solutions", work / "solutions", files, work)
+    _copy_tree(paths.private_root / "secrets", work / "secrets", files, work)
     shutil.copy2(contest_file, work / "contest.toml")
     files["contest.toml"] = _sha256(work / "contest.toml")
     manifest = {
@@ -238,6 +244,7 @@ def restore(src: Path, store: Store, paths: Paths, contest_target: Path | None =
         ("submissions", store.files.root),
         ("data", paths.data_root),
         ("solutions", paths.private_root / "solutions"),
+        ("secrets", paths.private_root / "secrets"),  # the backed-up salts replace any made here since
     ):
         if (src / folder).exists():
             shutil.copytree(src / folder, target, dirs_exist_ok=True, symlinks=True)

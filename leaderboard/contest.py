@@ -82,6 +82,25 @@ class Challenge:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What a team's uploads may cost the platform (``[limits]`` in the contest file).
+
+    The quota bounds a team's valid submissions; these bound everything else: how fast it may
+    upload (invalid files included), how many invalid files a day are free (later ones keep
+    their quota unit), how many bytes of files it may have kept, and how long the bytes of an
+    invalid file are kept (its digest, size and errors stay for ever)."""
+
+    uploads_per_minute: int = 10
+    free_invalid_per_day: int = 10
+    team_storage_mb: int = 1024
+    invalid_retention_days: int = 7
+
+    @property
+    def team_storage(self) -> int:
+        return self.team_storage_mb << 20
+
+
+@dataclass(frozen=True)
 class Phase:
     id: str
     title: dict[str, str]
@@ -101,6 +120,7 @@ class Contest:
     # A demo's dates move with its anchor day (leaderboard/schedule.py); None: fixed dates.
     demo_day: dt.date | None = None
     anchor_day: dt.date | None = None
+    limits: Limits = Limits()
 
     @property
     def upload_limit(self) -> int:
@@ -290,6 +310,7 @@ def load(
         upload_limit_mb=upload_limit_mb,
         demo_day=demo_day,
         anchor_day=anchor_day if demo_day is not None else None,
+        limits=Limits(**doc.get("limits", {})),
     )
 
 

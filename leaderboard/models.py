@@ -94,6 +94,8 @@ class Submission(Base):
         Index("ix_submissions_status", "status"),
         # Covers the standings queries: no table lookups for 100,000 submissions.
         Index("ix_submissions_board", "challenge", "status", "team_id", "created_at", "id"),
+        # A team's uploads of the last minute (rate limit) and its stored bytes (storage cap).
+        Index("ix_submissions_team_created", "team_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -113,8 +115,16 @@ class Submission(Base):
     errors: Mapped[list] = mapped_column(default=list)
     provenance: Mapped[dict] = mapped_column(default=dict)
     selected: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Claims by scorers (leaderboard/scorer.py): how many began, who holds the current one
+    # ("host:pid") and until when, unless renewed. A claim past its lease, or whose scorer
+    # process is gone, goes back to the queue; one that brought scorers down twice ends in error.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
+    # When the bytes of an invalid file were deleted after the retention period (its sha256,
+    # size and errors stay); None while the file is kept.
+    file_dropped_at: Mapped[dt.datetime | None]
 
     team: Mapped[Team] = relationship()
     scores: Mapped[list[Score]] = relationship(back_populates="submission", order_by="Score.id")

@@ -12,7 +12,9 @@ This is the only module that reads ``scores.sealed_private_score``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Integer, Select, and_, case, cast, func, select
 from sqlalchemy.orm import Session
@@ -20,7 +22,7 @@ from sqlalchemy.orm import Session
 from leaderboard import audit, submissions
 from leaderboard.contest import Challenge, Contest
 from leaderboard.models import Rescore, Reveal, Score, Submission, Team
-from leaderboard.scoring import score_file
+from leaderboard.scoring import ScoreResult, score_file
 from leaderboard.store import Store
 from sandbox import clock
 from sandbox.errors import ContesthubError, NotFound
@@ -197,8 +199,20 @@ class RescoreResult:
     changes: list[dict]
 
 
-def rescore(store: Store, contest: Contest, paths: Paths, challenge_id: str, *, by: str, reason: str) -> RescoreResult:
-    """Score every scored submission again with today's metric and data; publish nothing yet."""
+def rescore(
+    store: Store,
+    contest: Contest,
+    paths: Paths,
+    challenge_id: str,
+    *,
+    by: str,
+    reason: str,
+    score: Callable[[Challenge, Path, Paths], ScoreResult] = score_file,
+) -> RescoreResult:
+    """Score every scored submission again with today's metric and data; publish nothing yet.
+
+    ``score``: how one file is scored (the submission service passes the scorers' limited child
+    process, hub/scorer.py; the CLI scores in its own process)."""
     ch = contest.challenge(challenge_id)
     with store.session() as s:
         run = Rescore(challenge=ch.id, metric=ch.scorer.name, metric_version=ch.scorer.version, reason=reason, by=by)
@@ -217,7 +231,7 @@ def rescore(store: Store, contest: Contest, paths: Paths, challenge_id: str, *, 
             submissions.mark_file_lost(store, sid, actor=by)
             invalid.append(sid)
             continue
-        result = score_file(ch, store.files.path(sha), paths)
+        result = score(ch, store.files.path(sha), paths)
         with store.session() as s:
             if not result.valid:
                 invalid.append(sid)

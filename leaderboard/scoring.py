@@ -1,10 +1,14 @@
 """Scoring a submission file against a challenge's hidden solution.
 
-The public/private split of the test rows is a hash of the challenge and the row's id (md5, so
-it never changes with a library upgrade): fixed when the challenge is created, the same for
-every team. What the scorer needs of a solution (per row, in file order: its id as text, its
-target as 0/1, a number or a label's code, and its split) is computed once per solution file
-and challenge definition and kept as a small DuckDB file under
+The public/private split of the test rows is a hash of the contest's secret split salt, the
+challenge and the row's id (md5, so it never changes with a library upgrade): fixed when the
+challenge is created, the same for every team, and not computable by a contestant, who would
+otherwise know which test rows the public board scores (the salt is generated on first use in
+``<private root>/secrets/split_salt`` and travels with backups).
+
+What the scorer needs of a solution (per row, in file order: its id as text, its target as
+0/1, a number or a label's code, and its split) is computed once per solution file, challenge
+definition and salt and kept as a small DuckDB file under
 ``<private root>/cache/scoring/<challenge>/`` (:func:`warm_cache` makes it ahead of time), so
 no submission pays for the md5 of a million ids. A read-only private root only means the
 cache is made in memory for each submission.
@@ -35,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
@@ -69,10 +74,82 @@ class ScoreResult:
         return asdict(self)
 
 
-def split_expr(challenge: Challenge, alias: str = "s") -> str:
-    """SQL: 'public' or 'private' for a solution row, from md5(challenge id : row id)."""
+@dataclass(frozen=True)
+class Resources:
+    """What DuckDB may use to score one file: memory (it spills beyond it), threads, and a spill
+    folder with a cap on what it may hold. The scorers (hub/scorer.py) pass their child's
+    share of its limits; without it (an organizer's offline ``contesthub score``, tests) DuckDB
+    keeps its defaults."""
+
+    memory_limit: str = "512MB"
+    threads: int = 1
+    temp_directory: Path | None = None  # under the private root: contestants' bytes stay there
+    max_temp_directory_size: str = "1GB"
+
+    def config(self) -> dict[str, str]:
+        out = {"memory_limit": self.memory_limit, "threads": str(self.threads)}
+        if self.temp_directory is not None:
+            out["temp_directory"] = str(self.temp_directory)
+            out["max_temp_directory_size"] = self.max_temp_directory_size
+        return out
+
+
+class Database:
+    """One DuckDB database for one scoring after another (a scorer's child process keeps one).
+
+    Starting a DuckDB database costs about 30 ms of CPU, more than scoring a usual file. Each
+    scoring gets a connection of its own (its temporary tables go with it), and what a scoring
+    sets for the whole database is undone after it: the solution's cache is detached and the
+    optimizer settings reset, so one submission never sees another's."""
+
+    def __init__(self, resources: Resources | None = None):
+        self.resources = resources
+        self._db = duckdb.connect(config=resources.config() if resources else {})
+
+    @contextlib.contextmanager
+    def connection(self):
+        con = self._db.cursor()
+        try:
+            yield con
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("DETACH DATABASE IF EXISTS truth").fetchall()
+                con.execute("RESET disabled_optimizers").fetchall()
+            con.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def split_salt_file(private_root: Path) -> Path:
+    return private_root / "secrets" / "split_salt"
+
+
+def split_salt(private_root: Path) -> str:
+    """The contest's secret salt of the public/private split, generated on first use (0600).
+
+    Made whole under a temporary name and linked into place, so that scorers starting at the
+    same moment agree on one salt and none ever reads a half-written one."""
+    path = split_salt_file(private_root)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".split_salt-")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+                fh.flush()
+                os.fsync(fh.fileno())
+            with contextlib.suppress(FileExistsError):  # another scorer's salt won: use it
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+    return path.read_text().strip()
+
+
+def split_expr(challenge: Challenge, salt: str, alias: str = "s") -> str:
+    """SQL: 'public' or 'private' for a solution row, from md5(salt : challenge id : row id)."""
     bucket = (
-        f"CAST('0x' || substr(md5({lit(challenge.id + ':')} || {id_text(alias, challenge.id_columns)}), 1, 8) "
+        f"CAST('0x' || substr(md5({lit(f'{salt}:{challenge.id}:')} || {id_text(alias, challenge.id_columns)}), 1, 8) "
         f"AS UBIGINT) % {SPLIT_BUCKETS}"
     )
     return f"CASE WHEN {bucket} < {int(challenge.public_fraction * SPLIT_BUCKETS)} THEN 'public' ELSE 'private' END"
@@ -108,7 +185,7 @@ def _labels(challenge: Challenge, con: duckdb.DuckDBPyConnection, solution: Path
     return tuple(r[0] for r in rows)
 
 
-def _expect(challenge: Challenge, labels: tuple) -> Expect:
+def _expect(challenge: Challenge, labels: tuple, rows: int | None = None) -> Expect:
     # The contest's upload limit holds after decompressing too: an archive that expands past it
     # is stopped there, not at the checks' default of a gigabyte.
     return Expect(
@@ -118,6 +195,7 @@ def _expect(challenge: Challenge, labels: tuple) -> Expect:
         labels=labels,
         max_bytes=challenge.upload_limit,
         max_uncompressed_bytes=challenge.upload_limit,
+        max_rows=rows,
     )
 
 
@@ -153,7 +231,7 @@ def _same_ids(challenge: Challenge, a: str, b: str) -> str:
     return " AND ".join(f"{a}.id_{i} = {b}.id_{i}" for i in range(len(challenge.id_columns)))
 
 
-def _fill_truth(con: duckdb.DuckDBPyConnection, db: str, challenge: Challenge, solution: Path) -> None:
+def _fill_truth(con: duckdb.DuckDBPyConnection, db: str, challenge: Challenge, solution: Path, salt: str) -> None:
     """Write the tables ``truth`` and ``meta`` of the attached database ``db``."""
     scorer = challenge.scorer
     labels = _labels(challenge, con, solution)
@@ -169,7 +247,7 @@ def _fill_truth(con: duckdb.DuckDBPyConnection, db: str, challenge: Challenge, s
     ids = ", ".join(f"CAST(s.{q(c)} AS VARCHAR) AS id_{i}" for i, c in enumerate(challenge.id_columns))
     (rows,) = con.execute(
         f"CREATE TABLE {q(db)}.truth AS SELECT file_row_number AS row, {ids}, {y} AS y, "
-        f"{split_expr(challenge)} = 'public' AS public "
+        f"{split_expr(challenge, salt)} = 'public' AS public "
         f"FROM read_parquet({lit(str(solution))}, file_row_number=true) s"
     ).fetchall()[0]
     id_cols = [f"id_{i}" for i in range(len(challenge.id_columns))]
@@ -187,13 +265,13 @@ def _fill_truth(con: duckdb.DuckDBPyConnection, db: str, challenge: Challenge, s
 _CACHE_BUILDS = threading.Lock()
 
 
-def _write_truth(con: duckdb.DuckDBPyConnection, challenge: Challenge, solution: Path, file: Path) -> None:
+def _write_truth(con: duckdb.DuckDBPyConnection, challenge: Challenge, solution: Path, file: Path, salt: str) -> None:
     file.parent.mkdir(parents=True, exist_ok=True)
     tmp = file.with_name(f".{file.stem}.{os.getpid()}-{threading.get_ident()}.tmp")
     tmp.unlink(missing_ok=True)
     con.execute(f"ATTACH {lit(str(tmp))} AS truth_new").fetchall()
     try:
-        _fill_truth(con, "truth_new", challenge, solution)
+        _fill_truth(con, "truth_new", challenge, solution, salt)
     except BaseException:
         con.execute("DETACH truth_new").fetchall()
         for junk in (tmp, tmp.with_name(tmp.name + ".wal")):
@@ -209,6 +287,7 @@ def _write_truth(con: duckdb.DuckDBPyConnection, challenge: Challenge, solution:
 def _truth(con: duckdb.DuckDBPyConnection, challenge: Challenge, solution: Path, paths: Paths) -> Truth:
     """Attach the solution's cache as ``truth`` (made first if missing or stale); its :class:`Truth`."""
     st = solution.stat()
+    salt = split_salt(paths.private_root)
     what = (
         CACHE_FORMAT,
         duckdb.__version__,
@@ -222,6 +301,7 @@ def _truth(con: duckdb.DuckDBPyConnection, challenge: Challenge, solution: Path,
         challenge.public_fraction,
         challenge.scorer.input,
         SPLIT_BUCKETS,
+        hashlib.sha256(salt.encode()).hexdigest(),  # the cache holds the split: made again for another salt
     )
     file = (
         paths.private_root
@@ -234,7 +314,7 @@ def _truth(con: duckdb.DuckDBPyConnection, challenge: Challenge, solution: Path,
         if not file.exists():
             with _CACHE_BUILDS:  # the service's scorer threads: one builds, the others wait and use it
                 if not file.exists():
-                    _write_truth(con, challenge, solution, file)
+                    _write_truth(con, challenge, solution, file, salt)
         con.execute(f"ATTACH {lit(str(file))} AS truth (READ_ONLY)").fetchall()
     except (OSError, duckdb.Error):
         # A read-only private root, or a damaged file (made again next time): keep it in memory
@@ -242,7 +322,7 @@ def _truth(con: duckdb.DuckDBPyConnection, challenge: Challenge, solution: Path,
         with contextlib.suppress(OSError):
             file.unlink(missing_ok=True)
         con.execute("ATTACH ':memory:' AS truth").fetchall()
-        _fill_truth(con, "truth", challenge, solution)
+        _fill_truth(con, "truth", challenge, solution, salt)
     labels, rows, distinct_ids = con.execute("SELECT labels, rows, distinct_ids FROM truth.meta").fetchall()[0]
     return Truth(rows=rows, labels=tuple(labels), distinct_ids=distinct_ids)
 
@@ -344,7 +424,7 @@ def _scores(con: duckdb.DuckDBPyConnection, challenge: Challenge, pairs: str) ->
 
 def _pairs(con: duckdb.DuckDBPyConnection, challenge: Challenge, path: Path, work: Path, truth: Truth) -> str:
     """SQL of (row, public, y, p) for a valid file; raises SubmissionInvalid with every problem."""
-    expect = _expect(challenge, truth.labels)
+    expect = _expect(challenge, truth.labels, truth.rows)
     pairs = _fast(con, challenge, path, work, expect, truth)
     if pairs is not None:
         return pairs
@@ -354,23 +434,49 @@ def _pairs(con: duckdb.DuckDBPyConnection, challenge: Challenge, path: Path, wor
     return _joined(challenge, loaded.table, expect)
 
 
-def score_file(challenge: Challenge, path: Path, paths: Paths, *, version: int | None = None) -> ScoreResult:
-    """Validate and score ``path``; an invalid file gives ``valid=False`` and every problem found."""
+def score_file(
+    challenge: Challenge,
+    path: Path,
+    paths: Paths,
+    *,
+    version: int | None = None,
+    database: Database | None = None,
+) -> ScoreResult:
+    """Validate and score ``path``; an invalid file gives ``valid=False`` and every problem found.
+
+    ``database``: the DuckDB database to score in, with its limits (and its spill folder, where
+    unpacked archives go too); without it, one is made for this file and closed afterwards."""
     scorer = challenge.scorer
     result = ScoreResult(valid=False, metric=scorer.name, metric_version=scorer.version)
     solution, result.dataset_version = solution_for(challenge, paths, version)
-    con = duckdb.connect()
+    own = database is None
+    database = database or Database()
+    scratch = database.resources.temp_directory if database.resources else None
     try:
-        truth = _truth(con, challenge, solution, paths)
-        with tempfile.TemporaryDirectory(prefix="contesthub-score-") as work:
-            try:
-                pairs = _pairs(con, challenge, path, Path(work), truth)
-            except SubmissionInvalid as exc:
-                result.errors = [{**e.to_dict(), "row": e.rows[0] if e.rows else None} for e in exc.problems]
-                return result
-            scores = _scores(con, challenge, pairs)
+        with database.connection() as con:
+            return _score(con, challenge, path, paths, solution, scratch, result)
     finally:
-        con.close()
+        if own:
+            database.close()
+
+
+def _score(
+    con: duckdb.DuckDBPyConnection,
+    challenge: Challenge,
+    path: Path,
+    paths: Paths,
+    solution: Path,
+    scratch: Path | None,
+    result: ScoreResult,
+) -> ScoreResult:
+    truth = _truth(con, challenge, solution, paths)
+    with tempfile.TemporaryDirectory(prefix="contesthub-score-", dir=scratch) as work:
+        try:
+            pairs = _pairs(con, challenge, path, Path(work), truth)
+        except SubmissionInvalid as exc:
+            result.errors = [{**e.to_dict(), "row": e.rows[0] if e.rows else None} for e in exc.problems]
+            return result
+        scores = _scores(con, challenge, pairs)
     result.rows = truth.rows
     result.public_score, result.private_score = scores["public"], scores["private"]
     result.valid = True

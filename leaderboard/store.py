@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -32,6 +33,7 @@ from typing import BinaryIO
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from sandbox.errors import ContesthubError
@@ -46,8 +48,13 @@ def default_url(paths: Paths) -> str:
     return os.environ.get("CONTESTHUB_DB_URL") or f"sqlite:///{paths.private_root / 'contest.sqlite'}"
 
 
-def make_engine(url: str, *, readonly: bool = False) -> Engine:
-    """An engine with the settings each database needs for the contest's guarantees."""
+def make_engine(url: str, *, readonly: bool = False, fsync_commits: bool = True) -> Engine:
+    """An engine with the settings each database needs for the contest's guarantees.
+
+    ``fsync_commits=False`` (SQLite): a commit is not flushed to disk by itself, only with the
+    next flushed one or checkpoint. For writers whose work a power cut may undo harmlessly: a
+    scorer's claim or result lost that way is claimed and scored again (the scores are the
+    same). Acceptances always flush: an accepted submission survives a power cut."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
@@ -56,7 +63,9 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
             dbapi_con.isolation_level = None  # transactions are begun below, explicitly
             cur = dbapi_con.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")  # an accepted submission survives a power cut
+            # An accepted submission survives a power cut (WAL: a commit's frames are flushed by it,
+            # or by the next flushed commit, which covers every frame before its own).
+            cur.execute("PRAGMA synchronous=FULL" if fsync_commits else "PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=60000")
             if readonly:
@@ -72,6 +81,12 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
     if readonly:
         engine = engine.execution_options(postgresql_readonly=True)
     return engine
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the contest database cannot be reached right now (PostgreSQL
+    restarting, a failover): something to wait for and try again, not a bug."""
+    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 def alembic_config(url: str) -> Config:
@@ -92,14 +107,51 @@ def upgrade(url: str) -> None:
 # and leaves it to SQLite's busy timeout (which raises "database is locked" in the end).
 WRITE_LOCK_TIMEOUT = 60
 
-_write_locks: dict[str, threading.RLock] = {}
+
+class WriteLock:
+    """One SQLite database's writers, in turn: the threads of this process (a lock), then the
+    processes (``flock`` on ``<database>.lock``: the kernel hands it over the moment it is
+    free, and lets it go when a process dies). Re-entrant within a thread."""
+
+    def __init__(self, path: Path | None):
+        self._threads = threading.RLock()
+        self._path = path
+        self._fd: int | None = None
+        self._depth = threading.local()
+
+    def acquire(self, timeout: float) -> bool:
+        if not self._threads.acquire(timeout=timeout):
+            return False
+        depth = getattr(self._depth, "n", 0)
+        if depth == 0 and self._path is not None:
+            try:
+                if self._fd is None:
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except OSError:  # e.g. a read-only folder: SQLite's own lock still keeps writers apart
+                pass
+        self._depth.n = depth + 1
+        return True
+
+    def release(self) -> None:
+        self._depth.n -= 1
+        if self._depth.n == 0 and self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+
+_write_locks: dict[str, WriteLock] = {}
 _write_locks_guard = threading.Lock()
 
 
-def _write_lock(url: str) -> threading.RLock:
+def _write_lock(url: str) -> WriteLock:
     """One lock per SQLite database in this process, shared by every Store on it."""
     with _write_locks_guard:
-        return _write_locks.setdefault(url, threading.RLock())
+        if url not in _write_locks:
+            file = url.removeprefix("sqlite:///")
+            _write_locks[url] = WriteLock(Path(file + ".lock") if file and file != url and file != ":memory:" else None)
+        return _write_locks[url]
 
 
 @dataclass
@@ -112,7 +164,7 @@ class Store:
     sessions: sessionmaker[Session]
     read_engine: Engine | None = None  # reads: no write lock (None: the same engine as writes)
     read_sessions: sessionmaker[Session] | None = None
-    write_lock: threading.RLock | None = field(default=None, repr=False)  # SQLite: one writer at a time
+    write_lock: WriteLock | None = field(default=None, repr=False)  # SQLite: one writer at a time
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -146,11 +198,14 @@ class Store:
             self.read_engine.dispose()
 
 
-def connect(paths: Paths, url: str | None = None, *, migrate: bool = True, readonly: bool = False) -> Store:
+def connect(
+    paths: Paths, url: str | None = None, *, migrate: bool = True, readonly: bool = False, fsync_commits: bool = True
+) -> Store:
+    """The store of ``paths`` (or ``url``); ``fsync_commits``: see :func:`make_engine` (SQLite only)."""
     url = url or default_url(paths)
     if migrate and not readonly:
         upgrade(url)
-    engine = make_engine(url, readonly=readonly)
+    engine = make_engine(url, readonly=readonly, fsync_commits=fsync_commits)
     files = FileStore(paths.private_root / "submissions")
     store = Store(url=url, engine=engine, files=files, sessions=sessionmaker(engine, expire_on_commit=False))
     if readonly:
@@ -259,21 +314,39 @@ class FileStore:
 
     def keep(self, upload: Upload) -> Path:
         """Move a received upload into the store under its digest (whole, fsynced, immutable)."""
-        target = self.path(upload.sha256)
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if target.exists():  # the same bytes were submitted before: one copy is enough
-            upload.path.unlink(missing_ok=True)
-            return target
+        self.stage(upload)
+        return self.place(upload)
+
+    def stage(self, upload: Upload) -> None:
+        """The slow half of :meth:`keep`, done before a transaction: the upload's bytes on disk
+        (fsync) and read-only. Nothing is in the store yet."""
         with open(upload.path, "rb") as f:
             os.fsync(f.fileno())
         os.chmod(upload.path, 0o400)
+
+    def place(self, upload: Upload, *, sync: bool = True) -> Path:
+        """The quick half of :meth:`keep`, for a staged upload: renamed into the store under its
+        digest (the same bytes kept before: one copy is enough), and its folder's entry on disk
+        (``sync=False``: the caller syncs the folders of several at once, :meth:`sync_folders`)."""
+        target = self.path(upload.sha256)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if target.exists():
+            upload.path.unlink(missing_ok=True)
+            return target
         os.replace(upload.path, target)
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        if sync:
+            self.sync_folders([target.parent])
         return target
+
+    @staticmethod
+    def sync_folders(folders) -> None:
+        """Flush the entries of these folders to disk (renames into them survive a power cut)."""
+        for folder in folders:
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def verify(self, sha256: str) -> bool:
         """True when the stored file still has the digest it was stored under."""

@@ -3,25 +3,35 @@
 ::
 
     upload ──► accept() ─ one transaction: charge one unit of today's quota (a guarded
-                │          UPDATE, exact under concurrency), insert the row, audit it
-                │          (no quota left: nothing is recorded, the upload is deleted)
+                │          UPDATE, exact under concurrency), check the team's upload rate and
+                │          stored bytes, insert the row, audit it, and move the file into the
+                │          store under its SHA-256 before the commit (a scorer never sees a
+                │          row without its file; a refusal records and keeps nothing)
                 ▼
-            file kept under its SHA-256 (atomic rename; the same bytes are kept once)
+            received ── the queue: scorer workers (hub/scorer.py) take the oldest with claim()
                 ▼
-            score() ─ received → validating → scored | invalid | error
-                       invalid and error give the quota unit back (``charged`` = False)
+            validating ─ claimed_by a worker ("host:pid") until lease_until (renew() extends it)
+                ▼
+            finish() ─ scored | invalid | error; an invalid file gives its quota unit back
+                       while the team has free invalid files left that day, an error always
 
-A crash anywhere leaves a row in ``received`` or ``validating``; :func:`recover` scores it
-again at start-up, or marks it ``error`` and refunds it when its file never arrived. The
-private score goes into the sealed column and nowhere else: not into the audit log, not
+A worker whose scoring child died (memory, time, a crash) calls :func:`crashed`; a worker
+that died itself leaves its claim to :func:`reap` (its lease ran out, or its process is gone).
+Either way the submission goes back to ``received``, once: the second claim that ends this
+way makes it ``error``/``scoring-failed`` (refunded), and it is never tried again. A crash
+between accepting and keeping the file is not possible (the file is kept inside the
+transaction); a file damaged at rest is found by its checksum before scoring.
+
+The private score goes into the sealed column and nowhere else: not into the audit log, not
 into anything :func:`public_view` returns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import and_, func, select, update
@@ -32,7 +42,7 @@ from sqlalchemy.orm import Session
 from leaderboard import audit, teams
 from leaderboard.contest import Challenge, Contest
 from leaderboard.models import Quota, QuotaGrant, Score, Submission, Team
-from leaderboard.scoring import score_file
+from leaderboard.scoring import ScoreResult, score_file
 from leaderboard.store import Store, Upload
 from sandbox import clock
 from sandbox.errors import ContesthubError, NotFound
@@ -41,6 +51,9 @@ from sandbox.settings import Paths
 log = logging.getLogger("contesthub.submissions")
 
 PENDING = ("received", "validating")
+# A submission is claimed by scorers at most this many times: a second claim that ends with
+# its scorer down (killed, out of memory or time) makes it error/scoring-failed.
+MAX_ATTEMPTS = 2
 
 
 class SubmissionRefused(ContesthubError):
@@ -110,19 +123,90 @@ def _quota_exceeded(ch: Challenge) -> SubmissionRefused:
     )
 
 
-def precheck(session: Session, contest: Contest, team: Team, challenge_id: str, now: dt.datetime | None = None) -> None:
+def precheck(
+    session: Session,
+    contest: Contest,
+    team: Team,
+    challenge_id: str,
+    now: dt.datetime | None = None,
+    size: int | None = None,
+) -> None:
     """Refuse early, in a read session, what :func:`accept` would refuse: a closed challenge,
-    or a team whose quota for today was used up when this snapshot was taken.
+    a team whose quota for today was used up, that uploads too fast, or whose stored files
+    leave no room for ``size`` more bytes, when this snapshot was taken.
 
     Only ever refuses: :func:`accept` decides what is accepted (its guarded UPDATE). Refusing
     on a snapshot is what accept() would have answered a moment earlier, so quotas stay exact,
-    and a team that keeps uploading after its quota ran out costs no write transaction."""
+    and a team that keeps uploading after its quota ran out costs no write transaction (the
+    service asks before it stores a byte of the upload)."""
     now = now or clock.now()
     ch = contest.challenge(challenge_id)
     _check_open(ch, now)
     row = session.get(Quota, (team.id, ch.id, contest.day(now)))
     if row is not None and row.used >= ch.daily_quota + row.granted:
         raise _quota_exceeded(ch)
+    _check_rate(session, contest, team.id, now)
+    if size is not None:
+        _check_storage(session, contest, team.id, size)
+
+
+class RateLimited(SubmissionRefused):
+    """The team uploaded ``uploads_per_minute`` files in the last minute; ``retry_after`` seconds."""
+
+    def __init__(self, limit: int, retry_after: int):
+        super().__init__(
+            f"your team has uploaded {limit} files in the last minute, the most allowed (invalid files count "
+            f"too); try again in {retry_after} s",
+            f"你的队伍在一分钟内已上传 {limit} 个文件，达到上限（无效文件也计算在内）；请 {retry_after} 秒后再试",
+            code="rate-limited",
+        )
+        self.retry_after = retry_after
+
+
+RATE_WINDOW = dt.timedelta(minutes=1)
+
+
+def _check_rate(session: Session, contest: Contest, team_id: int, now: dt.datetime) -> None:
+    """Refuse a team's upload when it already stored ``uploads_per_minute`` in the last minute."""
+    limit = contest.limits.uploads_per_minute
+    recent = (
+        session.execute(
+            select(Submission.created_at)
+            .where(Submission.team_id == team_id, Submission.created_at > now - RATE_WINDOW)
+            .order_by(Submission.created_at.desc())
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+    if len(recent) >= limit:
+        # Free again when the oldest of the last ``limit`` uploads is a minute old.
+        wait = (recent[-1] + RATE_WINDOW - now).total_seconds()
+        raise RateLimited(limit, max(1, int(wait + 0.999)))
+
+
+def stored_bytes(session: Session, team_id: int) -> int:
+    """Bytes of the team's submission files the store keeps (dropped invalid files excluded)."""
+    return session.execute(
+        select(func.coalesce(func.sum(Submission.size), 0)).where(
+            Submission.team_id == team_id, Submission.file_dropped_at.is_(None)
+        )
+    ).scalar_one()
+
+
+def _check_storage(session: Session, contest: Contest, team_id: int, size: int) -> None:
+    cap = contest.limits.team_storage
+    used = stored_bytes(session, team_id)
+    if used + size > cap:
+        days = contest.limits.invalid_retention_days
+        raise SubmissionRefused(
+            f"your team's stored submission files take {used / 2**20:,.1f} MiB of the {cap >> 20:,} MiB allowed, "
+            f"too little room for this {size / 2**20:,.1f} MiB file; the bytes of invalid files are deleted "
+            f"{days} days after they were checked, or ask the organizers",
+            f"你的队伍已保存的提交文件占用 {used / 2**20:,.1f} MiB（上限 {cap >> 20:,} MiB），放不下这个 "
+            f"{size / 2**20:,.1f} MiB 的文件；无效文件的内容会在检查 {days} 天后删除，也可以联系组织方",
+            code="team-storage-full",
+        )
 
 
 def _refund(session: Session, sub: Submission) -> None:
@@ -137,6 +221,19 @@ def _refund(session: Session, sub: Submission) -> None:
     sub.charged = False
 
 
+@dataclass
+class Incoming:
+    """An upload to accept: who sent it, for which challenge, and the file in the upload area."""
+
+    user: str
+    challenge_id: str
+    upload: Upload
+    file_name: str
+    provenance: dict | None = None
+    now: dt.datetime | None = None
+    staged: bool = False  # its bytes are on disk already (FileStore.stage), read-only
+
+
 def accept(
     store: Store,
     contest: Contest,
@@ -148,58 +245,111 @@ def accept(
     provenance: dict | None = None,
     now: dt.datetime | None = None,
 ) -> Submission:
-    """Charge the quota and record the submission, then keep its file. Raises SubmissionRefused."""
-    now = now or clock.now()
+    """Charge the quota, record the submission and keep its file, all or nothing.
+
+    Raises SubmissionRefused (the quota, the team's upload rate or storage, a closed
+    challenge, or a file the disk could not take); then nothing is recorded or charged and
+    the upload is deleted."""
+    (outcome,) = accept_many(store, contest, [Incoming(user, challenge_id, upload, file_name, provenance, now)])
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def accept_many(store: Store, contest: Contest, incoming: list[Incoming]) -> list[Submission | ContesthubError]:
+    """:func:`accept` for several uploads in one transaction: one commit, one flush to disk.
+
+    Each upload is checked and recorded on its own (a savepoint: a refusal undoes its own work
+    only, and the others' rows count in its checks, as if accepted one after the other); each
+    gets its Submission or its refusal, in order. A refused upload is deleted. When the
+    transaction itself fails (the store unavailable), that error is raised for all of them
+    and their uploads are deleted."""
+    out: list[Submission | ContesthubError | None] = [None] * len(incoming)
+    staged: list[int] = []
+    for i, inc in enumerate(incoming):
+        inc.now = inc.now or clock.now()
+        try:
+            _check_open(contest.challenge(inc.challenge_id), inc.now)
+            try:  # the bytes on disk before the transaction: the store's write lock is not held for it
+                if not inc.staged:
+                    store.files.stage(inc.upload)
+            except OSError as exc:
+                log.error("submission of %s for %s: writing its file failed: %s", inc.user, inc.challenge_id, exc)
+                raise _storage_failed() from None
+            staged.append(i)
+        except ContesthubError as exc:
+            out[i] = exc
+            inc.upload.path.unlink(missing_ok=True)
     try:
-        ch = contest.challenge(challenge_id)
-        _check_open(ch, now)
         with store.session() as s:
-            team = _team_of(s, user)
-            day = contest.day(now)
-            _charge(s, team.id, ch, day)
-            sub = Submission(
-                team_id=team.id,
-                user=user,
-                challenge=ch.id,
-                created_at=now,
-                quota_day=day,
-                file_name=file_name[:255],
-                size=upload.size,
-                sha256=upload.sha256,
-                status="received",
-                charged=True,
-                provenance=_clean_provenance(provenance),
-            )
-            s.add(sub)
-            s.flush()
-            audit.record(
-                s,
-                user,
-                "submission.receive",
-                f"{ch.id}#{sub.id}",
-                {"team": team.name, "sha256": upload.sha256, "size": upload.size, "file_name": sub.file_name},
-            )
+            folders = set()
+            for i in staged:
+                try:
+                    with s.begin_nested():
+                        out[i] = _record(s, contest, incoming[i])
+                        # Before the commit: once a scorer can see the row, its file is in the store.
+                        folders.add(store.files.place(incoming[i].upload, sync=False).parent)
+                except SubmissionRefused as exc:
+                    out[i] = exc
+                except OSError as exc:  # e.g. the disk is full: refused, nothing recorded or charged
+                    log.error("submission of %s: keeping its file failed: %s", incoming[i].user, exc)
+                    out[i] = _storage_failed()
+            # The renames on disk before the rows are: a committed row always has its file. Should
+            # the commit fail after this, the files stay without rows (harmless: nothing names them).
+            store.files.sync_folders(folders)
     except BaseException:
-        upload.path.unlink(missing_ok=True)
+        for inc in incoming:
+            inc.upload.path.unlink(missing_ok=True)
         raise
-    try:
-        store.files.keep(upload)
-    except OSError as exc:  # e.g. the disk is full: the submission is refunded, not lost in silence
-        log.error("submission %s: keeping its file failed: %s", sub.id, exc)
-        upload.path.unlink(missing_ok=True)
-        with store.session() as s:
-            row = s.get(Submission, sub.id)
-            row.status, row.finished_at = "error", clock.now()
-            row.errors = [_error("storage-failed", "the file could not be stored", "文件无法保存")]
-            _refund(s, row)
-            audit.record(s, "service", "submission.error", f"{row.challenge}#{row.id}", {"codes": ["storage-failed"]})
-        raise SubmissionRefused(
-            "the platform could not store your file (its disk may be full); it did not count against your quota, "
-            "try again later",
-            "平台暂时无法保存你的文件（磁盘可能已满）；本次不计入提交次数，请稍后再试",
-            code="storage-failed",
-        ) from None
+    for inc, outcome in zip(incoming, out, strict=True):
+        if isinstance(outcome, ContesthubError):
+            inc.upload.path.unlink(missing_ok=True)
+    return out
+
+
+def _record(s: Session, contest: Contest, inc: Incoming) -> Submission:
+    """Charge, check and insert one upload, with its audit entry (in the caller's transaction)."""
+    ch, now, upload = contest.challenge(inc.challenge_id), inc.now, inc.upload
+    team = _team_of(s, inc.user)
+    # PostgreSQL: one acceptance at a time per team, so that the rate and storage checks count
+    # what the others committed (SQLite has one writer at a time anyway).
+    s.execute(select(Team.id).where(Team.id == team.id).with_for_update())
+    day = contest.day(now)
+    _charge(s, team.id, ch, day)
+    _check_rate(s, contest, team.id, now)
+    _check_storage(s, contest, team.id, upload.size)
+    sub = Submission(
+        team_id=team.id,
+        user=inc.user,
+        challenge=ch.id,
+        created_at=now,
+        quota_day=day,
+        file_name=inc.file_name[:255],
+        size=upload.size,
+        sha256=upload.sha256,
+        status="received",
+        charged=True,
+        provenance=_clean_provenance(inc.provenance),
+    )
+    s.add(sub)
+    s.flush()
+    audit.record(
+        s,
+        inc.user,
+        "submission.receive",
+        f"{ch.id}#{sub.id}",
+        {"team": team.name, "sha256": upload.sha256, "size": upload.size, "file_name": sub.file_name},
+    )
     return sub
+
+
+def _storage_failed() -> SubmissionRefused:
+    return SubmissionRefused(
+        "the platform could not store your file (its disk may be full); it did not count against your quota, "
+        "try again later",
+        "平台暂时无法保存你的文件（磁盘可能已满）；本次不计入提交次数，请稍后再试",
+        code="storage-failed",
+    )
 
 
 def _clean_provenance(provenance: dict | None) -> dict:
@@ -208,48 +358,267 @@ def _clean_provenance(provenance: dict | None) -> dict:
     return {k: str(provenance[k])[:500] for k in keys if provenance and provenance.get(k) is not None}
 
 
-def score(store: Store, contest: Contest, paths: Paths, submission_id: int) -> Submission:
-    """Validate and score one received submission; safe to call again after a crash."""
+def has_queue(store: Store) -> bool:
+    """Whether a submission waits for a scorer (a read: idle workers ask this, not :func:`claim`)."""
+    with store.read_session() as s:
+        return s.execute(select(Submission.id).where(Submission.status == "received").limit(1)).first() is not None
+
+
+def claim(
+    store: Store,
+    worker: str,
+    lease: float,
+    *,
+    submission_id: int | None = None,
+    now: dt.datetime | None = None,
+) -> Submission | None:
+    """Move the oldest ``received`` submission (or ``submission_id``) to ``validating`` for
+    ``worker`` until ``lease`` seconds from now; None when there is none to take.
+
+    One conditional UPDATE: two workers never claim the same submission. On PostgreSQL the
+    oldest row is picked with ``FOR UPDATE SKIP LOCKED``, so workers claiming at the same
+    moment take different rows instead of waiting for each other."""
+    now = now or clock.now()
     with store.session() as s:
-        # Claim it: only one scorer moves a submission from received to validating.
-        claimed = s.execute(
-            update(Submission)
-            .where(Submission.id == submission_id, Submission.status == "received")
-            .values(status="validating", attempts=Submission.attempts + 1)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        sub = s.get(Submission, submission_id)
-        if sub is None:
-            raise NotFound(f"no submission {submission_id}", f"没有编号为 {submission_id} 的提交")
-        if not claimed:
-            return sub
-    ch = contest.challenge(sub.challenge)
-    errors, result = [], None
+        return _claim(s, worker, lease, now, submission_id)
+
+
+def _claim(s: Session, worker: str, lease: float, now: dt.datetime, submission_id: int | None = None):
+    if submission_id is None:
+        target = (
+            select(Submission.id)
+            .where(Submission.status == "received")
+            .order_by(Submission.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+    else:
+        target = submission_id
+    sid = s.execute(
+        update(Submission)
+        .where(Submission.id == target, Submission.status == "received")
+        .values(
+            status="validating",
+            attempts=Submission.attempts + 1,
+            claimed_by=worker,
+            lease_until=now + dt.timedelta(seconds=lease),
+        )
+        .returning(Submission.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    return None if sid is None else s.get(Submission, sid)
+
+
+def renew(store: Store, submission_id: int, worker: str, lease: float, now: dt.datetime | None = None) -> bool:
+    """Extend ``worker``'s claim by ``lease`` seconds; False when the claim is no longer its own."""
+    now = now or clock.now()
+    with store.session() as s:
+        return (
+            s.execute(
+                update(Submission)
+                .where(
+                    Submission.id == submission_id,
+                    Submission.status == "validating",
+                    Submission.claimed_by == worker,
+                )
+                .values(lease_until=now + dt.timedelta(seconds=lease))
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            == 1
+        )
+
+
+def _claimed(session: Session, submission_id: int, worker: str | None) -> Submission | None:
+    """The submission, locked, if ``worker`` (any worker: None) still holds its claim."""
+    sub = session.get(Submission, submission_id, with_for_update=True, populate_existing=True)
+    if sub is None or sub.status != "validating" or (worker is not None and sub.claimed_by != worker):
+        return None
+    return sub
+
+
+def finish(
+    store: Store,
+    contest: Contest,
+    submission_id: int,
+    worker: str | None,
+    *,
+    result: ScoreResult | None = None,
+    errors: list[dict] | None = None,
+    now: dt.datetime | None = None,
+) -> Submission | None:
+    """Record what scoring found: ``result`` (valid: scored; else invalid) or ``errors`` (error).
+
+    Only while ``worker`` holds the claim (None: whoever does): a worker that lost its claim
+    (its lease ran out and another took it) records nothing and gets None. An invalid file
+    gives its quota unit back while the team has free invalid files left that day
+    (``free_invalid_per_day``); an error always does."""
+    now = now or clock.now()
+    with store.session() as s:
+        return _finish(s, contest, submission_id, worker, result, errors, now)
+
+
+def finish_and_claim(
+    store: Store,
+    contest: Contest,
+    submission_id: int,
+    worker: str,
+    lease: float,
+    *,
+    result: ScoreResult | None = None,
+    errors: list[dict] | None = None,
+) -> tuple[Submission | None, Submission | None]:
+    """:func:`finish` and :func:`claim` the next in one transaction (a busy worker's one write a
+    submission): what was recorded (None: the claim was lost), and the next claimed, if any."""
+    now = clock.now()
+    with store.session() as s:
+        return _finish(s, contest, submission_id, worker, result, errors, now), _claim(s, worker, lease, now)
+
+
+def _finish(s: Session, contest: Contest, submission_id: int, worker: str | None, result, errors, now):
+    sub = _claimed(s, submission_id, worker)
+    if sub is None:
+        return None
+    sub.finished_at, sub.lease_until = now, None
+    if result is not None and result.valid:
+        s.add(Score.of(sub.id, result, active=True))
+        sub.status, sub.errors = "scored", []
+        payload = {"public_score": result.public_score, "metric": f"{result.metric}@{result.metric_version}"}
+    elif result is not None:
+        sub.status, sub.errors = "invalid", result.errors
+        free = free_invalid_left(s, contest, sub.team_id, sub.challenge, sub.quota_day, lock=True) > 0
+        if free:
+            _refund(s, sub)
+        payload = {"codes": sorted({e["code"] for e in sub.errors}), "refunded": free}
+    else:
+        sub.status, sub.errors = "error", errors or []
+        _refund(s, sub)
+        payload = {"codes": sorted({e["code"] for e in sub.errors}), "refunded": True}
+    audit.record(s, "scorer", f"submission.{sub.status}", f"{sub.challenge}#{sub.id}", payload)
+    return sub
+
+
+def free_invalid_left(
+    session: Session, contest: Contest, team_id: int, challenge: str, day: dt.date, *, lock: bool = False
+) -> int:
+    """Invalid files the team may still have refunded on ``challenge`` on contest day ``day``.
+
+    ``lock`` (a write session): take the day's quota row first, so that two invalid files
+    finishing at once on PostgreSQL cannot both take the last free one."""
+    if lock:
+        session.execute(
+            select(Quota.used)
+            .where(Quota.team_id == team_id, Quota.challenge == challenge, Quota.day == day)
+            .with_for_update()
+        )
+    refunded = session.execute(
+        select(func.count()).where(
+            Submission.team_id == team_id,
+            Submission.challenge == challenge,
+            Submission.quota_day == day,
+            Submission.status == "invalid",
+            Submission.charged.is_(False),
+        )
+    ).scalar_one()
+    return max(0, contest.limits.free_invalid_per_day - refunded)
+
+
+def _scorer_down(session: Session, sub: Submission, why: str, actor: str) -> None:
+    """A claim that ended with its scorer down: back to the queue, or, the second time, error."""
+    if sub.attempts >= MAX_ATTEMPTS:
+        sub.status, sub.finished_at, sub.lease_until = "error", clock.now(), None
+        sub.errors = [
+            _error(
+                "scoring-failed",
+                f"scoring this file stopped the scorer {sub.attempts} times ({why}); it needs more memory or time "
+                "than a submission may use, so it is not tried again: check the file (its size, very long values)",
+                f"评分该文件时评分程序已 {sub.attempts} 次中止（{why}）；它需要的内存或时间超过提交允许的上限，"
+                "因此不再重试：请检查文件（大小、过长的值）",
+            )
+        ]
+        _refund(session, sub)
+        audit.record(
+            session,
+            actor,
+            "submission.error",
+            f"{sub.challenge}#{sub.id}",
+            {"codes": ["scoring-failed"], "refunded": True, "why": why},
+        )
+        return
+    sub.status, sub.claimed_by, sub.lease_until = "received", None, None
+    audit.record(session, actor, "submission.requeue", f"{sub.challenge}#{sub.id}", {"why": why})
+
+
+def crashed(store: Store, submission_id: int, worker: str, why: str) -> Submission | None:
+    """The scoring child of ``worker`` died (``why``: killed, out of memory, over its time):
+    the submission goes back to the queue, or ends in error when this was its last attempt."""
+    with store.session() as s:
+        sub = _claimed(s, submission_id, worker)
+        if sub is not None:
+            _scorer_down(s, sub, why, "scorer")
+        return sub
+
+
+def reap(store: Store, gone: Callable[[str], bool], now: dt.datetime | None = None) -> list[int]:
+    """Take back the claims of scorers that are gone: their lease ran out, or ``gone(claimed_by)``
+    says their process no longer runs. Each goes back to the queue, or ends in error when it
+    was its last attempt (see :func:`crashed`). Returns the submissions taken back.
+
+    Costs a read when nothing is stale (workers call it now and then)."""
+    now = now or clock.now()
+    with store.read_session() as s:
+        stale = [
+            sid
+            for sid, who, until in s.execute(
+                select(Submission.id, Submission.claimed_by, Submission.lease_until).where(
+                    Submission.status == "validating"
+                )
+            )
+            if until is None or until < now or gone(who or "")
+        ]
+    taken = []
+    for sid in stale:
+        with store.session() as s:
+            sub = _claimed(s, sid, None)
+            if sub is None:
+                continue
+            if sub.lease_until is not None and sub.lease_until >= now and not gone(sub.claimed_by or ""):
+                continue  # renewed in between
+            _scorer_down(s, sub, f"its scorer {sub.claimed_by} stopped", "scorer")
+            taken.append(sid)
+    return taken
+
+
+def score(store: Store, contest: Contest, paths: Paths, submission_id: int) -> Submission:
+    """Validate and score one received submission in this process (tests, organizers' tools;
+    the service's scorers use :func:`claim`, a child process and :func:`finish`)."""
+    worker = f"inline:{submission_id}"
+    sub = claim(store, worker, lease=3600, submission_id=submission_id)
+    if sub is None:  # not received (scored already, or claimed by a scorer)
+        with store.read_session() as s:
+            found = s.get(Submission, submission_id)
+            if found is None:
+                raise NotFound(f"no submission {submission_id}", f"没有编号为 {submission_id} 的提交")
+            return found
+    result, errors = None, None
     if not store.files.verify(sub.sha256):
-        errors = [_error("file-lost", "the stored file is missing or damaged", "提交的文件丢失或损坏")]
+        errors = [file_lost_error()]
     else:
         try:
-            result = score_file(ch, store.files.path(sub.sha256), paths)
+            result = score_file(contest.challenge(sub.challenge), store.files.path(sub.sha256), paths)
         except ContesthubError as exc:  # e.g. the solution is missing: an organizer must act
             log.error("submission %s could not be scored: %s", sub.id, exc.en)
-            errors = [_error("scoring-failed", exc.en, exc.zh)]
-        except Exception:
-            log.exception("submission %s: the scorer crashed", sub.id)
-            errors = [_error("scoring-failed", "the scorer failed", "评分程序出错")]
-    with store.session() as s:
-        sub = s.get(Submission, submission_id)
-        sub.finished_at = clock.now()
-        if result is not None and result.valid:
-            s.add(Score.of(sub.id, result, active=True))
-            sub.status, sub.errors = "scored", []
-            payload = {"public_score": result.public_score, "metric": f"{result.metric}@{result.metric_version}"}
-        else:
-            sub.status = "invalid" if result is not None else "error"
-            sub.errors = result.errors if result is not None else errors
-            _refund(s, sub)
-            payload = {"codes": sorted({e["code"] for e in sub.errors}), "refunded": True}
-        audit.record(s, "scorer", f"submission.{sub.status}", f"{sub.challenge}#{sub.id}", payload)
-    return sub
+            errors = [scoring_failed_error(exc.en, exc.zh)]
+    return finish(store, contest, submission_id, worker, result=result, errors=errors)
+
+
+def file_lost_error() -> dict:
+    return _error("file-lost", "the stored file is missing or damaged", "提交的文件丢失或损坏")
+
+
+def scoring_failed_error(en: str, zh: str) -> dict:
+    """The error of a submission that could not be scored for a reason an organizer must fix."""
+    return _error("scoring-failed", en, zh)
 
 
 def mark_file_lost(store: Store, submission_id: int, *, actor: str = "scorer") -> Submission:
@@ -258,7 +627,7 @@ def mark_file_lost(store: Store, submission_id: int, *, actor: str = "scorer") -
     with store.session() as s:
         sub = s.get(Submission, submission_id)
         sub.status, sub.finished_at = "error", clock.now()
-        sub.errors = [_error("file-lost", "the stored file is missing or damaged", "提交的文件丢失或损坏")]
+        sub.errors = [file_lost_error()]
         _refund(s, sub)
         payload = {"codes": ["file-lost"], "refunded": True}
         audit.record(s, actor, "submission.error", f"{sub.challenge}#{sub.id}", payload)
@@ -278,18 +647,6 @@ def _error(code: str, en: str, zh: str) -> dict:
     }
 
 
-def release(store: Store, submission_id: int) -> None:
-    """Give back a claim a scorer could not finish (its database connection broke): the
-    submission is ``received`` again and the next :func:`score` claims it anew."""
-    with store.session() as s:
-        s.execute(
-            update(Submission)
-            .where(Submission.id == submission_id, Submission.status == "validating")
-            .values(status="received")
-            .execution_options(synchronize_session=False)
-        )
-
-
 @dataclass
 class FileCheck:
     """The stored files checked against the digests they were stored under."""
@@ -307,9 +664,12 @@ class FileCheck:
 
 def verify_files(store: Store) -> FileCheck:
     """Read every stored submission file and compare it with its SHA-256 (organizers' check;
-    changes nothing). A damaged or missing file is named with the submissions that use it."""
+    changes nothing). A damaged or missing file is named with the submissions that use it; the
+    bytes of invalid files dropped after their retention period are not expected."""
     with store.read_session() as s:
-        rows = s.execute(select(Submission.sha256, Submission.id).order_by(Submission.id)).all()
+        rows = s.execute(
+            select(Submission.sha256, Submission.id).where(Submission.file_dropped_at.is_(None)).order_by(Submission.id)
+        ).all()
     users: dict[str, list[int]] = {}
     for sha, sid in rows:
         users.setdefault(sha, []).append(sid)
@@ -321,24 +681,44 @@ def verify_files(store: Store) -> FileCheck:
     return FileCheck(checked=len(users), problems=problems)
 
 
-def recover(store: Store, contest: Contest, paths: Paths, started: dt.datetime | None = None) -> list[int]:
-    """Finish what a crash interrupted: score again what was pending before ``started`` (the
-    service's start; default now), refund what has no file, delete uploads never accepted."""
-    started = started or clock.now()
-    store.files.sweep_incoming(before=started.timestamp())
+def drop_invalid_files(store: Store, contest: Contest, now: dt.datetime | None = None) -> int:
+    """Delete the bytes of invalid files checked more than ``invalid_retention_days`` ago; their
+    rows keep the SHA-256, size, errors and ``file_dropped_at``. A file that another submission
+    still keeps (the same bytes, scored say) stays. Returns how many submissions lost their file.
+
+    Safe to run in several places at once (each row is dropped once; deleting twice is nothing)."""
+    now = now or clock.now()
+    before = now - dt.timedelta(days=contest.limits.invalid_retention_days)
     with store.session() as s:
-        stale = s.execute(
+        rows = s.scalars(
             select(Submission)
-            .where(Submission.status.in_(PENDING), Submission.created_at < started)
-            .order_by(Submission.id)
-        ).scalars()
-        ids = []
-        for sub in stale:
-            sub.status = "received"  # its scorer died with the old process
-            ids.append(sub.id)
-    for sid in ids:
-        score(store, contest, paths, sid)
-    return ids
+            .where(
+                Submission.status == "invalid",
+                Submission.finished_at < before,
+                Submission.file_dropped_at.is_(None),
+            )
+            .with_for_update(skip_locked=True)
+        ).all()
+        for sub in rows:
+            sub.file_dropped_at = now
+            audit.record(s, "scorer", "submission.file-dropped", f"{sub.challenge}#{sub.id}", {"sha256": sub.sha256})
+        digests = {sub.sha256 for sub in rows}
+    if not digests:
+        return 0
+    with store.read_session() as s:
+        kept = set(
+            s.scalars(
+                select(Submission.sha256).where(Submission.sha256.in_(digests), Submission.file_dropped_at.is_(None))
+            )
+        )
+    for sha in digests - kept:
+        # (An upload of these very bytes accepted in between would lose its file and end as
+        # file-lost, refunded: the same bytes as an invalid file of a week ago, at that instant.)
+        path = store.files.path(sha)
+        with contextlib.suppress(FileNotFoundError):
+            path.chmod(0o600)
+            path.unlink()
+    return len(rows)
 
 
 def grant(

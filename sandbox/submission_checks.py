@@ -41,7 +41,7 @@ import gzip
 import zipfile
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import duckdb
@@ -70,6 +70,7 @@ class Expect:
     labels: tuple = ()  # allowed labels for input == "label"
     max_bytes: int = 200 * MiB
     max_uncompressed_bytes: int = 1024 * MiB
+    max_rows: int | None = None  # the test set's rows; None: counted by validate_file
 
 
 @dataclass
@@ -458,10 +459,21 @@ def load(con: duckdb.DuckDBPyConnection, path: Path, work: Path, expect: Expect,
             "文件是空的；需要一行表头以及每个测试 id 一行预测",
         )
     if head[:4] == b"PAR1":
+        _parquet_footer(con, plain, expect)  # rows, columns and sizes, before any data is read
         try:
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {q(table)} AS SELECT * FROM read_parquet({lit(str(plain))})"
             ).fetchall()
+        except duckdb.OutOfMemoryException:
+            # Within the footer's limits, values can still decode to far more than the file (one
+            # long text repeated through a dictionary): the scorer's memory limit stops it here.
+            raise _fail(
+                "unreadable",
+                "the Parquet file's values take more memory than a submission may use (very long texts?); "
+                "write the ids and predictions as plain numbers or short texts",
+                "该 Parquet 文件的数值解码后所需内存超过提交允许的上限（文本过长？）；"
+                "请把 id 和预测写成普通数字或短文本",
+            ) from None
         except duckdb.Error as exc:
             why = _why(exc, plain)
             raise _fail(
@@ -503,6 +515,63 @@ def load(con: duckdb.DuckDBPyConnection, path: Path, work: Path, expect: Expect,
     columns = [r[0] for r in con.execute(f"DESCRIBE {q(table)}").fetchall()]
     rows = con.execute(f"SELECT count(*) FROM {q(table)}").fetchall()[0][0]
     return Loaded(table, columns, rows, first_row)
+
+
+def _parquet_footer(con: duckdb.DuckDBPyConnection, plain: Path, expect: Expect) -> None:
+    """Check a Parquet file from its footer alone, before any of its data is read.
+
+    A Parquet file is not its size: dictionary and run-length encoding let 0.7 MB hold 100
+    million rows, which DuckDB would decode in full before a row count could refuse them. The
+    footer says how many rows and values there are, which columns, and how large the pages are
+    once decompressed: each is checked against the test set and the contest's limits here.
+    """
+    src = lit(str(plain))
+    try:
+        (rows,) = con.execute(f"SELECT num_rows FROM parquet_file_metadata({src})").fetchall()[0]
+        columns = con.execute(f"DESCRIBE SELECT * FROM read_parquet({src})").fetchall()
+        values, unpacked = con.execute(
+            f"SELECT coalesce(max(n), 0), coalesce(sum(size), 0) FROM (SELECT path_in_schema, sum(num_values) AS n, "
+            f"sum(total_uncompressed_size) AS size FROM parquet_metadata({src}) GROUP BY ALL)"
+        ).fetchall()[0]
+    except duckdb.Error as exc:
+        why = _why(exc, plain)
+        raise _fail(
+            "unreadable",
+            f"the Parquet file cannot be read ({why}); write it again",
+            f"无法读取该 Parquet 文件（{why}）；请重新写出该文件",
+        ) from None
+    problems = column_problems([c[0] for c in columns], expect)
+    if problems:
+        raise SubmissionInvalid(problems)
+    nested = [c[0] for c in columns if any(k in str(c[1]) for k in ("[", "STRUCT", "MAP", "UNION"))]
+    if nested:
+        raise _fail(
+            "unreadable",
+            f"column {nested[0]!r} holds lists or records; write one plain value (a number or a text) per cell",
+            f"列 {nested[0]!r} 中是列表或结构；每个单元格请只写一个普通值（数字或文本）",
+            column=nested[0],
+        )
+    if expect.max_rows is not None and max(rows, values) > expect.max_rows:
+        n = max(rows, values)
+        raise SubmissionInvalid(
+            [
+                Problem(
+                    "too-many-rows",
+                    f"the file has {n:,} rows; the test set has {expect.max_rows:,}",
+                    f"文件有 {n:,} 行，而测试集只有 {expect.max_rows:,} 行",
+                    count=n - expect.max_rows,
+                )
+            ]
+        )
+    if unpacked > expect.max_uncompressed_bytes:
+        cap = expect.max_uncompressed_bytes // MiB
+        raise _fail(
+            "decompressed-too-large",
+            f"the Parquet file's pages expand to {unpacked / MiB:,.0f} MiB, more than the limit of {cap} MiB after "
+            "decompressing; keep only the id and prediction columns",
+            f"该 Parquet 文件的数据页解压后为 {unpacked / MiB:,.0f} MiB，超过解压后的上限 {cap} MiB；"
+            "请只保留 id 列和预测列",
+        )
 
 
 def typed_csv(plain: Path, expect: Expect, types: dict[str, str]) -> str | None:
@@ -714,6 +783,9 @@ def _examples(con, loaded: Loaded, column: str, where: str) -> str:
 
 def validate_file(con: duckdb.DuckDBPyConnection, path: Path, work: Path, expect: Expect, test_ids: str) -> Loaded:
     """Load and check ``path``; raise :class:`SubmissionInvalid` listing every problem."""
+    if expect.max_rows is None:  # what a Parquet footer's row count is checked against
+        (n_test,) = con.execute(f"SELECT count(*) FROM ({test_ids})").fetchall()[0]
+        expect = replace(expect, max_rows=n_test)
     work.mkdir(parents=True, exist_ok=True)
     try:
         loaded = load(con, path, work, expect)

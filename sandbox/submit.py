@@ -26,6 +26,7 @@ from sandbox import clock
 from sandbox.errors import ContesthubError
 
 PENDING = ("received", "validating")
+LONG_POLL = 30  # seconds the service may hold a request for a pending submission (its maximum)
 
 
 class SubmitError(ContesthubError):
@@ -73,11 +74,19 @@ class SubmissionResult:
             ]
         if self.status in PENDING:
             return [f"提交 #{self.id} 仍在评分中" if zh else f"submission #{self.id} is still being scored"]
-        head = (
-            f"提交 #{self.id} 未通过检查（不计入提交次数）："
-            if zh
-            else f"submission #{self.id} was not scored (it did not count against your quota):"
-        )
+        if self.status == "invalid" and self.raw.get("charged"):
+            head = (
+                f"提交 #{self.id} 未通过检查；今天的免费无效提交已用完，本次计入提交次数："
+                if zh
+                else f"submission #{self.id} was not scored; today's free invalid files are used up, so it counted "
+                "against your quota:"
+            )
+        else:
+            head = (
+                f"提交 #{self.id} 未通过检查（不计入提交次数）："
+                if zh
+                else f"submission #{self.id} was not scored (it did not count against your quota):"
+            )
         return [head, *self._problem_lines(zh)]
 
     def _problem_lines(self, zh: bool) -> list[str]:
@@ -127,11 +136,13 @@ def _request(method: str, url: str, token: str, data=None, headers: dict | None 
             doc = json.loads(exc.read() or b"{}")
         except ValueError:
             doc = {}
-        raise SubmitError(
+        error = SubmitError(
             doc.get("message_en") or f"the submission service answered {exc.code} {exc.reason}",
             doc.get("message_zh") or f"提交服务返回 {exc.code} {exc.reason}",
             code=doc.get("code") or f"http-{exc.code}",
-        ) from None
+        )
+        error.retry_after = doc.get("retry_after")
+        raise error from None
     except urllib.error.URLError as exc:
         raise SubmitError(
             f"the submission service cannot be reached ({exc.reason}); try again in a minute",
@@ -179,18 +190,29 @@ def submit(challenge: str, predictions, *, wait: float = 300.0, quiet: bool = Fa
     api, token = _service()
     path = _as_file(challenge, predictions)
     query = urlencode({"file_name": path.name, **_provenance()})
-    with open(path, "rb") as body:
-        doc = _request(
-            "POST",
-            f"{api}/challenges/{quote(challenge)}/submissions?{query}",
-            token,
-            data=body,
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(path.stat().st_size)},
-        )
     deadline = time.monotonic() + wait
-    while doc["status"] in PENDING and time.monotonic() < deadline:
-        time.sleep(0.5)
-        doc = _request("GET", f"{api}/submissions/{doc['id']}", token)
+    while True:
+        try:
+            with open(path, "rb") as body:
+                doc = _request(
+                    "POST",
+                    f"{api}/challenges/{quote(challenge)}/submissions?{query}",
+                    token,
+                    data=body,
+                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(path.stat().st_size)},
+                )
+            break
+        except SubmitError as exc:  # the team uploaded too much in the last minute: wait as told, once in a while
+            pause = getattr(exc, "retry_after", None)
+            if exc.code != "rate-limited" or not pause or time.monotonic() + pause > deadline:
+                raise
+            if not quiet:
+                print(f"上传过于频繁，{pause} 秒后自动重试 / too many uploads this minute; trying again in {pause} s")
+            time.sleep(pause)
+    while doc["status"] in PENDING and (left := deadline - time.monotonic()) > 0:
+        # A long poll: the service answers as soon as the submission is finished (or after `wait`).
+        wait = max(1, min(LONG_POLL, int(left)))
+        doc = _request("GET", f"{api}/submissions/{doc['id']}?wait={wait}", token)
     result = SubmissionResult(
         id=doc["id"],
         challenge=doc["challenge"],

@@ -229,20 +229,22 @@ def postgres_fault(admin_dsn: str, database: str, port: int = 5432) -> str:
 # --- the store's invariants -----------------------------------------------------------------
 
 
-def store_problems(store: Store, *, damaged: Iterable[str] = ()) -> list[str]:
+def store_problems(store: Store, *, damaged: Iterable[str] = (), free_invalid_per_day: int = 1000) -> list[str]:
     """What is wrong with the store after a fault (empty when nothing is).
 
     Nothing accepted is lost (every submission is scored, invalid or errored, never pending;
     a scored one has its active score and its file, whole); interrupted ones were rescored or
-    refunded (a charge exactly when scored; each day's quota counts exactly the charged ones);
-    no partial upload remains; the audit chain verifies. ``damaged``: digests of files a test
-    broke on purpose.
+    refunded (a charge exactly when scored, or invalid beyond the free invalid files of its
+    day; each day's quota counts exactly the charged ones); no partial upload remains; the
+    audit chain verifies. ``damaged``: digests of files a test broke on purpose;
+    ``free_invalid_per_day``: the contest's (the suites' hubs lift it, tests/hub_fixtures.py).
     """
     damaged = set(damaged)
     problems: list[str] = []
     with store.session() as s:
         subs = s.scalars(select(Submission).order_by(Submission.id)).all()
         charged = Counter((x.team_id, x.challenge, x.quota_day) for x in subs if x.charged)
+        free = Counter((x.team_id, x.challenge, x.quota_day) for x in subs if x.status == "invalid" and not x.charged)
         for x in subs:
             if x.status in PENDING:
                 problems.append(f"submission {x.id} is still {x.status}")
@@ -253,7 +255,9 @@ def store_problems(store: Store, *, damaged: Iterable[str] = ()) -> list[str]:
                     problems.append(f"submission {x.id} is scored without an active score")
                 if x.sha256 not in damaged and not store.files.verify(x.sha256):
                     problems.append(f"the file of scored submission {x.id} is missing or damaged")
-            elif x.charged:
+            elif x.charged and not (
+                x.status == "invalid" and free[(x.team_id, x.challenge, x.quota_day)] >= free_invalid_per_day
+            ):
                 problems.append(f"submission {x.id} is {x.status} but still charged")
         for q in s.scalars(select(Quota)):
             n = charged.get((q.team_id, q.challenge, q.day), 0)

@@ -233,6 +233,35 @@ def _filled(path: Path, size: int, head: bytes = b"") -> Path:
     return path
 
 
+def parquet_bomb(path: Path, rows: int = 100_000_000) -> Path:
+    """A Parquet file of ``emergency_visit``'s two columns whose ``rows`` rows are all the same
+    value, dictionary- and run-length encoded: 100 million rows in 0.7 MB. Read whole, it takes
+    gigabytes and minutes before any row count can refuse it."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    codes = pa.array(np.zeros(rows, dtype=np.int8))
+    ids = pa.DictionaryArray.from_arrays(codes, pa.array(["1"]))
+    probabilities = pa.DictionaryArray.from_arrays(codes, pa.array([0.5]))
+    table = pa.table({"visit_id": ids, "p_emergency": probabilities})
+    pq.write_table(table, path, compression="zstd", row_group_size=10_000_000)
+    return path
+
+
+def parquet_long_text_bomb(path: Path, rows: int) -> Path:
+    """A Parquet file with exactly ``rows`` rows (as many as the test set) whose ids are one 40 MiB
+    text, dictionary-encoded: a few kilobytes that decode to rows × 40 MiB."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, dtype=np.int32)), pa.array(["7" * (40 * MiB)]))
+    table = pa.table({"visit_id": ids, "p_emergency": pa.array(np.full(rows, 0.5))})
+    pq.write_table(table, path, compression="zstd")
+    return path
+
+
 def _zip_bomb(path: Path, declared: int | None = None) -> Path:
     data, crc = _zeros_deflate(1100)
     path.write_bytes(raw_zip("predictions.csv", data, crc, 1100 * MiB, declared=declared))
@@ -341,6 +370,30 @@ def cases() -> list[Hostile]:
             F,
             _b(lambda ts: parquet_bytes({"date": ["2024-10-01"], "visits": [1.0]})),
             frozenset({"missing-column", "extra-column"}),
+        ),
+        # a Parquet file is not its size: its footer is read before any of its data
+        H(
+            "parquet-bomb-100M-rows",
+            E,
+            _big("parquet-bomb.parquet", parquet_bomb),
+            frozenset({"too-many-rows"}),
+            file_name="predictions.parquet",
+        ),
+        H(
+            "parquet-long-text-bomb",
+            E,
+            lambda ts, folder: _big("parquet-text-bomb.parquet", lambda p: parquet_long_text_bomb(p, len(ts.visits)))(
+                ts, folder
+            ),
+            frozenset({"unreadable"}),
+            file_name="predictions.parquet",
+        ),
+        H(
+            "parquet-nested-column",
+            E,
+            _b(lambda ts: parquet_bytes({"visit_id": [[v] for v in ts.visits[:100]], "p_emergency": [0.5] * 100})),
+            frozenset({"unreadable"}),
+            file_name="predictions.parquet",
         ),
         H(
             "pdf-magic",

@@ -8,7 +8,9 @@ fixture            scope      what it gives
                               root (cookie secret, database, tokens) and home root in a tmp
                               folder, the data root of the session's ``demo`` build; the
                               organizer account made as on ``contesthub up``'s first start. A
-                              :class:`RunningHub`.
+                              :class:`RunningHub`. Its contest is the demo's with the per-team
+                              upload limits lifted (:data:`SUITE_LIMITS`): the hostile and load
+                              suites send one team's files far faster than a person would.
 =================  =========  ===============================================================
 
 :func:`running_hub` starts a hub with any :func:`hub_settings` (tests/test_hub_secure.py runs
@@ -33,6 +35,9 @@ from pathlib import Path
 
 import pytest
 import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import _hub  # benchmarks/_hub.py: contest_file
 
 from hub.accounts import prepare_organizer
 from hub.launcher import HubProcess, free_ports
@@ -205,21 +210,32 @@ class RunningHub:
         raise AssertionError(f"the server of {name} was not ready in {timeout} s:\n{self.process.log_tail(60)}")
 
 
+# The per-team upload limits of the module hub's contest (tests/test_upload_limits.py tests the real ones).
+SUITE_LIMITS = {"uploads_per_minute": 1000, "free_invalid_per_day": 1000}
+
+
 @contextmanager
-def running_hub(settings: HubSettings, log: Path, solutions: Path | None = None, config: Path | None = None):
+def running_hub(
+    settings: HubSettings,
+    log: Path,
+    solutions: Path | None = None,
+    config: Path | None = None,
+    extra_env: dict | None = None,
+):
     """JupyterHub with ``settings``, its organizer made first; a :class:`RunningHub`, stopped at the end.
 
     ``solutions``: the hidden solutions the submission service scores against, linked into
     the private root (a secure-mode test copies them instead, see tests/test_hub_secure.py).
     ``config``: another JupyterHub config file (one that loads config/jupyterhub_config.py and
     changes a few traits; tests/test_hub_accounts.py).
+    ``extra_env``: for the hub and its services (``CONTESTHUB_CONTEST``, say).
     """
     settings.private_root.mkdir(parents=True, exist_ok=True, mode=0o700)
     if solutions is not None:
         (settings.private_root / "solutions").symlink_to(solutions)
     password = prepare_organizer(settings.db_url, settings.organizer)
     assert password
-    process = HubProcess(settings, log=log, **({"config": config} if config else {})).start()
+    process = HubProcess(settings, log=log, extra_env=extra_env, **({"config": config} if config else {})).start()
     try:
         process.wait_ready(120)
         yield RunningHub(settings, process, settings.organizer, password)
@@ -231,8 +247,14 @@ def running_hub(settings: HubSettings, log: Path, solutions: Path | None = None,
 def hub(demo, tmp_path_factory) -> RunningHub:
     root = tmp_path_factory.mktemp("hub")
     settings = hub_settings(root, demo.data_root)
+    contest = _hub.contest_file(root / "config", **SUITE_LIMITS)
     # The submission service scores against the hidden solutions of the session's demo build.
-    with running_hub(settings, root / "jupyterhub.log", solutions=demo.private_root / "solutions") as running:
+    with running_hub(
+        settings,
+        root / "jupyterhub.log",
+        solutions=demo.private_root / "solutions",
+        extra_env={"CONTESTHUB_CONTEST": str(contest)},
+    ) as running:
         yield running
 
 

@@ -13,9 +13,11 @@ import pytest
 from contest_fixtures import NOW
 from sqlalchemy import func, select
 
+from hub import scorer
 from leaderboard import audit, backup, ranking, submissions, teams
 from leaderboard import store as store_mod
 from leaderboard.models import AuditEntry, Quota, Submission
+from leaderboard.scoring import split_salt_file
 from sandbox.settings import PROJECT_ROOT, Paths
 
 CH = "outpatient_forecast"
@@ -58,12 +60,21 @@ def test_a_restored_contest_has_the_same_leaderboard_quotas_and_audit(
     paths, restored = _fresh(tmp_path, "restored")  # always SQLite: PostgreSQL → SQLite crosses databases
     backup.restore(tmp_path / "bk", restored, paths)
     assert _state(restored, demo_contest) == before
-    # Every score can still be recomputed from what the backup brought back.
+    # The contest's secret split salt came back with it (and only its owner may read it) ...
+    salt = split_salt_file(paths.private_root)
+    assert salt.read_bytes() == split_salt_file(demo.private_root).read_bytes()
+    assert salt.stat().st_mode & 0o777 == 0o600
+    # ... so every score is recomputed exactly from what the backup brought back: the same rows
+    # are public (a new salt would split the test set anew and change every public score).
     with restored.session() as s:
         first = s.scalars(select(Submission).order_by(Submission.id)).first()
     assert restored.files.verify(first.sha256)
     rescored = ranking.rescore(restored, demo_contest, paths, CH, by="org", reason="after restore")
-    assert rescored.scored == 3 and all(c["public_rank_before"] == c["public_rank_after"] for c in rescored.changes)
+    assert rescored.scored == 3
+    for change in rescored.changes:
+        assert change["public_rank_before"] == change["public_rank_after"]
+        assert change["public_score_after"] == pytest.approx(change["public_score_before"], rel=1e-12)
+        assert change["private_rank_before"] == change["private_rank_after"]
     # New submissions get new ids after the restore.
     sub = submit(restored, "u1", CH, predictions(CH))
     assert sub.id == 4
@@ -98,7 +109,8 @@ def test_a_backup_taken_during_submissions_is_consistent(store, demo, demo_conte
         for q in s.scalars(select(Quota)):
             charged = sum(1 for x in subs if x.team_id == q.team_id and x.quota_day == q.day and x.charged)
             assert q.used == charged
-    submissions.recover(restored, demo_contest, paths, started=NOW + dt.timedelta(hours=1))
+    # What was waiting for a scorer when the backup was taken is scored after the restore.
+    scorer.Worker(restored, demo_contest, paths, scorer.Limits()).drain()
     with restored.session() as s:
         assert not s.execute(select(Submission).where(Submission.status.in_(submissions.PENDING))).first()
 

@@ -19,6 +19,7 @@ including a run of the dask-gateway limits code against dask-gateway-server's ow
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import os
 from pathlib import Path
 from urllib.parse import urlparse
@@ -26,9 +27,11 @@ from urllib.parse import urlparse
 import jsonschema
 import pytest
 import yaml
+from sqlalchemy import text
 
 from hub.services import SUBMIT_SCOPES
-from sandbox.settings import PROJECT_ROOT
+from leaderboard.models import Team
+from sandbox.settings import PROJECT_ROOT, Paths
 
 K8S = PROJECT_ROOT / "config" / "kubernetes"
 Z2JH_VALUES = K8S / "z2jh-values.yaml"
@@ -38,8 +41,12 @@ BUILD_JOB = K8S / "datasets-build-job.yaml"
 
 DATA_CLAIM, PRIVATE_CLAIM = "contesthub-data", "contesthub-private"
 DATA_ROOT = "/srv/contesthub/data"
-# Workloads allowed to mount the private volume: the submission service and the dataset build.
-PRIVATE_MOUNTERS = {("Deployment", "contesthub-submit"), ("Job", "contesthub-datasets-build-")}
+# Workloads allowed to mount the private volume: the submission service, the scorers, the dataset build.
+PRIVATE_MOUNTERS = {
+    ("Deployment", "contesthub-submit"),
+    ("Deployment", "contesthub-scorer"),
+    ("Job", "contesthub-datasets-build-"),
+}
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"}
 
 
@@ -375,6 +382,79 @@ def test_only_submit_and_the_build_mount_the_private_volume(manifests):
     assert mounting <= PRIVATE_MOUNTERS, f"unexpected pods with the private volume: {mounting - PRIVATE_MOUNTERS}"
     assert ("Deployment", "contesthub-submit") in mounting  # the check is not vacuous
     assert ("Deployment", "contesthub-leaderboard") not in mounting  # it reads the store through PostgreSQL
+
+
+def test_the_scorers_are_a_deployment_of_their_own_that_scales_with_the_queue(manifests, tmp_path):
+    """The scorer pool: a Deployment running ``python -m hub.scorer`` (one worker a pod, as many
+    cores as workers), with the store and the private volume and no way in; KEDA's ScaledObject
+    scales it with a query that is checked here against a real migrated store."""
+    scorer = _named(manifests, "Deployment", "contesthub-scorer")
+    pod = _pod_spec(scorer)
+    (container,) = pod["containers"]
+    assert container["command"][:3] == ["python", "-m", "hub.scorer"]
+    workers = int(container["command"][container["command"].index("--workers") + 1])
+    assert workers == int(container["resources"]["limits"]["cpu"]) == 1  # a core per worker
+    env = _env(container)
+    assert env["CONTESTHUB_DB_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "contesthub-secrets",
+        "key": "contest-db-url",
+    }
+    assert env["CONTESTHUB_PRIVATE_ROOT"]["value"].startswith(
+        next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "contesthub-private")
+    )
+    limits = scorer_limits(env)
+    assert pod["terminationGracePeriodSeconds"] > limits.seconds  # a scale-down lets a scoring end
+    assert not container.get("ports") and "contesthub-scorer" not in {
+        _name(m) for m in manifests if m["kind"] == "Service"
+    }
+    assert pod["securityContext"]["runAsUser"] != 1000 and not pod["automountServiceAccountToken"]
+    policy = _named(manifests, "NetworkPolicy", "contesthub-scorer")
+    assert policy["spec"]["policyTypes"] == ["Ingress"] and policy["spec"]["ingress"] == []
+    assert policy["spec"]["podSelector"]["matchLabels"] == scorer["spec"]["selector"]["matchLabels"]
+
+    scaled = _named(manifests, "ScaledObject", "contesthub-scorer")
+    assert (
+        scaled["apiVersion"] == "keda.sh/v1alpha1" and scaled["spec"]["scaleTargetRef"]["name"] == "contesthub-scorer"
+    )
+    assert 1 <= scaled["spec"]["minReplicaCount"] < scaled["spec"]["maxReplicaCount"]
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "postgresql" and float(trigger["metadata"]["targetQueryValue"]) > 0
+    assert trigger["metadata"]["connectionFromEnv"] in env  # KEDA reads it from the scaled container
+
+    # The query counts exactly the submissions waiting for a scorer, in the store's own schema.
+    from leaderboard import store as store_mod
+    from leaderboard.models import Submission
+
+    url = f"sqlite:///{tmp_path / 'queue.sqlite'}"
+    store_mod.upgrade(url)
+    store = store_mod.connect(Paths(tmp_path, tmp_path, tmp_path), url, migrate=False)
+    try:
+        with store.session() as s:
+            s.add(Team(name="t", display_name="t"))
+            s.flush()
+            for i, status in enumerate(["received", "validating", "scored", "invalid", "error", "received"]):
+                s.add(
+                    Submission(
+                        team_id=1,
+                        user="u",
+                        challenge="c",
+                        quota_day=dt.date(2026, 12, 1),
+                        file_name="f",
+                        size=1,
+                        sha256=f"{i:064d}",
+                        status=status,
+                    )
+                )
+        with store.read_session() as s:
+            assert s.execute(text(trigger["metadata"]["query"])).scalar_one() == 3
+    finally:
+        store.dispose()
+
+
+def scorer_limits(env: dict):
+    from hub.scorer import Limits
+
+    return Limits.from_env({k: v["value"] for k, v in env.items() if "value" in v})
 
 
 def test_services_are_wired_to_the_hub(manifests):

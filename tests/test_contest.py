@@ -18,7 +18,7 @@ from sklearn import metrics as skm
 import sandbox
 from leaderboard import contest
 from leaderboard.contest import ContestConfigError
-from leaderboard.scoring import score_file, solution_for
+from leaderboard.scoring import aligned, score_file, solution_for, split_salt, split_salt_file
 from sandbox.api import SandboxError
 from sandbox.settings import PROJECT_ROOT
 
@@ -35,10 +35,12 @@ def _solution(demo, ch) -> list[dict]:
     return duckdb.sql(f"SELECT * FROM read_parquet('{path}')").df().to_dict("records")
 
 
-def _is_public(ch, row) -> bool:
-    """The split, computed independently of the scorer: md5 of 'challenge:id', first 8 hex digits."""
+def _is_public(ch, row, salt: str = "") -> bool:
+    """The split, computed independently of the scorer: md5 of 'salt:challenge:id', first 8 hex
+    digits (no salt: the md5 of 'challenge:id' that anyone could compute, as before)."""
     ident = "|".join(str(row[c]) for c in ch.id_columns)
-    bucket = int(hashlib.md5(f"{ch.id}:{ident}".encode()).hexdigest()[:8], 16) % 1_000_000
+    text = f"{salt}:{ch.id}:{ident}" if salt else f"{ch.id}:{ident}"
+    bucket = int(hashlib.md5(text.encode()).hexdigest()[:8], 16) % 1_000_000
     return bucket < ch.public_fraction * 1_000_000
 
 
@@ -113,7 +115,8 @@ def test_scores_equal_scikit_learn_on_an_independent_split(demo, demo_contest, t
     noisy = np.clip(truth * 0.3 + rng.random(len(sol)) * 0.8, 0, 1)
     path = _write(tmp_path, [{"visit_id": r["visit_id"], "p_emergency": p} for r, p in zip(sol, noisy, strict=True)])
     result = score_file(ch, path, demo)
-    public = np.array([_is_public(ch, r) for r in sol])
+    salt = split_salt(demo.private_root)
+    public = np.array([_is_public(ch, r, salt) for r in sol])
     assert 0.25 < public.mean() < 0.35  # public_fraction = 0.3
     assert math.isclose(result.public_score, skm.roc_auc_score(truth[public], noisy[public]), rel_tol=1e-9)
     assert math.isclose(result.private_score, skm.roc_auc_score(truth[~public], noisy[~public]), rel_tol=1e-9)
@@ -125,10 +128,29 @@ def test_scores_equal_scikit_learn_on_an_independent_split(demo, demo_contest, t
         tmp_path, [{"visit_id": r["visit_id"], "department": g} for r, g in zip(sol, guess, strict=True)], "triage.csv"
     )
     result = score_file(ch, path, demo)
-    public = np.array([_is_public(ch, r) for r in sol])  # each challenge has its own split
+    public = np.array([_is_public(ch, r, salt) for r in sol])  # each challenge has its own split
     t, g = np.array([r["department"] for r in sol]), np.array(guess)
     assert math.isclose(result.public_score, skm.f1_score(t[public], g[public], average="macro"), rel_tol=1e-9)
     assert math.isclose(result.private_score, skm.f1_score(t[~public], g[~public], average="macro"), rel_tol=1e-9)
+
+
+def test_the_public_split_cannot_be_computed_without_the_contests_secret_salt(demo, demo_contest, tmp_path):
+    """The attack: before, the public rows were md5('challenge:id'), which any contestant could
+    compute, and so tune predictions to the public board alone. Now a secret salt is in the hash:
+    the md5 split agrees with the scorer's no better than chance, the salted one exactly."""
+    ch = demo_contest.challenge("emergency_visit")
+    sol = _solution(demo, ch)
+    path = _write(tmp_path, [{"visit_id": r["visit_id"], "p_emergency": 0.5} for r in sol])
+    scorers_split = aligned(ch, path, demo)["public"]  # the scorer's split, in solution order
+    salt_file = split_salt_file(demo.private_root)
+    assert salt_file.stat().st_mode & 0o777 == 0o600 and len(salt_file.read_text().strip()) == 64
+    guessed = np.array([_is_public(ch, r) for r in sol])
+    salted = np.array([_is_public(ch, r, split_salt(demo.private_root)) for r in sol])
+    assert (scorers_split == salted).all()
+    # Two independent 30 % splits agree on about 0.3² + 0.7² = 58 % of the rows.
+    agree = (scorers_split == guessed).mean()
+    assert 0.5 < agree < 0.66, agree
+    assert ((scorers_split & guessed).sum() / guessed.sum()) < 0.4  # a guessed public row is public 30 % of the time
 
 
 def test_an_invalid_file_is_not_scored_and_says_why(demo, demo_contest, tmp_path, run_cli):
@@ -193,7 +215,8 @@ def test_every_way_of_sending_a_file_gives_the_same_scores(demo, demo_contest, t
     ch = demo_contest.challenge(challenge_id)
     sol = [{k: v.date() if isinstance(v, pd.Timestamp) else v for k, v in r.items()} for r in _solution(demo, ch)]
     rng = np.random.default_rng(11)
-    public = np.array([_is_public(ch, r) for r in sol])  # str() of a date is its text in SQL too
+    salt = split_salt(demo.private_root)
+    public = np.array([_is_public(ch, r, salt) for r in sol])  # str() of a date is its text in SQL too
     if challenge_id == "emergency_visit":
         truth = np.array([r["department"] == "急诊科" for r in sol], dtype=int)
         pred = np.round(np.clip(truth * 0.3 + rng.random(len(sol)) * 0.8, 0, 1), 2)  # many ties

@@ -301,6 +301,25 @@ def test_hostile_file(fx, case: Hostile):
         )
 
 
+@pytest.mark.parametrize("case_id", ["parquet-bomb-100M-rows", "parquet-long-text-bomb"])
+def test_a_parquet_bomb_is_answered_within_5_seconds(fx, case_id):
+    """Issue 13's attack: a 0.7 MB Parquet file holding 100 million rows was read whole before its
+    rows were counted (7.9 GiB and 156 s in the scorer, then refunded: repeatable at no cost).
+    Its footer now answers first; the upload is invalid within seconds (the scorer's memory is
+    checked in tests/test_scorer.py, in a process of its own)."""
+    case = next(c for c in HOSTILE if c.id == case_id)
+    path = case.make(fx.tests, fx.folder)
+    started = time.monotonic()
+    with open(path, "rb") as f:
+        r = fx.call("POST", f"challenges/{case.challenge}/submissions", data=f, params={"file_name": case.file_name})
+    assert r.status_code == 202, r.text
+    sub = poll(fx, r.json()["id"], timeout=120)
+    seconds = time.monotonic() - started
+    print(f"\n{case_id}: {sub['status']} {[e['code'] for e in sub['errors']]} in {seconds:.2f} s")
+    assert sub["status"] == "invalid" and {e["code"] for e in sub["errors"]} & case.codes and not sub["charged"]
+    assert seconds < 5
+
+
 def test_every_validation_code_is_tried():
     tried = set().union(*(c.codes for c in HOSTILE)) | {c.refusal[1] for c in HOSTILE if c.refusal}
     assert len(CODES) >= 17 and tried >= CODES, sorted(CODES - tried)

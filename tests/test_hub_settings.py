@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import sys
 
@@ -45,6 +46,8 @@ def test_repository_defaults_load():
         ({"cpu_limit": "two"}, "is not a valid float"),
         ({"demo_open_login": "perhaps"}, "is not a valid bool"),
         ({"colour": "red"}, "unknown hub setting"),
+        ({"scorers": -1}, "scorers must be 0"),
+        ({"scorer_memory": "100M"}, "scorer_memory .100M. must be at least 512M"),
     ],
 )
 def test_bad_settings_are_named(values, message):
@@ -76,11 +79,22 @@ def test_service_entries(tmp_path):
 
     fields = set(Service.class_trait_names())
     assert all(set(x) <= fields for x in services), [set(x) - fields for x in services]
-    assert set(by_name) == {"submit", "leaderboard", "idle-culler"}
+    assert set(by_name) == {"submit", "scorer", "leaderboard", "idle-culler"}
     submit = by_name["submit"]
     assert submit["command"] == [sys.executable, "-m", "hub.submit_service"]
     assert submit["url"] == f"http://127.0.0.1:{s.submit_port}"
     assert submit["environment"]["CONTESTHUB_PRIVATE_ROOT"] == str(s.private_root)
+    # The scorer pool goes with the submission service: a worker per core, within the limits,
+    # ending with the hub (hub/die_with_parent.py), no URL (it talks to the store only).
+    pool = by_name["scorer"]
+    assert (
+        pool["command"][-4:] == ["-m", "hub.scorer", "--workers", str(len(os.sched_getaffinity(0)))]
+        and "url" not in pool
+    )
+    assert pool["command"][1:3] == ["-m", "hub.die_with_parent"]
+    assert pool["environment"]["CONTESTHUB_SCORER_MEMORY"] == "2G"
+    assert pool["environment"]["CONTESTHUB_SCORER_SECONDS"] == "60"
+    assert pool["environment"]["CONTESTHUB_PRIVATE_ROOT"] == str(s.private_root)
     board = by_name["leaderboard"]["command"]
     assert board[board.index("--server.baseUrlPath") + 1] == "/services/leaderboard/"
     assert board[board.index("--client.toolbarMode") + 1] == "viewer"
@@ -214,8 +228,11 @@ def test_services_setting(tmp_path):
         return [x["name"] for x in hub_services(HubSettings.load({**base, "services": value}, environ={}))[0]]
 
     assert names("none") == ["idle-culler"]
-    assert names("submit") == ["submit", "idle-culler"]
-    assert names("leaderboard, submit") == ["submit", "leaderboard", "idle-culler"]
+    assert names("submit") == ["submit", "scorer", "idle-culler"]
+    assert names("leaderboard, submit") == ["submit", "scorer", "leaderboard", "idle-culler"]
+    sized = HubSettings.load({**base, "scorers": 3, "scorer_memory": "1G"}, environ={})
+    pool = next(x for x in hub_services(sized)[0] if x["name"] == "scorer")
+    assert pool["command"][-2:] == ["--workers", "3"] and pool["environment"]["CONTESTHUB_SCORER_MEMORY"] == "1G"
     assert HubSettings.load({**base, "services": "auto"}, environ={}).service_names is None
     with pytest.raises(SettingsError, match="unknown chat"):
         HubSettings.load({**base, "services": "submit,chat"}, environ={})

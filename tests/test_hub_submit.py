@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
+import datetime as dt
 import io
 import json
 import threading
@@ -23,6 +25,7 @@ from hub_fixtures import ARTIFACTS, chromium_page, kernel_run
 
 from leaderboard import contest, teams
 from leaderboard.scoring import score_file
+from sandbox import clock
 from sandbox.settings import PROJECT_ROOT, Paths
 
 CH = "outpatient_forecast"
@@ -89,7 +92,9 @@ def test_a_notebook_submits_and_gets_the_score_of_its_file(hub, race, demo):
     assert "公开榜得分" in result["text"] and "public score" in result["text"]
 
     kept = Path(hub.settings.home_root) / name / result["file"].split(f"/{name}/", 1)[1]
-    offline = score_file(contest.load().challenge(CH), kept, demo)
+    # Scored offline against the same contest: its private root holds the secret split salt.
+    hubs = Paths(demo.data_root, Path(hub.settings.private_root), PROJECT_ROOT / "datasets")
+    offline = score_file(contest.load().challenge(CH), kept, hubs)
     assert result["score"] == pytest.approx(offline.public_score)
 
     mine = service(hub, "GET", "submissions", token)
@@ -219,7 +224,7 @@ def test_reads_are_answered_while_a_writer_holds_the_store(store, demo, demo_con
     with store.session() as s:
         teams.create(s, demo_contest, "alpha", actor="org", members=("ann",))
     body = predictions(CH).read_bytes()
-    ctx = submit_service.Context(demo, demo_contest, store, AnyUserAuth(), workers=1)
+    ctx = submit_service.Context(demo, demo_contest, store, AnyUserAuth())
     holding, release = threading.Event(), threading.Event()
 
     def writer() -> None:
@@ -272,6 +277,189 @@ def test_reads_are_answered_while_a_writer_holds_the_store(store, demo, demo_con
     try:
         asyncio.run(scenario())
     finally:
-        ctx.scorers.shutdown(wait=True)  # the accepted upload's scoring
-        for pool in (ctx.readers, ctx.pollers, ctx.writers, ctx.background):
-            pool.shutdown(wait=True)
+        ctx.shutdown()
+
+
+def _open_now(contest, **limits):
+    """The demo contest with every challenge open now (these tests take the service's own clock)
+    and other ``[limits]``."""
+    now = clock.now()
+    challenges = tuple(
+        dataclasses.replace(c, opens=now - dt.timedelta(days=1), closes=now + dt.timedelta(days=1))
+        for c in contest.challenges
+    )
+    return dataclasses.replace(contest, challenges=challenges, limits=dataclasses.replace(contest.limits, **limits))
+
+
+async def _serve(ctx):
+    """The service's app in this process on a free port: ``call(path, method, data, user)`` and a closer."""
+    from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+    from tornado.httpserver import HTTPServer
+    from tornado.testing import bind_unused_port
+
+    from hub import submit_service
+
+    sock, port = bind_unused_port()
+    server = HTTPServer(submit_service.make_app(ctx, "/services/submit/"), max_body_size=1 << 26)
+    server.add_sockets([sock])
+    client = AsyncHTTPClient(force_instance=True)
+    base = f"http://127.0.0.1:{port}/services/submit/api"
+
+    def call(path: str, method: str = "GET", data: bytes | None = None, user: str = "ann"):
+        request = HTTPRequest(
+            base + path, method=method, body=data, headers={"Authorization": f"token {user}"}, request_timeout=60
+        )
+        return client.fetch(request, raise_error=False)
+
+    async def close() -> None:
+        client.close()
+        server.stop()
+        await server.close_all_connections()
+
+    return call, close
+
+
+def test_an_upload_beyond_the_teams_rate_is_refused_with_retry_after(store, demo, demo_contest, predictions):
+    """The attack: invalid files, one after the other, cost nothing. Now a team stores at most
+    ``uploads_per_minute`` files a minute (here 2, invalid ones included): the next upload is a
+    429 in zh and en with Retry-After, and leaves nothing behind."""
+    from hub import submit_service
+
+    contest = _open_now(demo_contest, uploads_per_minute=2)
+    with store.session() as s:
+        teams.create(s, contest, "alpha", actor="org", members=("ann",))
+    broken = predictions(CH, edit=lambda df: df.rename(columns={"outpatient_visits": "visits"})).read_bytes()
+    ctx = submit_service.Context(demo, contest, store, AnyUserAuth())
+
+    async def scenario() -> None:
+        call, close = await _serve(ctx)
+        try:
+            url = f"/challenges/{CH}/submissions?file_name=p.csv"
+            for _ in range(2):
+                assert (await call(url, "POST", broken)).code == 202
+            r = await call(url, "POST", broken)
+            assert r.code == 429, r.body
+            doc = json.loads(r.body)
+            assert doc["code"] == "rate-limited" and doc["status"] == 429
+            assert 1 <= int(r.headers["Retry-After"]) <= 60 and doc["retry_after"] == int(r.headers["Retry-After"])
+            assert "in the last minute" in doc["message_en"] and "秒后再试" in doc["message_zh"]
+            listing = json.loads((await call("/submissions")).body)
+            assert len(listing) == 2
+        finally:
+            await close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        ctx.shutdown()
+    assert not list(store.files.incoming.iterdir())
+
+
+def test_polls_of_a_pending_submission_cost_no_store_transaction(store, demo, demo_contest, predictions):
+    """A waiting client asks every half second. While its submission is pending the service
+    answers from what one refresh read for every pending submission; the store is read for it
+    again only once it is scored. Another team's poll is never answered from there."""
+    from sqlalchemy import event
+    from tornado import ioloop
+
+    from hub import scorer, submit_service
+
+    contest = _open_now(demo_contest)
+    with store.session() as s:
+        teams.create(s, contest, "alpha", actor="org", members=("ann",))
+        teams.create(s, contest, "beta", actor="org", members=("bob",))
+    body = predictions(CH, noise=0.1).read_bytes()
+    ctx = submit_service.Context(demo, contest, store, AnyUserAuth())
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, sql, *_args) -> None:
+        statements.append(sql)
+
+    # SQLite reads through an engine of their own; PostgreSQL's read engine shares the writer's events.
+    engines = [store.engine] + ([store.read_engine] if store.read_engine.pool is not store.engine.pool else [])
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", seen)
+
+    def team_reads() -> int:  # the read a poll makes without the watch (submissions.one_for_team)
+        return sum("FROM submissions LEFT OUTER JOIN scores" in q and "submissions.id = " in q for q in statements)
+
+    async def scenario() -> None:
+        refresh = ioloop.PeriodicCallback(ctx.refresh_pending, submit_service.WATCH_EVERY * 1000)
+        refresh.start()
+        call, close = await _serve(ctx)
+        try:
+            r = await call(f"/challenges/{CH}/submissions?file_name=p.csv", "POST", body)
+            assert r.code == 202
+            sid = json.loads(r.body)["id"]
+            statements.clear()
+            started = time.monotonic()
+            for _ in range(12):
+                r = await call(f"/submissions/{sid}")
+                assert r.code == 200 and json.loads(r.body)["status"] == "received"
+                await asyncio.sleep(0.1)
+            refreshes = sum("WHERE submissions.id IN" in q for q in statements)
+            assert team_reads() == 0  # twelve polls, no read of their own
+            assert 1 <= refreshes <= (time.monotonic() - started) / submit_service.WATCH_EVERY + 2
+            assert (await call(f"/submissions/{sid}", user="bob")).code == 404  # not beta's: asked of the store
+            assert team_reads() == 1
+            worker = scorer.Worker(store, contest, demo, scorer.Limits())
+            assert await asyncio.get_running_loop().run_in_executor(None, worker.drain) == 1
+            deadline = time.monotonic() + 5
+            while (doc := json.loads((await call(f"/submissions/{sid}")).body))["status"] != "scored":
+                assert time.monotonic() < deadline, doc
+                await asyncio.sleep(0.1)
+            assert doc["public_score"] is not None and doc["charged"]
+        finally:
+            refresh.stop()
+            await close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        ctx.shutdown()
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", seen)
+
+
+def test_a_long_poll_is_answered_as_soon_as_the_submission_is_scored(store, demo, demo_contest, predictions):
+    """``GET submissions/{id}?wait=20`` (what sandbox.submit sends) holds the request while the
+    submission is pending and answers within a refresh of its being scored; a wait beyond 30 s
+    is refused, a pending one past its wait is answered as pending."""
+    from tornado import ioloop
+
+    from hub import scorer, submit_service
+
+    contest = _open_now(demo_contest)
+    with store.session() as s:
+        teams.create(s, contest, "alpha", actor="org", members=("ann",))
+    ctx = submit_service.Context(demo, contest, store, AnyUserAuth())
+
+    async def scenario() -> None:
+        refresh = ioloop.PeriodicCallback(ctx.refresh_pending, submit_service.WATCH_EVERY * 1000)
+        refresh.start()
+        call, close = await _serve(ctx)
+        try:
+            r = await call(f"/challenges/{CH}/submissions?file_name=p.csv", "POST", predictions(CH).read_bytes())
+            sid = json.loads(r.body)["id"]
+            bad = await call(f"/submissions/{sid}?wait=31")
+            assert bad.code == 400 and json.loads(bad.body)["code"] == "bad-query"
+            started = time.monotonic()
+            short = json.loads((await call(f"/submissions/{sid}?wait=1")).body)
+            assert short["status"] == "received" and 0.9 < time.monotonic() - started < 3
+            poll = asyncio.ensure_future(call(f"/submissions/{sid}?wait=20"))
+            await asyncio.sleep(1)
+            assert not poll.done()  # held while it is pending
+            worker = scorer.Worker(store, contest, demo, scorer.Limits())
+            assert await asyncio.get_running_loop().run_in_executor(None, worker.drain) == 1
+            scored = time.monotonic()
+            doc = json.loads((await poll).body)
+            assert doc["status"] == "scored" and doc["public_score"] is not None
+            assert time.monotonic() - scored < 2  # a refresh (0.25 s) after it was scored, not the 20 s
+        finally:
+            refresh.stop()
+            await close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        ctx.shutdown()

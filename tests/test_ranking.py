@@ -88,7 +88,7 @@ def test_final_selection_decides_which_submission_counts_privately(store, demo_c
 
 
 def test_a_rescore_keeps_the_old_scores_shows_rank_changes_and_publishes_on_confirmation(
-    store, demo, demo_contest, race, monkeypatch
+    store, demo, demo_contest, race
 ):
     ch = demo_contest.challenge(CH)
     # A "metric fix" that reverses the order: the challenge now scores with negated RMSE.
@@ -100,8 +100,7 @@ def test_a_rescore_keeps_the_old_scores_shows_rank_changes_and_publishes_on_conf
         r = real(challenge, path, paths, **kw)
         return dataclasses.replace(r, public_score=-r.public_score, private_score=-r.private_score, metric_version=2)
 
-    monkeypatch.setattr(ranking, "score_file", fixed)
-    result = ranking.rescore(store, demo_contest, demo, CH, by="org", reason="metric sign bug")
+    result = ranking.rescore(store, demo_contest, demo, CH, by="org", reason="metric sign bug", score=fixed)
     assert result.scored == 4 and not result.invalid
     change = {c["team"]: c for c in result.changes}
     assert change["gamma"]["public_rank_before"] == 1 and change["gamma"]["public_rank_after"] == 3
