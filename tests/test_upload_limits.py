@@ -129,20 +129,23 @@ def test_a_team_whose_kept_files_fill_its_storage_is_refused_until_invalid_bytes
     contest = _limited(demo_contest, team_storage_mb=1)
     with store.session() as s:
         submissions.grant(s, contest, "alpha", EMERGENCY, 10, reason="tests", by="org", day=NOW.date())
-    files = [_invalid(predictions, i, EMERGENCY) for i in range(4)]  # 0.3 MB each, a 1 MiB allowance
-    for i, f in enumerate(files[:3]):
+    files = [_invalid(predictions, i, EMERGENCY) for i in range(4)]  # a few hundred kB each, a 1 MiB allowance
+    fit = contest.limits.team_storage // max(f.stat().st_size for f in files)  # as many as fit, and one more
+    assert 1 <= fit < len(files), [f.stat().st_size for f in files]
+    for i, f in enumerate(files[:fit]):
         _accept(store, contest, f, NOW + dt.timedelta(seconds=i), EMERGENCY)
+    one_more = files[fit]
     with store.read_session() as s, pytest.raises(SubmissionRefused) as early:
-        submissions.precheck(s, contest, teams.get(s, "alpha"), EMERGENCY, now=NOW, size=files[3].stat().st_size)
+        submissions.precheck(s, contest, teams.get(s, "alpha"), EMERGENCY, now=NOW, size=one_more.stat().st_size)
     with pytest.raises(SubmissionRefused) as refused:
-        _accept(store, contest, files[3], NOW + dt.timedelta(minutes=1), EMERGENCY)
+        _accept(store, contest, one_more, NOW + dt.timedelta(minutes=1), EMERGENCY)
     for exc in (early.value, refused.value):
         assert exc.code == "team-storage-full" and "1 MiB allowed" in exc.en and "上限 1 MiB" in exc.zh
-    assert _quota(store, contest, EMERGENCY) == 3 and not list(store.files.incoming.iterdir())
+    assert _quota(store, contest, EMERGENCY) == fit and not list(store.files.incoming.iterdir())
     scorer.Worker(store, contest, demo, scorer.Limits()).drain()  # invalid: their bytes go after the retention
     later = clock.now() + dt.timedelta(days=contest.limits.invalid_retention_days, minutes=1)
-    assert submissions.drop_invalid_files(store, contest, later) == 3
-    _accept(store, contest, files[3], NOW + dt.timedelta(minutes=2), EMERGENCY)  # room again
+    assert submissions.drop_invalid_files(store, contest, later) == fit
+    _accept(store, contest, one_more, NOW + dt.timedelta(minutes=2), EMERGENCY)  # room again
 
 
 def test_the_bytes_of_invalid_files_are_dropped_after_the_retention_period_and_their_record_stays(
