@@ -307,10 +307,10 @@ class Worker:
                 pause = OUTAGE_PAUSES[min(outage, len(OUTAGE_PAUSES) - 1)]
                 outage += 1
                 log.warning("the store is unavailable (%s); again in %s s", exc, pause)
-                stop.wait(pause)
+                clock.wait(stop, pause)
                 continue
             if sub is None:
-                stop.wait(POLL)
+                clock.wait(stop, POLL)
                 continue
             while sub is not None:  # each result recorded with the next claim, while busy
                 sub = self.score(sub, claim_next=not stop.is_set())
@@ -418,7 +418,7 @@ def wait_for_schema(paths: Paths, stop: threading.Event) -> None:
         finally:
             store.dispose()
         log.info("waiting for the contest store's schema (%s)", head)
-        stop.wait(2)
+        clock.wait(stop, 2)
 
 
 def worker_main(parent: int | None) -> None:
@@ -472,7 +472,7 @@ def pool_main(workers: int) -> None:
             if time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + PRUNE_EVERY
                 _prune(paths)
-            stop.wait(1.0)
+            clock.wait(stop, 1.0)
     finally:
         for proc in procs:
             if proc is not None and proc.poll() is None:

@@ -26,6 +26,7 @@ from pathlib import Path
 import click
 
 from hub.settings import MODES, HubSettings
+from sandbox import clock
 from sandbox.errors import ContesthubError
 from sandbox.settings import Paths
 
@@ -261,7 +262,7 @@ def up_cmd(ctx: click.Context, hub_config, reset_organizer_password, build, hub_
                     f"JupyterHub 意外退出（代码 {hub.poll()}）；请查看 {log or '上面的输出'}",
                 )
             hub.refresh()
-            stop.wait(1.0)
+            clock.wait(stop, 1.0)
         click.echo(f"stopping ({signal.Signals(received[0]).name}) ... / 正在停止 ...")
     finally:
         t0 = time.monotonic()

@@ -15,6 +15,8 @@ import duckdb
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+from sandbox import clock
+
 
 class Reporter:
     """Shows one line per step; ``sql`` steps get a live percentage."""
@@ -61,7 +63,7 @@ class Reporter:
         done = threading.Event()
 
         def poll() -> None:
-            while not done.wait(0.25):
+            while not clock.wait(done, 0.25):
                 try:
                     pct = con.query_progress()
                 except duckdb.Error:

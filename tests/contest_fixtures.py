@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -36,6 +37,15 @@ PG_ADMIN = os.environ.get("CONTESTHUB_TEST_PG", "host=127.0.0.1 port=5432 user=p
 # A moment inside every demo challenge's submission window (contest time): the demo's
 # schedule is anchored on its day (``demo_contest``), so NOW never depends on today's date.
 NOW = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+# Debian's faketime package (`python3 dev.py test` installs it), for this machine's architecture:
+# it moves the clock of whole process trees (a hub, its services and its sandboxes).
+LIBFAKETIME = next(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"), Path("/usr/lib/faketime/libfaketime.so.1"))
+
+
+def moved_clock(env: dict[str, str], to: dt.datetime) -> dict[str, str]:
+    """``env`` with every clock of the processes it starts moved to ``to`` (and running): what
+    the ``faketime`` command sets, without its wrapper process, which would not pass on Ctrl-C."""
+    return {**env, "LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": f"+{int(to.timestamp() - time.time())}"}
 
 
 def _pg_admin():

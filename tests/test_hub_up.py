@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from contest_fixtures import LIBFAKETIME, moved_clock
 from hub_fixtures import RunningHub, available_services, kernel_run
 
 import sandbox
@@ -158,14 +159,6 @@ def test_up_prints_urls_and_organizer_once_and_ctrl_c_stops_everything(up_env):
 # 23:30 UTC is already 1 March in Shanghai: the demo's day is the contest's, across a leap
 # day and a day boundary.
 MOVED = dt.datetime(2028, 2, 29, 23, 30, tzinfo=dt.UTC)
-# Debian's faketime package (`python3 dev.py test` installs it), for this machine's architecture.
-LIBFAKETIME = next(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"), Path("/usr/lib/faketime/libfaketime.so.1"))
-
-
-def moved_clock(env: dict[str, str], to: dt.datetime) -> dict[str, str]:
-    """``env`` with every clock of the processes it starts moved to ``to`` (and running): what
-    the ``faketime`` command sets, without its wrapper process, which would not pass on Ctrl-C."""
-    return {**env, "LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": f"+{int(to.timestamp() - time.time())}"}
 
 
 @pytest.mark.skipif(not LIBFAKETIME.exists(), reason="needs libfaketime (`python3 dev.py test` installs it)")
