@@ -1,0 +1,178 @@
+"""``contesthub access ...``: apply for conditional data and decide requests (数据申请).
+
+``request`` is run by a team member (``--as`` names them; in a sandbox terminal it is the
+signed-in user); ``approve``, ``reject`` and ``revoke`` by organizers or the dataset's
+reviewers, who have the store at hand. Every step goes into the audit log; after a decision
+the grants in force are applied to the file system where the platform can (secure mode:
+``hub/conditional_acl.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import os
+
+import click
+
+from leaderboard import access
+from sandbox.cli import echo_json
+from sandbox.descriptor import load_all
+
+BY = click.option("--by", default=getpass.getuser, help="Who decides (recorded in the audit log).")
+
+
+def _store(ctx: click.Context):
+    from leaderboard import store
+
+    return store.connect(ctx.obj["paths"])
+
+
+def _dataset(ctx: click.Context, dataset_id: str):
+    return load_all(ctx.obj["paths"].datasets_dir, [dataset_id])[0]
+
+
+def _after_decision(ctx: click.Context) -> None:
+    """Apply the grants in force to the conditional roots (secure mode), if this account can."""
+    from hub import conditional_acl
+
+    with _store(ctx).session() as s:
+        access.expire_due(s)
+        grants = access.active_grants(s)
+    done = conditional_acl.apply_if_enabled(ctx.obj["paths"], grants)
+    if done:
+        click.echo(done)
+
+
+@click.group("access")
+def access_cmd() -> None:
+    """Conditional data: requests, decisions, the access log (有条件开放数据申请)."""
+
+
+@access_cmd.command("request")
+@click.argument("dataset_id")
+@click.option("--purpose", required=True, help="What the team will use the data for.")
+@click.option("--serves", required=True, help="The challenge or application it serves.")
+@click.option("--accept", "agreement_version", required=True, help="The agreement version you read and accept.")
+@click.option("--as", "user", default=lambda: os.environ.get("JUPYTERHUB_USER") or getpass.getuser())
+@click.pass_context
+def request_cmd(ctx, dataset_id: str, purpose: str, serves: str, agreement_version: str, user: str) -> None:
+    """Apply for DATASET_ID on behalf of your team (see its agreement: contesthub access agreement)."""
+    ds = _dataset(ctx, dataset_id)
+    with _store(ctx).session() as s:
+        req = access.request(s, ds, user, purpose=purpose, serves=serves, agreement_version=agreement_version)
+        rid, team = req.id, req.team.name
+    click.echo(f"request {rid}: {team} → {dataset_id}, pending / 已提交，待审批")
+
+
+@access_cmd.command("agreement")
+@click.argument("dataset_id")
+@click.pass_context
+def agreement_cmd(ctx, dataset_id: str) -> None:
+    """Print the data-use agreement of DATASET_ID (zh and en) and its version."""
+    ds = access._conditional(_dataset(ctx, dataset_id))
+    a = ds.agreement
+    click.echo(f"{ds.id} 数据使用协议 / data-use agreement, version {a['version']}\n")
+    click.echo(a["text"]["zh"] + "\n\n" + a["text"]["en"])
+
+
+@access_cmd.command("approve")
+@click.argument("request_id", type=int)
+@click.option("--days", type=click.IntRange(1, 3660), help="Grant for this many days from now.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Grant until the end of this day (UTC).")
+@BY
+@click.pass_context
+def approve_cmd(ctx, request_id: int, days: int | None, until, by: str) -> None:
+    """Approve REQUEST_ID until an expiry (--days or --until)."""
+    from sandbox import clock
+
+    if (days is None) == (until is None):
+        raise click.UsageError("give exactly one of --days and --until / 请给出 --days 或 --until 之一")
+    expires = (
+        clock.now() + dt.timedelta(days=days)
+        if days
+        else dt.datetime.combine(until.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+    )
+    with _store(ctx).session() as s:
+        req = access.get(s, request_id)
+        req = access.approve(s, _dataset(ctx, req.dataset), request_id, by, expires_at=expires)
+        line = f"request {req.id}: {req.team.name} may read {req.dataset} until {expires:%Y-%m-%d %H:%M} UTC / 已批准"
+    click.echo(line)
+    _after_decision(ctx)
+
+
+@access_cmd.command("reject")
+@click.argument("request_id", type=int)
+@click.option("--reason", required=True)
+@BY
+@click.pass_context
+def reject_cmd(ctx, request_id: int, reason: str, by: str) -> None:
+    """Reject REQUEST_ID with a reason (the team sees it)."""
+    with _store(ctx).session() as s:
+        req = access.reject(s, request_id, by, reason=reason)
+        click.echo(f"request {req.id}: rejected / 已驳回 ({req.reason})")
+
+
+@access_cmd.command("revoke")
+@click.argument("request_id", type=int)
+@click.option("--reason", required=True)
+@BY
+@click.pass_context
+def revoke_cmd(ctx, request_id: int, reason: str, by: str) -> None:
+    """Revoke an approved REQUEST_ID at once."""
+    with _store(ctx).session() as s:
+        req = access.revoke(s, request_id, by, reason=reason)
+        click.echo(f"request {req.id}: revoked / 已撤销 ({req.reason})")
+    _after_decision(ctx)
+
+
+@access_cmd.command("expire")
+@click.pass_context
+def expire_cmd(ctx) -> None:
+    """Mark grants past their expiry as expired and close their roots (the hub does this every minute)."""
+    with _store(ctx).session() as s:
+        n = len(access.expire_due(s))
+    click.echo(f"{n} grant(s) expired / 已到期")
+    _after_decision(ctx)
+
+
+@access_cmd.command("list")
+@click.option("--team")
+@click.option("--dataset")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def list_cmd(ctx, team: str | None, dataset: str | None, as_json: bool) -> None:
+    """Requests and their state (a team member: --team <yours>)."""
+    from leaderboard.cli import _table
+
+    with _store(ctx).session() as s:
+        rows = access.listing(s, team=team, dataset=dataset)
+    if as_json:
+        echo_json(rows)
+        return
+    _table(
+        "access requests / 数据申请",
+        ["id", "dataset", "team", "state", "serves", "expires", "reason"],
+        [[r["id"], r["dataset"], r["team"], r["state"], r["serves"], r["expires_at"], r["reason"]] for r in rows],
+    )
+
+
+@access_cmd.command("log")
+@click.option("--team")
+@click.option("--dataset")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def log_cmd(ctx, team: str | None, dataset: str | None, as_json: bool) -> None:
+    """The access log: grants, server starts and queries, newest first (organizers)."""
+    from leaderboard.cli import _table
+
+    with _store(ctx).session() as s:
+        rows = access.events(s, dataset=dataset, team=team)
+    if as_json:
+        echo_json(rows)
+        return
+    _table(
+        "access log / 访问记录",
+        ["at", "dataset", "team", "user", "kind", "detail"],
+        [[r["at"][:19], r["dataset"], r["team"], r["user"], r["kind"], r["detail"]] for r in rows],
+    )
