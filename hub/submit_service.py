@@ -1098,6 +1098,9 @@ def make_app(ctx: Context, prefix: str) -> web.Application:
         (rf"{p}/admin/challenges/([\w-]+)/rescores", RescoreHandler),
         (rf"{p}/admin/rescores/(\d+)", RescoreDecisionHandler),
     ]
+    from hub import access_service  # conditional data (issue 17); it builds on this module's Base
+
+    routes += access_service.routes(p)
     return web.Application(
         [(r, h, {"ctx": ctx}) for r, h in routes],
         default_handler_class=NotFoundHandler,

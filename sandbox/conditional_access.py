@@ -1,0 +1,93 @@
+"""Conditional data in a sandbox: only what the platform grants, and every read reported.
+
+The sandbox API never decides who may read conditional data (有条件开放): when a session
+starts it asks the platform (the submission service, with the notebook's own JupyterHub
+token) which conditional datasets the team may read now, and makes views only for those whose
+root it can read (in secure mode the file system must agree: ``hub/conditional_acl.py``).
+Before a query that names one of them it reports the query to the platform, which checks the
+grant again at that moment (so an expiry or a revocation holds at once for the API) and logs
+the read in the store; a refusal ends the session's views. Without a platform (no hub) there is
+no conditional data at all.
+
+In demo mode this is all there is: the kernel runs as the hub's own account and can read any
+file, so it is bookkeeping, not enforcement (README, Deployment modes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sandbox import catalog as _catalog
+from sandbox.settings import Paths
+
+
+def _platform() -> tuple[str, str] | None:
+    url, token = os.environ.get("CONTESTHUB_SUBMIT_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
+    return (url.rstrip("/") + "/api", token) if url and token else None
+
+
+def granted() -> list[str]:
+    """The conditional datasets the platform says the team may read now (none without one)."""
+    from sandbox.submit import SubmitError, _request
+
+    platform = _platform()
+    if platform is None:
+        return []
+    api, token = platform
+    try:
+        doc = _request("GET", f"{api}/access/grants", token)
+    except SubmitError:  # the platform cannot say: no conditional data (fail closed)
+        return []
+    return [d["dataset"] for d in doc.get("datasets", []) if isinstance(d, dict) and isinstance(d.get("dataset"), str)]
+
+
+def readable() -> Iterator[tuple[str, Path, dict]]:
+    """``(dataset, its root, its catalog record)`` for each granted dataset this process can read."""
+    base = Paths.from_env().conditional_root
+    for ds_id in granted():
+        root = base / ds_id
+        try:
+            d = _catalog.load(root)["datasets"].get(ds_id)
+        except OSError:  # secure mode: this server started before the team's group was let in
+            continue
+        if d is not None:
+            yield ds_id, root, d
+
+
+def named(session: Any, text: str) -> list[str]:
+    """The session's conditional datasets that ``text`` (a query, a table name) names."""
+    return sorted(
+        d for d in session.conditional if re.search(rf"(?<![A-Za-z0-9_]){re.escape(d)}(?![A-Za-z0-9_])", text)
+    )
+
+
+def report(session: Any, text: str, api: str) -> None:
+    """Tell the platform about a read of conditional data before it happens; refuse if it says no."""
+    from sandbox.api import SandboxError, refresh
+    from sandbox.submit import SubmitError, _request
+
+    names = named(session, text)
+    if not names:
+        return
+    platform = _platform()
+    if platform is None:  # cannot happen with views (they come from the platform); fail closed
+        raise SandboxError("conditional data is read only through the platform", "有条件开放数据只能通过平台读取")
+    api_url, token = platform
+    body = {"datasets": names, "sql_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(), "api": api}
+    try:
+        _request(
+            "POST",
+            f"{api_url}/access/queries",
+            token,
+            data=json.dumps(body).encode("utf-8"),
+            headers={"Content-Type": "application/json"},
+        )
+    except SubmitError as exc:
+        refresh()  # the next query starts a session with what the platform grants now
+        raise SandboxError(exc.en, exc.zh, code="access-denied") from None
