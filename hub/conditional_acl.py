@@ -113,15 +113,41 @@ def apply(
     return done
 
 
-def apply_if_enabled(paths: Paths, grants: dict[str, set[str]]) -> str | None:
+def sync(store, paths: Paths) -> str | None:
+    """Expire grants past their time and bring the roots in line (the service's minute round)."""
+    from leaderboard import access
+
+    with store.session() as s:
+        access.expire_due(s)
+        grants = access.active_grants(s)
+    return apply_if_enabled(paths, grants, store)
+
+
+def on_spawn(store, paths: Paths, user: str) -> list[str]:
+    """Before a server starts: its account joins its team's group (secure mode), and each
+    conditional dataset the team may read is logged as mounted by this start."""
+    from leaderboard import access, teams
+
+    with store.session() as s:
+        access.expire_due(s)
+        team = teams.team_of(s, user)
+        readable = access.readable_datasets(s, user)
+        for ds in readable:
+            access.log_event(s, ds, team, user, "server-start", {})
+        grants = access.active_grants(s)
+    apply_if_enabled(paths, grants, store)
+    return readable
+
+
+def apply_if_enabled(paths: Paths, grants: dict[str, set[str]], store) -> str | None:
     """After a decision: in secure mode, as root, apply the grants in force; else nothing."""
     from hub.settings import HubSettings
-    from leaderboard import store, teams
+    from leaderboard import teams
 
     settings = HubSettings.load()
     if settings.mode != "secure" or os.geteuid() != 0:
         return None
-    with store.connect(paths).session() as s:
+    with store.read_session() as s:
         members = {t["name"]: list(t["members"]) for t in teams.listing(s)}
     done = apply(paths, grants, members, settings.system_user_prefix)
     return "; ".join(f"{ds}: {', '.join(t) or '-'}" for ds, t in done.items())

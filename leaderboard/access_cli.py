@@ -36,10 +36,8 @@ def _after_decision(ctx: click.Context) -> None:
     """Apply the grants in force to the conditional roots (secure mode), if this account can."""
     from hub import conditional_acl
 
-    with _store(ctx).session() as s:
-        access.expire_due(s)
-        grants = access.active_grants(s)
-    done = conditional_acl.apply_if_enabled(ctx.obj["paths"], grants)
+    store = _store(ctx)
+    done = conditional_acl.sync(store, ctx.obj["paths"])
     if done:
         click.echo(done)
 
