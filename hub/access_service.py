@@ -29,17 +29,23 @@ class GrantsHandler(Base):
 
     async def get(self) -> None:
         user = self.user
+        # Cluster mode: KubeSpawner's hook asks with the starting server's token before it
+        # mounts the datasets' volumes (config/kubernetes/z2jh-values.yaml); the start is logged.
+        server_start = self.get_query_argument("server_start", "") == "1"
 
         def grants() -> dict:
-            with self.ctx.store.read_session() as s:
+            with self.ctx.store.session() if server_start else self.ctx.store.read_session() as s:
                 team = teams.team_of(s, user)
                 rows = [r for r in access.listing(s, team=team.name) if r["state"] == "approved"] if team else []
+                if server_start:
+                    for r in rows:
+                        access.log_event(s, r["dataset"], team, user, "server-start", {"via": "kubespawner"})
             return {
                 "team": team.name if team else None,
                 "datasets": [{"dataset": r["dataset"], "expires_at": r["expires_at"]} for r in rows],
             }
 
-        self.send(await self.ctx.read(grants))
+        self.send(await (self.ctx.write(grants) if server_start else self.ctx.read(grants)))
 
 
 class QueriesHandler(Base):
