@@ -16,6 +16,7 @@ import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -29,9 +30,9 @@ GRANTS = {"token-approved": ["employment_histories"], "token-other": []}
 
 
 class _Service(BaseHTTPRequestHandler):
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         token = self.headers.get("Authorization", "").removeprefix("token ")
         self.seen.append(self.path)
         if token not in GRANTS:
