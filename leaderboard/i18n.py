@@ -228,6 +228,53 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col_start": ("开始", "Start"),
     "col_end": ("结束", "End"),
     "col_day": ("日期", "Day"),
+    # --- conditional data (issue 17; leaderboard/views/access.py)
+    "page_access": ("有条件开放数据", "Conditional data"),
+    "access_none": ("目前没有有条件开放的数据集。", "There is no conditional dataset at the moment."),
+    "col_teams_approved": ("当前获批队伍数", "Teams approved now"),
+    "col_server_starts": ("挂载该数据的服务器启动次数", "Server starts that mounted it"),
+    "col_queries": ("通过沙箱接口的查询次数", "Queries through the sandbox API"),
+    "access_how_to_apply": (
+        "申请方式：阅读下方数据使用协议，然后在沙箱终端运行 `contesthub access request <数据集> --purpose ... "
+        "--serves ... --accept <协议版本>`；用 `contesthub access list --team <队名>` 查看审批状态。",
+        "To apply: read the data-use agreement below, then run `contesthub access request <dataset> --purpose ... "
+        "--serves ... --accept <agreement version>` in a sandbox terminal; `contesthub access list --team <team>` "
+        "shows the state.",
+    ),
+    "access_agreement": (
+        "{dataset} 数据使用协议（版本 {version}）",
+        "{dataset}: data-use agreement (version {version})",
+    ),
+    "access_requests": ("数据申请", "Requests"),
+    "col_request": ("申请编号", "Request"),
+    "col_state": ("状态", "State"),
+    "col_purpose": ("用途", "Purpose"),
+    "col_serves": ("服务的赛题或应用", "Serves"),
+    "col_agreement": ("接受的协议版本", "Agreement accepted"),
+    "col_expires": ("到期时间（UTC）", "Expires (UTC)"),
+    "col_kind": ("类型", "Kind"),
+    "access_state_pending": ("待审批", "pending"),
+    "access_state_approved": ("已批准", "approved"),
+    "access_state_rejected": ("已驳回", "rejected"),
+    "access_state_revoked": ("已撤销", "revoked"),
+    "access_state_expired": ("已到期", "expired"),
+    "access_kind_grant": ("授权", "grant"),
+    "access_kind_server_start": ("服务器启动", "server start"),
+    "access_kind_query": ("查询", "query"),
+    "access_days": ("授权天数", "Days granted"),
+    "access_reason": ("理由（驳回或撤销时必填）", "Reason (needed to reject or revoke)"),
+    "access_approve": ("批准", "Approve"),
+    "access_reject": ("驳回", "Reject"),
+    "access_revoke": ("撤销", "Revoke"),
+    "access_decided": (
+        "申请 {request} 已处理，并记入审计日志。",
+        "Request {request} decided and recorded in the audit log.",
+    ),
+    "access_write_failed": (
+        "无法在此页面写入决定（{error}）；请用 `contesthub access approve|reject|revoke` 处理。",
+        "The decision could not be written from this page ({error}); use `contesthub access approve|reject|revoke`.",
+    ),
+    "access_log": ("访问记录", "Access log"),
 }
 
 

@@ -790,6 +790,8 @@ def _catalog_meta(ds: Dataset) -> dict:
         "spatial",
     )
     meta = {k: ds.meta[k] for k in keep}
+    if "access" in ds.meta:  # the agreement applicants accept, its reviewers, or why it is not open
+        meta["access"] = ds.meta["access"]
     meta["source"] = {k: v for k, v in meta["source"].items() if k in ("description", "citation", "package")}
     return meta
 

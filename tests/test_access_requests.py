@@ -106,9 +106,10 @@ def test_request_decide_expire_revoke_each_in_the_audit_log(store, demo_contest)
 
 
 def test_reviewers_of_the_publishing_body_decide_only_its_datasets():
-    assert access.may_decide(DS, organizer=False, groups={"reviewers-hrss"})
-    assert not access.may_decide(DS, organizer=False, groups={"team-alpha"})
-    assert access.may_decide(DS, organizer=True)
+    assert access.may_decide(DS.reviewers, organizer=False, groups={"reviewers-hrss"})
+    assert not access.may_decide(DS.reviewers, organizer=False, groups={"team-alpha"})
+    assert not access.may_decide(None, organizer=False, groups={"reviewers-hrss"})
+    assert access.may_decide(DS.reviewers, organizer=True)
 
 
 def test_the_access_commands(run_cli, paths, monkeypatch):
