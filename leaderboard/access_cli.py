@@ -55,7 +55,17 @@ def access_cmd() -> None:
 @click.option("--as", "user", default=lambda: os.environ.get("JUPYTERHUB_USER") or getpass.getuser())
 @click.pass_context
 def request_cmd(ctx, dataset_id: str, purpose: str, serves: str, agreement_version: str, user: str) -> None:
-    """Apply for DATASET_ID on behalf of your team (see its agreement: contesthub access agreement)."""
+    """Apply for DATASET_ID on behalf of your team (see its agreement: contesthub access agreement).
+
+    In a sandbox (JUPYTERHUB_API_TOKEN and CONTESTHUB_SUBMIT_URL set) the request goes through
+    the submission service as the signed-in user; elsewhere into the store, as ``--as``.
+    """
+    from sandbox import conditional_access
+
+    if conditional_access._platform():
+        doc = conditional_access.request_access(dataset_id, purpose=purpose, serves=serves, accept=agreement_version)
+        click.echo(f"request {doc['id']}: {doc['team']} → {dataset_id}, pending / 已提交，待审批")
+        return
     ds = _dataset(ctx, dataset_id)
     with _store(ctx).session() as s:
         req = access.request(s, ds, user, purpose=purpose, serves=serves, agreement_version=agreement_version)
@@ -140,11 +150,15 @@ def expire_cmd(ctx) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def list_cmd(ctx, team: str | None, dataset: str | None, as_json: bool) -> None:
-    """Requests and their state (a team member: --team <yours>)."""
+    """Requests and their state (in a sandbox: your team's, through the submission service)."""
     from leaderboard.cli import _table
+    from sandbox import conditional_access
 
-    with _store(ctx).session() as s:
-        rows = access.listing(s, team=team, dataset=dataset)
+    if conditional_access._platform():
+        rows = conditional_access._call("GET", "access/requests")["requests"]
+    else:
+        with _store(ctx).session() as s:
+            rows = access.listing(s, team=team, dataset=dataset)
     if as_json:
         echo_json(rows)
         return

@@ -21,6 +21,7 @@ from sandbox.api import (
     sql,
     table,
 )
+from sandbox.conditional_access import access_requests, request_access
 from sandbox.errors import ContesthubError
 from sandbox.submit import SubmissionResult, my_submissions, submit, validate
 
@@ -30,6 +31,7 @@ __all__ = [
     "Relation",
     "SandboxError",
     "SubmissionResult",
+    "access_requests",
     "dask",
     "dask_client",
     "datasets",
@@ -37,6 +39,7 @@ __all__ = [
     "locate",
     "my_submissions",
     "refresh",
+    "request_access",
     "search",
     "sql",
     "submit",

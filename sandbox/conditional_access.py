@@ -91,3 +91,39 @@ def report(session: Any, text: str, api: str) -> None:
     except SubmitError as exc:
         refresh()  # the next query starts a session with what the platform grants now
         raise SandboxError(exc.en, exc.zh, code="access-denied") from None
+
+
+# --- applying from a sandbox ---------------------------------------------------------------
+
+
+def _call(method: str, path: str, body: dict | None = None) -> dict:
+    from sandbox.submit import SubmitError, _request
+
+    platform = _platform()
+    if platform is None:
+        raise SubmitError(
+            "no platform here: apply from a JupyterLab started by the contest hub, or ask an organizer",
+            "当前环境没有连接比赛平台：请在比赛平台启动的 JupyterLab 中申请，或联系组织方",
+            code="no-service",
+        )
+    api, token = platform
+    data = json.dumps(body).encode("utf-8") if body is not None else None
+    headers = {"Content-Type": "application/json"} if body is not None else None
+    return _request(method, f"{api}/{path}", token, data=data, headers=headers)
+
+
+def request_access(dataset: str, *, purpose: str, serves: str, accept: str) -> dict:
+    """Apply for a conditional dataset on behalf of your team.
+
+    ``accept`` is the version of the dataset's data-use agreement you read and accept
+    (``sandbox.describe(dataset)`` shows the dataset; ``contesthub access agreement`` the text).
+    """
+    body = {"dataset": dataset, "purpose": purpose, "serves": serves, "agreement_version": accept}
+    return _call("POST", "access/requests", body)
+
+
+def access_requests() -> Any:
+    """Your team's requests for conditional data and their state (a DataFrame)."""
+    import pandas as pd
+
+    return pd.DataFrame(_call("GET", "access/requests")["requests"])

@@ -50,6 +50,13 @@ print(json.dumps(out))
 """
 
 
+APPLY = """
+import json, sandbox
+r = sandbox.request_access("employment_histories", purpose="turnover", serves="an app", accept="2026-1")
+print(json.dumps({"team": r["team"], "state": r["state"]}))
+"""
+
+
 def probe(hub, person, root) -> dict:
     out = kernel_run(hub, *person, PROBE.format(root=str(root)), timeout=300)
     assert out["error"] is None, out
@@ -105,14 +112,10 @@ def test_conditional_data_in_demo_mode(hub, two_teams, demo, monkeypatch):
         },
     )
     assert asked.status_code == 201, asked.text
-    hub.service(
-        "POST",
-        "access/requests",
-        b[1],
-        json={"dataset": DS.id, "purpose": "turnover", "serves": "an app", "agreement_version": "2026-1"},
-    )
-    mine = hub.service("GET", "access/requests", b[1]).json()
-    assert [r["state"] for r in mine["requests"]] == ["pending"] and mine["team"] == "cond_b"
+    # Team B applies from a notebook, and sees its state there.
+    applied = kernel_run(hub, *b, APPLY, timeout=300)
+    assert applied["error"] is None, applied
+    assert json.loads(applied["stdout"].strip().splitlines()[-1]) == {"team": "cond_b", "state": "pending"}
     with st.session() as s:
         a_req, b_req = (r["id"] for r in access.listing(s, dataset=DS.id) if r["team"] in ("cond_a", "cond_b"))
         access.approve(s, DS, a_req, "organizer", expires_at=clock.now() + dt.timedelta(seconds=40))
@@ -120,7 +123,8 @@ def test_conditional_data_in_demo_mode(hub, two_teams, demo, monkeypatch):
     until = clock.now() + dt.timedelta(seconds=40)
     assert sql_of(a) == rows
     assert "NotFound" in sql_of(b)
-    assert [r["state"] for r in hub.service("GET", "access/requests", b[1]).json()["requests"]] == ["rejected"]
+    seen = kernel_run(hub, *b, "import sandbox; print(sandbox.access_requests()[['state', 'reason']].to_json())")
+    assert json.loads(seen["stdout"]) == {"state": {"0": "rejected"}, "reason": {"0": "purpose too vague"}}
     # Demo mode cannot stop a raw read of the files: the kernel runs as the hub's own account.
     raw = probe(hub, b, root)
     assert raw["raw"] == rows and raw["open"] == "read"
