@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from hub.submit_service import Base, Refusal, text_field
+from hub.submit_service import Base, Refusal, is_int, text_field
 from leaderboard import access, teams
 from sandbox.descriptor import load_all
 from sandbox.errors import NotFound
@@ -134,4 +134,48 @@ def routes(api: str) -> list[tuple[str, type]]:
         (rf"{api}/access/grants", GrantsHandler),
         (rf"{api}/access/queries", QueriesHandler),
         (rf"{api}/access/requests", RequestsHandler),
+        (rf"{api}/reports", ReportsHandler),
     ]
+
+
+class ReportsHandler(Base):
+    """Data requests and error reports: anyone signed in sends one (POST); the list (GET)
+    is the public status page's, without who sent what (leaderboard/reports.py)."""
+
+    async def get(self) -> None:
+        from leaderboard import reports
+
+        def listing() -> list[dict]:
+            with self.ctx.store.read_session() as s:
+                return reports.public_listing(s)
+
+        self.send(await self.ctx.read(listing))
+
+    async def post(self) -> None:
+        from leaderboard import reports
+
+        doc = self.body_json()
+        kind = text_field(doc, "kind", "report-invalid")
+        dataset = text_field(doc, "dataset", "report-invalid")
+        description = text_field(doc, "description", "report-invalid")
+        optional = {k: text_field(doc, k, "report-invalid", required=False) for k in ("table", "row_key", "field")}
+        version = doc.get("version")
+        if version is not None and not is_int(version, 1, 2**31 - 1):
+            raise Refusal(400, "report-invalid", "version must be a positive integer", "version 必须是正整数")
+        user = self.user
+
+        def send() -> dict:
+            with self.ctx.store.session() as s:
+                r = reports.submit(
+                    s,
+                    Paths.from_env().data_root,
+                    user,
+                    kind,
+                    dataset=dataset,
+                    description=description,
+                    version=version,
+                    **{"table": optional["table"], "row_key": optional["row_key"], "field": optional["field"]},
+                )
+                return {"id": r.id, "kind": r.kind, "status": r.status}
+
+        self.send(await self.ctx.write(send), 201)

@@ -188,3 +188,115 @@ def log_cmd(ctx, team: str | None, dataset: str | None, as_json: bool) -> None:
         ["at", "dataset", "team", "user", "kind", "detail"],
         [[r["at"][:19], r["dataset"], r["team"], r["user"], r["kind"], r["detail"]] for r in rows],
     )
+
+
+# --- data requests and error reports (leaderboard/reports.py) ---------------------------------
+
+
+@click.group("reports")
+def reports_cmd() -> None:
+    """Data requests and error reports; organizers triage them (数据需求与纠错)."""
+
+
+def _send_report(ctx, user: str, kind: str, **fields) -> None:
+    from leaderboard import reports
+    from sandbox import conditional_access
+
+    if conditional_access._platform():  # in a sandbox: as the signed-in user, through the service
+        doc = conditional_access.send_report(kind, **fields)
+        rid = doc["id"]
+    else:
+        with _store(ctx).session() as s:
+            rid = reports.submit(s, ctx.obj["paths"].data_root, user, kind, **fields).id
+    click.echo(f"report {rid}: kept, status new / 已提交")
+
+
+@reports_cmd.command("request")
+@click.argument("dataset")
+@click.option("--description", required=True, help="What data you need and why.")
+@click.option("--as", "user", default=lambda: os.environ.get("JUPYTERHUB_USER") or getpass.getuser())
+@click.pass_context
+def report_request_cmd(ctx, dataset: str, description: str, user: str) -> None:
+    """Ask for a dataset that is not in the catalog."""
+    _send_report(ctx, user, "request", dataset=dataset, description=description)
+
+
+@reports_cmd.command("error")
+@click.argument("dataset")
+@click.option("--description", required=True, help="What is wrong.")
+@click.option("--version", type=int)
+@click.option("--table")
+@click.option("--row-key")
+@click.option("--field")
+@click.option("--as", "user", default=lambda: os.environ.get("JUPYTERHUB_USER") or getpass.getuser())
+@click.pass_context
+def report_error_cmd(ctx, dataset, description, version, table, row_key, field, user) -> None:
+    """Report an error in a published dataset (version, table, row key, field)."""
+    _send_report(
+        ctx,
+        user,
+        "error",
+        dataset=dataset,
+        description=description,
+        version=version,
+        table=table,
+        row_key=row_key,
+        field=field,
+    )
+
+
+@reports_cmd.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def reports_list_cmd(ctx, as_json: bool) -> None:
+    """Every report and its state (what the public status page shows)."""
+    from leaderboard import reports
+    from leaderboard.cli import _table
+
+    with _store(ctx).session() as s:
+        rows = reports.public_listing(s)
+    if as_json:
+        echo_json(rows)
+        return
+    _table(
+        "data requests and error reports / 数据需求与纠错",
+        ["id", "kind", "dataset", "where", "status", "planned", "fixed in", "reason"],
+        [
+            [
+                r["id"],
+                r["kind"],
+                r["dataset"],
+                ".".join(str(x) for x in (r["table"], r["field"], r["row_key"]) if x),
+                r["status"],
+                r["planned_for"],
+                r["fixed_in_version"],
+                r["reason"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+@reports_cmd.command("triage")
+@click.argument("report_id", type=int)
+@click.option("--status", required=True, type=click.Choice(["accepted", "planned", "rejected", "fixed"]))
+@click.option("--planned-for", type=click.DateTime(["%Y-%m-%d"]), help="planned: the date.")
+@click.option("--reason", help="rejected: why (shown publicly).")
+@click.option("--fixed-in", type=int, help="fixed: the dataset version that fixes it.")
+@BY
+@click.pass_context
+def reports_triage_cmd(ctx, report_id: int, status: str, planned_for, reason, fixed_in, by: str) -> None:
+    """Triage REPORT_ID: accepted, planned (with a date), rejected (with a reason), fixed (in version N)."""
+    from leaderboard import reports
+
+    with _store(ctx).session() as s:
+        r = reports.triage(
+            s,
+            report_id,
+            by,
+            status,
+            planned_for=planned_for.date() if planned_for else None,
+            reason=reason,
+            fixed_in_version=fixed_in,
+        )
+        click.echo(f"report {r.id}: {r.status} / 已处理")

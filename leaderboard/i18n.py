@@ -275,6 +275,26 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The decision could not be written from this page ({error}); use `contesthub access approve|reject|revoke`.",
     ),
     "access_log": ("访问记录", "Access log"),
+    # --- data requests and error reports (leaderboard/views/reports.py)
+    "page_reports": ("数据需求与纠错", "Data requests and errors"),
+    "reports_how": (
+        "在沙箱中用 `sandbox.request_dataset(...)` 提出数据需求，用 `sandbox.report_error(...)` 报告已发布数据中的错误"
+        "（数据集、版本、表、行键、字段、问题）；组织方处理后状态在此公开，不显示提交人。",
+        "In a sandbox, ask for a dataset with `sandbox.request_dataset(...)` or report an error in published data with "
+        "`sandbox.report_error(...)` (dataset, version, table, row key, field, what is wrong); the organizers' "
+        "decisions are shown here, never who sent a report.",
+    ),
+    "reports_none": ("还没有数据需求或纠错报告。", "No data request or error report yet."),
+    "col_report_id": ("编号", "Report"),
+    "col_where": ("位置", "Where"),
+    "col_what": ("内容", "What"),
+    "report_kind_request": ("数据需求", "data request"),
+    "report_kind_error": ("数据纠错", "error report"),
+    "report_new": ("待处理", "new"),
+    "report_accepted": ("已受理", "accepted"),
+    "report_planned": ("已计划（{date}）", "planned ({date})"),
+    "report_rejected": ("未采纳：{reason}", "rejected: {reason}"),
+    "report_fixed": ("已在第 {version} 版修复", "fixed in version {version}"),
 }
 
 

@@ -283,3 +283,30 @@ class AccessEvent(Base):
     user: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(32))  # grant | server-start | query
     detail: Mapped[dict] = mapped_column(default=dict)
+
+
+# --- data requests and error reports (issue 17, item 6; leaderboard/reports.py) ----------------
+
+
+class DataReport(Base):
+    """A signed-in user's request for a dataset not in the catalog, or a report of an error in
+    a published one; organizers triage it: new → accepted | planned | rejected | fixed."""
+
+    __tablename__ = "data_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # request | error
+    user: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+    dataset: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int | None] = mapped_column(Integer)
+    table_name: Mapped[str | None] = mapped_column(String(100))
+    row_key: Mapped[str | None] = mapped_column(String(200))
+    field: Mapped[str | None] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    planned_for: Mapped[dt.date | None] = mapped_column(Date)
+    reason: Mapped[str | None] = mapped_column(Text)
+    fixed_in_version: Mapped[int | None] = mapped_column(Integer)
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    decided_at: Mapped[dt.datetime | None]

@@ -127,3 +127,32 @@ def access_requests() -> Any:
     import pandas as pd
 
     return pd.DataFrame(_call("GET", "access/requests")["requests"])
+
+
+# --- data requests and error reports ---------------------------------------------------------
+
+
+def send_report(kind: str, **fields) -> dict:
+    """Send a data request or an error report to the platform as the signed-in user."""
+    body = {"kind": kind, **{k: v for k, v in fields.items() if v is not None}}
+    return _call("POST", "reports", body)
+
+
+def request_dataset(dataset: str, description: str) -> dict:
+    """Ask for a dataset that is not in the catalog (the public status page follows it)."""
+    return send_report("request", dataset=dataset, description=description)
+
+
+def report_error(
+    dataset: str,
+    description: str,
+    *,
+    version: int | None = None,
+    table: str | None = None,
+    row_key: str | None = None,
+    field: str | None = None,
+) -> dict:
+    """Report an error in a published dataset: which version, table, row (its key) and field."""
+    return send_report(
+        "error", dataset=dataset, description=description, version=version, table=table, row_key=row_key, field=field
+    )
