@@ -26,6 +26,9 @@ from typing import Any
 from sandbox import catalog as _catalog
 from sandbox.settings import Paths
 
+#: Seconds a session start or a query waits for the platform's answer on conditional data.
+PLATFORM_TIMEOUT = 15
+
 
 def _platform() -> tuple[str, str] | None:
     url, token = os.environ.get("CONTESTHUB_SUBMIT_URL"), os.environ.get("JUPYTERHUB_API_TOKEN")
@@ -41,8 +44,8 @@ def granted() -> list[str]:
         return []
     api, token = platform
     try:
-        doc = _request("GET", f"{api}/access/grants", token)
-    except SubmitError:  # the platform cannot say: no conditional data (fail closed)
+        doc = _request("GET", f"{api}/access/grants", token, timeout=PLATFORM_TIMEOUT)
+    except (SubmitError, OSError):  # the platform cannot say (or timed out): no conditional data (fail closed)
         return []
     return [d["dataset"] for d in doc.get("datasets", []) if isinstance(d, dict) and isinstance(d.get("dataset"), str)]
 
@@ -87,10 +90,17 @@ def report(session: Any, text: str, api: str) -> None:
             token,
             data=json.dumps(body).encode("utf-8"),
             headers={"Content-Type": "application/json"},
+            timeout=PLATFORM_TIMEOUT,
         )
     except SubmitError as exc:
         refresh()  # the next query starts a session with what the platform grants now
         raise SandboxError(exc.en, exc.zh, code="access-denied") from None
+    except OSError as exc:  # no answer in time: the read is not logged, so it does not happen
+        raise SandboxError(
+            f"the platform did not confirm access to {', '.join(names)} ({exc}); try again in a minute",
+            f"平台未能确认对 {', '.join(names)} 的访问权限（{exc}）；请稍后再试",
+            code="access-unconfirmed",
+        ) from None
 
 
 # --- applying from a sandbox ---------------------------------------------------------------

@@ -119,3 +119,22 @@ def test_a_sandbox_sees_no_conditional_data_by_default(contestant, demo):
     assert "employment_histories" in err.value.en
     # Its description is public, so a team knows what it would apply for.
     assert "job_spells" in str(sandbox.describe("employment_histories"))
+
+
+def test_no_answer_from_the_platform_means_no_conditional_data(contestant, demo, monkeypatch):
+    import socket
+
+    import pytest
+
+    import sandbox
+    from sandbox.errors import NotFound
+
+    with socket.socket() as closed:  # a port nobody listens on: the platform is down
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("CONTESTHUB_SUBMIT_URL", f"http://127.0.0.1:{port}/services/submit/")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "a-token")
+    sandbox.refresh()
+    with pytest.raises(NotFound):
+        sandbox.sql("SELECT count(*) FROM employment_histories.job_spells").fetchall()
+    assert sandbox.sql("SELECT count(*) FROM metro_ridership.daily_entries").fetchall()[0][0] > 0
