@@ -59,7 +59,11 @@ async def pre_spawn_hook(spawner) -> None:
     if prepare is None:  # a spawner of another kind (KubeSpawner): its image does this
         return
     home = prepare()
-    mounted = await asyncio.to_thread(_conditional_on_spawn, spawner.user.name)
+    try:
+        mounted = await asyncio.to_thread(_conditional_on_spawn, spawner.user.name)
+    except Exception as exc:  # the store is down: the server starts without conditional data
+        spawner.log.warning("Conditional data left out for %s: %s", spawner.user.name, exc)
+        mounted = []
     if mounted:
         spawner.log.info("Conditional data %s may be read by %s's server", ", ".join(mounted), spawner.user.name)
     done = await asyncio.to_thread(spawner.hand_out_starters, home)
