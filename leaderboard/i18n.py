@@ -275,6 +275,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The decision could not be written from this page ({error}); use `contesthub access approve|reject|revoke`.",
     ),
     "access_log": ("访问记录", "Access log"),
+    "access_not_open": ("不予开放的数据", "Data not opened"),
+    "col_publisher": ("发布单位", "Publisher"),
     # --- data requests and error reports (leaderboard/views/reports.py)
     "page_reports": ("数据需求与纠错", "Data requests and errors"),
     "reports_how": (

@@ -33,6 +33,7 @@ import duckdb
 import pyarrow as pa
 
 from sandbox import clock, privacy, quality, sources
+from sandbox.catalog import load as _catalog_load
 from sandbox.catalog import write_root_catalog
 from sandbox.descriptor import ACCESS_RIGHTS, Dataset, TableSpec
 from sandbox.errors import ContesthubError, QualityGateError
@@ -451,10 +452,23 @@ def build_dataset(
         with _lock(paths, ds.id):
             _withdraw_elsewhere(ds, paths)
             if ds.tier == "not-open":
+                write_root_catalog(paths.data_root, paths.conditional_root, {ds.id: _sharing_entry(ds)})
                 return BuildResult(ds.id, "not-open", None, time.perf_counter() - started)
+            if ds.id in _catalog_load(paths.data_root).get("not_open", {}):  # open now: off the list
+                write_root_catalog(paths.data_root, paths.conditional_root, {ds.id: None})
             return _build_locked(ds, paths, scale, force, reporter, memory_limit, started)
     except ContesthubError as exc:
         return BuildResult(ds.id, "failed", None, time.perf_counter() - started, error=exc)
+
+
+def _sharing_entry(ds: Dataset) -> dict:
+    """What the sharing list says of a not-open dataset (不予开放): what it is and why, nothing else."""
+    return {
+        "title": ds.meta["title"],
+        "publisher": ds.meta["publisher"],
+        "theme": ds.meta["theme"],
+        "reason": (ds.meta.get("access") or {}).get("reason"),
+    }
 
 
 def root_for(ds: Dataset, paths: Paths) -> Path | None:

@@ -42,15 +42,28 @@ FREQUENCIES = {
 }
 
 
-def write_root_catalog(data_root: Path, conditional_root: Path | None = None) -> dict:
+def write_root_catalog(
+    data_root: Path, conditional_root: Path | None = None, not_open: dict[str, dict | None] | None = None
+) -> dict:
     """Collect every dataset's versions into ``<data root>/catalog.json`` (atomic replace).
 
     With ``conditional_root`` (the public data root's catalog), the conditional datasets are
     listed too, under ``conditional``: their descriptions and schemas, so that teams can see
-    what they would apply for, but no file names (the data stays in their own roots).
+    what they would apply for, but no file names (the data stays in their own roots). The
+    sharing list's not-open datasets (``not_open``: title, publisher, theme and the reason,
+    nothing else) are kept from the file as it was, with ``not_open``'s changes applied (an
+    entry of None removes one).
     """
     datasets = _collect(data_root)
     doc = {"generated_at": clock.now().isoformat(timespec="seconds"), "datasets": datasets}
+    if conditional_root is not None or not_open:
+        listing = dict(load(data_root).get("not_open", {}))
+        for ds_id, entry in (not_open or {}).items():
+            if entry is None:
+                listing.pop(ds_id, None)
+            else:
+                listing[ds_id] = entry
+        doc["not_open"] = listing
     if conditional_root is not None:
         listed = {}
         for root in sorted(conditional_root.iterdir()) if conditional_root.is_dir() else []:

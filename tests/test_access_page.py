@@ -55,6 +55,27 @@ def test_the_public_sees_the_agreement_and_counts_only(requests_made):
 
 
 @sqlite_only
+def test_the_sharing_list_names_not_open_data_with_its_reason(app_env, store, paths, make_dataset, build):  # noqa: F811
+    from factories import field
+    from factories import table as table_spec
+
+    app_env.setenv("CONTESTHUB_DATA_ROOT", str(paths.data_root))
+    app_env.setenv("CONTESTHUB_DB_URL", store.url)
+    ds = make_dataset(
+        {"t": table_spec([field("a")])},
+        {"data.csv": "a\n1\n"},
+        open_tier="not-open",
+        access={"reason": {"zh": "涉及国家秘密", "en": "Involves state secrets"}},
+    )
+    assert build(ds).status == "not-open"
+    at = open_app("access", lang="en")
+    shown = table(at, 0)
+    assert list(shown["Dataset"]) == [f"Test data ({ds.id})"]
+    assert list(shown["Reason"]) == ["Involves state secrets"]
+    assert at.info[0].value == "There is no conditional dataset at the moment."
+
+
+@sqlite_only
 def test_a_reviewer_decides_and_reads_the_log(requests_made):
     store, a, b = requests_made
     at = open_app("access", lang="en", user=REVIEWER)

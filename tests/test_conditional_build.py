@@ -58,8 +58,19 @@ def test_a_not_open_dataset_leaves_no_file_under_any_root(make_dataset, build, p
     assert result.status == "not-open"
     for root in (paths.data_root, paths.conditional_root):
         assert not [f for f in _files(root) if ds.id in f], root
-    assert {r: _files(r) for r in before} == before
+    assert {r: _files(r) for r in before if r != paths.data_root} == {
+        r: f for r, f in before.items() if r != paths.data_root
+    }
+    assert set(_files(paths.data_root)) - set(before[paths.data_root]) <= {"catalog.json"}
     assert not (paths.private_root / "raw" / ds.id).exists()  # not even staged
+    # The sharing list names it as 不予开放 with its reason, and nothing else.
+    listed = json.loads((paths.data_root / "catalog.json").read_text("utf-8"))["not_open"][ds.id]
+    assert listed == {
+        "title": {"zh": "测试数据", "en": "Test data"},
+        "publisher": {"zh": "测试", "en": "Tests"},
+        "theme": "health",
+        "reason": {"zh": "含个人敏感信息", "en": "Holds sensitive personal data"},
+    }
 
 
 def test_a_tier_change_withdraws_what_the_old_tier_published(make_dataset, build, paths):
@@ -78,7 +89,15 @@ def test_a_tier_change_withdraws_what_the_old_tier_published(make_dataset, build
     (ds,) = load_all(paths.datasets_dir, [ds.id])
     assert build(ds).status == "not-open"
     assert not (paths.conditional_root / ds.id).exists()
-    assert ds.id not in json.loads((paths.data_root / "catalog.json").read_text("utf-8"))["conditional"]
+    public = json.loads((paths.data_root / "catalog.json").read_text("utf-8"))
+    assert ds.id not in public["conditional"] and public["not_open"][ds.id]["reason"]["en"] == "withdrawn"
+    doc["open_tier"] = "unconditional"
+    del doc["access"]
+    ds.path.write_text(yaml.safe_dump(doc, allow_unicode=True), "utf-8")
+    (ds,) = load_all(paths.datasets_dir, [ds.id])
+    assert build(ds).status == "built"
+    public = json.loads((paths.data_root / "catalog.json").read_text("utf-8"))
+    assert ds.id in public["datasets"] and ds.id not in public["not_open"]
 
 
 def test_a_conditional_descriptor_needs_its_agreement(run_cli, paths):

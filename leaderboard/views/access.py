@@ -71,6 +71,23 @@ def _public(listed: dict, counts: dict, lang: str) -> None:
                 st.text(agreement["text"][lang])
 
 
+def _not_open(entries: dict, lang: str) -> None:
+    """The sharing list's 不予开放 datasets: what they are and why they are not open."""
+    if not entries:
+        return
+    st.subheader(t("access_not_open"))
+    st.dataframe(
+        pd.DataFrame(
+            {
+                t("col_dataset"): [f"{e['title'][lang]} ({ds_id})" for ds_id, e in entries.items()],
+                t("col_publisher"): [e["publisher"][lang] for e in entries.values()],
+                t("col_reason"): [(e.get("reason") or {}).get(lang, "") for e in entries.values()],
+            }
+        ),
+        hide_index=True,
+    )
+
+
 def _decide(src, ds_id: str, requests: list[dict], who: str) -> None:
     from hub import conditional_acl
     from sandbox.descriptor import load_all
@@ -119,7 +136,9 @@ def main() -> None:
     src = common.source()
     lang = common.lang()
     st.title(t("page_access"))
-    listed = catalog.load(Path(src.data_root)).get("conditional", {})
+    cat = catalog.load(Path(src.data_root))
+    listed = cat.get("conditional", {})
+    _not_open(cat.get("not_open", {}), lang)
     if not listed:
         st.info(t("access_none"))
         return
