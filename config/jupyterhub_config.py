@@ -137,6 +137,8 @@ c.Spawner.mem_limit = settings.mem_limit_bytes
 # Never the private root.
 c.Spawner.environment = {
     "CONTESTHUB_DATA_ROOT": str(settings.data_root),
+    # Where conditional datasets live; a sandbox reads one only when the platform granted it.
+    "CONTESTHUB_CONDITIONAL_ROOT": str(settings.conditional_root),
     "CONTESTHUB_THREADS": str(settings.threads),
     "CONTESTHUB_MEMORY_LIMIT": f"{settings.mem_limit_bytes // 2 // 2**20}M",
     "CONTESTHUB_SUBMIT_URL": f"{settings.public_url}/services/submit/",

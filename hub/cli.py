@@ -109,6 +109,10 @@ for command in (
     cli.add_command(command)
 
 
+# `contesthub access`: conditional data (leaderboard/access_cli.py).
+cli.add_command(__import__("leaderboard.access_cli", fromlist=["access_cmd"]).access_cmd)
+cli.add_command(__import__("leaderboard.access_cli", fromlist=["reports_cmd"]).reports_cmd)
+
 # `contesthub up`: the open data, JupyterHub, the services (hub/up.py).
 cli.add_command(up_cmd)
 

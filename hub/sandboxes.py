@@ -23,6 +23,7 @@ must never act on paths inside a home, where the contestant may have planted lin
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import pwd
@@ -39,7 +40,7 @@ from traitlets.config import Config
 from hub import limits as sandbox_limits
 from hub.starters import Handout, copy_starter_notebooks
 from hub.unix_accounts import AccountRefused, accounts_store, ensure_account, system_username, useradd_command
-from sandbox.settings import PROJECT_ROOT
+from sandbox.settings import PROJECT_ROOT, Paths
 
 DEMO_WARNING = (
     "DEMO MODE: every contestant's JupyterLab runs as the account running the hub ({account}); "
@@ -58,11 +59,36 @@ async def pre_spawn_hook(spawner) -> None:
     if prepare is None:  # a spawner of another kind (KubeSpawner): its image does this
         return
     home = prepare()
+    try:
+        mounted = await asyncio.to_thread(_conditional_on_spawn, spawner.user.name)
+    except Exception as exc:  # the store is down: the server starts without conditional data
+        spawner.log.warning("Conditional data left out for %s: %s", spawner.user.name, exc)
+        mounted = []
+    if mounted:
+        spawner.log.info("Conditional data %s may be read by %s's server", ", ".join(mounted), spawner.user.name)
     done = await asyncio.to_thread(spawner.hand_out_starters, home)
     if done.copied:
         spawner.log.info("Copied starter notebooks into %s: %s", home, ", ".join(done.copied))
     if done.refused:
         spawner.log.warning("Left alone in %s (links, or not files): %s", home, ", ".join(done.refused))
+
+
+def _conditional_on_spawn(user: str) -> list[str]:
+    """Log the conditional datasets this start mounts; secure mode: let the account's team group in."""
+    from hub import conditional_acl
+    from hub.settings import HubSettings
+
+    settings = HubSettings.load()
+    paths = Paths(settings.data_root, settings.private_root, PROJECT_ROOT / "datasets", settings.conditional_root)
+    return conditional_acl.on_spawn(_contest_store(paths), paths, user)
+
+
+@functools.cache
+def _contest_store(paths: Paths):
+    """The contest store, opened once per hub process (the submission service migrates it too)."""
+    from leaderboard import store
+
+    return store.connect(paths)
 
 
 class DemoSpawner(SimpleLocalProcessSpawner):

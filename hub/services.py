@@ -180,6 +180,10 @@ def _environment(settings: HubSettings, port: int | None) -> dict[str, str]:
     env = {
         "CONTESTHUB_DATA_ROOT": str(settings.data_root),
         "CONTESTHUB_PRIVATE_ROOT": str(settings.private_root),
+        "CONTESTHUB_CONDITIONAL_ROOT": str(settings.conditional_root),
+        # Secure mode: the service opens conditional roots to approved teams' groups (hub/conditional_acl.py).
+        "CONTESTHUB_MODE": settings.mode,
+        "CONTESTHUB_SYSTEM_USER_PREFIX": settings.system_user_prefix,
         "CONTESTHUB_PUBLIC_URL": settings.public_url,
         "CONTESTHUB_ORGANIZER_GROUP": ORGANIZER_GROUP,
         # Whether an identity provider owns the team-* groups (hub/groups.py, hub/submit_service.py).

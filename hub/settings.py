@@ -18,6 +18,8 @@ key (env CONTESTHUB_...)   meaning                                     default (
 ``data_root``              published open data (read-only)             $CONTESTHUB_HOME/data
 ``private_root``           organizer-only files, hub state             $CONTESTHUB_HOME/private
 ``home_root``              contestants' homes                          $CONTESTHUB_HOME/homes
+``conditional_root``       conditional data, a root per dataset, read  <data root>/../conditional
+                           only by approved teams (leaderboard/access)
 ``cpu_limit``              CPUs per contestant                         2.0
 ``mem_limit``              memory per contestant                       4G
 ``idle_timeout``           seconds before an idle server is stopped    3600
@@ -140,6 +142,7 @@ class HubSettings:
     data_root: Path = PROJECT_ROOT / "var" / "data"
     private_root: Path = PROJECT_ROOT / "var" / "private"
     home_root: Path = PROJECT_ROOT / "var" / "homes"
+    conditional_root: Path = PROJECT_ROOT / "var" / "conditional"
     cpu_limit: float = 2.0
     mem_limit: str = "4G"
     idle_timeout: int = 3600
@@ -229,6 +232,8 @@ class HubSettings:
         home = Path(env.get("CONTESTHUB_HOME") or PROJECT_ROOT / "var")
         for name, folder in (("data_root", "data"), ("private_root", "private"), ("home_root", "homes")):
             raw[name] = _path(raw.get(name)) or (home / folder).resolve()
+        # Beside the data root unless set, as sandbox.settings.Paths does.
+        raw["conditional_root"] = _path(raw.get("conditional_root")) or (raw["data_root"].parent / "conditional")
         return cls(**{f.name: _coerce(f, raw[f.name]) for f in fields(cls) if f.name in raw}).check()
 
     def check(self) -> HubSettings:

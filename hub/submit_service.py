@@ -304,6 +304,12 @@ class Context:
             groups.reconcile(self.store, api, token, TEAM_PREFIX, provider_owns_groups=self.teams_from_groups)
         except Exception as exc:  # the hub may be restarting; the next round retries
             log.warning("could not mirror teams as hub groups: %s", exc)
+        try:  # conditional data: grants past their expiry end, in the store and on disk (issue 17)
+            from hub import conditional_acl
+
+            conditional_acl.sync(self.store, Paths.from_env())
+        except Exception as exc:
+            log.warning("could not apply the conditional-data grants: %s", exc)
 
     def shutdown(self) -> None:
         self._incoming.put(None)
@@ -1098,6 +1104,9 @@ def make_app(ctx: Context, prefix: str) -> web.Application:
         (rf"{p}/admin/challenges/([\w-]+)/rescores", RescoreHandler),
         (rf"{p}/admin/rescores/(\d+)", RescoreDecisionHandler),
     ]
+    from hub import access_service  # conditional data (issue 17); it builds on this module's Base
+
+    routes += access_service.routes(p)
     return web.Application(
         [(r, h, {"ctx": ctx}) for r, h in routes],
         default_handler_class=NotFoundHandler,

@@ -80,7 +80,9 @@ def _build(ctx: click.Context, settings: HubSettings) -> bool:
     from sandbox.descriptor import load_all
     from sandbox.progress import Reporter
 
-    paths = Paths(settings.data_root, settings.private_root, ctx.obj["paths"].datasets_dir).ensure()
+    paths = Paths(
+        settings.data_root, settings.private_root, ctx.obj["paths"].datasets_dir, settings.conditional_root
+    ).ensure()
     with Reporter() as reporter:
         results = build_all(load_all(paths.datasets_dir), paths, reporter=reporter)
     failed = [r for r in results if r.status == "failed"]
@@ -99,7 +101,9 @@ def _demo_schedule(ctx: click.Context, settings: HubSettings) -> None:
     """A demo contest is open whenever it starts: record or roll its schedule (leaderboard/schedule.py)."""
     from leaderboard import contest, schedule
 
-    paths = Paths(settings.data_root, settings.private_root, ctx.obj["paths"].datasets_dir).ensure()
+    paths = Paths(
+        settings.data_root, settings.private_root, ctx.obj["paths"].datasets_dir, settings.conditional_root
+    ).ensure()
     anchor = schedule.start(contest.load_for(paths), paths.private_root)
     if anchor is None:
         return

@@ -228,6 +228,75 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col_start": ("开始", "Start"),
     "col_end": ("结束", "End"),
     "col_day": ("日期", "Day"),
+    # --- conditional data (issue 17; leaderboard/views/access.py)
+    "page_access": ("有条件开放数据", "Conditional data"),
+    "access_none": ("目前没有有条件开放的数据集。", "There is no conditional dataset at the moment."),
+    "col_teams_approved": ("当前获批队伍数", "Teams approved now"),
+    "col_server_starts": ("挂载该数据的服务器启动次数", "Server starts that mounted it"),
+    "col_queries": ("通过沙箱接口的查询次数", "Queries through the sandbox API"),
+    "access_how_to_apply": (
+        "申请方式：阅读下方数据使用协议，然后在沙箱终端运行 `contesthub access request <数据集> --purpose ... "
+        "--serves ... --accept <协议版本>`；用 `contesthub access list --team <队名>` 查看审批状态。",
+        "To apply: read the data-use agreement below, then run `contesthub access request <dataset> --purpose ... "
+        "--serves ... --accept <agreement version>` in a sandbox terminal; `contesthub access list --team <team>` "
+        "shows the state.",
+    ),
+    "access_agreement": (
+        "{dataset} 数据使用协议（版本 {version}）",
+        "{dataset}: data-use agreement (version {version})",
+    ),
+    "access_requests": ("数据申请", "Requests"),
+    "col_request": ("申请编号", "Request"),
+    "col_state": ("状态", "State"),
+    "col_purpose": ("用途", "Purpose"),
+    "col_serves": ("服务的赛题或应用", "Serves"),
+    "col_agreement": ("接受的协议版本", "Agreement accepted"),
+    "col_expires": ("到期时间（UTC）", "Expires (UTC)"),
+    "col_kind": ("类型", "Kind"),
+    "access_state_pending": ("待审批", "pending"),
+    "access_state_approved": ("已批准", "approved"),
+    "access_state_rejected": ("已驳回", "rejected"),
+    "access_state_revoked": ("已撤销", "revoked"),
+    "access_state_expired": ("已到期", "expired"),
+    "access_kind_grant": ("授权", "grant"),
+    "access_kind_server_start": ("服务器启动", "server start"),
+    "access_kind_query": ("查询", "query"),
+    "access_days": ("授权天数", "Days granted"),
+    "access_reason": ("理由（驳回或撤销时必填）", "Reason (needed to reject or revoke)"),
+    "access_approve": ("批准", "Approve"),
+    "access_reject": ("驳回", "Reject"),
+    "access_revoke": ("撤销", "Revoke"),
+    "access_decided": (
+        "申请 {request} 已处理，并记入审计日志。",
+        "Request {request} decided and recorded in the audit log.",
+    ),
+    "access_write_failed": (
+        "无法在此页面写入决定（{error}）；请用 `contesthub access approve|reject|revoke` 处理。",
+        "The decision could not be written from this page ({error}); use `contesthub access approve|reject|revoke`.",
+    ),
+    "access_log": ("访问记录", "Access log"),
+    "access_not_open": ("不予开放的数据", "Data not opened"),
+    "col_publisher": ("发布单位", "Publisher"),
+    # --- data requests and error reports (leaderboard/views/reports.py)
+    "page_reports": ("数据需求与纠错", "Data requests and errors"),
+    "reports_how": (
+        "在沙箱中用 `sandbox.request_dataset(...)` 提出数据需求，用 `sandbox.report_error(...)` 报告已发布数据中的错误"
+        "（数据集、版本、表、行键、字段、问题）；组织方处理后状态在此公开，不显示提交人。",
+        "In a sandbox, ask for a dataset with `sandbox.request_dataset(...)` or report an error in published data with "
+        "`sandbox.report_error(...)` (dataset, version, table, row key, field, what is wrong); the organizers' "
+        "decisions are shown here, never who sent a report.",
+    ),
+    "reports_none": ("还没有数据需求或纠错报告。", "No data request or error report yet."),
+    "col_report_id": ("编号", "Report"),
+    "col_where": ("位置", "Where"),
+    "col_what": ("内容", "What"),
+    "report_kind_request": ("数据需求", "data request"),
+    "report_kind_error": ("数据纠错", "error report"),
+    "report_new": ("待处理", "new"),
+    "report_accepted": ("已受理", "accepted"),
+    "report_planned": ("已计划（{date}）", "planned ({date})"),
+    "report_rejected": ("未采纳：{reason}", "rejected: {reason}"),
+    "report_fixed": ("已在第 {version} 版修复", "fixed in version {version}"),
 }
 
 

@@ -238,3 +238,75 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# --- conditional data (issue 17): access requests and the access log (leaderboard/access.py) ---
+
+
+class AccessRequest(Base):
+    """A team's request to read a conditional dataset, and the decision on it.
+
+    ``status``: pending → approved | rejected; approved → revoked | expired. An approved
+    request grants access until ``expires_at``; the hub's sync marks it expired after that.
+    """
+
+    __tablename__ = "access_requests"
+    __table_args__ = (Index("ix_access_requests_dataset_team", "dataset", "team_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    dataset: Mapped[str] = mapped_column(String(100))
+    purpose: Mapped[str] = mapped_column(Text)
+    serves: Mapped[str] = mapped_column(Text)  # the challenge or application it serves
+    agreement_version: Mapped[str] = mapped_column(String(32))
+    requested_by: Mapped[str] = mapped_column(String(255))
+    requested_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    decided_at: Mapped[dt.datetime | None]
+    expires_at: Mapped[dt.datetime | None]
+    reason: Mapped[str | None] = mapped_column(Text)  # why rejected or revoked
+
+    team: Mapped[Team] = relationship()
+
+
+class AccessEvent(Base):
+    """One read of a conditional dataset, recorded by the platform (never by a kernel's file)."""
+
+    __tablename__ = "access_events"
+    __table_args__ = (Index("ix_access_events_dataset_team_at", "dataset", "team_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+    dataset: Mapped[str] = mapped_column(String(100))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"))
+    user: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))  # grant | server-start | query
+    detail: Mapped[dict] = mapped_column(default=dict)
+
+
+# --- data requests and error reports (issue 17, item 6; leaderboard/reports.py) ----------------
+
+
+class DataReport(Base):
+    """A signed-in user's request for a dataset not in the catalog, or a report of an error in
+    a published one; organizers triage it: new → accepted | planned | rejected | fixed."""
+
+    __tablename__ = "data_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # request | error
+    user: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+    dataset: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int | None] = mapped_column(Integer)
+    table_name: Mapped[str | None] = mapped_column(String(100))
+    row_key: Mapped[str | None] = mapped_column(String(200))
+    field: Mapped[str | None] = mapped_column(String(100))
+    description: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    planned_for: Mapped[dt.date | None] = mapped_column(Date)
+    reason: Mapped[str | None] = mapped_column(Text)
+    fixed_in_version: Mapped[int | None] = mapped_column(Integer)
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    decided_at: Mapped[dt.datetime | None]

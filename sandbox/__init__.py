@@ -21,6 +21,7 @@ from sandbox.api import (
     sql,
     table,
 )
+from sandbox.conditional_access import access_requests, report_error, request_access, request_dataset
 from sandbox.errors import ContesthubError
 from sandbox.submit import SubmissionResult, my_submissions, submit, validate
 
@@ -30,6 +31,7 @@ __all__ = [
     "Relation",
     "SandboxError",
     "SubmissionResult",
+    "access_requests",
     "dask",
     "dask_client",
     "datasets",
@@ -37,6 +39,9 @@ __all__ = [
     "locate",
     "my_submissions",
     "refresh",
+    "report_error",
+    "request_access",
+    "request_dataset",
     "search",
     "sql",
     "submit",

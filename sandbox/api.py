@@ -32,6 +32,7 @@ from typing import Any
 import duckdb
 
 from sandbox import catalog as _catalog
+from sandbox import conditional_access
 from sandbox.errors import ContesthubError, NotFound
 from sandbox.quoting import lit, q
 from sandbox.settings import Paths
@@ -112,10 +113,11 @@ def _table_source(data_root: Path, ds_id: str, version: int, tname: str, table: 
     return f"read_parquet({lit(str(base / f'{tname}.parquet'))})"
 
 
-def _allowed_directories(data_root: Path, limits: Limits) -> list[str]:
-    """The data root, the user's own files and the spill folder, never the private root."""
+def _allowed_directories(data_root: Path, limits: Limits, granted: Iterable[Path] = ()) -> list[str]:
+    """The data root, the conditional roots granted, the user's own files and the spill folder,
+    never the private root."""
     private = Paths.from_env().private_root
-    allowed = [data_root, Path.home(), limits.spill_dir]
+    allowed = [data_root, *granted, Path.home(), limits.spill_dir]
     # DuckDB has only an allow-list: a folder that contains the private root is left out.
     return [str(p.resolve()) + "/" for p in allowed if not private.resolve().is_relative_to(p.resolve())]
 
@@ -132,6 +134,13 @@ class Session:
         self.data_root = (data_root or Paths.from_env().data_root).resolve()
         self.limits = limits or Limits.from_env()
         self.catalog = _catalog.load(self.data_root)
+        # Where each dataset's files are: the data root, or a conditional dataset's own root
+        # for those the platform says the team may read now (conditional_access.granted).
+        self.roots = {ds_id: self.data_root for ds_id in self.catalog["datasets"]}
+        self.conditional: dict[str, Path] = {}
+        for ds_id, root, d in conditional_access.readable():
+            self.catalog["datasets"][ds_id] = d
+            self.roots[ds_id] = self.conditional[ds_id] = root
         self.limits.spill_dir.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(
             config={
@@ -143,7 +152,8 @@ class Session:
             }
         )
         self._create_views(self.con, "memory", {})
-        self.con.execute(f"SET allowed_directories = {_allowed_directories(self.data_root, self.limits)!r}").fetchall()
+        allowed = _allowed_directories(self.data_root, self.limits, self.conditional.values())
+        self.con.execute(f"SET allowed_directories = {allowed!r}").fetchall()
         self.con.execute("SET enable_external_access = false").fetchall()
         self.con.execute("SET lock_configuration = true").fetchall()
         self._pinned: dict[tuple[tuple[str, int], ...], duckdb.DuckDBPyConnection] = {}
@@ -166,10 +176,11 @@ class Session:
             # Only the version in use gets views: binding a view reads its files' footers, so
             # eager views for every old version made start-up grow with each rebuild. Older
             # versions are one version={...} pin away (a catalog built on first use).
-            entry = d["entry"] if pinned == d["latest"] else _catalog.entry(self.data_root, ds_id, pinned)
+            root = self.roots[ds_id]
+            entry = d["entry"] if pinned == d["latest"] else _catalog.entry(root, ds_id, pinned)
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {q(db)}.{q(ds_id)}").fetchall()
             for tname, t in entry["tables"].items():
-                src = _table_source(self.data_root, ds_id, pinned, tname, t)
+                src = _table_source(root, ds_id, pinned, tname, t)
                 con.execute(f"CREATE VIEW {q(db)}.{q(ds_id)}.{q(tname)} AS SELECT * FROM {src}").fetchall()
 
     def connection(self, pins: dict[str, int] | None = None) -> duckdb.DuckDBPyConnection:
@@ -302,6 +313,7 @@ class Relation:
 def sql(query: str, version: dict[str, int] | None = None) -> Relation:
     """Run SQL over the open data; ``version={"dataset": N}`` pins datasets to a version."""
     s = session()
+    conditional_access.report(s, query, "sql")
     con = s.connection(version)
     return Relation(_guard(s, con.sql, query), s)
 
@@ -418,7 +430,7 @@ def describe(dataset_id: str, version: int | None = None) -> Description:
 def locate(name: str, version: dict[str, int] | None = None) -> tuple[Path, dict]:
     """Where ``<dataset>.<table>`` lives (its version folder) and its catalog entry."""
     ds_id, tname = _split(name)
-    root = Paths.from_env().data_root
+    root = session().roots.get(ds_id, Paths.from_env().data_root)
     entry = _catalog.entry(root, ds_id, (version or {}).get(ds_id))
     if tname not in entry["tables"]:
         raise NotFound(
@@ -436,6 +448,7 @@ def dask(
     import dask.dataframe as dd
 
     folder, t = locate(name, version)
+    conditional_access.report(session(), name, "dask")
     # Partitions of about 64 MiB of row groups, so a large file is not one pandas frame.
     options = {
         "columns": list(columns) if columns else None,

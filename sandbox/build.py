@@ -33,6 +33,7 @@ import duckdb
 import pyarrow as pa
 
 from sandbox import clock, privacy, quality, sources
+from sandbox.catalog import load as _catalog_load
 from sandbox.catalog import write_root_catalog
 from sandbox.descriptor import ACCESS_RIGHTS, Dataset, TableSpec
 from sandbox.errors import ContesthubError, QualityGateError
@@ -438,33 +439,81 @@ def build_dataset(
     reporter: Reporter = QUIET,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
 ) -> BuildResult:
-    """Build one dataset into a new immutable version; never raises for a data problem."""
+    """Build one dataset into a new immutable version; never raises for a data problem.
+
+    Where it goes follows its open tier: unconditional data into the public data root,
+    conditional data into a root of its own (:func:`root_for`), not-open data nowhere (status
+    ``not-open``; the build reads nothing). A tier that changed withdraws the copies the old
+    tier left under the other roots.
+    """
     started = time.perf_counter()
     paths.ensure()
     try:
         with _lock(paths, ds.id):
+            _withdraw_elsewhere(ds, paths)
+            if ds.tier == "not-open":
+                write_root_catalog(paths.data_root, paths.conditional_root, {ds.id: _sharing_entry(ds)})
+                return BuildResult(ds.id, "not-open", None, time.perf_counter() - started)
+            if ds.id in _catalog_load(paths.data_root).get("not_open", {}):  # open now: off the list
+                write_root_catalog(paths.data_root, paths.conditional_root, {ds.id: None})
             return _build_locked(ds, paths, scale, force, reporter, memory_limit, started)
     except ContesthubError as exc:
         return BuildResult(ds.id, "failed", None, time.perf_counter() - started, error=exc)
 
 
+def _sharing_entry(ds: Dataset) -> dict:
+    """What the sharing list says of a not-open dataset (不予开放): what it is and why, nothing else."""
+    return {
+        "title": ds.meta["title"],
+        "publisher": ds.meta["publisher"],
+        "theme": ds.meta["theme"],
+        "reason": (ds.meta.get("access") or {}).get("reason"),
+    }
+
+
+def root_for(ds: Dataset, paths: Paths) -> Path | None:
+    """The data root a dataset is published under: the public one, its own, or none."""
+    if ds.tier == "unconditional":
+        return paths.data_root
+    if ds.tier == "conditional":
+        return paths.conditional_dataset_root(ds.id)
+    return None
+
+
+def _withdraw_elsewhere(ds: Dataset, paths: Paths) -> list[Path]:
+    """Remove what an earlier build under another tier published where this tier must not be."""
+    keep = root_for(ds, paths)
+    gone = []
+    for root, folder in (
+        (paths.data_root, paths.data_root / ds.id),
+        (paths.conditional_dataset_root(ds.id), paths.conditional_dataset_root(ds.id)),
+    ):
+        if root != keep and (folder.exists() or folder.is_symlink()):
+            _remove_tree(folder)
+            gone.append(folder)
+    if gone and paths.data_root.is_dir():
+        write_root_catalog(paths.data_root, paths.conditional_root)
+    return gone
+
+
 def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_limit, started) -> BuildResult:
-    home = dataset_dir(paths.data_root, ds.id)
+    root = root_for(ds, paths)
+    if ds.tier == "conditional" and not root.is_dir():
+        paths.ensure_conditional()
+        root.mkdir(mode=0o700)
+        os.chmod(root, 0o700)  # only approved teams get in (hub/conditional_acl.py adds them)
+    home = dataset_dir(root, ds.id)
     home.mkdir(parents=True, exist_ok=True)
     for stale in home.glob(".tmp-*"):  # left by a killed build; we hold the lock, so nobody owns it
         _remove_tree(stale)
 
     fingerprint = source_fingerprint(ds, scale)
-    current = latest_version(paths.data_root, ds.id)
-    if (
-        current
-        and not force
-        and read_version_catalog(paths.data_root, ds.id, current).get("fingerprint") == fingerprint
-    ):
+    current = latest_version(root, ds.id)
+    if current and not force and read_version_catalog(root, ds.id, current).get("fingerprint") == fingerprint:
         return BuildResult(ds.id, "up-to-date", current, time.perf_counter() - started)
 
     raw = resolve_sources(ds, paths, scale, reporter)
-    version = (max(versions(paths.data_root, ds.id), default=0)) + 1
+    version = (max(versions(root, ds.id), default=0)) + 1
     tmp = home / f".tmp-v{version}-{os.getpid()}"
     scratch = paths.private_root / "build" / f"{ds.id}-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
@@ -609,7 +658,10 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
     finally:
         hashing.shutdown(cancel_futures=True)
         shutil.rmtree(scratch, ignore_errors=True)
-    write_root_catalog(paths.data_root)
+    if root != paths.data_root:
+        write_root_catalog(root)  # the dataset's own root, which approved sandboxes read
+    # The public catalog lists conditional data too, without its files.
+    write_root_catalog(paths.data_root, paths.conditional_root)
     return BuildResult(ds.id, "built", version, time.perf_counter() - started, results)
 
 
@@ -752,6 +804,8 @@ def _catalog_meta(ds: Dataset) -> dict:
         "spatial",
     )
     meta = {k: ds.meta[k] for k in keep}
+    if "access" in ds.meta:  # the agreement applicants accept, its reviewers, or why it is not open
+        meta["access"] = ds.meta["access"]
     meta["source"] = {k: v for k, v in meta["source"].items() if k in ("description", "citation", "package")}
     return meta
 

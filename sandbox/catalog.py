@@ -42,8 +42,52 @@ FREQUENCIES = {
 }
 
 
-def write_root_catalog(data_root: Path) -> dict:
-    """Collect every dataset's versions into ``<data root>/catalog.json`` (atomic replace)."""
+def write_root_catalog(
+    data_root: Path, conditional_root: Path | None = None, not_open: dict[str, dict | None] | None = None
+) -> dict:
+    """Collect every dataset's versions into ``<data root>/catalog.json`` (atomic replace).
+
+    With ``conditional_root`` (the public data root's catalog), the conditional datasets are
+    listed too, under ``conditional``: their descriptions and schemas, so that teams can see
+    what they would apply for, but no file names (the data stays in their own roots). The
+    sharing list's not-open datasets (``not_open``: title, publisher, theme and the reason,
+    nothing else) are kept from the file as it was, with ``not_open``'s changes applied (an
+    entry of None removes one).
+    """
+    datasets = _collect(data_root)
+    doc = {"generated_at": clock.now().isoformat(timespec="seconds"), "datasets": datasets}
+    if conditional_root is not None or not_open:
+        listing = dict(load(data_root).get("not_open", {}))
+        for ds_id, entry in (not_open or {}).items():
+            if entry is None:
+                listing.pop(ds_id, None)
+            else:
+                listing[ds_id] = entry
+        doc["not_open"] = listing
+    if conditional_root is not None:
+        listed = {}
+        for root in sorted(conditional_root.iterdir()) if conditional_root.is_dir() else []:
+            found = _collect(root) if root.is_dir() and (root / root.name / "latest").is_symlink() else {}
+            if root.name in found:
+                listed[root.name] = _without_files(found[root.name])
+        doc["conditional"] = listed
+    fd, tmp = tempfile.mkstemp(dir=data_root, prefix=".catalog.json.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, ensure_ascii=False, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, data_root / "catalog.json")
+    return doc
+
+
+def _without_files(d: dict) -> dict:
+    tables = {n: {k: v for k, v in t.items() if k != "files"} for n, t in d["entry"]["tables"].items()}
+    entry = {**d["entry"], "tables": tables}
+    return {**d, "entry": entry}
+
+
+def _collect(data_root: Path) -> dict:
     datasets = {}
     for home in sorted(p for p in data_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         link = home / "latest"
@@ -63,15 +107,7 @@ def write_root_catalog(data_root: Path) -> dict:
                 }
             )
         datasets[home.name] = {"latest": entry["version"], "versions": history, "entry": entry}
-    doc = {"generated_at": clock.now().isoformat(timespec="seconds"), "datasets": datasets}
-    fd, tmp = tempfile.mkstemp(dir=data_root, prefix=".catalog.json.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, ensure_ascii=False, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, data_root / "catalog.json")
-    return doc
+    return datasets
 
 
 def load(data_root: Path) -> dict:
@@ -84,6 +120,8 @@ def load(data_root: Path) -> dict:
 def entry(data_root: Path, dataset_id: str, version: int | None = None) -> dict:
     """The catalog entry of a dataset (latest version unless one is named)."""
     cat = load(data_root)
+    if dataset_id not in cat["datasets"] and dataset_id in cat.get("conditional", {}) and version is None:
+        return cat["conditional"][dataset_id]["entry"]  # its description; the data is in its own root
     if dataset_id not in cat["datasets"]:
         known = ", ".join(cat["datasets"]) or "none built yet"
         raise NotFound(

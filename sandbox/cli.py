@@ -224,6 +224,8 @@ def search_cmd(ctx: click.Context, query: str, theme: str | None, tier: str | No
 def show_cmd(ctx: click.Context, dataset_id: str, version: int | None, as_json: bool) -> None:
     """Show a dataset: schema with units, licence, versions and quality report."""
     root = ctx.obj["paths"].data_root
+    if dataset_id in cat.load(root).get("conditional", {}):  # its own root (readable by organizers)
+        root = ctx.obj["paths"].conditional_dataset_root(dataset_id)
     e = cat.entry(root, dataset_id, version)
     history = cat.load(root)["datasets"][dataset_id]["versions"]
     if as_json:

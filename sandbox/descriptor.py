@@ -164,6 +164,21 @@ class Dataset:
     def digest(self) -> str:
         return hashlib.sha256(self.text).hexdigest()
 
+    @property
+    def tier(self) -> str:
+        """unconditional, conditional (有条件开放) or not-open (不予开放)."""
+        return self.meta["open_tier"]
+
+    @property
+    def agreement(self) -> dict | None:
+        """``{version, text: {zh, en}}`` of a conditional dataset's data-use agreement."""
+        return (self.meta.get("access") or {}).get("agreement")
+
+    @property
+    def reviewers(self) -> str | None:
+        """The hub group of the publishing body's reviewers, who may decide access requests."""
+        return (self.meta.get("access") or {}).get("reviewers")
+
     def table(self, name: str) -> TableSpec:
         for t in self.tables:
             if t.name == name:
@@ -424,6 +439,34 @@ def _semantic_problems(doc: dict, file: str) -> list[Problem]:
                         )
             if len(fk.get("fields", [])) != len(ref.get("fields", [])):
                 out.append(Problem(file, fkp, "fields and reference.fields differ in length", "the same length"))
+    out += _access_problems(doc, file)
+    return out
+
+
+def _access_problems(doc: dict, file: str) -> list[Problem]:
+    """A conditional dataset needs the agreement applicants accept; a not-open one says why."""
+    tier, access = doc.get("open_tier"), doc.get("access") or {}
+    out = []
+    if tier == "conditional" and "agreement" not in access:
+        out.append(
+            Problem(
+                file,
+                "access.agreement",
+                "a conditional dataset has no data-use agreement for applicants to accept",
+                "access: {agreement: {version: '1', text: {zh: ..., en: ...}}}",
+            )
+        )
+    if tier != "conditional" and {"agreement", "reviewers", "max_days"} & set(access):
+        out.append(
+            Problem(
+                file,
+                "access",
+                f"an agreement or reviewers apply to conditional data, not {tier}",
+                "open_tier: conditional",
+            )
+        )
+    if tier != "not-open" and "reason" in access:
+        out.append(Problem(file, "access.reason", "a reason applies to not-open data", "open_tier: not-open"))
     return out
 
 

@@ -229,6 +229,8 @@ def draft(dataset_id: str, source: Path, folder: Path, schema: dict | None = Non
             "citation": source.name,
         },
         "open_tier": "conditional",
+        # Conditional data is read only by teams an organizer approved, under this agreement.
+        "access": {"agreement": {"version": "1", "text": dict(TO_REVIEW)}},
         "update_frequency": "irregular",
         "temporal": {"start": TO_REVIEW["en"], "end": TO_REVIEW["en"]},
         "spatial": dict(TO_REVIEW),
@@ -255,6 +257,8 @@ HEADER = """\
 # Review before building (README, "Publish a dataset"):
 #   - the catalog texts: title, description, theme, keywords, publisher, contact, licence, open_tier,
 #     temporal, spatial (placeholders read "待填写" / "to be written");
+#   - open_tier is conditional (only approved teams read it): write the data-use agreement
+#     (access.agreement.text), or choose unconditional;
 #   - every English title drafted from pinyin;
 #   - privacy: give every field a class (direct, quasi, sensitive or none) and a rule; where rows
 #     describe people, name the person key under the table (privacy: {{person: <field>}}).

@@ -124,12 +124,12 @@ def _service() -> tuple[str, str]:
     return url.rstrip("/") + "/api", token
 
 
-def _request(method: str, url: str, token: str, data=None, headers: dict | None = None) -> dict:
+def _request(method: str, url: str, token: str, data=None, headers: dict | None = None, timeout: float = 600) -> dict:
     req = urllib.request.Request(
         url, data=data, method=method, headers={"Authorization": f"token {token}", **(headers or {})}
     )
     try:
-        with urllib.request.urlopen(req, timeout=600) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as exc:
         try:
