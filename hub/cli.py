@@ -24,6 +24,7 @@ from leaderboard.cli import (
     score_cmd,
     submissions_cmd,
     teams_cmd,
+    verify_results_cmd,
 )
 from sandbox.cli import datasets, sql_cmd, submit_cmd
 from sandbox.errors import ContesthubError
@@ -105,6 +106,7 @@ for command in (
     backup_cmd,
     restore_cmd,
     duplicates_cmd,
+    verify_results_cmd,
 ):
     cli.add_command(command)
 

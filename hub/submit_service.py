@@ -54,7 +54,7 @@ from tornado import httpserver, ioloop, web
 from hub import groups, scorer
 from hub.die_with_parent import die_with_parent
 from leaderboard import contest as contest_config
-from leaderboard import integrity, ranking, submissions, teams
+from leaderboard import integrity, ranking, results, submissions, teams
 from leaderboard import store as store_mod
 from leaderboard.models import Member, Submission
 from leaderboard.scoring import ScoreResult
@@ -995,6 +995,10 @@ class RevealHandler(Base):
         rec = await self.ctx.write(reveal)
         # Intervals and tied groups take a while: computed in the background, read by the pages.
         self.ctx.jobs.submit(integrity.attach_report, self.ctx.store, self.ctx.contest, self.ctx.paths, ch_id)
+        # The signed results bundle anyone can check (leaderboard/results.py).
+        self.ctx.jobs.submit(
+            results.publish_bundle, self.ctx.store, self.ctx.contest, self.ctx.paths, ch_id, by=self.user
+        )
         self.send({"challenge": rec.challenge, "revealed_at": rec.revealed_at, "by": rec.by}, 201)
 
 
@@ -1145,6 +1149,11 @@ def main() -> None:
     store.files.sweep_incoming(before=started.timestamp())
     hub_auth = HubAuth(allow_token_in_url=False, cache_max_age=60)
     ctx = Context(paths, contest, store, hub_auth, teams_from_groups=TEAMS_FROM_GROUPS)
+    try:  # before any challenge opens: the commitments to its solution and scoring code
+        with store.session() as s:
+            results.commit(s, ctx.contest, paths, by="submit-service")
+    except (ContesthubError, OSError) as exc:
+        log.warning("commitments not published: %s", exc)
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
     port = int(os.environ.get("CONTESTHUB_PORT") or url.port or 10101)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/submit/")

@@ -13,7 +13,8 @@ A backup is a folder:
                             every score can be recomputed after a restore
 ``secrets/``                the contest's secret salts (``split_salt``: which test rows are
                             public; ``hash_salt``: the de-identification's), without which
-                            a rescore after a restore would split the test rows anew
+                            a rescore after a restore would split the test rows anew, and
+                            the results signing key (``results_ed25519.pem``)
 ``contest.toml``            the contest definition in force
 ``manifest.json``           what is inside, with the SHA-256 of every file
 ==========================  ==============================================================

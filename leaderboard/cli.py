@@ -91,14 +91,21 @@ def validate_cmd(ctx: click.Context, contest_file: str | None, as_json: bool) ->
 
 @contest.command("publish")
 @contest_option
+@click.option("--by", default=lambda: __import__("getpass").getuser(), help="Who does this (recorded).")
 @click.pass_context
-def publish_cmd(ctx: click.Context, contest_file: str | None) -> None:
-    """Write the submission rules contestants may see to <data root>/contest.json (for sandbox.validate)."""
-    from leaderboard import publish
+def publish_cmd(ctx: click.Context, contest_file: str | None, by: str) -> None:
+    """Write the submission rules contestants may see to <data root>/contest.json (for sandbox.validate),
+    and commit to each challenge's solution and scoring code (<data root>/results/commitments.json)."""
+    from leaderboard import publish, results
 
     paths = ctx.obj["paths"]
-    doc = publish.write(contest_config.load_for(paths, contest_file), paths)
+    c = contest_config.load_for(paths, contest_file)
+    doc = publish.write(c, paths)
     click.echo(f"published the rules of {len(doc['challenges'])} challenge(s) to {paths.data_root / publish.FILE}")
+    with _store(ctx).session() as s:
+        made = results.commit(s, c, paths, by=by)
+    where = results.results_dir(paths) / "commitments.json"
+    click.echo(f"commitments: {len(made)} new, in {where} / 已发布答案与评分代码的承诺")
 
 
 @contest.command("demo")
@@ -364,8 +371,9 @@ def submissions_cmd(ctx, challenge_id: str | None, status: str | None, limit: in
 @ORGANIZER
 @click.pass_context
 def reveal_cmd(ctx, challenge_id: str, contest_file, by: str) -> None:
-    """Make CHALLENGE_ID's private ranking public (after its deadline; recorded) (公布最终排名)."""
-    from leaderboard import integrity, ranking
+    """Make CHALLENGE_ID's private ranking public (after its deadline; recorded) and publish its
+    signed results bundle (公布最终排名与签名结果)."""
+    from leaderboard import integrity, ranking, results
 
     ctx.obj["contest_file"] = contest_file
     contest = _contest(ctx)
@@ -373,6 +381,8 @@ def reveal_cmd(ctx, challenge_id: str, contest_file, by: str) -> None:
     with store.session() as s:
         ranking.reveal(s, contest, challenge_id, by=by)
     report = integrity.attach_report(store, contest, ctx.obj["paths"], challenge_id)
+    bundle = results.publish_bundle(store, contest, ctx.obj["paths"], challenge_id, by=by)
+    click.echo(f"signed results / 已签名的结果: {bundle}")
     with store.session() as s:
         rows = ranking.private_standings(s, contest.challenge(challenge_id))
     band = report.get("intervals", {})
@@ -523,3 +533,37 @@ def duplicates_cmd(ctx, challenge_id: str, threshold: float, as_json: bool, cont
             for p in pairs
         ],
     )
+
+
+@click.command("verify-results")
+@click.argument("bundle", type=click.Path(dir_okay=False))
+@click.option(
+    "--solutions", type=click.Path(file_okay=False), help="The solutions, laid out as <private root>/solutions."
+)
+@click.option(
+    "--submissions", type=click.Path(file_okay=False), help="The final submissions' files (<sha[:2]>/<sha> or flat)."
+)
+@click.option("--public-key", help="The contest's public key from its home page (hex); else the bundle's own.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def verify_results_cmd(ctx, bundle: str, solutions, submissions, public_key, as_json: bool) -> None:
+    """Check a signed results bundle; given solutions and submissions, score every final submission
+    again and recompute the board. Needs no store. Exit 1 on any problem (核验比赛结果)."""
+    from leaderboard import results
+
+    verdict = results.verify(
+        Path(bundle),
+        Path(solutions) if solutions else None,
+        Path(submissions) if submissions else None,
+        public_key,
+    )
+    lang = ctx.obj["lang"]
+    if as_json:
+        echo_json(verdict.to_dict())
+    else:
+        for p in verdict.problems:
+            click.echo(f"{p['file']}: {p['zh'] if lang == 'zh' else p['en']}", err=True)
+        if verdict.ok:
+            click.echo(f"results verified / 结果核验通过: {', '.join(verdict.checked)}")
+    if not verdict.ok:
+        ctx.exit(1)

@@ -58,6 +58,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "status_not_open": ("尚未开放", "not open yet"),
     "status_closed": ("已截止，待公布", "closed, not revealed yet"),
     "status_revealed": ("已公布最终排名", "final ranking revealed"),
+    "results_key": (
+        "结果签名公钥（Ed25519）：`{public_key}`。公布的结果包可用 `contesthub verify-results` 核验。",
+        "Public key of the signed results (Ed25519): `{public_key}`. Check a published results bundle with "
+        "`contesthub verify-results`.",
+    ),
     "higher_better": ("越高越好", "higher is better"),
     "lower_better": ("越低越好", "lower is better"),
     # --- leaderboard

@@ -114,6 +114,17 @@ def contest(source: Source) -> contest_mod.Contest:
     return _contest(source.contest_file, source.datasets_dir, source.private_root, stamp, clock.now().date())
 
 
+def results_public_key(source: Source) -> str | None:
+    """The contest's public key for its signed results (hex), as published in ``contest.json``."""
+    import json
+
+    file = Path(source.data_root) / "contest.json"
+    try:
+        return json.loads(file.read_text("utf-8")).get("results_public_key")
+    except (OSError, ValueError):
+        return None
+
+
 def reset() -> None:
     """Forget every cached answer and close the engines (tests, and the benchmark's cold runs)."""
     st.cache_data.clear()

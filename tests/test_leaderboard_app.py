@@ -25,11 +25,11 @@ from contest_fixtures import NOW
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from leaderboard import demo, i18n, queries, ranking, schedule
+from leaderboard import demo, i18n, queries, ranking, results, schedule
 from leaderboard.models import Member, Quota, QuotaGrant, Reveal, Score, Submission, Team
 from leaderboard.views import hub_auth
 from sandbox import clock
-from sandbox.settings import PROJECT_ROOT
+from sandbox.settings import PROJECT_ROOT, Paths
 
 APP = PROJECT_ROOT / "leaderboard" / "app.py"
 CH, AUC, F1 = "outpatient_forecast", "emergency_visit", "department_triage"
@@ -225,6 +225,9 @@ def markdown_is_safe(at: AppTest) -> None:
 
 @sqlite_only
 def test_home_shows_title_phase_countdown_challenges_and_daily_submissions(race, demo_contest):
+    # The contest's results key, published with the rules as `contesthub up` does (leaderboard/publish.py).
+    key = results.public_key_hex(results.signing_key(Paths.from_env()))
+    (Paths.from_env().data_root / "contest.json").write_text(json.dumps({"results_public_key": key}))
     at = open_app()
     assert at.title[0].value == demo_contest.title["zh"]
     assert "当前阶段：**开放提交**" in at.markdown[0].value
@@ -238,6 +241,7 @@ def test_home_shows_title_phase_countdown_challenges_and_daily_submissions(race,
     assert list(challenges[T("col_submissions")]) == [7, 2, 0]
     assert list(challenges[T("col_status")]) == ["开放提交"] * 3
     assert len(at.get("vega_lite_chart")) == 2  # the timeline and submissions per day
+    assert T("results_key", public_key=key) in [c.value for c in at.caption]  # anyone can check the signed results
 
     at.radio(key="lang_choice").set_value("en").run()
     assert at.title[0].value == demo_contest.title["en"]
