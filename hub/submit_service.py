@@ -54,7 +54,7 @@ from tornado import httpserver, ioloop, web
 from hub import groups, scorer
 from hub.die_with_parent import die_with_parent
 from leaderboard import contest as contest_config
-from leaderboard import integrity, ranking, results, submissions, teams
+from leaderboard import integrity, provenance, ranking, results, submissions, teams
 from leaderboard import store as store_mod
 from leaderboard.models import Member, Submission
 from leaderboard.scoring import ScoreResult
@@ -543,6 +543,7 @@ def http_status(e: ContesthubError) -> int:
         "storage-failed": 507,
         "rate-limited": 429,
         "team-storage-full": 413,
+        "provenance-recorded": 409,
     }.get(e.code, 400)
 
 
@@ -822,6 +823,17 @@ class SubmissionHandler(Base):
         self.send(doc)
 
 
+class ProvenanceHandler(Base):
+    """``POST api/submissions/{id}/provenance``: the notebook, packages and tables read, sent by
+    ``sandbox.submit`` right after its upload; kept once (leaderboard/provenance.py)."""
+
+    async def post(self, submission_id: str) -> None:
+        sid = row_id(submission_id, "submission", "提交")
+        doc = self.body_json()
+        kept = await self.ctx.write(provenance.attach, self.ctx.store, self.user, sid, doc)
+        self.send(kept, status=201)
+
+
 class SelectionHandler(Base):
     async def put(self, ch_id: str) -> None:
         ids = self.body_json().get("submissions")
@@ -1091,6 +1103,7 @@ def make_app(ctx: Context, prefix: str) -> web.Application:
         (rf"{p}/challenges/([\w-]+)/leaderboard", LeaderboardHandler),
         (rf"{p}/submissions", SubmissionsHandler),
         (rf"{p}/submissions/(\d+)", SubmissionHandler),
+        (rf"{p}/submissions/(\d+)/provenance", ProvenanceHandler),
         (rf"{p}/admin/submissions", AdminSubmissionsHandler),
         (rf"{p}/admin/teams", TeamsHandler),
         (rf"{p}/admin/teams/([^/]+)/members", TeamMembersHandler),

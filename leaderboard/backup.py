@@ -7,8 +7,9 @@ A backup is a folder:
                             transaction (REPEATABLE READ on PostgreSQL; a WAL read
                             transaction on SQLite), so submissions, quotas and the audit
                             log agree with each other even while uploads continue
-``submissions/``            the submission files those rows name (content-addressed and
-                            immutable, so copying them after the snapshot is still exact)
+``submissions/``            the submission files those rows name, and the notebooks kept
+                            with their provenance (content-addressed and immutable, so
+                            copying them after the snapshot is still exact)
 ``data/``, ``solutions/``   the published catalog versions and the hidden solutions, so
                             every score can be recomputed after a restore
 ``secrets/``                the contest's secret salts (``split_salt``: which test rows are
@@ -45,7 +46,7 @@ from pathlib import Path
 from sqlalchemy import Date, DateTime, TypeDecorator, func, insert, select, text, update
 
 from leaderboard import audit
-from leaderboard.models import Base, Submission
+from leaderboard.models import Base, Submission, SubmissionProvenance
 from leaderboard.store import CHUNK, Store
 from sandbox import clock
 from sandbox.errors import ContesthubError
@@ -161,6 +162,8 @@ def _write(store: Store, paths: Paths, contest_file: Path, work: Path) -> dict:
     missing = []
     # The bytes of invalid files dropped after their retention period are gone on purpose.
     kept = {r["sha256"] for r in rows[Submission.__tablename__] if r.get("file_dropped_at") is None}
+    # The notebooks' copies kept with their submissions' provenance, in the same file store.
+    kept |= {r["notebook_stored"] for r in rows.get(SubmissionProvenance.__tablename__, []) if r["notebook_stored"]}
     for sha in sorted(kept):
         src = store.files.path(sha)
         if not src.exists():  # accepted a moment ago, file not renamed yet: restore refunds it
@@ -220,10 +223,10 @@ def restore(src: Path, store: Store, paths: Paths, contest_target: Path | None =
             )
     with store.engine.begin() as con:
         for table in Base.metadata.sorted_tables:
-            rows = [
-                _decode(table, json.loads(line))
-                for line in (src / "store" / f"{table.name}.jsonl").read_text("utf-8").splitlines()
-            ]
+            dump = src / "store" / f"{table.name}.jsonl"
+            # A table added after the backup was made (a later migration) starts empty.
+            lines = dump.read_text("utf-8").splitlines() if dump.exists() else []
+            rows = [_decode(table, json.loads(line)) for line in lines]
             self_refs = [fk.parent.name for fk in table.foreign_keys if fk.column.table is table]
             if rows:
                 con.execute(insert(table), [{**r, **dict.fromkeys(self_refs)} for r in rows])

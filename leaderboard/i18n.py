@@ -125,6 +125,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The team chose no final submissions; its best {n} by public score count:",
     ),
     "col_submission": ("提交编号", "Submission"),
+    "provenance": ("提交来源", "Where the submissions came from"),
+    "provenance_hint": (
+        "由提交时的内核报告：笔记本与其 SHA-256、软件包列表的 SHA-256、读取的数据表。仅本队成员与组织方可见。",
+        "As the submitting kernel reported it: the notebook and its SHA-256, the package list's SHA-256, the "
+        "tables read. Only the team's members and organizers see this.",
+    ),
+    "col_notebook": ("笔记本", "Notebook"),
+    "col_notebook_sha": ("笔记本 SHA-256", "Notebook SHA-256"),
+    "col_packages_sha": ("软件包列表 SHA-256", "Package list SHA-256"),
+    "col_packages": ("软件包数", "Packages"),
+    "col_tables_read": ("读取的数据表", "Tables read"),
     # --- catalog
     "catalog_title": ("开放数据目录", "Open data catalog"),
     "catalog_empty": (

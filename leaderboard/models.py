@@ -238,3 +238,23 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class SubmissionProvenance(Base):
+    """Where a submission from a kernel came from, as its kernel reported it (``leaderboard/provenance.py``):
+    the notebook (its saved file's digest; its content in the file store under ``notebook_stored``),
+    the environment's package list and its digest, and the tables the kernel read."""
+
+    __tablename__ = "submission_provenance"
+
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
+    notebook_name: Mapped[str | None] = mapped_column(String(255))
+    notebook_sha256: Mapped[str | None] = mapped_column(String(64))
+    notebook_size: Mapped[int | None] = mapped_column(BigInteger)
+    notebook_stored: Mapped[str | None] = mapped_column(String(64))  # the kept copy's digest
+    outputs_stripped: Mapped[bool] = mapped_column(Boolean, default=False)
+    packages_sha256: Mapped[str] = mapped_column(String(64))
+    packages: Mapped[list] = mapped_column(default=list)
+    python: Mapped[str] = mapped_column(String(32), default="")
+    reads: Mapped[list] = mapped_column(default=list)
+    recorded_at: Mapped[dt.datetime] = mapped_column(default=clock.now)

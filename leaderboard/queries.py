@@ -116,8 +116,6 @@ def contest(source: Source) -> contest_mod.Contest:
 
 def results_public_key(source: Source) -> str | None:
     """The contest's public key for its signed results (hex), as published in ``contest.json``."""
-    import json
-
     file = Path(source.data_root) / "contest.json"
     try:
         return json.loads(file.read_text("utf-8")).get("results_public_key")
@@ -388,6 +386,28 @@ def team_detail(source: Source, team: str, now: dt.datetime | None = None) -> di
             columns=["id", "challenge", "created_at", "status", "public_score", "selected"],
         )
         return {"team": t.name, "display_name": t.display_name, "members": members, "submissions": subs}
+
+    return _read(source, read)
+
+
+def team_provenance(source: Source, team: str) -> pd.DataFrame:
+    """Where each of a team's submissions came from (leaderboard/provenance.py), newest first.
+
+    Not public: the team page shows it to the team's members and to organizers only."""
+    from leaderboard import provenance
+
+    def read(s: Session) -> pd.DataFrame:
+        ids = s.execute(
+            select(Submission.id)
+            .join(Team, Team.id == Submission.team_id)
+            .where(Team.name == team)
+            .order_by(Submission.id.desc())
+        ).scalars()
+        rows = provenance.of(s, list(ids))
+        return pd.DataFrame(
+            [rows[k] for k in sorted(rows, reverse=True)],
+            columns=["submission_id", "notebook", "notebook_sha256", "packages_sha256", "packages", "python", "reads"],
+        )
 
     return _read(source, read)
 

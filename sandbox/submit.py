@@ -180,6 +180,27 @@ def _provenance() -> dict[str, str]:
     return out
 
 
+def _send_provenance(api: str, token: str, submission_id: int, quiet: bool) -> None:
+    """The notebook, packages and tables read (sandbox/provenance.py), kept beside the submission.
+
+    The submission stands without it: a failure here is said, never raised."""
+    from sandbox import provenance
+
+    try:
+        body = json.dumps(provenance.collect(), ensure_ascii=False).encode("utf-8")
+        _request(
+            "POST",
+            f"{api}/submissions/{submission_id}/provenance",
+            token,
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+    except (SubmitError, OSError, ValueError) as exc:
+        if not quiet:
+            text = exc.message("zh") + " / " + exc.message("en") if isinstance(exc, SubmitError) else str(exc)
+            print(f"未能记录提交的来源（笔记本、环境）/ the submission's provenance was not recorded: {text}")
+
+
 def submit(challenge: str, predictions, *, wait: float = 300.0, quiet: bool = False) -> SubmissionResult:
     """Send predictions (a DataFrame or a file) for ``challenge`` and wait for the score.
 
@@ -209,6 +230,7 @@ def submit(challenge: str, predictions, *, wait: float = 300.0, quiet: bool = Fa
             if not quiet:
                 print(f"上传过于频繁，{pause} 秒后自动重试 / too many uploads this minute; trying again in {pause} s")
             time.sleep(pause)
+    _send_provenance(api, token, doc["id"], quiet)
     while doc["status"] in PENDING and (left := deadline - time.monotonic()) > 0:
         # A long poll: the service answers as soon as the submission is finished (or after `wait`).
         wait = max(1, min(LONG_POLL, int(left)))

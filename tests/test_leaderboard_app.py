@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from leaderboard import demo, i18n, queries, ranking, results, schedule
-from leaderboard.models import Member, Quota, QuotaGrant, Reveal, Score, Submission, Team
+from leaderboard.models import Member, Quota, QuotaGrant, Reveal, Score, Submission, SubmissionProvenance, Team
 from leaderboard.views import hub_auth
 from sandbox import clock
 from sandbox.settings import PROJECT_ROOT, Paths
@@ -424,6 +424,44 @@ def test_team_page_members_history_and_final_selections(race, demo_contest):
     assert list(table(at, 1)["Score"]) == [40.0]
     at.selectbox(key="team_pick").set_value("beta").run()
     assert "The team chose no final submissions; its best 2 by public score count:" in [m.value for m in at.markdown]
+
+
+@sqlite_only
+def test_team_page_shows_provenance_to_the_team_and_organizers_only(race):
+    with race.session() as s:
+        sub = s.execute(select(Submission).where(Submission.user == "ann").order_by(Submission.id)).scalars().first()
+        s.add(
+            SubmissionProvenance(
+                submission_id=sub.id,
+                notebook_name="baseline.ipynb",
+                notebook_sha256="a" * 64,
+                notebook_size=1234,
+                packages_sha256="b" * 64,
+                packages=["duckdb==2.0.1", "pandas==3.0.0"],
+                python="3.11.9",
+                reads=[{"dataset": "hospital_outpatient", "version": 1, "table": "daily_visits"}],
+            )
+        )
+        sid = sub.id
+    queries.reset()
+    for user, sees in (
+        (None, False),
+        ({"name": "bob", "admin": False, "groups": ["beta"]}, False),  # another team
+        ({"name": "amy", "admin": False, "groups": []}, True),  # a member of alpha
+        (ORGANIZER, True),
+    ):
+        at = open_app("team", user=user)
+        at.selectbox(key="team_pick").set_value("alpha").run()
+        shown = T("provenance") in [h.value for h in at.subheader]
+        assert shown == sees, user
+        if sees:
+            prov = table(at, 1)
+            assert list(prov[T("col_submission")]) == [sid]
+            assert list(prov[T("col_notebook")]) == ["baseline.ipynb"]
+            assert list(prov[T("col_notebook_sha")]) == ["a" * 64] and list(prov[T("col_packages")]) == [2]
+            assert list(prov[T("col_tables_read")]) == ["hospital_outpatient.daily_visits v1"]
+        else:
+            assert "a" * 64 not in str([d.value for d in at.dataframe])
 
 
 # --- organizer page --------------------------------------------------------------------------
