@@ -25,6 +25,8 @@ MAX_NOTEBOOK = 768 * 1024
 MAX_PACKAGES, MAX_PACKAGE_TEXT = 2000, 200
 MAX_READS = 200
 HEX64 = re.compile(r"[0-9a-f]{64}")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # no database stores a NUL in a text column; none belongs in a name
+MAX_SIZE = 1 << 40
 
 
 class BadProvenance(ContesthubError):
@@ -41,6 +43,8 @@ def _text(doc: dict, field: str, limit: int, *, required: bool = False) -> str |
         return None
     if not isinstance(value, str) or len(value) > limit:
         raise _bad(field, f"must be text of at most {limit} characters", f"须为不超过 {limit} 个字符的文本")
+    if field != "content" and CONTROL.search(value):
+        raise _bad(field, "must not hold control characters", "不能包含控制字符")
     return value
 
 
@@ -58,7 +62,7 @@ def clean(doc: object) -> dict:
     packages = doc.get("packages")
     if not isinstance(packages, list) or len(packages) > MAX_PACKAGES:
         raise _bad("packages", f"must be a list of at most {MAX_PACKAGES} entries", f"须为至多 {MAX_PACKAGES} 项的列表")
-    if not all(isinstance(p, str) and len(p) <= MAX_PACKAGE_TEXT for p in packages):
+    if not all(isinstance(p, str) and len(p) <= MAX_PACKAGE_TEXT and not CONTROL.search(p) for p in packages):
         raise _bad("packages", f"each entry: text of at most {MAX_PACKAGE_TEXT} characters", "每项须为短文本")
     reads = doc.get("reads", [])
     if not isinstance(reads, list) or len(reads) > MAX_READS:
@@ -71,8 +75,10 @@ def clean(doc: object) -> dict:
             and isinstance(r.get("table"), str)
             and isinstance(r.get("version"), int)
             and not isinstance(r.get("version"), bool)
+            and 0 <= r["version"] < MAX_SIZE
             and len(r["dataset"]) <= 64
             and len(r["table"]) <= 128
+            and not CONTROL.search(r["dataset"] + r["table"])
         ):
             raise _bad("reads", "each entry: {dataset, version, table}", "每项须为 {dataset, version, table}")
         clean_reads.append({"dataset": r["dataset"], "version": r["version"], "table": r["table"]})
@@ -88,7 +94,7 @@ def clean(doc: object) -> dict:
         if not isinstance(nb, dict):
             raise _bad("notebook", "must be an object", "须为对象")
         size = nb.get("size")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size < MAX_SIZE:
             raise _bad("notebook.size", "must be a whole number of bytes", "须为字节数（整数）")
         content = _text(nb, "content", MAX_NOTEBOOK)
         if content is not None and len(content.encode("utf-8")) > MAX_NOTEBOOK:
