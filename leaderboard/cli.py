@@ -484,17 +484,46 @@ def audit_verify(ctx: click.Context, check_files: bool, as_json: bool) -> None:
         ctx.exit(1)
 
 
+def _hub_parts(ctx: click.Context, homes: bool):
+    """Where this installation's hub keeps its accounts and the contestants' homes (config/hub.toml)."""
+    from hub.settings import HubSettings
+    from leaderboard.backup_hub import HubParts
+
+    settings = HubSettings.load({"private_root": str(ctx.obj["paths"].private_root)})
+    return HubParts(settings.db_url, settings.home_root, homes)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB"
+
+
 @click.command("backup")
 @click.argument("dest", type=click.Path(file_okay=False))
 @contest_option
+@click.option("--homes", is_flag=True, help="Whole homes, not only the notebooks in them (see the size report).")
 @click.pass_context
-def backup_cmd(ctx: click.Context, dest: str, contest_file: str | None) -> None:
-    """Write a consistent backup of the whole contest into DEST, also while submissions continue (备份)."""
+def backup_cmd(ctx: click.Context, dest: str, contest_file: str | None, homes: bool) -> None:
+    """Write a consistent backup of the whole contest into DEST, also while submissions continue: the
+    store, files, data, solutions, secrets, the hub's accounts and the contestants' notebooks (备份)."""
     from leaderboard import backup
 
-    manifest = backup.backup(_store(ctx), ctx.obj["paths"], contest_config.config_path(contest_file), Path(dest))
+    manifest = backup.backup(
+        _store(ctx), ctx.obj["paths"], contest_config.config_path(contest_file), Path(dest), _hub_parts(ctx, homes)
+    )
     rows = ", ".join(f"{k} {v}" for k, v in manifest["rows"].items() if v)
     click.echo(f"backup written to {dest}: {len(manifest['files'])} files; rows: {rows} / 备份完成")
+    hub = manifest["hub"]
+    sizes = hub["home_sizes"]
+    whole = sum(r["bytes"] for r in sizes.values())
+    notebooks = sum(r["notebook_bytes"] for r in sizes.values())
+    click.echo(
+        f"hub accounts: {hub['accounts']}; homes of {len(sizes)} contestants: {_mb(whole)} in all, "
+        f"notebooks {_mb(notebooks)}; backed up: {'whole homes' if homes else 'notebooks only (--homes for all)'}"
+        f" / 账号 {hub['accounts']} 个；主目录共 {_mb(whole)}，其中笔记本 {_mb(notebooks)}"
+    )
+    for user, r in sorted(sizes.items(), key=lambda kv: -kv[1]["bytes"])[:10]:
+        skipped = f", {r['skipped']} links or special files left out" if r["skipped"] else ""
+        click.echo(f"  {user}: {r['files']} files, {_mb(r['bytes'])}; {r['notebooks']} notebooks{skipped}")
 
 
 @click.command("restore")
@@ -502,11 +531,14 @@ def backup_cmd(ctx: click.Context, dest: str, contest_file: str | None) -> None:
 @click.option("--contest-target", type=click.Path(dir_okay=False), help="Also write the backup's contest.toml here.")
 @click.pass_context
 def restore_cmd(ctx: click.Context, src: str, contest_target: str | None) -> None:
-    """Restore a backup into an empty store and empty roots; verifies checksums and the audit log (恢复)."""
+    """Restore a backup into an empty store and empty roots (the hub's accounts and the homes too);
+    verifies checksums and the audit log (恢复)."""
     from leaderboard import backup
 
     paths = ctx.obj["paths"].ensure()
-    manifest = backup.restore(Path(src), _store(ctx), paths, Path(contest_target) if contest_target else None)
+    manifest = backup.restore(
+        Path(src), _store(ctx), paths, Path(contest_target) if contest_target else None, _hub_parts(ctx, False)
+    )
     click.echo(f"restored {sum(manifest['rows'].values())} rows and {len(manifest['files'])} files; audit log verified")
 
 
