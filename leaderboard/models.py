@@ -258,3 +258,23 @@ class SubmissionProvenance(Base):
     python: Mapped[str] = mapped_column(String(32), default="")
     reads: Mapped[list] = mapped_column(default=list)
     recorded_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+
+
+class Rerun(Base):
+    """A finalist's notebook run again in a clean sandbox (``leaderboard/rerun.py``): reproduced,
+    differs or failed, with the details, the end of the run's output and who asked."""
+
+    __tablename__ = "reruns"
+    __table_args__ = (Index("ix_reruns_challenge", "challenge", "submission_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
+    challenge: Mapped[str] = mapped_column(String(64))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    verdict: Mapped[str] = mapped_column(String(16))  # reproduced | differs | failed
+    detail: Mapped[dict] = mapped_column(default=dict)
+    log: Mapped[str] = mapped_column(Text, default="")
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    by: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime]

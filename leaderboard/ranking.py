@@ -146,10 +146,11 @@ def _finals(ch: Challenge, rescore_id: int | None):
     )
 
 
-def final_submissions(session: Session, ch: Challenge) -> list[dict]:
+def final_submissions(session: Session, ch: Challenge, *, organizer: bool = False) -> list[dict]:
     """Every final submission of a revealed challenge with its team, file digest and both scores
-    (what a results bundle lists, :mod:`leaderboard.results`). Raises Sealed before the reveal."""
-    if revealed(session, ch.id) is None:
+    (what a results bundle lists, :mod:`leaderboard.results`; the finalists' re-runs,
+    :mod:`leaderboard.rerun`). Raises Sealed before the reveal, except for organizers."""
+    if not organizer and revealed(session, ch.id) is None:
         raise Sealed(
             f"the final submissions of {ch.id} are sealed until the organizers reveal it",
             f"赛题 {ch.id} 的最终提交在组织方公布前保密",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -180,6 +181,11 @@ def _provenance() -> dict[str, str]:
     return out
 
 
+# Set only by `contesthub verify-run` (leaderboard/rerun.py) in the kernel it re-runs a finalist's
+# notebook in: submit() writes the predictions there instead of uploading them.
+RERUN_OUTPUT = "CONTESTHUB_RERUN_OUTPUT"
+
+
 def _send_provenance(api: str, token: str, submission_id: int, quiet: bool) -> None:
     """The notebook, packages and tables read (sandbox/provenance.py), kept beside the submission.
 
@@ -208,6 +214,13 @@ def submit(challenge: str, predictions, *, wait: float = 300.0, quiet: bool = Fa
     """
     from urllib.parse import quote, urlencode
 
+    capture = os.environ.get(RERUN_OUTPUT)
+    if capture:  # a finalist's notebook re-run by the organizers: keep the file, send nothing
+        path = _as_file(challenge, predictions)
+        shutil.copyfile(path, capture)
+        if not quiet:
+            print(f"重新运行：预测已保存 / re-run: predictions kept ({challenge})")
+        return SubmissionResult(id=0, challenge=challenge, status="captured", file=str(path))
     api, token = _service()
     path = _as_file(challenge, predictions)
     query = urlencode({"file_name": path.name, **_provenance()})
