@@ -25,6 +25,7 @@ from leaderboard.cli import (
     submissions_cmd,
     teams_cmd,
     verify_results_cmd,
+    verify_run_cmd,
 )
 from sandbox.cli import datasets, sql_cmd, submit_cmd
 from sandbox.errors import ContesthubError
@@ -107,6 +108,7 @@ for command in (
     restore_cmd,
     duplicates_cmd,
     verify_results_cmd,
+    verify_run_cmd,
 ):
     cli.add_command(command)
 

@@ -599,3 +599,37 @@ def verify_results_cmd(ctx, bundle: str, solutions, submissions, public_key, as_
             click.echo(f"results verified / 结果核验通过: {', '.join(verdict.checked)}")
     if not verdict.ok:
         ctx.exit(1)
+
+
+@click.command("verify-run")
+@click.argument("challenge_id")
+@click.option("--team", help="Only this team's final submissions.")
+@contest_option
+@click.option("--by", default=lambda: __import__("getpass").getuser(), help="Who does this (recorded).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def verify_run_cmd(ctx, challenge_id: str, team: str | None, contest_file, by: str, as_json: bool) -> None:
+    """Run each final submission's notebook again in a clean sandbox and compare its predictions with
+    the submitted file: reproduced, differs or failed, recorded with the log (复现决赛提交)."""
+    from leaderboard import rerun
+
+    ctx.obj["contest_file"] = contest_file
+    verdicts = rerun.verify_run(_store(ctx), _contest(ctx), ctx.obj["paths"], challenge_id, team=team, by=by)
+    if as_json:
+        echo_json(verdicts)
+        return
+    zh = {"reproduced": "已复现", "differs": "结果不同", "failed": "运行失败"}
+    _table(
+        f"{challenge_id}: re-runs / 复现",
+        ["team", "submission", "verdict", "details"],
+        [
+            [
+                v["team"],
+                v["submission_id"],
+                f"{v['verdict']} / {zh[v['verdict']]}",
+                v["detail"].get("why")
+                or f"{v['detail'].get('rows_differing', 0)} of {v['detail'].get('rows', 0)} rows differ",
+            ]
+            for v in verdicts
+        ],
+    )

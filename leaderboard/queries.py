@@ -416,6 +416,20 @@ def team_provenance(source: Source, team: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=5, show_spinner=False)
+def reruns(source: Source) -> pd.DataFrame:
+    """The newest re-run verdict of each finalist's submission (organizers only, leaderboard/rerun.py)."""
+    from leaderboard import rerun
+
+    def read(s: Session) -> pd.DataFrame:
+        return pd.DataFrame(
+            rerun.latest(s),
+            columns=["id", "challenge", "team", "submission_id", "verdict", "detail", "seconds", "by", "finished_at"],
+        )
+
+    return _read(source, read)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
 def recent_submissions(source: Source, limit: int = 100) -> pd.DataFrame:
     """The newest submissions, whatever became of them (for the organizers' live stream)."""
 

@@ -249,7 +249,7 @@ def _challenge_of(doc: dict) -> Challenge:
 
 def bundle(session: Session, contest: Contest, paths: Paths, challenge_id: str) -> dict:
     """The signed results of a revealed challenge (raises Sealed before the reveal)."""
-    from leaderboard import ranking
+    from leaderboard import ranking, rerun
     from leaderboard.scoring import public_rows
 
     ch = contest.challenge(challenge_id)
@@ -280,8 +280,11 @@ def bundle(session: Session, contest: Contest, paths: Paths, challenge_id: str) 
         },
         "board": board,
         "final_submissions": finals,
-        # Filled by re-runs of the finalists' notebooks when the platform has them (issue 19, part 2).
-        "rerun_verdicts": [],
+        # The newest verdict of each finalist's notebook run again (contesthub verify-run), if any.
+        "rerun_verdicts": [
+            {k: v[k] for k in ("team", "submission_id", "verdict", "detail", "finished_at")}
+            for v in rerun.latest(session, ch.id)
+        ],
         "audit_head": {"seq": head.seq, "hash": head.hash} if head else {"seq": 0, "hash": audit.GENESIS},
         "public_key": public_key_hex(key),
     }

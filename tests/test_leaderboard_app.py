@@ -26,7 +26,17 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 from leaderboard import demo, i18n, queries, ranking, results, schedule
-from leaderboard.models import Member, Quota, QuotaGrant, Reveal, Score, Submission, SubmissionProvenance, Team
+from leaderboard.models import (
+    Member,
+    Quota,
+    QuotaGrant,
+    Rerun,
+    Reveal,
+    Score,
+    Submission,
+    SubmissionProvenance,
+    Team,
+)
 from leaderboard.views import hub_auth
 from sandbox import clock
 from sandbox.settings import PROJECT_ROOT, Paths
@@ -465,6 +475,45 @@ def test_team_page_shows_provenance_to_the_team_and_organizers_only(race):
 
 
 # --- organizer page --------------------------------------------------------------------------
+
+
+@sqlite_only
+def test_the_organizer_page_lists_the_finalists_rerun_verdicts(race):
+    at = open_app("organizer", user=ORGANIZER)
+    assert T("no_reruns") in [c.value for c in at.caption]
+    with race.session() as s:
+        subs = s.execute(select(Submission).where(Submission.status == "scored").order_by(Submission.id)).scalars()
+        first, second = list(subs)[:2]
+        for sub, verdict, detail in (
+            (first, "reproduced", {"rows": 10, "rows_differing": 0}),
+            (first, "differs", {"rows": 10, "rows_differing": 3}),  # the newest verdict of a submission counts
+            (second, "failed", {"why": "the notebook stopped with an error (exit code 1)"}),
+        ):
+            s.add(
+                Rerun(
+                    submission_id=sub.id,
+                    challenge=sub.challenge,
+                    team_id=sub.team_id,
+                    verdict=verdict,
+                    detail=detail,
+                    log="",
+                    seconds=1.0,
+                    by="org",
+                    started_at=NOW,
+                    finished_at=NOW,
+                )
+            )
+        ids = [first.id, second.id]
+    queries.reset()
+    at = open_app("organizer", user=ORGANIZER)
+    verdicts = table(at, len(at.dataframe) - 1)
+    assert list(verdicts[T("col_submission")]) == ids
+    assert list(verdicts[T("col_verdict")]) == ["结果不同", "运行失败"]
+    assert list(verdicts[T("col_rerun_detail")]) == [
+        "10 行中 3 行不同",
+        "the notebook stopped with an error (exit code 1)",
+    ]
+    assert list(verdicts[T("col_team")]) == ["alpha", "alpha"]
 
 
 @sqlite_only

@@ -15,10 +15,12 @@ import json
 import nbformat
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from contest_fixtures import NOW
 from nbclient import NotebookClient
 from sqlalchemy import select
 
+from hub.cli import cli
 from leaderboard import provenance, rerun, submissions, teams
 from leaderboard.models import AuditEntry, Rerun
 from sandbox import provenance as kernel_provenance
@@ -77,7 +79,7 @@ def _submit_with_notebook(store, demo_contest, roots, submit, user: str, path):
 
 
 def test_a_starter_notebook_reproduces_and_a_hand_edited_file_differs(
-    store, demo_contest, roots, submit, starter_output, tmp_path
+    store, demo_contest, roots, submit, starter_output, tmp_path, monkeypatch
 ):
     for name, user in (("alpha", "ann"), ("beta", "bob"), ("gamma", "gus")):
         with store.session() as s:
@@ -114,6 +116,15 @@ def test_a_starter_notebook_reproduces_and_a_hand_edited_file_differs(
         latest = {v["team"]: v["verdict"] for v in rerun.latest(s, CH)}
     assert latest == {"alpha": "reproduced", "beta": "differs", "gamma": "failed"}
     assert not list((roots.private_root / "reruns").iterdir())  # each sandbox is removed after its run
+
+    monkeypatch.setenv("CONTESTHUB_DB_URL", store.url)  # the command, on the same store
+    monkeypatch.setenv("CONTESTHUB_DATA_ROOT", str(roots.data_root))
+    monkeypatch.setenv("CONTESTHUB_PRIVATE_ROOT", str(roots.private_root))
+    got = CliRunner().invoke(cli, ["--lang", "en", "verify-run", CH, "--team", "gamma", "--by", "org"])
+    assert got.exit_code == 0, got.output
+    assert "failed / 运行失败" in got.output and "no notebook was recorded" in got.output
+    wrong = CliRunner().invoke(cli, ["--lang", "en", "verify-run", CH, "--team", "nobody"])
+    assert wrong.exit_code == 1 and "nobody" in wrong.output and "Traceback" not in wrong.output
 
 
 def test_the_sandbox_has_no_network_and_the_time_limit_holds(roots, tmp_path):
