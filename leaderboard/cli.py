@@ -95,7 +95,7 @@ def validate_cmd(ctx: click.Context, contest_file: str | None, as_json: bool) ->
 @click.pass_context
 def publish_cmd(ctx: click.Context, contest_file: str | None, by: str) -> None:
     """Write the submission rules contestants may see to <data root>/contest.json (for sandbox.validate),
-    and commit to each challenge's solution and scoring code (<data root>/results/commitments.json)."""
+    and commit to each challenge's solution and scoring code (<data root>/contest-results/commitments.json)."""
     from leaderboard import publish, results
 
     paths = ctx.obj["paths"]
@@ -614,7 +614,11 @@ def verify_run_cmd(ctx, challenge_id: str, team: str | None, contest_file, by: s
     from leaderboard import rerun
 
     ctx.obj["contest_file"] = contest_file
-    verdicts = rerun.verify_run(_store(ctx), _contest(ctx), ctx.obj["paths"], challenge_id, team=team, by=by)
+    store = _store(ctx)
+    try:
+        verdicts = rerun.verify_run(store, _contest(ctx), ctx.obj["paths"], challenge_id, team=team, by=by)
+    finally:
+        store.dispose()  # runs can take long: no connection left behind for the process's life
     if as_json:
         echo_json(verdicts)
         return

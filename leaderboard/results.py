@@ -7,11 +7,11 @@
 * **Commitments** (:func:`commit`). For each challenge, the SHA-256 of its hidden solution file,
   of the public/private split (which rows the public board scores) and of the scoring code (each
   file's digest, :data:`SCORING_CODE`), recorded in the audit log and published in
-  ``<data root>/results/commitments.json`` when the rules are published, that is before the
+  ``<data root>/contest-results/commitments.json`` when the rules are published, that is before the
   challenge opens. A later change (a rebuilt solution, another scorer) adds a commitment; every
   one of them is in the bundle, so nobody can swap a solution unseen.
 * **The bundle** (:func:`publish_bundle`), written at the reveal to
-  ``<data root>/results/<challenge>.json``: the final board, every final submission with its
+  ``<data root>/contest-results/<challenge>.json``: the final board, every final submission with its
   file's digest and both scores, the commitments, the split row by row (the salt that makes it
   stays secret: it makes every challenge's split), the re-run verdicts when there are any, and
   the audit log's head, signed with the contest's key.
@@ -50,6 +50,8 @@ from sandbox.errors import ContesthubError
 from sandbox.settings import PROJECT_ROOT, Paths
 
 FORMAT = "contesthub-results/1"
+# Under the data root, public; a name no dataset can take (dataset ids have no hyphen).
+RESULTS_DIR = "contest-results"
 # The code a score depends on: the metrics, reading and checking a file, joining it with the solution.
 SCORING_CODE = (
     "leaderboard/metrics.py",
@@ -79,7 +81,7 @@ def canonical_bytes(doc: dict) -> bytes:
 
 
 def results_dir(paths: Paths) -> Path:
-    return paths.data_root / "results"
+    return paths.data_root / RESULTS_DIR
 
 
 # --- the contest's key ---------------------------------------------------------------------
@@ -293,7 +295,7 @@ def bundle(session: Session, contest: Contest, paths: Paths, challenge_id: str) 
 
 
 def publish_bundle(store, contest: Contest, paths: Paths, challenge_id: str, *, by: str) -> Path:
-    """Write the revealed challenge's signed bundle to ``<data root>/results/<id>.json`` (recorded)."""
+    """Write the revealed challenge's signed bundle to ``<data root>/contest-results/<id>.json`` (recorded)."""
     with store.session() as s:
         doc = bundle(s, contest, paths, challenge_id)
         path = results_dir(paths) / f"{challenge_id}.json"

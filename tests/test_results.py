@@ -26,7 +26,7 @@ def roots(demo: Paths, tmp_path: Path) -> Paths:
     """Roots of this test's own over the demo's built data: its own salt, key, results folder."""
     p = Paths(tmp_path / "roots" / "data", tmp_path / "roots" / "private", demo.datasets_dir).ensure()
     for entry in demo.data_root.iterdir():
-        if entry.name != "results":
+        if entry.name != results.RESULTS_DIR:
             (p.data_root / entry.name).symlink_to(entry)
     (p.private_root / "solutions").symlink_to(demo.private_root / "solutions")
     return p
@@ -77,13 +77,13 @@ def test_the_signed_bundle_verifies_and_lists_finals_commitments_and_the_audit_h
     assert committed["metric"] == "rmse@1" and set(committed["scoring_files"]) == set(results.SCORING_CODE)
     assert len(committed["solution_sha256"]) == 64 and committed["split_rows"] == doc["split"]["rows"]
     assert len(doc["audit_head"]["hash"]) == 64
-    published = json.loads((roots.data_root / "results" / "commitments.json").read_text())["commitments"]
+    published = json.loads((roots.data_root / results.RESULTS_DIR / "commitments.json").read_text())["commitments"]
     assert [c["solution_sha256"] for c in published if c["challenge"] == CH] == [committed["solution_sha256"]]
     assert publish.public_spec(demo_contest, roots)["results_public_key"] == doc["public_key"]  # the home page's
     key = results.key_file(roots.private_root)
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert "BEGIN PRIVATE KEY" not in revealed.read_text("utf-8")
-    assert not list((roots.data_root / "results").glob("*.pem"))
+    assert not list((roots.data_root / results.RESULTS_DIR).glob("*.pem"))
 
     home = tmp_path / "fresh"
     code, out = _verify(
