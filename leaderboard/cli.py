@@ -615,8 +615,11 @@ def verify_run_cmd(ctx, challenge_id: str, team: str | None, contest_file, by: s
 
     ctx.obj["contest_file"] = contest_file
     store = _store(ctx)
+    homes = _hub_parts(ctx, False).home_root  # the contestants' homes: hidden from the runs, like the private root
     try:
-        verdicts = rerun.verify_run(store, _contest(ctx), ctx.obj["paths"], challenge_id, team=team, by=by)
+        verdicts = rerun.verify_run(
+            store, _contest(ctx), ctx.obj["paths"], challenge_id, team=team, by=by, hide=(homes,)
+        )
     finally:
         store.dispose()  # runs can take long: no connection left behind for the process's life
     if as_json:

@@ -12,9 +12,10 @@ submitted. The verdict is recorded in ``reruns`` with the run's log, and in the 
 
 The sandbox: a child process (the scorer's approach: a process of its own, ended with the
 service that started it, with limits set before it runs anything) whose home holds the notebook
-and nothing else; the open data read-only through ``CONTESTHUB_DATA_ROOT``, no private root;
-no network (a network namespace of its own: ``unshare(CLONE_NEWNET)``, else together with a
-user namespace; where neither is allowed the run is refused as ``failed``, not run connected);
+and nothing else; namespaces of its own (``unshare``; with a user namespace where the account
+is not root; where neither is allowed the run is refused as ``failed``, never run unconfined):
+no network but its own loopback, the private root (solutions, store, salts) and the contestants'
+homes covered by empty read-only folders, the open data read-only;
 ``RLIMIT_DATA`` per process and ``RLIMIT_NPROC`` from :mod:`hub.limits`; the contest file's
 ``[limits] rerun_seconds`` of wall-clock time for the whole process group. The notebook runs in
 a Jupyter kernel (``nbclient``), where ``sandbox.submit`` writes the predictions to the file the
@@ -53,8 +54,19 @@ VERDICTS = ("reproduced", "differs", "failed")
 MAX_LOG = 64 * 1024  # the end of a run's output kept in the store
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
 RELATIVE = 1e-9  # floating-point rounding: a sum in another order, a float printed and read back
-NO_NETWORK_EXIT = 97
+NO_SANDBOX_EXIT = 97
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+CLONE_NEWNS = 0x00020000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = (
+    1,
+    2,
+    4,
+    8,
+    32,
+    4096,
+    16384,
+    1 << 18,
+)
 
 
 @dataclass(frozen=True)
@@ -83,37 +95,49 @@ def _loopback_up() -> None:
         fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))
 
 
-def _cut_network() -> None:
-    """(in the child, before exec) A network namespace of its own: only its own loopback.
+def _mount(libc, source: bytes | None, target: str, fstype: bytes | None, flags: int, data: bytes | None) -> None:
+    if libc.mount(source, target.encode(), fstype, flags, data) != 0:
+        raise OSError(ctypes.get_errno(), f"mount {target}")
 
-    Without the privilege for that, a user namespace too, in which this account maps to itself
-    (so its files stay its own)."""
+
+def _isolate(hide: tuple[str, ...], read_only: tuple[str, ...]) -> None:
+    """(in the child, before exec) Namespaces of its own: a network with only its own loopback, and
+    a view of the file system in which ``hide`` are empty and ``read_only`` cannot be written.
+
+    As root, network and mount namespaces; otherwise a user namespace too, in which this account
+    maps to itself (its files stay its own). Where neither is allowed the run does not start."""
     libc = ctypes.CDLL(None, use_errno=True)
     try:
-        if libc.unshare(CLONE_NEWNET) == 0:
-            _loopback_up()
-            return
-        uid, gid = os.getuid(), os.getgid()
-        if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0:
+        if libc.unshare(CLONE_NEWNS | CLONE_NEWNET) != 0:
+            uid, gid = os.getuid(), os.getgid()
+            if libc.unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "unshare")
             Path("/proc/self/setgroups").write_text("deny")
             Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
             Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
-            _loopback_up()
-            return
-    except OSError:
-        pass
-    os.write(2, b"contesthub verify-run: the network could not be cut off (unshare refused)\n")
-    os._exit(NO_NETWORK_EXIT)
+        _loopback_up()
+        _mount(libc, None, "/", None, MS_REC | MS_PRIVATE, None)  # nothing below leaks to the machine
+        for path in hide:  # an empty, unwritable folder over each: the hidden solutions, the store, others' homes
+            if os.path.isdir(path):
+                _mount(libc, b"tmpfs", path, b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, b"size=4k,mode=0")
+        for path in read_only:
+            if os.path.isdir(path):
+                _mount(libc, path.encode(), path, None, MS_BIND | MS_REC, None)
+                _mount(libc, None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+        return
+    except OSError as exc:
+        os.write(2, f"contesthub verify-run: the sandbox could not be made ({exc})\n".encode())
+    os._exit(NO_SANDBOX_EXIT)
 
 
-def _confine(limits: RunLimits):
+def _confine(limits: RunLimits, hide: tuple[str, ...], read_only: tuple[str, ...]):
     from hub.die_with_parent import die_with_parent
     from hub.limits import Limits, apply_rlimits
 
     def preexec() -> None:
         with contextlib.suppress(OSError):
             die_with_parent(signal.SIGKILL)
-        _cut_network()
+        _isolate(hide, read_only)
         apply_rlimits(Limits(memory=limits.memory, processes=limits.processes))
 
     return preexec
@@ -124,8 +148,18 @@ def _safe_name(name: str | None) -> str:
     return base if base.endswith(".ipynb") and base.strip("._") else "notebook.ipynb"
 
 
-def run_notebook(notebook: bytes, name: str | None, data_root: Path, work: Path, limits: RunLimits) -> RunOutcome:
-    """Run a notebook in a clean sandbox under ``work`` (made here); the predictions it submitted."""
+def run_notebook(
+    notebook: bytes,
+    name: str | None,
+    data_root: Path,
+    work: Path,
+    limits: RunLimits,
+    hide: tuple[Path, ...] = (),
+) -> RunOutcome:
+    """Run a notebook in a clean sandbox under ``work`` (made here); the predictions it submitted.
+
+    ``hide``: folders the notebook must not see (the private root, the contestants' homes); they
+    must not hold ``work``. The data root is read-only."""
     from sandbox.submit import RERUN_OUTPUT
 
     home, out = work / "home", work / "out"
@@ -157,7 +191,7 @@ def run_notebook(notebook: bytes, name: str | None, data_root: Path, work: Path,
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_confine(limits),
+                preexec_fn=_confine(limits, tuple(map(str, hide)), (str(data_root),)),
                 start_new_session=True,  # its kernel and whatever the notebook starts: one group to end
             )
         except (OSError, subprocess.SubprocessError) as exc:
@@ -172,8 +206,8 @@ def run_notebook(notebook: bytes, name: str | None, data_root: Path, work: Path,
                 os.killpg(proc.pid, signal.SIGKILL)  # the kernel too, whatever happened
             proc.wait()
     text = log.read_bytes()[-MAX_LOG:].decode("utf-8", "replace")
-    if error is None and code == NO_NETWORK_EXIT:
-        error = "the network could not be cut off, so the notebook was not run"
+    if error is None and code == NO_SANDBOX_EXIT:
+        error = "the sandbox (no network, hidden private folders) could not be made, so the notebook was not run"
     elif error is None and code != 0:
         error = f"the notebook stopped with an error (exit code {code})"
     elif error is None and not predictions.exists():
@@ -234,9 +268,20 @@ def packages_digest() -> str:
 
 
 def verify_run(
-    store: Store, contest: Contest, paths: Paths, challenge_id: str, *, team: str | None = None, by: str
+    store: Store,
+    contest: Contest,
+    paths: Paths,
+    challenge_id: str,
+    *,
+    team: str | None = None,
+    by: str,
+    hide: tuple[Path, ...] = (),
+    work_root: Path | None = None,
 ) -> list[dict]:
-    """Re-run every final submission's notebook of the challenge (or of one team); record each verdict."""
+    """Re-run every final submission's notebook of the challenge (or of one team); record each verdict.
+
+    The private root is hidden from the runs, and ``hide`` too (the hub's home root). The runs'
+    folders are made in ``work_root`` (the system's temporary folder), outside everything hidden."""
     from leaderboard import teams as teams_mod
 
     ch = contest.challenge(challenge_id)
@@ -246,8 +291,8 @@ def verify_run(
     limits = RunLimits(seconds=contest.limits.rerun_seconds, memory=contest.limits.rerun_memory_mb << 20)
     ours = packages_digest()
     verdicts = []
-    base = paths.private_root / "reruns"
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    base = work_root or Path(tempfile.gettempdir())
+    hidden = (paths.private_root, *hide)
     for f in _finals(store, ch, team):
         started = clock.now()
         detail: dict = {"same_packages": f["packages_sha256"] == ours if f["packages_sha256"] else None}
@@ -256,7 +301,7 @@ def verify_run(
         if not f["notebook_stored"] or not store.files.path(f["notebook_stored"]).exists():
             verdict, detail["why"] = "failed", "no notebook was recorded with this submission"
         else:
-            work = Path(tempfile.mkdtemp(prefix=f"{f['submission_id']}-", dir=base))
+            work = Path(tempfile.mkdtemp(prefix=f"contesthub-rerun-{f['submission_id']}-", dir=base))
             try:
                 run = run_notebook(
                     store.files.path(f["notebook_stored"]).read_bytes(),
@@ -264,6 +309,7 @@ def verify_run(
                     paths.data_root,
                     work,
                     limits,
+                    hidden,
                 )
                 log, seconds = run.log, run.seconds
                 if run.error is not None:

@@ -93,7 +93,9 @@ def test_a_starter_notebook_reproduces_and_a_hand_edited_file_differs(
     gamma = submit(store, "gus", CH, starter_output).id  # uploaded from a terminal: no notebook recorded
     submissions.score(store, demo_contest, roots, gamma)
 
-    verdicts = {v["team"]: v for v in rerun.verify_run(store, demo_contest, roots, CH, by="org")}
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    verdicts = {v["team"]: v for v in rerun.verify_run(store, demo_contest, roots, CH, by="org", work_root=runs)}
     assert verdicts["alpha"]["verdict"] == "reproduced", verdicts["alpha"]
     assert verdicts["alpha"]["detail"]["rows_differing"] == 0 and verdicts["alpha"]["detail"]["same_packages"]
     assert verdicts["beta"]["verdict"] == "differs", verdicts["beta"]
@@ -110,12 +112,12 @@ def test_a_starter_notebook_reproduces_and_a_hand_edited_file_differs(
         assert {json.loads(e.payload)["verdict"] for e in entries} == {"reproduced", "differs", "failed"}
         assert {e.subject for e in entries} == {f"{CH}/{alpha}", f"{CH}/{beta}", f"{CH}/{gamma}"}
 
-    only = rerun.verify_run(store, demo_contest, roots, CH, team="beta", by="org")
+    only = rerun.verify_run(store, demo_contest, roots, CH, team="beta", by="org", work_root=runs)
     assert [(v["team"], v["verdict"]) for v in only] == [("beta", "differs")]
     with store.session() as s:
         latest = {v["team"]: v["verdict"] for v in rerun.latest(s, CH)}
     assert latest == {"alpha": "reproduced", "beta": "differs", "gamma": "failed"}
-    assert not list((roots.private_root / "reruns").iterdir())  # each sandbox is removed after its run
+    assert not list(runs.iterdir())  # each sandbox is removed after its run
 
     monkeypatch.setenv("CONTESTHUB_DB_URL", store.url)  # the command, on the same store
     monkeypatch.setenv("CONTESTHUB_DATA_ROOT", str(roots.data_root))
@@ -127,7 +129,13 @@ def test_a_starter_notebook_reproduces_and_a_hand_edited_file_differs(
     assert wrong.exit_code == 1 and "nobody" in wrong.output and "Traceback" not in wrong.output
 
 
-def test_the_sandbox_has_no_network_and_the_time_limit_holds(roots, tmp_path):
+def test_the_sandbox_has_no_network_no_private_folders_and_a_time_limit(roots, tmp_path):
+    from leaderboard.scoring import split_salt
+
+    split_salt(roots.private_root)  # a secret the notebook must not read
+    homes = tmp_path / "homes"
+    (homes / "eve").mkdir(parents=True)
+    (homes / "eve" / "secret.ipynb").write_text("{}")
     probe = nbformat.v4.new_notebook()
     probe.cells = [
         nbformat.v4.new_code_cell(
@@ -140,13 +148,26 @@ def test_the_sandbox_has_no_network_and_the_time_limit_holds(roots, tmp_path):
             "    reached = False\n"
             "print('interfaces', sorted(n for _, n in names), 'reached', reached)\n"
             "import os; print('home', sorted(n for n in os.listdir(os.path.expanduser('~')) if n[0] != '.'))\n"
+            f"print('private', os.listdir({str(roots.private_root)!r}))\n"
+            f"print('homes', os.listdir({str(homes)!r}))\n"
+            "try:\n"
+            f"    open({str(roots.data_root / 'planted.txt')!r}, 'w')\n"
+            "    print('data root written')\n"
+            "except OSError as exc:\n"
+            "    print('data root read-only', exc.errno)\n"
             "sandbox.submit('outpatient_forecast', sandbox.sql("
             "'SELECT date, hospital_id, 1.0 AS outpatient_visits FROM hospital_outpatient.daily_visits_test').df())"
         )
     ]
     limits = rerun.RunLimits(seconds=120, memory=4 << 30)
-    run = rerun.run_notebook(nbformat.writes(probe).encode(), "probe.ipynb", roots.data_root, tmp_path / "w1", limits)
+    hide = (roots.private_root, homes)
+    run = rerun.run_notebook(
+        nbformat.writes(probe).encode(), "probe.ipynb", roots.data_root, tmp_path / "w1", limits, hide
+    )
     assert run.error is None, run.log
+    assert "private []" in run.log and "homes []" in run.log  # the split salt, the solutions, others' homes: unseen
+    assert "data root read-only 30" in run.log  # EROFS
+    assert (roots.private_root / "secrets" / "split_salt").exists() and (homes / "eve" / "secret.ipynb").exists()
     assert "interfaces ['lo'] reached False" in run.log
     assert "home ['probe.ipynb']" in run.log  # the notebook and nothing else (the kernel's own dot-files aside)
     assert run.predictions is not None and run.predictions.read_text().startswith("date,hospital_id")
