@@ -1151,6 +1151,16 @@ def die_with_the_hub() -> None:
         sys.exit("the hub that started this service is gone")
 
 
+def commit_results(ctx: Context) -> None:
+    """(the jobs thread) Before any challenge opens: the commitments to its solution and scoring code."""
+    try:
+        with ctx.store.session() as s:
+            made = results.commit(s, ctx.contest, ctx.paths, by="submit-service")
+        log.info("commitments published: %d new", len(made))
+    except (ContesthubError, OSError) as exc:
+        log.warning("commitments not published: %s", exc)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s submit] %(message)s")
     die_with_the_hub()
@@ -1162,11 +1172,6 @@ def main() -> None:
     store.files.sweep_incoming(before=started.timestamp())
     hub_auth = HubAuth(allow_token_in_url=False, cache_max_age=60)
     ctx = Context(paths, contest, store, hub_auth, teams_from_groups=TEAMS_FROM_GROUPS)
-    try:  # before any challenge opens: the commitments to its solution and scoring code
-        with store.session() as s:
-            results.commit(s, ctx.contest, paths, by="submit-service")
-    except (ContesthubError, OSError) as exc:
-        log.warning("commitments not published: %s", exc)
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
     port = int(os.environ.get("CONTESTHUB_PORT") or url.port or 10101)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/submit/")
@@ -1177,6 +1182,7 @@ def main() -> None:
     ioloop.PeriodicCallback(ctx.sync_groups_later, 60_000).start()
     ctx.sync_groups_later()
     log.info("submission service listening on %s:%s%s", url.hostname, port, prefix)
+    ctx.jobs.submit(commit_results, ctx)  # hashing the solutions takes a while: not before listening
     try:
         ioloop.IOLoop.current().start()
     except KeyboardInterrupt:  # the hub stopping its services (Ctrl-C on `contesthub up`): not an error

@@ -24,7 +24,7 @@ import pytest
 import requests
 from hub_fixtures import ARTIFACTS, chromium_page, kernel_run
 
-from leaderboard import contest, teams
+from leaderboard import contest, results, teams
 from leaderboard import store as store_mod
 from leaderboard.models import SubmissionProvenance
 from leaderboard.scoring import score_file
@@ -191,6 +191,10 @@ def test_a_notebooks_submission_keeps_its_notebook_packages_and_tables_read(hub,
             read = {(r["dataset"], r["table"]) for r in row.reads}
             assert read == {("hospital_outpatient", "daily_visits_test"), ("hospital_outpatient", "daily_visits")}
             assert all(isinstance(r["version"], int) and r["version"] >= 1 for r in row.reads)
+        # The service published its commitments when it started (leaderboard/results.py).
+        with store.session() as s:
+            committed = {c["challenge"] for c in results.commitments(s)}
+        assert committed == {c.id for c in contest.load().challenges}
     finally:
         store.dispose()
     dup = service(hub, "POST", f"submissions/{result['id']}/provenance", token, json=body)
