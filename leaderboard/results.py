@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import hashlib
 import itertools
 import json
@@ -218,6 +219,7 @@ def _challenge_doc(ch: Challenge) -> dict:
         "final_selections": ch.final_selections,
         "upload_limit_mb": ch.upload_limit_mb,
         "higher_is_better": ch.higher_is_better,
+        "opens": ch.opens.isoformat(),
     }
 
 
@@ -332,6 +334,10 @@ def _close(a: float | None, b: float | None) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
+def _commit_digests(c: dict) -> tuple:
+    return c["solution_sha256"], c["split_sha256"], c["scoring_code_sha256"], c["metric"]
+
+
 def _submission_file(folder: Path, sha256: str) -> Path | None:
     for candidate in (folder / sha256[:2] / sha256, folder / sha256):
         if candidate.is_file():
@@ -391,6 +397,20 @@ def verify(
             f"本地指标为 {ch.scorer.name}@{ch.scorer.version}，承诺为 {committed['metric']}",
         )
     v.checked.append("scoring code")
+    # What was committed to when the challenge opened must be what scored it.
+    opens = dt.datetime.fromisoformat(doc["challenge"]["opens"]) if doc["challenge"].get("opens") else None
+    when = {c["audit_seq"]: dt.datetime.fromisoformat(c["at"]) for c in doc["commitments"]}
+    at_open = [c for c in doc["commitments"] if opens is None or when[c["audit_seq"]] <= opens]
+    at_open = at_open or doc["commitments"][:1]
+    for later in doc["commitments"]:
+        changed = _commit_digests(later) != _commit_digests(at_open[-1])
+        if opens is not None and when[later["audit_seq"]] > opens and changed:
+            v.problem(
+                bundle_path,
+                f"the solution, split or scoring code changed after the challenge opened "
+                f"(commitment {later['audit_seq']} at {later['at']})",
+                f"赛题开放后答案、划分或评分代码被更改（承诺 {later['audit_seq']}，{later['at']}）",
+            )
     # 3. The split in the bundle is the committed one.
     packed = zlib.decompress(base64.b64decode(doc["split"]["public_bits"]))
     public = np.unpackbits(np.frombuffer(packed, dtype=np.uint8))[: doc["split"]["rows"]].astype(bool)

@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 from contest_fixtures import NOW
 
-from leaderboard import publish, ranking, results, submissions, teams
+from leaderboard import audit, publish, ranking, results, submissions, teams
+from sandbox import clock
 from sandbox.settings import Paths
 
 CH = "outpatient_forecast"
@@ -184,3 +185,18 @@ def test_a_rebuilt_solution_adds_a_commitment_and_an_unchanged_one_does_not(stor
         assert len(results.commitments(s, CH)) == 1
     public = json.loads((roots.data_root / "contest.json").read_text())  # published with the rules
     assert "results_public_key" in public
+
+
+def test_a_solution_changed_after_the_challenge_opened_is_named(revealed, store, demo_contest, roots, tmp_path):
+    """A rebuilt solution adds a commitment (as ``commit`` records it); one made after the opening fails the check."""
+    ch = demo_contest.challenge(CH)
+    with store.session() as s:
+        first = results.commitments(s, CH)[-1]
+        changed = {k: v for k, v in first.items() if k not in ("audit_seq", "at", "audit_hash")}
+        changed["solution_sha256"] = "f" * 64
+        with clock.pinned(ch.opens + dt.timedelta(days=3)):
+            audit.record(s, "org", results.COMMIT_ACTION, CH, changed)
+    bundle = results.publish_bundle(store, demo_contest, roots, CH, by="org")
+    code, out = _verify(str(bundle), home=tmp_path / "fresh")
+    assert code == 1
+    assert f"{bundle}: the solution, split or scoring code changed after the challenge opened" in out
