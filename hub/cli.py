@@ -24,6 +24,8 @@ from leaderboard.cli import (
     score_cmd,
     submissions_cmd,
     teams_cmd,
+    verify_results_cmd,
+    verify_run_cmd,
 )
 from sandbox.cli import datasets, sql_cmd, submit_cmd
 from sandbox.errors import ContesthubError
@@ -105,6 +107,8 @@ for command in (
     backup_cmd,
     restore_cmd,
     duplicates_cmd,
+    verify_results_cmd,
+    verify_run_cmd,
 ):
     cli.add_command(command)
 

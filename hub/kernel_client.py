@@ -45,7 +45,7 @@ def _execute_request(user: str, code: str) -> dict:
     }
 
 
-def run_code(hub_url: str, user: str, token: str, code: str, timeout: float = 120) -> dict:
+def run_code(hub_url: str, user: str, token: str, code: str, timeout: float = 120, notebook: str | None = None) -> dict:
     """Run ``code`` in a new kernel of ``user``'s server behind ``hub_url`` (the public URL).
 
     Returns ``{"stdout", "error", "died", "start", "run"}``: what the cell printed, the traceback
@@ -53,6 +53,8 @@ def run_code(hub_url: str, user: str, token: str, code: str, timeout: float = 12
     memory, say: the server then says "restarting", as JupyterLab shows), and the seconds it
     took to start the kernel and to run the cell.
     ``token`` is one of the user's tokens. The kernel is shut down afterwards, whatever happens.
+    ``notebook``: a notebook's path in the user's server; the kernel is started for it as
+    JupyterLab does when it opens the notebook (a session: the kernel knows its notebook).
     Raises :class:`KernelError` when the kernel does not start or does not answer in ``timeout``.
     """
     import websocket
@@ -60,10 +62,19 @@ def run_code(hub_url: str, user: str, token: str, code: str, timeout: float = 12
     base = f"{hub_url}/user/{user}/api"
     headers = {"Authorization": f"token {token}"}
     t0 = time.perf_counter()
-    r = requests.post(f"{base}/kernels", json={"name": "python3"}, headers=headers, timeout=timeout)
+    if notebook is None:
+        r = requests.post(f"{base}/kernels", json={"name": "python3"}, headers=headers, timeout=timeout)
+    else:
+        session = {
+            "path": notebook,
+            "name": notebook.rsplit("/", 1)[-1],
+            "type": "notebook",
+            "kernel": {"name": "python3"},
+        }
+        r = requests.post(f"{base}/sessions", json=session, headers=headers, timeout=timeout)
     if r.status_code != 201:
         raise KernelError(f"starting a kernel: POST {r.url} -> {r.status_code} {r.text[:500]}")
-    kernel_id = r.json()["id"]
+    kernel_id = r.json()["id"] if notebook is None else r.json()["kernel"]["id"]
     ws_url = base.replace("http://", "ws://", 1).replace("https://", "wss://", 1) + f"/kernels/{kernel_id}/channels"
     try:
         ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=timeout)

@@ -54,7 +54,7 @@ from tornado import httpserver, ioloop, web
 from hub import groups, scorer
 from hub.die_with_parent import die_with_parent
 from leaderboard import contest as contest_config
-from leaderboard import integrity, ranking, submissions, teams
+from leaderboard import integrity, provenance, ranking, results, submissions, teams
 from leaderboard import store as store_mod
 from leaderboard.models import Member, Submission
 from leaderboard.scoring import ScoreResult
@@ -549,6 +549,7 @@ def http_status(e: ContesthubError) -> int:
         "storage-failed": 507,
         "rate-limited": 429,
         "team-storage-full": 413,
+        "provenance-recorded": 409,
     }.get(e.code, 400)
 
 
@@ -828,6 +829,17 @@ class SubmissionHandler(Base):
         self.send(doc)
 
 
+class ProvenanceHandler(Base):
+    """``POST api/submissions/{id}/provenance``: the notebook, packages and tables read, sent by
+    ``sandbox.submit`` right after its upload; kept once (leaderboard/provenance.py)."""
+
+    async def post(self, submission_id: str) -> None:
+        sid = row_id(submission_id, "submission", "提交")
+        doc = self.body_json()
+        kept = await self.ctx.write(provenance.attach, self.ctx.store, self.user, sid, doc)
+        self.send(kept, status=201)
+
+
 class SelectionHandler(Base):
     async def put(self, ch_id: str) -> None:
         ids = self.body_json().get("submissions")
@@ -1001,6 +1013,10 @@ class RevealHandler(Base):
         rec = await self.ctx.write(reveal)
         # Intervals and tied groups take a while: computed in the background, read by the pages.
         self.ctx.jobs.submit(integrity.attach_report, self.ctx.store, self.ctx.contest, self.ctx.paths, ch_id)
+        # The signed results bundle anyone can check (leaderboard/results.py).
+        self.ctx.jobs.submit(
+            results.publish_bundle, self.ctx.store, self.ctx.contest, self.ctx.paths, ch_id, by=self.user
+        )
         self.send({"challenge": rec.challenge, "revealed_at": rec.revealed_at, "by": rec.by}, 201)
 
 
@@ -1093,6 +1109,7 @@ def make_app(ctx: Context, prefix: str) -> web.Application:
         (rf"{p}/challenges/([\w-]+)/leaderboard", LeaderboardHandler),
         (rf"{p}/submissions", SubmissionsHandler),
         (rf"{p}/submissions/(\d+)", SubmissionHandler),
+        (rf"{p}/submissions/(\d+)/provenance", ProvenanceHandler),
         (rf"{p}/admin/submissions", AdminSubmissionsHandler),
         (rf"{p}/admin/teams", TeamsHandler),
         (rf"{p}/admin/teams/([^/]+)/members", TeamMembersHandler),
@@ -1143,6 +1160,16 @@ def die_with_the_hub() -> None:
         sys.exit("the hub that started this service is gone")
 
 
+def commit_results(ctx: Context) -> None:
+    """(the jobs thread) Before any challenge opens: the commitments to its solution and scoring code."""
+    try:
+        with ctx.store.session() as s:
+            made = results.commit(s, ctx.contest, ctx.paths, by="submit-service")
+        log.info("commitments published: %d new", len(made))
+    except (ContesthubError, OSError) as exc:
+        log.warning("commitments not published: %s", exc)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s submit] %(message)s")
     die_with_the_hub()
@@ -1164,6 +1191,7 @@ def main() -> None:
     ioloop.PeriodicCallback(ctx.sync_groups_later, 60_000).start()
     ctx.sync_groups_later()
     log.info("submission service listening on %s:%s%s", url.hostname, port, prefix)
+    ctx.jobs.submit(commit_results, ctx)  # hashing the solutions takes a while: not before listening
     try:
         ioloop.IOLoop.current().start()
     except KeyboardInterrupt:  # the hub stopping its services (Ctrl-C on `contesthub up`): not an error

@@ -7,14 +7,18 @@ A backup is a folder:
                             transaction (REPEATABLE READ on PostgreSQL; a WAL read
                             transaction on SQLite), so submissions, quotas and the audit
                             log agree with each other even while uploads continue
-``submissions/``            the submission files those rows name (content-addressed and
-                            immutable, so copying them after the snapshot is still exact)
+``submissions/``            the submission files those rows name, and the notebooks kept
+                            with their provenance (content-addressed and immutable, so
+                            copying them after the snapshot is still exact)
 ``data/``, ``solutions/``   the published catalog versions and the hidden solutions, so
                             every score can be recomputed after a restore
 ``secrets/``                the contest's secret salts (``split_salt``: which test rows are
                             public; ``hash_salt``: the de-identification's), without which
-                            a rescore after a restore would split the test rows anew
+                            a rescore after a restore would split the test rows anew, and
+                            the results signing key (``results_ed25519.pem``)
 ``contest.toml``            the contest definition in force
+``hub/``, ``homes/``        with ``hub=``: the hub's accounts and the contestants' notebooks
+                            (or whole homes), :mod:`leaderboard.backup_hub`
 ``manifest.json``           what is inside, with the SHA-256 of every file
 ==========================  ==============================================================
 
@@ -43,8 +47,9 @@ from pathlib import Path
 
 from sqlalchemy import Date, DateTime, TypeDecorator, func, insert, select, text, update
 
-from leaderboard import audit
-from leaderboard.models import Base, Submission
+from leaderboard import audit, backup_hub
+from leaderboard.backup_hub import HubParts
+from leaderboard.models import Base, Submission, SubmissionProvenance
 from leaderboard.store import CHUNK, Store
 from sandbox import clock
 from sandbox.errors import ContesthubError
@@ -127,14 +132,17 @@ def _is_version(name: str) -> bool:
     return name[:1] == "v" and name[1:].isdigit()
 
 
-def backup(store: Store, paths: Paths, contest_file: Path, dest: Path) -> dict:
-    """Write a consistent backup into ``dest`` (a new folder, owner-only); returns the manifest."""
+def backup(store: Store, paths: Paths, contest_file: Path, dest: Path, hub: HubParts | None = None) -> dict:
+    """Write a consistent backup into ``dest`` (a new folder, owner-only); returns the manifest.
+
+    ``hub``: also the hub's accounts and the contestants' notebooks (or whole homes), with a
+    size report per contestant (:mod:`leaderboard.backup_hub`)."""
     if dest.exists() and any(dest.iterdir()):
         raise BackupError(f"{dest} is not empty; choose a new folder", f"{dest} 不是空目录，请换一个新目录")
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{dest.name}.partial-", dir=dest.parent))  # 0700, a name of its own
     try:
-        manifest = _write(store, paths, contest_file, work)
+        manifest = _write(store, paths, contest_file, work, hub)
         _set_modes(work, 0o600, 0o700)
         if dest.exists():
             dest.rmdir()
@@ -146,7 +154,7 @@ def backup(store: Store, paths: Paths, contest_file: Path, dest: Path) -> dict:
     return manifest
 
 
-def _write(store: Store, paths: Paths, contest_file: Path, work: Path) -> dict:
+def _write(store: Store, paths: Paths, contest_file: Path, work: Path, hub: HubParts | None = None) -> dict:
     """The backup's contents, written into the (owner-only) folder ``work``."""
     (work / "store").mkdir(mode=0o700)
     files: dict[str, str] = {}
@@ -160,6 +168,8 @@ def _write(store: Store, paths: Paths, contest_file: Path, work: Path) -> dict:
     missing = []
     # The bytes of invalid files dropped after their retention period are gone on purpose.
     kept = {r["sha256"] for r in rows[Submission.__tablename__] if r.get("file_dropped_at") is None}
+    # The notebooks' copies kept with their submissions' provenance, in the same file store.
+    kept |= {r["notebook_stored"] for r in rows.get(SubmissionProvenance.__tablename__, []) if r["notebook_stored"]}
     for sha in sorted(kept):
         src = store.files.path(sha)
         if not src.exists():  # accepted a moment ago, file not renamed yet: restore refunds it
@@ -176,6 +186,7 @@ def _write(store: Store, paths: Paths, contest_file: Path, work: Path) -> dict:
     _copy_tree(paths.private_root / "secrets", work / "secrets", files, work)
     shutil.copy2(contest_file, work / "contest.toml")
     files["contest.toml"] = _sha256(work / "contest.toml")
+    hub_report = backup_hub.write(hub, work, files, _sha256) if hub is not None else None
     manifest = {
         "format": FORMAT,
         "created_at": clock.now().isoformat(),
@@ -183,6 +194,7 @@ def _write(store: Store, paths: Paths, contest_file: Path, work: Path) -> dict:
         "rows": {k: len(v) for k, v in rows.items()},
         "missing_submission_files": missing,
         "files": files,
+        "hub": hub_report,
     }
     (work / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False), "utf-8")
     return manifest
@@ -201,8 +213,13 @@ def _decode(table, row: dict) -> dict:
     return out
 
 
-def restore(src: Path, store: Store, paths: Paths, contest_target: Path | None = None) -> dict:
-    """Bring a backup back into an empty store and empty roots; returns the manifest."""
+def restore(
+    src: Path, store: Store, paths: Paths, contest_target: Path | None = None, hub: HubParts | None = None
+) -> dict:
+    """Bring a backup back into an empty store and empty roots; returns the manifest.
+
+    ``hub``: also the hub's accounts (into its database) and the homes (into its home root),
+    when the backup has them."""
     manifest_path = src / "manifest.json"
     if not manifest_path.exists():
         raise BackupError(
@@ -217,12 +234,13 @@ def restore(src: Path, store: Store, paths: Paths, contest_target: Path | None =
             raise BackupError(
                 "the target store is not empty; restore into a new database", "目标数据库非空，请恢复到新数据库"
             )
+    accounts = backup_hub.check_restore(src, hub) if hub is not None else None
     with store.engine.begin() as con:
         for table in Base.metadata.sorted_tables:
-            rows = [
-                _decode(table, json.loads(line))
-                for line in (src / "store" / f"{table.name}.jsonl").read_text("utf-8").splitlines()
-            ]
+            dump = src / "store" / f"{table.name}.jsonl"
+            # A table added after the backup was made (a later migration) starts empty.
+            lines = dump.read_text("utf-8").splitlines() if dump.exists() else []
+            rows = [_decode(table, json.loads(line)) for line in lines]
             self_refs = [fk.parent.name for fk in table.foreign_keys if fk.column.table is table]
             if rows:
                 con.execute(insert(table), [{**r, **dict.fromkeys(self_refs)} for r in rows])
@@ -253,6 +271,8 @@ def restore(src: Path, store: Store, paths: Paths, contest_target: Path | None =
     _published_modes(paths.data_root)
     if contest_target is not None:
         shutil.copy2(src / "contest.toml", contest_target)
+    if hub is not None:
+        backup_hub.restore(src, hub, accounts)
     with store.session() as s:
         check = audit.verify(s)
     if not check.ok:

@@ -91,14 +91,21 @@ def validate_cmd(ctx: click.Context, contest_file: str | None, as_json: bool) ->
 
 @contest.command("publish")
 @contest_option
+@click.option("--by", default=lambda: __import__("getpass").getuser(), help="Who does this (recorded).")
 @click.pass_context
-def publish_cmd(ctx: click.Context, contest_file: str | None) -> None:
-    """Write the submission rules contestants may see to <data root>/contest.json (for sandbox.validate)."""
-    from leaderboard import publish
+def publish_cmd(ctx: click.Context, contest_file: str | None, by: str) -> None:
+    """Write the submission rules contestants may see to <data root>/contest.json (for sandbox.validate),
+    and commit to each challenge's solution and scoring code (<data root>/contest-results/commitments.json)."""
+    from leaderboard import publish, results
 
     paths = ctx.obj["paths"]
-    doc = publish.write(contest_config.load_for(paths, contest_file), paths)
+    c = contest_config.load_for(paths, contest_file)
+    doc = publish.write(c, paths)
     click.echo(f"published the rules of {len(doc['challenges'])} challenge(s) to {paths.data_root / publish.FILE}")
+    with _store(ctx).session() as s:
+        made = results.commit(s, c, paths, by=by)
+    where = results.results_dir(paths) / "commitments.json"
+    click.echo(f"commitments: {len(made)} new, in {where} / 已发布答案与评分代码的承诺")
 
 
 @contest.command("demo")
@@ -364,8 +371,9 @@ def submissions_cmd(ctx, challenge_id: str | None, status: str | None, limit: in
 @ORGANIZER
 @click.pass_context
 def reveal_cmd(ctx, challenge_id: str, contest_file, by: str) -> None:
-    """Make CHALLENGE_ID's private ranking public (after its deadline; recorded) (公布最终排名)."""
-    from leaderboard import integrity, ranking
+    """Make CHALLENGE_ID's private ranking public (after its deadline; recorded) and publish its
+    signed results bundle (公布最终排名与签名结果)."""
+    from leaderboard import integrity, ranking, results
 
     ctx.obj["contest_file"] = contest_file
     contest = _contest(ctx)
@@ -373,6 +381,8 @@ def reveal_cmd(ctx, challenge_id: str, contest_file, by: str) -> None:
     with store.session() as s:
         ranking.reveal(s, contest, challenge_id, by=by)
     report = integrity.attach_report(store, contest, ctx.obj["paths"], challenge_id)
+    bundle = results.publish_bundle(store, contest, ctx.obj["paths"], challenge_id, by=by)
+    click.echo(f"signed results / 已签名的结果: {bundle}")
     with store.session() as s:
         rows = ranking.private_standings(s, contest.challenge(challenge_id))
     band = report.get("intervals", {})
@@ -474,17 +484,46 @@ def audit_verify(ctx: click.Context, check_files: bool, as_json: bool) -> None:
         ctx.exit(1)
 
 
+def _hub_parts(ctx: click.Context, homes: bool):
+    """Where this installation's hub keeps its accounts and the contestants' homes (config/hub.toml)."""
+    from hub.settings import HubSettings
+    from leaderboard.backup_hub import HubParts
+
+    settings = HubSettings.load({"private_root": str(ctx.obj["paths"].private_root)})
+    return HubParts(settings.db_url, settings.home_root, homes)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB"
+
+
 @click.command("backup")
 @click.argument("dest", type=click.Path(file_okay=False))
 @contest_option
+@click.option("--homes", is_flag=True, help="Whole homes, not only the notebooks in them (see the size report).")
 @click.pass_context
-def backup_cmd(ctx: click.Context, dest: str, contest_file: str | None) -> None:
-    """Write a consistent backup of the whole contest into DEST, also while submissions continue (备份)."""
+def backup_cmd(ctx: click.Context, dest: str, contest_file: str | None, homes: bool) -> None:
+    """Write a consistent backup of the whole contest into DEST, also while submissions continue: the
+    store, files, data, solutions, secrets, the hub's accounts and the contestants' notebooks (备份)."""
     from leaderboard import backup
 
-    manifest = backup.backup(_store(ctx), ctx.obj["paths"], contest_config.config_path(contest_file), Path(dest))
+    manifest = backup.backup(
+        _store(ctx), ctx.obj["paths"], contest_config.config_path(contest_file), Path(dest), _hub_parts(ctx, homes)
+    )
     rows = ", ".join(f"{k} {v}" for k, v in manifest["rows"].items() if v)
     click.echo(f"backup written to {dest}: {len(manifest['files'])} files; rows: {rows} / 备份完成")
+    hub = manifest["hub"]
+    sizes = hub["home_sizes"]
+    whole = sum(r["bytes"] for r in sizes.values())
+    notebooks = sum(r["notebook_bytes"] for r in sizes.values())
+    click.echo(
+        f"hub accounts: {hub['accounts']}; homes of {len(sizes)} contestants: {_mb(whole)} in all, "
+        f"notebooks {_mb(notebooks)}; backed up: {'whole homes' if homes else 'notebooks only (--homes for all)'}"
+        f" / 账号 {hub['accounts']} 个；主目录共 {_mb(whole)}，其中笔记本 {_mb(notebooks)}"
+    )
+    for user, r in sorted(sizes.items(), key=lambda kv: -kv[1]["bytes"])[:10]:
+        skipped = f", {r['skipped']} links or special files left out" if r["skipped"] else ""
+        click.echo(f"  {user}: {r['files']} files, {_mb(r['bytes'])}; {r['notebooks']} notebooks{skipped}")
 
 
 @click.command("restore")
@@ -492,11 +531,14 @@ def backup_cmd(ctx: click.Context, dest: str, contest_file: str | None) -> None:
 @click.option("--contest-target", type=click.Path(dir_okay=False), help="Also write the backup's contest.toml here.")
 @click.pass_context
 def restore_cmd(ctx: click.Context, src: str, contest_target: str | None) -> None:
-    """Restore a backup into an empty store and empty roots; verifies checksums and the audit log (恢复)."""
+    """Restore a backup into an empty store and empty roots (the hub's accounts and the homes too);
+    verifies checksums and the audit log (恢复)."""
     from leaderboard import backup
 
     paths = ctx.obj["paths"].ensure()
-    manifest = backup.restore(Path(src), _store(ctx), paths, Path(contest_target) if contest_target else None)
+    manifest = backup.restore(
+        Path(src), _store(ctx), paths, Path(contest_target) if contest_target else None, _hub_parts(ctx, False)
+    )
     click.echo(f"restored {sum(manifest['rows'].values())} rows and {len(manifest['files'])} files; audit log verified")
 
 
@@ -521,5 +563,80 @@ def duplicates_cmd(ctx, challenge_id: str, threshold: float, as_json: bool, cont
         [
             [p["teams"][0], p["teams"][1], " / ".join(map(str, p["submissions"])), p["kind"], f"{p['similarity']:.4f}"]
             for p in pairs
+        ],
+    )
+
+
+@click.command("verify-results")
+@click.argument("bundle", type=click.Path(dir_okay=False))
+@click.option(
+    "--solutions", type=click.Path(file_okay=False), help="The solutions, laid out as <private root>/solutions."
+)
+@click.option(
+    "--submissions", type=click.Path(file_okay=False), help="The final submissions' files (<sha[:2]>/<sha> or flat)."
+)
+@click.option("--public-key", help="The contest's public key from its home page (hex); else the bundle's own.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def verify_results_cmd(ctx, bundle: str, solutions, submissions, public_key, as_json: bool) -> None:
+    """Check a signed results bundle; given solutions and submissions, score every final submission
+    again and recompute the board. Needs no store. Exit 1 on any problem (核验比赛结果)."""
+    from leaderboard import results
+
+    verdict = results.verify(
+        Path(bundle),
+        Path(solutions) if solutions else None,
+        Path(submissions) if submissions else None,
+        public_key,
+    )
+    lang = ctx.obj["lang"]
+    if as_json:
+        echo_json(verdict.to_dict())
+    else:
+        for p in verdict.problems:
+            click.echo(f"{p['file']}: {p['zh'] if lang == 'zh' else p['en']}", err=True)
+        if verdict.ok:
+            click.echo(f"results verified / 结果核验通过: {', '.join(verdict.checked)}")
+    if not verdict.ok:
+        ctx.exit(1)
+
+
+@click.command("verify-run")
+@click.argument("challenge_id")
+@click.option("--team", help="Only this team's final submissions.")
+@contest_option
+@click.option("--by", default=lambda: __import__("getpass").getuser(), help="Who does this (recorded).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def verify_run_cmd(ctx, challenge_id: str, team: str | None, contest_file, by: str, as_json: bool) -> None:
+    """Run each final submission's notebook again in a clean sandbox and compare its predictions with
+    the submitted file: reproduced, differs or failed, recorded with the log (复现决赛提交)."""
+    from leaderboard import rerun
+
+    ctx.obj["contest_file"] = contest_file
+    store = _store(ctx)
+    homes = _hub_parts(ctx, False).home_root  # the contestants' homes: hidden from the runs, like the private root
+    try:
+        verdicts = rerun.verify_run(
+            store, _contest(ctx), ctx.obj["paths"], challenge_id, team=team, by=by, hide=(homes,)
+        )
+    finally:
+        store.dispose()  # runs can take long: no connection left behind for the process's life
+    if as_json:
+        echo_json(verdicts)
+        return
+    zh = {"reproduced": "已复现", "differs": "结果不同", "failed": "运行失败"}
+    _table(
+        f"{challenge_id}: re-runs / 复现",
+        ["team", "submission", "verdict", "details"],
+        [
+            [
+                v["team"],
+                v["submission_id"],
+                f"{v['verdict']} / {zh[v['verdict']]}",
+                v["detail"].get("why")
+                or f"{v['detail'].get('rows_differing', 0)} of {v['detail'].get('rows', 0)} rows differ",
+            ]
+            for v in verdicts
         ],
     )

@@ -66,6 +66,9 @@ class Challenge:
     # How much better than the naive baseline a predictor from public tables alone may score (the
     # share of the gap to a perfect score it closes) before `contest validate` calls it a leak.
     leakage_margin: float = 0.05
+    # How far a finalist notebook's re-run predictions may be from the submitted ones and still
+    # count as reproduced (absolute, per row; labels must be equal): for non-deterministic models.
+    rerun_tolerance: float = 0.0
 
     @property
     def upload_limit(self) -> int:
@@ -94,6 +97,9 @@ class Limits:
     free_invalid_per_day: int = 10
     team_storage_mb: int = 1024
     invalid_retention_days: int = 7
+    # A finalist's notebook re-run (``contesthub verify-run``): wall-clock seconds and memory.
+    rerun_seconds: int = 1800
+    rerun_memory_mb: int = 4096
 
     @property
     def team_storage(self) -> int:
@@ -260,6 +266,7 @@ def load(
                 reveal=_time(c["reveal"], tz, days),
                 upload_limit_mb=upload_limit_mb,
                 leakage_margin=float(c.get("leakage_margin", 0.05)),
+                rerun_tolerance=float(c.get("rerun_tolerance", 0.0)),
             )
         )
         ch = challenges[-1]

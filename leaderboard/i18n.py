@@ -58,6 +58,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "status_not_open": ("尚未开放", "not open yet"),
     "status_closed": ("已截止，待公布", "closed, not revealed yet"),
     "status_revealed": ("已公布最终排名", "final ranking revealed"),
+    "results_key": (
+        "结果签名公钥（Ed25519）：`{public_key}`。公布的结果包可用 `contesthub verify-results` 核验。",
+        "Public key of the signed results (Ed25519): `{public_key}`. Check a published results bundle with "
+        "`contesthub verify-results`.",
+    ),
     "higher_better": ("越高越好", "higher is better"),
     "lower_better": ("越低越好", "lower is better"),
     # --- leaderboard
@@ -120,6 +125,28 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The team chose no final submissions; its best {n} by public score count:",
     ),
     "col_submission": ("提交编号", "Submission"),
+    "provenance": ("提交来源", "Where the submissions came from"),
+    "provenance_hint": (
+        "由提交时的内核报告：笔记本与其 SHA-256、软件包列表的 SHA-256、读取的数据表。仅本队成员与组织方可见。",
+        "As the submitting kernel reported it: the notebook and its SHA-256, the package list's SHA-256, the "
+        "tables read. Only the team's members and organizers see this.",
+    ),
+    "col_notebook": ("笔记本", "Notebook"),
+    "reruns": ("决赛提交的复现", "Finalists' notebooks run again"),
+    "no_reruns": (
+        "还没有复现记录：运行 `contesthub verify-run 赛题` 重新运行决赛提交的笔记本。",
+        "No re-runs yet: `contesthub verify-run CHALLENGE` runs the finalists' notebooks again.",
+    ),
+    "col_verdict": ("结论", "Verdict"),
+    "col_rerun_detail": ("详情", "Details"),
+    "verdict_reproduced": ("已复现", "reproduced"),
+    "verdict_differs": ("结果不同", "differs"),
+    "verdict_failed": ("运行失败", "failed"),
+    "rerun_rows": ("{rows} 行中 {differing} 行不同", "{differing} of {rows} rows differ"),
+    "col_notebook_sha": ("笔记本 SHA-256", "Notebook SHA-256"),
+    "col_packages_sha": ("软件包列表 SHA-256", "Package list SHA-256"),
+    "col_packages": ("软件包数", "Packages"),
+    "col_tables_read": ("读取的数据表", "Tables read"),
     # --- catalog
     "catalog_title": ("开放数据目录", "Open data catalog"),
     "catalog_empty": (

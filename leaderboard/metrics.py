@@ -10,7 +10,7 @@ Inputs are numpy arrays already aligned by id: ``y_true`` from the hidden soluti
 ``y_pred`` from the submission. Probabilistic metrics take a 2-D ``y_pred`` (one column per
 class, in ``classes`` order) for multi-class targets. Ranking metrics take, per row, the
 relevant items and the predicted ranking as lists. A metric whose value depends only on the
-(y_true, y_pred) pairs, not on their order (all but gini and the ranking metrics), can also
+(y_true, y_pred) pairs, not on their order (all but the ranking metrics, whose rows are lists), can also
 be given the distinct pairs with how often each occurs (:meth:`Metric.from_counts`): that is
 how the scorer hands over a million rows of labels or yes/no targets as a few thousand counts.
 
@@ -18,7 +18,7 @@ Degenerate cases, decided per metric (an organizer sees :class:`MetricUndefined`
 reason; a contestant never does, because challenges are validated against their solution):
 
 =====================  =====================================================================
-roc_auc, gini          one class only in y_true: undefined
+roc_auc, gini          one class only in y_true: undefined (gini: ties get their average)
 r2                     constant y_true: 1.0 for a perfect prediction, else 0.0 (scikit-learn)
 mcc                    constant y_true or y_pred: 0.0 (scikit-learn)
 qwk                    y_true and y_pred both a single identical value: 1.0; otherwise as
@@ -337,21 +337,32 @@ def log_loss(y_true, y_pred, classes: Sequence | None = None) -> float:
     return float(-np.mean(np.log(p[np.arange(len(t)), cols])))
 
 
-@metric("gini", 1, "binary", "probability", True, "归一化基尼系数", "Normalized Gini coefficient", order_free=False)
+@metric("gini", 2, "binary", "probability", True, "归一化基尼系数", "Normalized Gini coefficient")
 def normalized_gini(y_true, y_pred) -> float:
-    """Kaggle's normalized Gini (Porto Seguro): gini(t, s) / gini(t, t), ties broken by row order."""
+    """Kaggle's normalized Gini (Porto Seguro): gini(t, s) / gini(t, t), tied predictions given their average.
+
+    Version 2. Version 1 broke ties by row order, so its value with tied predictions depended on the
+    hidden solution's row order, which no contestant controls or sees. Kaggle's Gini is linear in the
+    targets taken in prediction order, so averaging over every order of a tie is the same as giving
+    each row of the tie the tie's mean target. For 0/1 targets the result is exactly 2·AUC − 1 (with
+    the average ranks of :func:`roc_auc`)."""
     t, s = _f(y_true), _f(y_pred)
+    if t.sum() == 0:
+        raise _undefined("gini", "y_true has no positive value", "真实值中没有正值")
 
     def gini(actual: np.ndarray, score: np.ndarray) -> float:
-        order = np.lexsort((np.arange(len(score)), -score))
-        a = actual[order]
-        total = a.sum()
-        if total == 0:
-            raise _undefined("gini", "y_true has no positive value", "真实值中没有正值")
-        cum = np.cumsum(a) / total
+        order = np.argsort(-score, kind="stable")
+        a, sc = actual[order], score[order]
+        starts = np.r_[0, np.flatnonzero(sc[1:] != sc[:-1]) + 1]  # one group per distinct prediction
+        sizes = np.diff(np.r_[starts, len(sc)])
+        a = np.repeat(np.add.reduceat(a, starts) / sizes, sizes)  # each tie gets its mean target
+        cum = np.cumsum(a) / a.sum()
         return float(cum.sum() / len(a) - (len(a) + 1) / (2 * len(a)))
 
-    return gini(t, s) / gini(t, t)
+    best = gini(t, t)
+    if best == 0:
+        raise _undefined("gini", "y_true is constant", "真实值为常数")
+    return gini(t, s) / best
 
 
 # --- ranking -------------------------------------------------------------------------------

@@ -310,3 +310,43 @@ class DataReport(Base):
     fixed_in_version: Mapped[int | None] = mapped_column(Integer)
     decided_by: Mapped[str | None] = mapped_column(String(255))
     decided_at: Mapped[dt.datetime | None]
+
+
+class SubmissionProvenance(Base):
+    """Where a submission from a kernel came from, as its kernel reported it (``leaderboard/provenance.py``):
+    the notebook (its saved file's digest; its content in the file store under ``notebook_stored``),
+    the environment's package list and its digest, and the tables the kernel read."""
+
+    __tablename__ = "submission_provenance"
+
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
+    notebook_name: Mapped[str | None] = mapped_column(String(255))
+    notebook_sha256: Mapped[str | None] = mapped_column(String(64))
+    notebook_size: Mapped[int | None] = mapped_column(BigInteger)
+    notebook_stored: Mapped[str | None] = mapped_column(String(64))  # the kept copy's digest
+    outputs_stripped: Mapped[bool] = mapped_column(Boolean, default=False)
+    packages_sha256: Mapped[str] = mapped_column(String(64))
+    packages: Mapped[list] = mapped_column(default=list)
+    python: Mapped[str] = mapped_column(String(32), default="")
+    reads: Mapped[list] = mapped_column(default=list)
+    recorded_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+
+
+class Rerun(Base):
+    """A finalist's notebook run again in a clean sandbox (``leaderboard/rerun.py``): reproduced,
+    differs or failed, with the details, the end of the run's output and who asked."""
+
+    __tablename__ = "reruns"
+    __table_args__ = (Index("ix_reruns_challenge", "challenge", "submission_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"))
+    challenge: Mapped[str] = mapped_column(String(64))
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    verdict: Mapped[str] = mapped_column(String(16))  # reproduced | differs | failed
+    detail: Mapped[dict] = mapped_column(default=dict)
+    log: Mapped[str] = mapped_column(Text, default="")
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    by: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime]

@@ -54,7 +54,15 @@ def public_spec(contest: Contest, paths: Paths) -> dict:
             }
         )
     con.close()
-    return {"title": contest.title, "timezone": str(contest.timezone), "challenges": challenges}
+    from leaderboard import results  # the contest's key is made here, at set-up, if missing
+
+    return {
+        "title": contest.title,
+        "timezone": str(contest.timezone),
+        "challenges": challenges,
+        # Checks the signed results bundles (leaderboard/results.py); also on the contest home page.
+        "results_public_key": results.public_key_hex(results.signing_key(paths)),
+    }
 
 
 def write(contest: Contest, paths: Paths) -> dict:

@@ -114,6 +114,15 @@ def contest(source: Source) -> contest_mod.Contest:
     return _contest(source.contest_file, source.datasets_dir, source.private_root, stamp, clock.now().date())
 
 
+def results_public_key(source: Source) -> str | None:
+    """The contest's public key for its signed results (hex), as published in ``contest.json``."""
+    file = Path(source.data_root) / "contest.json"
+    try:
+        return json.loads(file.read_text("utf-8")).get("results_public_key")
+    except (OSError, ValueError):
+        return None
+
+
 def reset() -> None:
     """Forget every cached answer and close the engines (tests, and the benchmark's cold runs)."""
     st.cache_data.clear()
@@ -381,7 +390,43 @@ def team_detail(source: Source, team: str, now: dt.datetime | None = None) -> di
     return _read(source, read)
 
 
+def team_provenance(source: Source, team: str) -> pd.DataFrame:
+    """Where each of a team's submissions came from (leaderboard/provenance.py), newest first.
+
+    Not public: the team page shows it to the team's members and to organizers only."""
+    from leaderboard import provenance
+
+    def read(s: Session) -> pd.DataFrame:
+        ids = s.execute(
+            select(Submission.id)
+            .join(Team, Team.id == Submission.team_id)
+            .where(Team.name == team)
+            .order_by(Submission.id.desc())
+        ).scalars()
+        rows = provenance.of(s, list(ids))
+        return pd.DataFrame(
+            [rows[k] for k in sorted(rows, reverse=True)],
+            columns=["submission_id", "notebook", "notebook_sha256", "packages_sha256", "packages", "python", "reads"],
+        )
+
+    return _read(source, read)
+
+
 # --- organizers --------------------------------------------------------------------------
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def reruns(source: Source) -> pd.DataFrame:
+    """The newest re-run verdict of each finalist's submission (organizers only, leaderboard/rerun.py)."""
+    from leaderboard import rerun
+
+    def read(s: Session) -> pd.DataFrame:
+        return pd.DataFrame(
+            rerun.latest(s),
+            columns=["id", "challenge", "team", "submission_id", "verdict", "detail", "seconds", "by", "finished_at"],
+        )
+
+    return _read(source, read)
 
 
 @st.cache_data(ttl=5, show_spinner=False)

@@ -125,22 +125,15 @@ def public_standings(
     return rows
 
 
-def private_standings(
-    session: Session, ch: Challenge, *, organizer: bool = False, rescore_id: int | None = None
-) -> list[dict]:
-    """The final ranking. Sealed until the challenge is revealed, except for organizers."""
-    if not organizer and revealed(session, ch.id) is None:
-        raise Sealed(
-            f"the private ranking of {ch.id} is sealed until the organizers reveal it",
-            f"赛题 {ch.id} 的最终排名在组织方公布前保密",
-        )
+def _finals(ch: Challenge, rescore_id: int | None):
+    """Each team's final submissions (those it selected, else its best N by public score), as a subquery."""
     s = _scores(ch, rescore_id, None).subquery()
     by_public = select(
         s,
         func.row_number().over(partition_by=s.c.team_id, order_by=_best_first(s, "public_score", ch)).label("prn"),
         func.max(s.c.selected).over(partition_by=s.c.team_id).label("chose"),
     ).subquery()
-    final = (
+    return (
         select(by_public)
         .where(
             case(
@@ -151,6 +144,46 @@ def private_standings(
         )
         .subquery()
     )
+
+
+def final_submissions(session: Session, ch: Challenge, *, organizer: bool = False) -> list[dict]:
+    """Every final submission of a revealed challenge with its team, file digest and both scores
+    (what a results bundle lists, :mod:`leaderboard.results`; the finalists' re-runs,
+    :mod:`leaderboard.rerun`). Raises Sealed before the reveal, except for organizers."""
+    if not organizer and revealed(session, ch.id) is None:
+        raise Sealed(
+            f"the final submissions of {ch.id} are sealed until the organizers reveal it",
+            f"赛题 {ch.id} 的最终提交在组织方公布前保密",
+        )
+    f = _finals(ch, None)
+    q = (
+        select(f.c.submission_id, f.c.public_score, f.c.sealed_private_score, Team.name, Submission.sha256)
+        .join(Team, Team.id == f.c.team_id)
+        .join(Submission, Submission.id == f.c.submission_id)
+        .order_by(f.c.submission_id)
+    )
+    return [
+        {
+            "submission_id": r.submission_id,
+            "team": r.name,
+            "sha256": r.sha256,
+            "public_score": r.public_score,
+            "private_score": r.sealed_private_score,
+        }
+        for r in session.execute(q).all()
+    ]
+
+
+def private_standings(
+    session: Session, ch: Challenge, *, organizer: bool = False, rescore_id: int | None = None
+) -> list[dict]:
+    """The final ranking. Sealed until the challenge is revealed, except for organizers."""
+    if not organizer and revealed(session, ch.id) is None:
+        raise Sealed(
+            f"the private ranking of {ch.id} is sealed until the organizers reveal it",
+            f"赛题 {ch.id} 的最终排名在组织方公布前保密",
+        )
+    final = _finals(ch, rescore_id)
     rows = [
         {
             "team": r.name,

@@ -469,7 +469,17 @@ def _score(
     scratch: Path | None,
     result: ScoreResult,
 ) -> ScoreResult:
-    truth = _truth(con, challenge, solution, paths)
+    return _score_on(con, challenge, path, _truth(con, challenge, solution, paths), scratch, result)
+
+
+def _score_on(
+    con: duckdb.DuckDBPyConnection,
+    challenge: Challenge,
+    path: Path,
+    truth: Truth,
+    scratch: Path | None,
+    result: ScoreResult,
+) -> ScoreResult:
     with tempfile.TemporaryDirectory(prefix="contesthub-score-", dir=scratch) as work:
         try:
             pairs = _pairs(con, challenge, path, Path(work), truth)
@@ -481,6 +491,48 @@ def _score(
     result.public_score, result.private_score = scores["public"], scores["private"]
     result.valid = True
     return result
+
+
+def public_rows(challenge: Challenge, paths: Paths, version: int | None = None) -> np.ndarray:
+    """Which rows of the solution the public board scores (True), in the solution's row order.
+
+    What a results bundle publishes after the reveal instead of the split salt, which stays
+    secret because every challenge's split is made from it."""
+    solution, _ = solution_for(challenge, paths, version)
+    con = duckdb.connect()
+    try:
+        _truth(con, challenge, solution, paths)
+        got = con.execute(f"SELECT public FROM {TRUTH} ORDER BY row").fetchnumpy()["public"]
+    finally:
+        con.close()
+    return np.asarray(got, dtype=bool)
+
+
+def score_with_split(challenge: Challenge, path: Path, solution: Path, public: np.ndarray) -> ScoreResult:
+    """Score ``path`` against a solution file with the public/private split given row by row.
+
+    For ``contesthub verify-results``: on a machine with no private root and no salt, the
+    split comes from the results bundle; everything else is the scorer's own code."""
+    import pyarrow as pa  # here, not above: the scorers never load it (a third of their memory)
+
+    scorer = challenge.scorer
+    result = ScoreResult(valid=False, metric=scorer.name, metric_version=scorer.version)
+    con = duckdb.connect()
+    try:
+        con.execute("ATTACH ':memory:' AS truth").fetchall()
+        _fill_truth(con, "truth", challenge, solution, salt="")  # its split is replaced just below
+        labels, rows, distinct_ids = con.execute("SELECT labels, rows, distinct_ids FROM truth.meta").fetchall()[0]
+        if rows != len(public):
+            raise ValueError(f"the split has {len(public)} rows, the solution {rows}")
+        given = pa.table({"row": np.arange(rows, dtype=np.int64), "public": np.asarray(public, dtype=bool)})
+        con.register("given_split", given)
+        con.execute(
+            "UPDATE truth.truth SET public = g.public FROM given_split g WHERE g.row = truth.truth.row"
+        ).fetchall()
+        truth = Truth(rows=rows, labels=tuple(labels), distinct_ids=distinct_ids)
+        return _score_on(con, challenge, path, truth, None, result)
+    finally:
+        con.close()
 
 
 def aligned(challenge: Challenge, path: Path, paths: Paths, *, version: int | None = None) -> dict[str, np.ndarray]:

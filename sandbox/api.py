@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import html
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,12 +311,46 @@ class Relation:
 # --- the public functions ------------------------------------------------------------------
 
 
+# --- what this kernel read (sent with a submission as its provenance) -----------------------
+
+MAX_READS = 200  # distinct (dataset, version, table) kept per session: bounded whatever a kernel does
+_READS: dict[tuple[str, int, str], None] = {}
+
+
+def _record_read(ds_id: str, version: int, tname: str) -> None:
+    if len(_READS) < MAX_READS:
+        _READS[(ds_id, int(version), tname)] = None
+
+
+def _record_query(s: Session, query: str, pins: dict[str, int] | None) -> None:
+    """The published tables a query names (``<dataset>.<table>``, quoted or not), at the version it reads."""
+    for ds_id, d in s.catalog["datasets"].items():
+        if ds_id.lower() not in query.lower():
+            continue
+        version = (pins or {}).get(ds_id, d["latest"])
+        for tname in d["entry"]["tables"]:
+            if re.search(rf'(?<![\w"]){_ident(ds_id)}\s*\.\s*{_ident(tname)}(?![\w"])', query, re.IGNORECASE):
+                _record_read(ds_id, version, tname)
+
+
+def _ident(name: str) -> str:
+    return rf'(?:{re.escape(name)}|"{re.escape(name)}")'
+
+
+def reads() -> list[dict]:
+    """The datasets, versions and tables this process read through this API, in first-read order
+    (at most :data:`MAX_READS`)."""
+    return [{"dataset": d, "version": v, "table": t} for d, v, t in _READS]
+
+
 def sql(query: str, version: dict[str, int] | None = None) -> Relation:
     """Run SQL over the open data; ``version={"dataset": N}`` pins datasets to a version."""
     s = session()
     conditional_access.report(s, query, "sql")
     con = s.connection(version)
-    return Relation(_guard(s, con.sql, query), s)
+    rel = Relation(_guard(s, con.sql, query), s)
+    _record_query(s, query, version)
+    return rel
 
 
 def table(name: str, version: dict[str, int] | None = None) -> Relation:
@@ -437,6 +472,7 @@ def locate(name: str, version: dict[str, int] | None = None) -> tuple[Path, dict
             f"dataset {ds_id!r} has no table {tname!r} (tables: {', '.join(entry['tables'])})",
             f"数据集 {ds_id!r} 没有表 {tname!r}（现有：{', '.join(entry['tables'])}）",
         )
+    _record_read(ds_id, entry["version"], tname)
     return root / ds_id / f"v{entry['version']}", entry["tables"][tname]
 
 

@@ -280,12 +280,14 @@ def chromium_page(width: int = 1280, height: int = 800):
             browser.close()
 
 
-def kernel_run(hub: RunningHub, user: str, token: str, code: str, timeout: float = 120) -> dict:
+def kernel_run(
+    hub: RunningHub, user: str, token: str, code: str, timeout: float = 120, notebook: str | None = None
+) -> dict:
     """Run ``code`` in a new kernel of ``user``'s server, through the proxy's websocket.
 
     Returns ``{"stdout": ..., "error": ..., ...}`` (:func:`hub.kernel_client.run_code`); the
-    kernel is shut down afterwards.
+    kernel is shut down afterwards. ``notebook``: start it for this notebook, as JupyterLab does.
     """
     from hub.kernel_client import run_code
 
-    return run_code(hub.url, user, token, code, timeout=timeout)
+    return run_code(hub.url, user, token, code, timeout=timeout, notebook=notebook)

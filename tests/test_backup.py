@@ -176,3 +176,79 @@ def test_a_backup_is_the_organizers_alone_even_in_a_folder_made_before(
     assert published["hospital_outpatient"] == 0o755  # the next build adds its version here
     private = {**_modes(paths.private_root / "solutions"), **_modes(restored.files.root)}
     assert private and not {k: oct(m) for k, m in private.items() if m & 0o077}
+
+
+def test_hub_accounts_and_homes_are_backed_up_without_following_a_contestants_links(
+    store, demo, demo_contest, predictions, submit, tmp_path
+):
+    from hub.accounts import AccountStore
+    from leaderboard.backup_hub import HubBackupError, HubParts
+
+    hub_db = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    accounts = AccountStore(hub_db)
+    accounts.create("ann", "a-long-password", approved=True, by="org")
+    accounts.close()
+    homes = tmp_path / "homes"
+    (homes / "ann" / "work" / ".ipynb_checkpoints").mkdir(parents=True)
+    (homes / "ann" / "model.ipynb").write_text('{"cells": []}')
+    (homes / "ann" / "work" / "deep.ipynb").write_text('{"cells": [1]}')
+    (homes / "ann" / "work" / ".ipynb_checkpoints" / "deep-checkpoint.ipynb").write_text("{}")
+    (homes / "ann" / "data.csv").write_text("a,b\n" * 1000)
+    secret = tmp_path / "not-anns.txt"
+    secret.write_text("the organizer's")
+    (homes / "ann" / "evil.ipynb").symlink_to(secret)  # a link: never followed
+    (homes / "ann" / "linked").symlink_to(tmp_path, target_is_directory=True)
+    os.mkfifo(homes / "ann" / "pipe.ipynb")  # reading it would block the backup
+
+    notebooks = backup.backup(store, demo, CONTEST, tmp_path / "nb", HubParts(hub_db, homes))
+    assert sorted(f for f in notebooks["files"] if f.startswith("homes/")) == [
+        "homes/ann/model.ipynb",
+        "homes/ann/work/deep.ipynb",
+    ]
+    report = notebooks["hub"]
+    assert report["accounts"] == 1 and report["homes"] == "notebooks"
+    assert report["home_sizes"]["ann"] == {
+        "files": 4,
+        "bytes": 13 + 14 + 2 + 4000,
+        "notebooks": 2,
+        "notebook_bytes": 27,
+        "skipped": 3,  # the two links and the pipe
+    }
+    whole = backup.backup(store, demo, CONTEST, tmp_path / "all", HubParts(hub_db, homes, homes=True))
+    assert "homes/ann/data.csv" in whole["files"] and "homes/ann/evil.ipynb" not in whole["files"]
+
+    paths, restored = _fresh(tmp_path, "restored")
+    target = HubParts(f"sqlite:///{tmp_path / 'restored' / 'hub.sqlite'}", tmp_path / "restored" / "homes")
+    backup.restore(tmp_path / "all", restored, paths, hub=target)
+    back = AccountStore(target.db_url)
+    assert back.get("ann").approved and back.get("ann").password_hash.startswith("$2")
+    back.close()
+    assert (target.home_root / "ann" / "data.csv").read_text() == "a,b\n" * 1000
+    assert stat.S_IMODE((target.home_root / "ann").stat().st_mode) == 0o700
+    assert not (target.home_root / "ann" / "evil.ipynb").exists()
+
+    paths2, other = _fresh(tmp_path, "again")
+    with pytest.raises(HubBackupError, match="already has ann"):  # the same hub database, not empty
+        backup.restore(tmp_path / "all", other, paths2, hub=target)
+    with other.session() as s:
+        assert s.execute(select(func.count()).select_from(Submission)).scalar_one() == 0  # nothing written
+
+
+def test_the_backup_command_reports_the_homes_sizes_and_takes_whole_homes_on_request(run_cli, paths, monkeypatch):
+    homes = paths.private_root.parent / "homes"
+    (homes / "ann").mkdir(parents=True)
+    (homes / "ann" / "model.ipynb").write_text('{"cells": []}')
+    (homes / "ann" / "big.bin").write_bytes(b"\0" * (3 << 20))
+    monkeypatch.setenv("CONTESTHUB_HOME_ROOT", str(homes))
+    monkeypatch.delenv("CONTESTHUB_HUB_DB_URL", raising=False)
+    out = run_cli("backup", str(paths.private_root.parent / "bk"))
+    assert out.exit_code == 0, out.output
+    assert "homes of 1 contestants: 3.0 MB in all, notebooks 0.0 MB; backed up: notebooks only (--homes for all)" in (
+        out.output
+    )
+    assert "  ann: 2 files, 3.0 MB; 1 notebooks" in out.output
+    assert (paths.private_root.parent / "bk" / "homes" / "ann" / "model.ipynb").exists()
+    assert not (paths.private_root.parent / "bk" / "homes" / "ann" / "big.bin").exists()
+    whole = run_cli("backup", str(paths.private_root.parent / "bk2"), "--homes")
+    assert whole.exit_code == 0 and "backed up: whole homes" in whole.output
+    assert (paths.private_root.parent / "bk2" / "homes" / "ann" / "big.bin").stat().st_size == 3 << 20

@@ -13,6 +13,7 @@ import asyncio
 import csv
 import dataclasses
 import datetime as dt
+import hashlib
 import io
 import json
 import threading
@@ -23,7 +24,9 @@ import pytest
 import requests
 from hub_fixtures import ARTIFACTS, chromium_page, kernel_run
 
-from leaderboard import contest, teams
+from leaderboard import contest, results, teams
+from leaderboard import store as store_mod
+from leaderboard.models import SubmissionProvenance
 from leaderboard.scoring import score_file
 from sandbox import clock
 from sandbox.settings import PROJECT_ROOT, Paths
@@ -142,6 +145,60 @@ def test_the_service_refuses_what_a_caller_may_not_do(hub, race):
     assert everything.status_code == 200 and len(everything.json()) == 2
     spec = service(hub, "GET", "openapi.json", None)
     assert spec.status_code == 200 and "/api/challenges/{challenge}/submissions" in spec.json()["paths"]
+
+
+def test_a_notebooks_submission_keeps_its_notebook_packages_and_tables_read(hub, race):
+    """Issue 19: the notebook (hash and a copy), the package list (and its hash) and the tables the
+    kernel read through the sandbox API, sent by sandbox.submit and found in the hub's store."""
+    _org, people = race
+    name, token = people["alpha"]
+    notebook = {
+        "cells": [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": SUBMIT}],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    put = requests.put(
+        f"{hub.url}/user/{name}/api/contents/provenance-demo.ipynb",
+        json={"type": "notebook", "format": "json", "content": notebook},
+        headers={"Authorization": f"token {token}"},
+        timeout=60,
+    )
+    assert put.status_code in (200, 201), put.text
+    out = kernel_run(hub, name, token, SUBMIT, timeout=300, notebook="provenance-demo.ipynb")
+    assert out["error"] is None, out["error"]
+    result = json.loads(out["stdout"].strip().splitlines()[-1])
+    assert result["status"] == "scored", result["text"]
+    saved = (Path(hub.settings.home_root) / name / "provenance-demo.ipynb").read_bytes()
+
+    again = service(hub, "POST", f"submissions/{result['id']}/provenance", token, json={"packages": []})
+    assert again.status_code == 400 and again.json()["code"] == "bad-provenance"  # checked before anything else
+    other = people["beta"][1]
+    body = {"packages": [], "packages_sha256": "0" * 64}
+    assert service(hub, "POST", f"submissions/{result['id']}/provenance", other, json=body).status_code == 404
+
+    paths = Paths(hub.settings.data_root, hub.settings.private_root, PROJECT_ROOT / "datasets")
+    store = store_mod.connect(paths, migrate=False, readonly=True)
+    try:
+        with store.session() as s:
+            row = s.get(SubmissionProvenance, result["id"])
+            assert row is not None
+            assert row.notebook_name == "provenance-demo.ipynb"
+            assert row.notebook_sha256 == hashlib.sha256(saved).hexdigest() and row.notebook_size == len(saved)
+            assert store.files.path(row.notebook_stored).read_bytes() == saved  # the copy, content-addressed
+            assert row.packages_sha256 == hashlib.sha256("\n".join(row.packages).encode()).hexdigest()
+            assert any(p.lower().startswith("duckdb==") for p in row.packages)
+            read = {(r["dataset"], r["table"]) for r in row.reads}
+            assert read == {("hospital_outpatient", "daily_visits_test"), ("hospital_outpatient", "daily_visits")}
+            assert all(isinstance(r["version"], int) and r["version"] >= 1 for r in row.reads)
+        # The service published its commitments when it started (leaderboard/results.py).
+        with store.session() as s:
+            committed = {c["challenge"] for c in results.commitments(s)}
+        assert committed == {c.id for c in contest.load().challenges}
+    finally:
+        store.dispose()
+    dup = service(hub, "POST", f"submissions/{result['id']}/provenance", token, json=body)
+    assert dup.status_code == 409 and dup.json()["code"] == "provenance-recorded"
 
 
 def test_the_public_leaderboard_shows_the_team_in_a_browser_through_the_proxy(hub, race):

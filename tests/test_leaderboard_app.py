@@ -25,11 +25,21 @@ from contest_fixtures import NOW
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
-from leaderboard import demo, i18n, queries, ranking, schedule
-from leaderboard.models import Member, Quota, QuotaGrant, Reveal, Score, Submission, Team
+from leaderboard import demo, i18n, queries, ranking, results, schedule
+from leaderboard.models import (
+    Member,
+    Quota,
+    QuotaGrant,
+    Rerun,
+    Reveal,
+    Score,
+    Submission,
+    SubmissionProvenance,
+    Team,
+)
 from leaderboard.views import hub_auth
 from sandbox import clock
-from sandbox.settings import PROJECT_ROOT
+from sandbox.settings import PROJECT_ROOT, Paths
 
 APP = PROJECT_ROOT / "leaderboard" / "app.py"
 CH, AUC, F1 = "outpatient_forecast", "emergency_visit", "department_triage"
@@ -225,6 +235,9 @@ def markdown_is_safe(at: AppTest) -> None:
 
 @sqlite_only
 def test_home_shows_title_phase_countdown_challenges_and_daily_submissions(race, demo_contest):
+    # The contest's results key, published with the rules as `contesthub up` does (leaderboard/publish.py).
+    key = results.public_key_hex(results.signing_key(Paths.from_env()))
+    (Paths.from_env().data_root / "contest.json").write_text(json.dumps({"results_public_key": key}))
     at = open_app()
     assert at.title[0].value == demo_contest.title["zh"]
     assert "当前阶段：**开放提交**" in at.markdown[0].value
@@ -238,6 +251,7 @@ def test_home_shows_title_phase_countdown_challenges_and_daily_submissions(race,
     assert list(challenges[T("col_submissions")]) == [7, 2, 0]
     assert list(challenges[T("col_status")]) == ["开放提交"] * 3
     assert len(at.get("vega_lite_chart")) == 2  # the timeline and submissions per day
+    assert T("results_key", public_key=key) in [c.value for c in at.caption]  # anyone can check the signed results
 
     at.radio(key="lang_choice").set_value("en").run()
     assert at.title[0].value == demo_contest.title["en"]
@@ -422,7 +436,84 @@ def test_team_page_members_history_and_final_selections(race, demo_contest):
     assert "The team chose no final submissions; its best 2 by public score count:" in [m.value for m in at.markdown]
 
 
+@sqlite_only
+def test_team_page_shows_provenance_to_the_team_and_organizers_only(race):
+    with race.session() as s:
+        sub = s.execute(select(Submission).where(Submission.user == "ann").order_by(Submission.id)).scalars().first()
+        s.add(
+            SubmissionProvenance(
+                submission_id=sub.id,
+                notebook_name="baseline.ipynb",
+                notebook_sha256="a" * 64,
+                notebook_size=1234,
+                packages_sha256="b" * 64,
+                packages=["duckdb==2.0.1", "pandas==3.0.0"],
+                python="3.11.9",
+                reads=[{"dataset": "hospital_outpatient", "version": 1, "table": "daily_visits"}],
+            )
+        )
+        sid = sub.id
+    queries.reset()
+    for user, sees in (
+        (None, False),
+        ({"name": "bob", "admin": False, "groups": ["beta"]}, False),  # another team
+        ({"name": "amy", "admin": False, "groups": []}, True),  # a member of alpha
+        (ORGANIZER, True),
+    ):
+        at = open_app("team", user=user)
+        at.selectbox(key="team_pick").set_value("alpha").run()
+        shown = T("provenance") in [h.value for h in at.subheader]
+        assert shown == sees, user
+        if sees:
+            prov = table(at, 1)
+            assert list(prov[T("col_submission")]) == [sid]
+            assert list(prov[T("col_notebook")]) == ["baseline.ipynb"]
+            assert list(prov[T("col_notebook_sha")]) == ["a" * 64] and list(prov[T("col_packages")]) == [2]
+            assert list(prov[T("col_tables_read")]) == ["hospital_outpatient.daily_visits v1"]
+        else:
+            assert "a" * 64 not in str([d.value for d in at.dataframe])
+
+
 # --- organizer page --------------------------------------------------------------------------
+
+
+@sqlite_only
+def test_the_organizer_page_lists_the_finalists_rerun_verdicts(race):
+    at = open_app("organizer", user=ORGANIZER)
+    assert T("no_reruns") in [c.value for c in at.caption]
+    with race.session() as s:
+        subs = s.execute(select(Submission).where(Submission.status == "scored").order_by(Submission.id)).scalars()
+        first, second = list(subs)[:2]
+        for sub, verdict, detail in (
+            (first, "reproduced", {"rows": 10, "rows_differing": 0}),
+            (first, "differs", {"rows": 10, "rows_differing": 3}),  # the newest verdict of a submission counts
+            (second, "failed", {"why": "the notebook stopped with an error (exit code 1)"}),
+        ):
+            s.add(
+                Rerun(
+                    submission_id=sub.id,
+                    challenge=sub.challenge,
+                    team_id=sub.team_id,
+                    verdict=verdict,
+                    detail=detail,
+                    log="",
+                    seconds=1.0,
+                    by="org",
+                    started_at=NOW,
+                    finished_at=NOW,
+                )
+            )
+        ids = [first.id, second.id]
+    queries.reset()
+    at = open_app("organizer", user=ORGANIZER)
+    verdicts = table(at, len(at.dataframe) - 1)
+    assert list(verdicts[T("col_submission")]) == ids
+    assert list(verdicts[T("col_verdict")]) == ["结果不同", "运行失败"]
+    assert list(verdicts[T("col_rerun_detail")]) == [
+        "10 行中 3 行不同",
+        "the notebook stopped with an error (exit code 1)",
+    ]
+    assert list(verdicts[T("col_team")]) == ["alpha", "alpha"]
 
 
 @sqlite_only

@@ -157,9 +157,9 @@ def test_probability_metrics_from_counts_match_sklearn(pair):
 
 
 def test_order_dependent_metrics_refuse_counts():
-    assert not m.get("gini").order_free and not m.get("map_at_k").order_free
+    assert not m.get("map_at_k").order_free and not m.get("ndcg_at_k").order_free
     with pytest.raises(ValueError, match="order"):
-        m.get("gini").from_counts(np.array([0, 1]), np.array([0.2, 0.4]), np.array([3, 4]))
+        m.get("map_at_k").from_counts(np.array([0, 1]), np.array([0.2, 0.4]), np.array([3, 4]))
 
 
 def test_roc_auc_of_a_million_rows_is_exact():
@@ -171,17 +171,73 @@ def test_roc_auc_of_a_million_rows_is_exact():
     assert m.get("roc_auc").from_counts(gt, gs, n) == m.roc_auc(t, s)
 
 
-def test_normalized_gini_equals_2auc_minus_1_without_ties():
-    rng = np.random.default_rng(7)
-    for _ in range(50):
-        t = rng.integers(0, 2, 200)
-        t[:2] = [0, 1]
-        s = rng.permutation(200) / 200.0  # distinct scores
-        # Kaggle's Gini is computed on the sample; 2*AUC-1 holds up to the (n+1)/2n discretisation term
-        assert abs(m.normalized_gini(t, s) - (2 * skm.roc_auc_score(t, s) - 1)) < 0.02
+@SETTINGS
+@given(
+    st.integers(4, 80).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.integers(0, 1), min_size=n, max_size=n),
+            st.lists(st.integers(0, 5).map(lambda x: x / 5), min_size=n, max_size=n),  # many ties
+        )
+    )
+)
+def test_normalized_gini_equals_2auc_minus_1_with_ties(pair):
+    t, s = np.array(pair[0]), np.array(pair[1])
+    if len(set(t)) < 2:
+        with pytest.raises(MetricUndefined):
+            m.normalized_gini(t, s)
+        return
+    assert close(m.normalized_gini(t, s), 2 * skm.roc_auc_score(t, s) - 1)
+    gt, gs, n = _grouped(t, s)
+    assert close(m.get("gini").from_counts(gt, gs, n), 2 * skm.roc_auc_score(t, s) - 1)
+
+
+def test_gini_version_2_gives_ties_their_average_whatever_the_solutions_row_order():
+    """The issue's case: version 1 moved from 0.016 to 0.055 when only the hidden rows were reordered."""
+    rng = np.random.default_rng(19)
+    t = rng.integers(0, 2, 300)
+    s = np.round(rng.random(300), 1)  # eleven distinct scores: heavy ties
+    values = set()
+    for seed in range(20):
+        order = np.random.default_rng(seed).permutation(300)
+        values.add(round(m.normalized_gini(t[order], s[order]), 12))
+    assert len(values) == 1
+    assert values.pop() == pytest.approx(2 * skm.roc_auc_score(t, s) - 1, abs=1e-12)
+    assert m.get("gini").version == 2 and m.get("gini").order_free
     t = np.array([0, 0, 1, 1])
     assert m.normalized_gini(t, np.array([0.1, 0.2, 0.8, 0.9])) == pytest.approx(1.0)
     assert m.normalized_gini(t, np.array([0.9, 0.8, 0.2, 0.1])) == pytest.approx(-1.0)
+    assert m.normalized_gini(t, np.array([0.5, 0.5, 0.5, 0.5])) == pytest.approx(0.0)
+
+
+def _inputs_for(metric: m.Metric, data) -> tuple[list, list, dict]:
+    """Inputs of the kind the metric reads, drawn by hypothesis with many ties."""
+    n = data.draw(st.integers(3, 40), label="rows")
+    rows = lambda el: st.lists(el, min_size=n, max_size=n)  # noqa: E731
+    if metric.input == "ranking":
+        actual = data.draw(rows(st.lists(st.integers(0, 9), min_size=1, max_size=4, unique=True)))
+        predicted = data.draw(rows(st.permutations(list(range(10)))))
+        return actual, [list(p) for p in predicted], {"k": data.draw(st.integers(1, 10), label="k")}
+    if metric.input == "probability":
+        t = data.draw(rows(st.integers(0, 1)))
+        t[:2] = [0, 1]  # both classes, so every probability metric is defined
+        return t, data.draw(rows(st.integers(1, 9).map(lambda x: x / 10))), {}
+    if metric.input == "label":
+        return data.draw(rows(st.integers(0, 3))), data.draw(rows(st.integers(0, 3))), {}
+    values = st.integers(1, 30).map(float)  # positive: mape, rmsle are defined
+    return data.draw(rows(values)), data.draw(rows(values)), {}
+
+
+@pytest.mark.parametrize("name", sorted(m.REGISTRY))
+@SETTINGS
+@given(data=st.data())
+def test_every_metric_is_independent_of_the_row_order(name, data):
+    """No metric may depend on the hidden solution's row order, which no contestant controls or sees."""
+    metric = m.get(name)
+    t, p, params = _inputs_for(metric, data)
+    order = data.draw(st.permutations(list(range(len(t)))), label="order")
+    before = quiet(metric, t, p, **params)
+    after = quiet(metric, [t[i] for i in order], [p[i] for i in order], **params)
+    assert close(before, after), (name, before, after)
 
 
 def _apk(actual, predicted, k):

@@ -140,6 +140,9 @@ def main() -> None:
         }
     )
     st.dataframe(challenges, hide_index=True)
+    key = queries.results_public_key(src)
+    if key:
+        st.caption(t("results_key", public_key=key))
 
     st.subheader(t("per_day"))
     if per_day.empty:

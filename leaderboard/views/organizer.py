@@ -131,8 +131,46 @@ def main() -> None:
                 ),
                 hide_index=True,
             )
+        _reruns(src, contest)
     except queries.StoreUnavailable as exc:
         common.store_unavailable(exc)
+
+
+def _reruns(src, contest) -> None:
+    """The finalists' notebooks run again (``contesthub verify-run``): the newest verdict of each."""
+    st.subheader(t("reruns"))
+    verdicts = queries.reruns(src)
+    if verdicts.empty:
+        st.caption(t("no_reruns"))
+        return
+    st.dataframe(
+        pd.DataFrame(
+            {
+                t("col_challenge"): [common.challenge_title(contest.challenge(c)) for c in verdicts["challenge"]],
+                t("col_team"): verdicts["team"].astype(str),
+                t("col_submission"): verdicts["submission_id"].astype("int64"),
+                t("col_verdict"): [_verdict(v) for v in verdicts["verdict"]],
+                t("col_rerun_detail"): [_detail(d) for d in verdicts["detail"]],
+                t("col_time"): [common.local(pd.Timestamp(v), contest) for v in verdicts["finished_at"]],
+                t("col_by"): verdicts["by"].astype(str),
+            }
+        ),
+        hide_index=True,
+    )
+
+
+def _verdict(verdict: str) -> str:
+    return {
+        "reproduced": t("verdict_reproduced"),
+        "differs": t("verdict_differs"),
+        "failed": t("verdict_failed"),
+    }.get(verdict, verdict)
+
+
+def _detail(detail: dict) -> str:
+    if "why" in detail:
+        return str(detail["why"])
+    return t("rerun_rows", differing=detail.get("rows_differing", 0), rows=detail.get("rows", 0))
 
 
 main()

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from leaderboard import queries
-from leaderboard.views import common
+from leaderboard.views import common, hub_auth
 from leaderboard.views.common import t
 
 
@@ -46,6 +46,30 @@ def _final(rows: pd.DataFrame, ch) -> tuple[pd.DataFrame, bool]:
         ["public_score", "created_at", "id"], ascending=[not ch.higher_is_better, True, True], kind="mergesort"
     )
     return order.head(ch.final_selections), False
+
+
+def _provenance(src, team: str) -> None:
+    """The notebook, environment and tables behind each submission: the team's own, or an organizer's view."""
+    prov = queries.team_provenance(src, team)
+    if prov.empty:
+        return
+    st.subheader(t("provenance"))
+    st.caption(t("provenance_hint"))
+    st.dataframe(
+        pd.DataFrame(
+            {
+                t("col_submission"): prov["submission_id"].astype("int64"),
+                t("col_notebook"): prov["notebook"].fillna("").astype(str),
+                t("col_notebook_sha"): prov["notebook_sha256"].fillna("").astype(str),
+                t("col_packages_sha"): prov["packages_sha256"].astype(str),
+                t("col_packages"): prov["packages"].astype("int64"),
+                t("col_tables_read"): [
+                    ", ".join(f"{r['dataset']}.{r['table']} v{r['version']}" for r in reads) for reads in prov["reads"]
+                ],
+            }
+        ),
+        hide_index=True,
+    )
 
 
 def main() -> None:
@@ -92,6 +116,9 @@ def main() -> None:
     if subs.empty:
         st.info(t("team_no_submissions"))
         return
+    viewer = hub_auth.identity()
+    if hub_auth.is_organizer(viewer) or (viewer and viewer.get("name") in set(members["user"])):
+        _provenance(src, team)
     now = common.now()
     for ch in contest.challenges:
         rows = subs[subs["challenge"] == ch.id]
