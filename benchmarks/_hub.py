@@ -32,6 +32,7 @@ import requests
 from hub.accounts import AccountStore, prepare_organizer
 from hub.launcher import HubProcess, descendants, free_ports
 from hub.settings import HubSettings
+from sandbox.descriptor import test_table_name
 from sandbox.settings import PROJECT_ROOT, Paths
 
 BENCH_HOME = PROJECT_ROOT / "var" / "bench" / "hub"
@@ -69,7 +70,7 @@ class Predictions:
         root = data.data_root / "hospital_outpatient" / "latest"
         con = duckdb.connect()
         try:
-            test = _table(root, "daily_visits_test")
+            test = _table(root, test_table_name("daily_visits"))
             train = _table(root, "daily_visits")
             rows = con.execute(
                 f"""

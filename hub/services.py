@@ -62,6 +62,7 @@ from pathlib import Path
 
 from hub.runtime import service_token
 from hub.settings import HubSettings
+from leaderboard.roles import ORGANIZER_GROUP, ORGANIZER_GROUP_ENV, TEAM_PREFIX_ENV, team_group_prefix
 from sandbox.settings import PROJECT_ROOT
 
 LEADERBOARD_APP = PROJECT_ROOT / "leaderboard" / "app.py"
@@ -86,9 +87,6 @@ SUBMIT_SCOPES = [
 ]
 # What jupyterhub-idle-culler needs to find idle servers and stop them (its documented role).
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
-# Organizers: the members of this group hold JupyterHub's admin role (the submission service
-# recognises organizers by it too).
-ORGANIZER_GROUP = "organizers"
 # A hub whose clock was moved with libfaketime (the suite's date-bomb guard: `faketime DATE
 # contesthub up`) moves its services' and sandboxes' clocks with it, so that every process of
 # the platform agrees on "now". Unset in production, where they pass nothing.
@@ -99,7 +97,7 @@ PASSED_ON = (
     "CONTESTHUB_CONTEST",
     "CONTESTHUB_HOME",
     "CONTESTHUB_LANG",
-    "CONTESTHUB_TEAM_GROUP_PREFIX",
+    TEAM_PREFIX_ENV,
     *CLOCK_VARIABLES,
 )
 
@@ -145,7 +143,7 @@ def gateway_spec(settings: HubSettings) -> dict:
     """What config/dask_gateway_config.py reads from ``CONTESTHUB_GATEWAY``."""
     from hub.settings import GATEWAY_SCHEDULER_CORES, GATEWAY_SCHEDULER_MEMORY
 
-    prefix = os.environ.get("CONTESTHUB_TEAM_GROUP_PREFIX") or "team-"
+    prefix = team_group_prefix()
     limits = settings.gateway_limits
     return {
         "proxy_address": f"127.0.0.1:{settings.gateway_port}",
@@ -181,7 +179,8 @@ def _environment(settings: HubSettings, port: int | None) -> dict[str, str]:
         "CONTESTHUB_DATA_ROOT": str(settings.data_root),
         "CONTESTHUB_PRIVATE_ROOT": str(settings.private_root),
         "CONTESTHUB_PUBLIC_URL": settings.public_url,
-        "CONTESTHUB_ORGANIZER_GROUP": ORGANIZER_GROUP,
+        # Organizers: the members of this group hold the hub's admin role (leaderboard/roles.py).
+        ORGANIZER_GROUP_ENV: ORGANIZER_GROUP,
         # Whether an identity provider owns the team-* groups (hub/groups.py, hub/submit_service.py).
         "CONTESTHUB_TEAMS_FROM_GROUPS": "1" if settings.auth != "local" else "0",
     }

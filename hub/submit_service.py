@@ -8,8 +8,8 @@ the contest store. With local accounts the store is the only source (hub groups 
 it, see hub/groups.py); where an identity provider owns the groups
 (``CONTESTHUB_TEAMS_FROM_GROUPS=1``, OAuth mode), a user it put in a group named
 ``team-<name>`` (see ``CONTESTHUB_TEAM_GROUP_PREFIX``) joins that team on first contact,
-unless an organizer removed them from it. Organizers are the members of the ``organizers``
-group (which the hub's config also makes admins).
+unless an organizer removed them from it. Organizers are the hub's admins and the members of
+the ``organizers`` group (which the hub's config also makes admins; leaderboard/roles.py).
 
 Before a byte of an upload is stored, a read checks that the team may upload now (the
 challenge is open, its quota, upload rate and storage leave room); the body is then streamed
@@ -54,22 +54,21 @@ from tornado import httpserver, ioloop, web
 from hub import groups, scorer
 from hub.die_with_parent import die_with_parent
 from leaderboard import contest as contest_config
-from leaderboard import integrity, ranking, submissions, teams
+from leaderboard import integrity, ranking, roles, submissions, teams
 from leaderboard import store as store_mod
 from leaderboard.models import Member, Submission
+from leaderboard.publish import public_challenge
 from leaderboard.scoring import ScoreResult
 from leaderboard.store import StorageFailed, Store, UploadTooLarge, store_unavailable
-from sandbox import clock
+from sandbox import clock, statuses
 from sandbox.errors import ContesthubError, NotFound
 from sandbox.settings import Paths
 from sandbox.submission_checks import TOO_LARGE_WHAT_TO_DO
 
 log = logging.getLogger("contesthub.submit")
 
-TEAM_PREFIX = os.environ.get("CONTESTHUB_TEAM_GROUP_PREFIX", "team-")
 # "1" where an identity provider owns the hub's groups (OAuth; set by hub/services.py).
 TEAMS_FROM_GROUPS = os.environ.get("CONTESTHUB_TEAMS_FROM_GROUPS") == "1"
-ORGANIZERS = os.environ.get("CONTESTHUB_ORGANIZER_GROUP", "organizers")
 OPENAPI = Path(__file__).with_name("openapi.json")
 # Threads for the handlers' database work: the event loop never waits for the database.
 # Three lanes, so that nothing queues behind what it need not wait for: writes (one at a time
@@ -109,7 +108,7 @@ class PendingWatch:
         self._teams: dict[str, int] = {}  # user -> team id, as of the last refresh
 
     def add(self, doc: dict, team_id: int, user: str) -> None:
-        if doc["status"] not in submissions.PENDING:
+        if doc["status"] not in statuses.PENDING:
             return
         with self._lock:
             self._pending[doc["id"]] = (team_id, doc)
@@ -135,13 +134,13 @@ class PendingWatch:
         if not ids:
             return set()
         with store.read_session() as s:
-            statuses = dict(s.execute(select(Submission.id, Submission.status).where(Submission.id.in_(ids))).all())
+            status_of = dict(s.execute(select(Submission.id, Submission.status).where(Submission.id.in_(ids))).all())
             teams_now = dict(s.execute(select(Member.user, Member.team_id).where(Member.user.in_(users))).all())
         finished = set()
         with self._lock:
             for sid in ids:
-                status = statuses.get(sid)
-                if status in submissions.PENDING and sid in self._pending:
+                status = status_of.get(sid)
+                if status in statuses.PENDING and sid in self._pending:
                     self._pending[sid][1]["status"] = status
                 else:  # finished (or gone): the next poll reads it from the store
                     self._pending.pop(sid, None)
@@ -301,7 +300,9 @@ class Context:
         with self._sync_guard:
             self._sync_queued = False  # a change from now on queues the next round
         try:
-            groups.reconcile(self.store, api, token, TEAM_PREFIX, provider_owns_groups=self.teams_from_groups)
+            groups.reconcile(
+                self.store, api, token, roles.team_group_prefix(), provider_owns_groups=self.teams_from_groups
+            )
         except Exception as exc:  # the hub may be restarting; the next round retries
             log.warning("could not mirror teams as hub groups: %s", exc)
 
@@ -372,7 +373,7 @@ class Base(web.RequestHandler):
 
     @property
     def organizer(self) -> bool:
-        return ORGANIZERS in self.identity.get("groups", [])
+        return roles.is_organizer(self.identity)
 
     def require_organizer(self) -> None:
         if not self.organizer:
@@ -403,10 +404,8 @@ class Base(web.RequestHandler):
         caller from that team: the provider's group still names them until it is changed there."""
         if not self.ctx.teams_from_groups:
             return None
-        for group in sorted(self.identity.get("groups", [])):
-            if group.startswith(TEAM_PREFIX):
-                name = group.removeprefix(TEAM_PREFIX)
-                return None if teams.was_removed(session, name, self.user) else name
+        for name in roles.teams_of_groups(self.identity.get("groups", []))[:1]:
+            return None if teams.was_removed(session, name, self.user) else name
         return None
 
     def no_team(self) -> Refusal:
@@ -568,7 +567,7 @@ class Refusal(ContesthubError):
 
 MAX_ID = 2**63 - 1  # the largest row id the databases store; a larger number names no row
 MAX_GRANT = 100_000  # extra submissions an organizer can grant a team in one go
-STATUSES = ("received", "validating", "scored", "invalid", "error")
+STATUSES = statuses.ALL
 
 
 def row_id(text: str, en: str, zh: str) -> int:
@@ -649,25 +648,7 @@ class MeHandler(Base):
 
 class ChallengesHandler(Base):
     def get(self) -> None:
-        self.send([_challenge_doc(ch) for ch in self.ctx.contest.challenges])
-
-
-def _challenge_doc(ch) -> dict:
-    return {
-        "id": ch.id,
-        "title": ch.title,
-        "description": ch.description,
-        "metric": ch.metric,
-        "higher_is_better": ch.higher_is_better,
-        "id_columns": list(ch.id_columns),
-        "prediction": ch.prediction,
-        "test_table": f"{ch.dataset}.{ch.table}_test",
-        "daily_quota": ch.daily_quota,
-        "final_selections": ch.final_selections,
-        "opens": ch.opens,
-        "closes": ch.closes,
-        "reveal": ch.reveal,
-    }
+        self.send([public_challenge(ch) for ch in self.ctx.contest.challenges])
 
 
 # A refused upload's body (no token, unknown challenge, over the size limit, ...) is still read
@@ -816,7 +797,7 @@ class SubmissionHandler(Base):
                 )
                 self.ctx.pending.add(doc, team_id, self.user)  # pending: its next polls are answered from memory
             left = deadline - time.monotonic()
-            if doc["status"] not in submissions.PENDING or left <= 0 or self.request.connection.stream.closed():
+            if doc["status"] not in statuses.PENDING or left <= 0 or self.request.connection.stream.closed():
                 break
             await self.ctx.until_finished(sid, left)
         self.send(doc)
@@ -1068,7 +1049,7 @@ class HealthHandler(Base):
 
     async def get(self) -> None:
         pending = await self.ctx.read(self._counts)
-        self.send({"ok": True, "pending": pending.get("received", 0) + pending.get("validating", 0)})
+        self.send({"ok": True, "pending": sum(pending.get(s, 0) for s in statuses.PENDING)})
 
     def _counts(self) -> dict[str, int]:
         with self.ctx.store.read_session() as s:

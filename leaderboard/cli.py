@@ -9,7 +9,7 @@ from rich.table import Table
 
 from leaderboard import contest as contest_config
 from leaderboard.scoring import score_file
-from sandbox import catalog
+from sandbox import catalog, statuses
 from sandbox.cli import echo_json, out
 from sandbox.errors import NotFound
 
@@ -38,6 +38,7 @@ def validate_cmd(ctx: click.Context, contest_file: str | None, as_json: bool) ->
     leakage_margin (leaderboard/leakage.py); a leaking challenge is refused, naming the predictor.
     """
     from leaderboard import leakage
+    from leaderboard.publish import public_challenge
 
     c = contest_config.load_for(ctx.obj["paths"], contest_file)
     published = catalog.load(ctx.obj["paths"].data_root)["datasets"]
@@ -46,20 +47,13 @@ def validate_cmd(ctx: click.Context, contest_file: str | None, as_json: bool) ->
     rows = []
     for ch in c.challenges:
         entry = published.get(ch.dataset, {}).get("entry")
-        test = entry["tables"].get(f"{ch.table}_test") if entry else None
+        test = entry["tables"].get(ch.test_table) if entry else None
         rows.append(
-            {
-                "id": ch.id,
-                "title": ch.title,
-                "data": f"{ch.dataset}.{ch.table}_test",
-                "metric": ch.metric,
-                "higher_is_better": ch.higher_is_better,
+            public_challenge(ch)
+            | {
+                "data": ch.test_relation,
                 "test_rows": test["rows"] if test else None,
                 "public_fraction": ch.public_fraction,
-                "daily_quota": ch.daily_quota,
-                "opens": ch.opens.isoformat(),
-                "closes": ch.closes.isoformat(),
-                "reveal": ch.reveal.isoformat(),
                 "leakage": reports[ch.id].to_dict(),
             }
         )
@@ -318,7 +312,7 @@ def grant_cmd(ctx, team: str, challenge_id: str, extra: int, reason: str, day, c
 
 @click.command("submissions")
 @click.option("--challenge", "challenge_id")
-@click.option("--status", type=click.Choice(["received", "validating", "scored", "invalid", "error"]))
+@click.option("--status", type=click.Choice(statuses.ALL))
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context

@@ -39,7 +39,7 @@ from leaderboard import ranking, schedule
 from leaderboard.models import Member, QuotaGrant, Reveal, Score, Submission, Team
 from leaderboard.store import Store, connect, default_url
 from sandbox import catalog as catalog_mod
-from sandbox import clock
+from sandbox import clock, statuses
 from sandbox.quoting import lit
 from sandbox.settings import Paths
 
@@ -192,7 +192,7 @@ def _public_board_pandas(session: Session, ch: contest_mod.Challenge, now: dt.da
         .join(Score, and_(Score.submission_id == Submission.id, Score.active.is_(True)))
         .where(
             Submission.challenge == ch.id,
-            Submission.status == "scored",
+            Submission.status == statuses.SCORED,
             Score.public_score.is_not(None),
             Submission.created_at <= now,
         )
@@ -290,7 +290,7 @@ def race(source: Source, challenge_id: str, teams: tuple[str, ...], now: dt.date
             .where(
                 Team.name.in_(teams),
                 Submission.challenge == ch.id,
-                Submission.status == "scored",
+                Submission.status == statuses.SCORED,
                 Score.public_score.is_not(None),
                 Submission.created_at <= (now or clock.now()),
             )
@@ -430,7 +430,7 @@ def error_codes(source: Source) -> pd.DataFrame:
 
     def read(s: Session) -> pd.DataFrame:
         counts: Counter = Counter()
-        q = select(Submission.challenge, Submission.errors).where(Submission.status.in_(("invalid", "error")))
+        q = select(Submission.challenge, Submission.errors).where(Submission.status.in_(statuses.REFUSED))
         for challenge, errors in s.execute(q):
             if isinstance(errors, str):  # a driver that hands JSON back as text
                 errors = json.loads(errors)

@@ -24,7 +24,7 @@ from leaderboard.contest import Challenge, Contest
 from leaderboard.models import Rescore, Reveal, Score, Submission, Team
 from leaderboard.scoring import ScoreResult, score_file
 from leaderboard.store import Store
-from sandbox import clock
+from sandbox import clock, statuses
 from sandbox.errors import ContesthubError, NotFound
 from sandbox.settings import Paths
 
@@ -50,7 +50,7 @@ def _scores(ch: Challenge, rescore_id: int | None, as_of: dt.datetime | None) ->
             Score.sealed_private_score,
         )
         .join(Score, and_(Score.submission_id == Submission.id, on))
-        .where(Submission.challenge == ch.id, Submission.status == "scored", Score.public_score.is_not(None))
+        .where(Submission.challenge == ch.id, Submission.status == statuses.SCORED, Score.public_score.is_not(None))
     )
     if as_of is not None:
         q = q.where(Submission.created_at <= as_of)
@@ -220,7 +220,7 @@ def rescore(
         s.flush()
         subs = s.execute(
             select(Submission.id, Submission.sha256)
-            .where(Submission.challenge == ch.id, Submission.status == "scored")
+            .where(Submission.challenge == ch.id, Submission.status == statuses.SCORED)
             .order_by(Submission.id)
         ).all()
         audit.record(s, by, "rescore.start", ch.id, {"rescore": run.id, "reason": reason, "submissions": len(subs)})

@@ -46,6 +46,7 @@ from hypothesis import strategies as st
 
 from leaderboard import contest as contest_config
 from sandbox import clock
+from sandbox.digests import sha256_file
 
 OPENAPI = Path(__file__).resolve().parents[1] / "hub" / "openapi.json"
 CHALLENGES = (FORECAST, EMERGENCY, TRIAGE)
@@ -160,12 +161,7 @@ def fx(hub, tmp_path_factory) -> Fuzz:
     )
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(MiB):
-            h.update(chunk)
-    return h.hexdigest()
+sha256_of = sha256_file
 
 
 def assert_bilingual(doc: dict, where: str) -> None:
