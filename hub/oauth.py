@@ -171,7 +171,7 @@ class GitHubTeams:
 
     org: str
     admin_team: str = ORGANIZER_GROUP
-    prefix: str = "team-"
+    prefix: str = TEAM_GROUP_PREFIX
     keep: tuple[str, ...] = (f"{TEAM_GROUP_PREFIX}*",)
 
     def __call__(self, auth_state: Mapping[str, Any]) -> list[str]:
