@@ -19,8 +19,9 @@ So this module is a small authenticator of our own on JupyterHub's helpers (its 
   generated password that someone else handed out, so it works once: the login goes to
   the password page, and no server starts until the member has chosen a password of their own.
 * **the organizer**, made by ``contesthub up`` on first start (:func:`prepare_organizer`):
-  a generated password printed once, only its hash stored; ``c.Authenticator.admin_users``
-  makes it an admin. A restart finds the account and keeps it.
+  a generated password printed once, only its hash stored; config/jupyterhub_config.py puts it
+  in the ``organizers`` group, which holds the admin role. A restart finds the account and keeps it.
+* **names** follow hub/names.py, the rule the login form and the roster import use too.
 
 Accounts live in a table ``contesthub_accounts`` of the hub's own database (SQLite in the
 private root, or PostgreSQL), through an engine of our own; no plain password is stored

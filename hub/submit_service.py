@@ -54,7 +54,7 @@ from tornado import httpserver, ioloop, web
 from hub import groups, scorer
 from hub.die_with_parent import die_with_parent
 from leaderboard import contest as contest_config
-from leaderboard import integrity, ranking, roles, submissions, teams
+from leaderboard import organizer, ranking, roles, submissions, teams
 from leaderboard import store as store_mod
 from leaderboard.models import Member, Submission
 from leaderboard.publish import public_challenge
@@ -838,7 +838,6 @@ class LeaderboardHandler(Base):
 class AdminSubmissionsHandler(Base):
     async def get(self) -> None:
         self.require_organizer()
-        from sqlalchemy import select
 
         limit = self.get_query_argument("limit", "200")
         status = self.get_query_argument("status", None)
@@ -849,18 +848,11 @@ class AdminSubmissionsHandler(Base):
                 f"limit must be 1–5000 and status one of {', '.join(STATUSES)}",
                 f"limit 须为 1–5000，status 须为 {', '.join(STATUSES)} 之一",
             )
-        q = select(Submission).order_by(Submission.id.desc()).limit(int(limit))
-        if ch := self.get_query_argument("challenge", None):
-            q = q.where(Submission.challenge == ch)
-        if status:
-            q = q.where(Submission.status == status)
+        challenge = self.get_query_argument("challenge", None)
 
         def listing() -> list[dict]:
             with self.ctx.store.read_session() as s:
-                return [
-                    submissions.public_view(sub, next((x for x in sub.scores if x.active), None))
-                    for sub in s.scalars(q)
-                ]
+                return organizer.submission_listing(s, challenge=challenge, status=status, limit=int(limit))
 
         self.send(await self.ctx.read(listing))
 
@@ -969,14 +961,12 @@ class RevealHandler(Base):
     async def post(self, ch_id: str) -> None:
         self.require_organizer()
 
-        def reveal():
-            with self.ctx.store.session() as s:
-                return ranking.reveal(s, self.ctx.contest, ch_id, by=self.user)
-
-        rec = await self.ctx.write(reveal)
         # Intervals and tied groups take a while: computed in the background, read by the pages.
-        self.ctx.jobs.submit(integrity.attach_report, self.ctx.store, self.ctx.contest, self.ctx.paths, ch_id)
-        self.send({"challenge": rec.challenge, "revealed_at": rec.revealed_at, "by": rec.by}, 201)
+        ctx = self.ctx
+        done = await ctx.write(
+            organizer.reveal, ctx.store, ctx.contest, ctx.paths, ch_id, by=self.user, report_in=ctx.jobs
+        )
+        self.send(done, 201)
 
 
 class PrivateStandingsHandler(Base):
@@ -1000,9 +990,7 @@ class RescoreHandler(Base):
         reason = reason.strip()
         run = partial(self._rescore, ch_id, reason)
         result = await asyncio.get_running_loop().run_in_executor(self.ctx.jobs, run)
-        self.send(
-            {"rescore": result.id, "scored": result.scored, "invalid": result.invalid, "changes": result.changes}, 201
-        )
+        self.send(organizer.rescore_summary(result), 201)
 
     def _rescore(self, ch_id: str, reason: str) -> ranking.RescoreResult:
         """(the jobs thread) Every file scored as the scorer pool scores: in a child process with limits."""
@@ -1036,12 +1024,7 @@ class RescoreDecisionHandler(Base):
             )
         rid = row_id(rescore_id, "pending rescore", "待确认的重新评分")
 
-        def decide() -> dict:
-            with self.ctx.store.session() as s:
-                run = ranking.decide_rescore(s, rid, by=self.user, publish=publish)
-                return {"rescore": run.id, "status": run.status}
-
-        self.send(await self.ctx.write(decide))
+        self.send(await self.ctx.write(organizer.decide_rescore, self.ctx.store, rid, by=self.user, publish=publish))
 
 
 class HealthHandler(Base):

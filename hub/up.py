@@ -75,7 +75,7 @@ def _build(ctx: click.Context, settings: HubSettings) -> bool:
     """The open-data layer first: every demo dataset built and published; False if one failed."""
     from sandbox.build import build_all
     from sandbox.catalog import load, summary_rows
-    from sandbox.cli import _print_listing
+    from sandbox.cli import print_listing
     from sandbox.descriptor import load_all
     from sandbox.progress import Reporter
 
@@ -85,7 +85,7 @@ def _build(ctx: click.Context, settings: HubSettings) -> bool:
     failed = [r for r in results if r.status == "failed"]
     for r in failed:
         click.echo(f"error: {r.dataset}: {r.error.message(ctx.obj['lang'])}", err=True)
-    _print_listing(ctx, summary_rows(load(paths.data_root)), "open datasets / 开放数据集")
+    print_listing(ctx, summary_rows(load(paths.data_root)), "open datasets / 开放数据集")
     if not failed:
         from leaderboard import contest, publish
 

@@ -318,18 +318,10 @@ def grant_cmd(ctx, team: str, challenge_id: str, extra: int, reason: str, day, c
 @click.pass_context
 def submissions_cmd(ctx, challenge_id: str | None, status: str | None, limit: int, as_json: bool) -> None:
     """List submissions, newest first (organizers; public scores only)."""
-    from sqlalchemy import select
+    from leaderboard import organizer
 
-    from leaderboard import submissions
-    from leaderboard.models import Submission
-
-    q = select(Submission).order_by(Submission.id.desc()).limit(limit)
-    if challenge_id:
-        q = q.where(Submission.challenge == challenge_id)
-    if status:
-        q = q.where(Submission.status == status)
     with _store(ctx).session() as s:
-        rows = [submissions.public_view(x, next((sc for sc in x.scores if sc.active), None)) for x in s.scalars(q)]
+        rows = organizer.submission_listing(s, challenge=challenge_id, status=status, limit=limit)
     if as_json:
         echo_json(rows)
         return
@@ -359,14 +351,12 @@ def submissions_cmd(ctx, challenge_id: str | None, status: str | None, limit: in
 @click.pass_context
 def reveal_cmd(ctx, challenge_id: str, contest_file, by: str) -> None:
     """Make CHALLENGE_ID's private ranking public (after its deadline; recorded) (公布最终排名)."""
-    from leaderboard import integrity, ranking
+    from leaderboard import organizer, ranking
 
     ctx.obj["contest_file"] = contest_file
     contest = _contest(ctx)
     store = _store(ctx)
-    with store.session() as s:
-        ranking.reveal(s, contest, challenge_id, by=by)
-    report = integrity.attach_report(store, contest, ctx.obj["paths"], challenge_id)
+    report = organizer.reveal(store, contest, ctx.obj["paths"], challenge_id, by=by)["report"]
     with store.session() as s:
         rows = ranking.private_standings(s, contest.challenge(challenge_id))
     band = report.get("intervals", {})
@@ -399,20 +389,19 @@ def reveal_cmd(ctx, challenge_id: str, contest_file, by: str) -> None:
 @click.pass_context
 def rescore_cmd(ctx, challenge_id, reason, publish_id, discard_id, as_json, contest_file, by) -> None:
     """Score CHALLENGE_ID's submissions again and show rank changes; publish or discard it after (重新评分)."""
-    from leaderboard import ranking
+    from leaderboard import organizer, ranking
 
     ctx.obj["contest_file"] = contest_file
     store = _store(ctx)
     if publish_id or discard_id:
-        with store.session() as s:
-            run = ranking.decide_rescore(s, publish_id or discard_id, by=by, publish=bool(publish_id))
-        click.echo(f"rescore {run.id}: {run.status}")
+        run = organizer.decide_rescore(store, publish_id or discard_id, by=by, publish=bool(publish_id))
+        click.echo(f"rescore {run['rescore']}: {run['status']}")
         return
     if not reason:
         raise click.UsageError("say why with --reason")
     result = ranking.rescore(store, _contest(ctx), ctx.obj["paths"], challenge_id, by=by, reason=reason)
     if as_json:
-        echo_json({"rescore": result.id, "scored": result.scored, "invalid": result.invalid, "changes": result.changes})
+        echo_json(organizer.rescore_summary(result))
         return
     _table(
         f"rescore {result.id} of {challenge_id}: rank changes (not published) / 排名变化（未发布）",

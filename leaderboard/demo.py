@@ -4,9 +4,9 @@
 English names and their members, submissions spread over the days a challenge has been
 open with scores that improve as teams learn (each team at its own pace), some files
 refused with the submission checks' error codes, a few final selections, and a quota grant.
-It is what ``contesthub up`` can show on an empty board and what the leaderboard benchmark
-measures (1,000 teams, 100,000 submissions in a few seconds: rows go in with bulk INSERTs
-and explicit ids, not one ORM object at a time).
+The tests of the app and the ranking use it, and the leaderboard benchmark seeds its 1,000
+teams and 100,000 submissions with it (rows go in with bulk INSERTs and explicit ids, not one
+ORM object at a time; under a minute, cached in ``var/bench/``); ``contesthub up`` does not.
 
 Keep it apart from real data: demo teams are named ``demo-NNNN`` (their display names are
 free text, as a real team's are), demo files have made-up digests that no stored file has,

@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from leaderboard import contest as contest_mod
-from leaderboard import ranking, schedule
+from leaderboard import organizer, ranking, schedule
 from leaderboard.models import Member, QuotaGrant, Reveal, Score, Submission, Team
 from leaderboard.store import Store, connect, default_url
 from sandbox import catalog as catalog_mod
@@ -312,29 +312,18 @@ def team_detail(source: Source, team: str, now: dt.datetime | None = None) -> di
 def recent_submissions(source: Source, limit: int = 100) -> pd.DataFrame:
     """The newest submissions, whatever became of them (for the organizers' live stream)."""
 
+    columns = ["id", "created_at", "team", "user", "challenge", "file_name", "size", "status", "score", "errors"]
+
     def read(s: Session) -> pd.DataFrame:
-        rows = s.execute(
-            select(
-                Submission.id,
-                Submission.created_at,
-                Team.display_name,
-                Submission.user,
-                Submission.challenge,
-                Submission.file_name,
-                Submission.size,
-                Submission.status,
-                Score.public_score,
-                Submission.errors,
-            )
-            .join(Team, Team.id == Submission.team_id)
-            .outerjoin(Score, and_(Score.submission_id == Submission.id, Score.active.is_(True)))
-            .order_by(Submission.id.desc())
-            .limit(limit)
-        ).all()
+        rows = organizer.submission_listing(s, limit=limit)
         df = pd.DataFrame(
-            rows,
-            columns=["id", "created_at", "team", "user", "challenge", "file_name", "size", "status", "score", "errors"],
+            [
+                {**r, "team": r["team_display_name"], "score": r["public_score"], "created_at": r["created_at"]}
+                for r in rows
+            ],
+            columns=columns,
         )
+        df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
         df["errors"] = df["errors"].map(lambda es: ", ".join(sorted({e.get("code", "?") for e in es or []})))
         return df
 

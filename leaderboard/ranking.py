@@ -87,34 +87,49 @@ def _public_candidates(
 ) -> list:
     """The rows that can be a team's best public submission now or at ``before``, with names.
 
-    One scan and one ``GROUP BY`` per team (each team's best score now and at ``before``, its
-    entries and last submission), then the submissions holding one of those scores: a handful
-    per team. Window functions would rank in the database, but on SQLite each of the two window
-    queries (now and 24 hours ago) sorts every submission and takes about a second at 100,000;
-    this takes a third of one, on PostgreSQL as well as on SQLite. The tie-break among a team's
-    equal scores (earlier, then lower id) and the order of teams are then taken in Python over
-    these few rows (:func:`_best_by_team`).
+    One ``GROUP BY`` over the board indexes (each team's best score now and at ``before``, its
+    entries and last submission), then, team by team through the same indexes, the submissions
+    holding one of those scores: a handful per team. Window functions would rank in the
+    database, but on SQLite each of the two window queries (now and 24 hours ago) sorts every
+    submission, about a second at 100,000; this reads only index entries, on PostgreSQL as well.
+    The tie-break among a team's equal scores (earlier, then lower id) and the order of teams
+    are then taken in Python over these few rows (:func:`_best_by_team`).
     """
-    scored = _scores(ch, rescore_id, now).cte("scored")
-    best = func.max if ch.higher_is_better else func.min
-    earlier = scored.c.created_at <= before
-    per_team = (
-        select(
-            scored.c.team_id,
-            best(scored.c.public_score).label("best"),
-            best(case((earlier, scored.c.public_score))).label("best_before"),
-            func.count().label("entries"),
-            func.max(scored.c.created_at).label("last"),
+    on = Score.rescore_id == rescore_id if rescore_id is not None else Score.active.is_(True)
+
+    def scored(*columns) -> Select:
+        # Only these four columns: the board indexes cover them (no table row is read).
+        return (
+            select(*columns)
+            .select_from(Submission)
+            .join(Score, and_(Score.submission_id == Submission.id, on))
+            .where(
+                Submission.challenge == ch.id,
+                Submission.status == statuses.SCORED,
+                Score.public_score.is_not(None),
+                Submission.created_at <= now,
+            )
         )
-        .group_by(scored.c.team_id)
+
+    best = func.max if ch.higher_is_better else func.min
+    earlier = Submission.created_at <= before
+    per_team = (
+        scored(
+            Submission.team_id,
+            best(Score.public_score).label("best"),
+            best(case((earlier, Score.public_score))).label("best_before"),
+            func.count().label("entries"),
+            func.max(Submission.created_at).label("last"),
+        )
+        .group_by(Submission.team_id)
         .cte("per_team")
     )
     q = (
-        select(
-            scored.c.submission_id,
-            scored.c.team_id,
-            scored.c.created_at,
-            scored.c.public_score,
+        scored(
+            Submission.id.label("submission_id"),
+            Submission.team_id,
+            Submission.created_at,
+            Score.public_score,
             per_team.c.best,
             per_team.c.best_before,
             per_team.c.entries,
@@ -122,14 +137,9 @@ def _public_candidates(
             Team.name,
             Team.display_name,
         )
-        .join(per_team, per_team.c.team_id == scored.c.team_id)
-        .join(Team, Team.id == scored.c.team_id)
-        .where(
-            or_(
-                scored.c.public_score == per_team.c.best,
-                and_(earlier, scored.c.public_score == per_team.c.best_before),
-            )
-        )
+        .join(per_team, per_team.c.team_id == Submission.team_id)
+        .join(Team, Team.id == Submission.team_id)
+        .where(or_(Score.public_score == per_team.c.best, and_(earlier, Score.public_score == per_team.c.best_before)))
     )
     return session.execute(q).all()
 

@@ -160,7 +160,8 @@ def build_cmd(
         ctx.exit(1)
 
 
-def _print_listing(ctx: click.Context, rows: list[dict], title: str) -> None:
+def print_listing(ctx: click.Context, rows: list[dict], title: str) -> None:
+    """The catalog as a table: `datasets list`, `datasets search` and `contesthub up` after its build."""
     lang = _lang(ctx)
     table = Table(title=title)
     for col in ("id", "title", "theme", "tier", "tables", "rows", "size", "version", "licence"):
@@ -191,7 +192,7 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         echo_json(rows)
     else:
-        _print_listing(ctx, rows, "open datasets / 开放数据集")
+        print_listing(ctx, rows, "open datasets / 开放数据集")
 
 
 @datasets.command("search")
@@ -206,7 +207,7 @@ def search_cmd(ctx: click.Context, query: str, theme: str | None, tier: str | No
     if as_json:
         echo_json(rows)
     else:
-        _print_listing(ctx, rows, f"search: {query}")
+        print_listing(ctx, rows, f"search: {query}")
 
 
 @datasets.command("show")

@@ -24,11 +24,7 @@ def _stream(src, contest) -> None:
     counts = queries.status_counts(src)
     cols = st.columns(4)
     for col, status in zip(cols, (statuses.SCORED, statuses.INVALID, statuses.ERROR, "pending"), strict=True):
-        n = (
-            counts.get(status, 0)
-            if status != "pending"
-            else counts.get(statuses.RECEIVED, 0) + counts.get(statuses.VALIDATING, 0)
-        )
+        n = counts.get(status, 0) if status != "pending" else sum(counts.get(s, 0) for s in statuses.PENDING)
         col.metric(t(f"status_{status}"), f"{n:,}")
     recent = queries.recent_submissions(src, 100)
     table = pd.DataFrame(
