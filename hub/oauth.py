@@ -8,7 +8,7 @@ password. At every login the provider's groups replace the user's hub groups
 (``manage_groups``):
 
 * a group named ``team-<name>`` (``CONTESTHUB_TEAM_GROUP_PREFIX``) becomes the hub group of
-  the same name, and the submission service (``hub/submit_service.py``) puts the user in the
+  the same name, and the submission service (``hub/submit_service/``) puts the user in the
   contest team ``<name>`` on first contact;
 * the provider's admin group (``oauth_admin_group``, default ``organizers``) becomes the hub
   group ``organizers``: organizers, hub admins (``admin_groups``, and the ``admin`` role that

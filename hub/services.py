@@ -19,12 +19,12 @@ Every managed service ends when the hub dies, however it dies (a clean stop ends
 JupyterHub starts them in sessions of their own, so a killed hub (SIGKILL, the OOM killer)
 would leave them running, holding their ports, and the next hub could not start its own. The
 submission service asks the kernel for SIGTERM on the hub's death itself
-(``die_with_the_hub`` in hub/submit_service.py); the others are started through
+(``die_with_the_hub`` in hub/submit_service/); the others are started through
 ``python -m hub.die_with_parent --parent <hub pid> -- <command>``, which makes the same request
 and then execs the command (same pid, environment and output; see hub/die_with_parent.py).
 Contestants' servers are not services: they survive a killed hub, and the next hub finds them.
 
-``submit`` and ``leaderboard`` are included only when their code exists (``hub/submit_service.py``,
+``submit`` and ``leaderboard`` are included only when their code exists (``hub/submit_service/``,
 ``leaderboard/app.py``), so the hub starts while they are being written.
 
 ``dask-gateway`` runs when the ``gateway`` setting is on, the mode is demo and
@@ -181,7 +181,7 @@ def _environment(settings: HubSettings, port: int | None) -> dict[str, str]:
         "CONTESTHUB_PUBLIC_URL": settings.public_url,
         # Organizers: the members of this group hold the hub's admin role (leaderboard/roles.py).
         ORGANIZER_GROUP_ENV: ORGANIZER_GROUP,
-        # Whether an identity provider owns the team-* groups (hub/groups.py, hub/submit_service.py).
+        # Whether an identity provider owns the team-* groups (hub/groups.py, hub/submit_service/).
         "CONTESTHUB_TEAMS_FROM_GROUPS": "1" if settings.auth != "local" else "0",
     }
     if port is not None:

@@ -133,7 +133,7 @@ def _banner(settings: HubSettings, services: list[str], password: str | None, lo
         lines.append(f"  submission API / 提交接口:     {url}/services/submit/")
         lines.append(f"  scorer pool / 评分进程:        {settings.scorer_workers} worker(s), hub/scorer.py")
     else:
-        lines.append("  submission API / 提交接口:     not started (no hub/submit_service.py, or --services)")
+        lines.append("  submission API / 提交接口:     not started (no hub/submit_service/, or --services)")
     lines += [
         f"  data root (read-only) / 数据:  {settings.data_root}",
         f"  private root / 私有目录:       {settings.private_root}",

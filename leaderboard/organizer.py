@@ -1,5 +1,5 @@
 """What organizers do to a contest, once: the CLI (leaderboard/cli.py), the submission
-service's organizer API (hub/submit_service.py) and the organizer page call these and only
+service's organizer API (hub/submit_service/) and the organizer page call these and only
 format what they return.
 
 * :func:`submission_listing`: the newest submissions, any team, public scores only;

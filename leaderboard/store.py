@@ -223,12 +223,14 @@ def connect(
 
 class UploadTooLarge(ContesthubError):
     code = "file-too-large"
+    http_status = 413
 
 
 class StorageFailed(ContesthubError):
     """The upload area could not take the file (the disk is full, or failing); nothing was kept."""
 
     code = "storage-failed"
+    http_status = 507
 
     def __init__(self) -> None:
         super().__init__(

@@ -62,18 +62,38 @@ class SubmissionRefused(ContesthubError):
     code = "submission-refused"
 
 
+class ChallengeNotOpen(SubmissionRefused):
+    code, http_status = "challenge-not-open", 403
+
+
+class ChallengeClosed(SubmissionRefused):
+    code, http_status = "challenge-closed", 403
+
+
+class QuotaExceeded(SubmissionRefused):
+    code, http_status = "quota-exceeded", 429
+
+
+class TeamStorageFull(SubmissionRefused):
+    code, http_status = "team-storage-full", 413
+
+
+class StorageRefused(SubmissionRefused):
+    """The file could not be kept (the disk); not the team's doing, and not charged."""
+
+    code, http_status = "storage-failed", 507
+
+
 def _check_open(ch: Challenge, now: dt.datetime) -> None:
     if now < ch.opens:
-        raise SubmissionRefused(
+        raise ChallengeNotOpen(
             f"{ch.id} opens at {ch.opens:%Y-%m-%d %H:%M %z}; submit after that",
             f"赛题 {ch.id} 将于 {ch.opens:%Y-%m-%d %H:%M} 开放，请届时再提交",
-            code="challenge-not-open",
         )
     if now >= ch.closes:
-        raise SubmissionRefused(
+        raise ChallengeClosed(
             f"{ch.id} closed at {ch.closes:%Y-%m-%d %H:%M %z}; no more submissions are accepted",
             f"赛题 {ch.id} 已于 {ch.closes:%Y-%m-%d %H:%M} 截止，不再接受提交",
-            code="challenge-closed",
         )
 
 
@@ -115,11 +135,10 @@ def _charge(session: Session, team_id: int, ch: Challenge, day: dt.date) -> None
 
 
 def _quota_exceeded(ch: Challenge) -> SubmissionRefused:
-    return SubmissionRefused(
+    return QuotaExceeded(
         f"your team has used all of today's submissions for {ch.id} ({ch.daily_quota} a day); "
         "the quota resets at midnight (contest time)",
         f"你的队伍今天在 {ch.id} 的提交次数已用完（每天 {ch.daily_quota} 次）；次数在比赛时区零点重置",
-        code="quota-exceeded",
     )
 
 
@@ -152,6 +171,8 @@ def precheck(
 
 class RateLimited(SubmissionRefused):
     """The team uploaded ``uploads_per_minute`` files in the last minute; ``retry_after`` seconds."""
+
+    code, http_status = "rate-limited", 429
 
     def __init__(self, limit: int, retry_after: int):
         super().__init__(
@@ -199,13 +220,12 @@ def _check_storage(session: Session, contest: Contest, team_id: int, size: int) 
     used = stored_bytes(session, team_id)
     if used + size > cap:
         days = contest.limits.invalid_retention_days
-        raise SubmissionRefused(
+        raise TeamStorageFull(
             f"your team's stored submission files take {used / 2**20:,.1f} MiB of the {cap >> 20:,} MiB allowed, "
             f"too little room for this {size / 2**20:,.1f} MiB file; the bytes of invalid files are deleted "
             f"{days} days after they were checked, or ask the organizers",
             f"你的队伍已保存的提交文件占用 {used / 2**20:,.1f} MiB（上限 {cap >> 20:,} MiB），放不下这个 "
             f"{size / 2**20:,.1f} MiB 的文件；无效文件的内容会在检查 {days} 天后删除，也可以联系组织方",
-            code="team-storage-full",
         )
 
 
@@ -344,11 +364,10 @@ def _record(s: Session, contest: Contest, inc: Incoming) -> Submission:
 
 
 def _storage_failed() -> SubmissionRefused:
-    return SubmissionRefused(
+    return StorageRefused(
         "the platform could not store your file (its disk may be full); it did not count against your quota, "
         "try again later",
         "平台暂时无法保存你的文件（磁盘可能已满）；本次不计入提交次数，请稍后再试",
-        code="storage-failed",
     )
 
 

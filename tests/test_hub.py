@@ -227,7 +227,7 @@ def test_server_token_reaches_the_submit_service(hub, probe):
 
 def test_notebook_token_reaches_the_submit_service_through_the_proxy(hub, probe):
     if "submit" not in hub.services:
-        pytest.skip("hub/submit_service.py is not there or does not import yet (see the output)")
+        pytest.skip("hub/submit_service/ is not there or does not import yet (see the output)")
     env = probe["kernel_env"]
     assert env["CONTESTHUB_SUBMIT_URL"] == f"{hub.url}/services/submit/"
     r = requests.get(
