@@ -123,7 +123,7 @@ def new_team(hub, org: str, prefix: str) -> tuple[str, str, str]:
     submissions on every challenge today and tomorrow (a run across midnight, contest time, keeps them):
     (user, token, team)."""
     user, _, session = hub.account()
-    token = hub.new_token(session, user)
+    token = hub.new_token(user, session=session)
     team = f"{prefix}-{uuid.uuid4().hex[:6]}"
     api = f"{hub.url}/services/submit/api"
     auth = {"Authorization": f"token {org}"}
@@ -146,7 +146,7 @@ def new_team(hub, org: str, prefix: str) -> tuple[str, str, str]:
 def fx(hub, tmp_path_factory) -> Fuzz:
     if "submit" not in hub.services:
         pytest.skip("the submission service is not running in this hub (see the hub's output)")
-    org = hub.new_token(hub.organizer_session(), hub.organizer)
+    org = hub.new_token(hub.organizer, session=hub.organizer_session())
     user, token, team = new_team(hub, org, "hostile")
     return Fuzz(
         hub,

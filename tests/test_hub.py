@@ -46,7 +46,7 @@ print(json.dumps({
 def contestant_server(hub):
     """A contestant with a running server: (name, token, user model)."""
     name, _, session = hub.account()
-    token = hub.new_token(session, name)
+    token = hub.new_token(name, session=session)
     t0 = time.monotonic()
     model = hub.spawn(name, token)
     print(f"server of {name} ready in {time.monotonic() - t0:.1f} s")

@@ -232,11 +232,11 @@ def gateway_api(hub: RunningHub, path: str, token: str) -> requests.Response:
 @needs_gateway
 def test_a_notebook_computes_on_a_gateway_cluster_within_its_team_limit(gateway_hub):
     hub = gateway_hub
-    org = hub.new_token(hub.organizer_session(), hub.organizer)
+    org = hub.new_token(hub.organizer, session=hub.organizer_session())
     name, _, session = hub.account()
     r = hub.api("POST", "/groups/team-alpha", token=org, json={"users": [name]})
     assert r.status_code == 201, r.text
-    token = hub.new_token(session, name)
+    token = hub.new_token(name, session=session)
     hub.spawn(name, token)
 
     started = time.monotonic()
@@ -276,7 +276,7 @@ def test_the_gateway_wants_a_token_with_access_to_it(gateway_hub):
     # A token the hub does not know: the hub answers 403, which dask-gateway passes on as a 500
     # ("Permission failure verifying user's JupyterHub API token"); refused either way.
     assert gateway_api(hub, "clusters/", "not-a-token").status_code in (401, 500)
-    assert gateway_api(hub, "clusters/", hub.new_token(session, name)).status_code == 200
+    assert gateway_api(hub, "clusters/", hub.new_token(name, session=session)).status_code == 200
 
 
 def gateway_call(hub: RunningHub, method: str, path: str, token: str, **kw) -> requests.Response:
@@ -299,12 +299,12 @@ sandbox.dask_client()
 def test_clusters_are_capped_per_user_and_per_team(gateway_hub):
     """The attack: one contestant (or one team) starting cluster after cluster until the machine is theirs."""
     hub = gateway_hub
-    org = hub.new_token(hub.organizer_session(), hub.organizer)
+    org = hub.new_token(hub.organizer, session=hub.organizer_session())
     team = f"gamma{uuid.uuid4().hex[:6]}"
     people = {}
     for who in ("g1", "g2", "g3", "solo"):
         name, _, session = hub.account()
-        people[who] = (name, hub.new_token(session, name))
+        people[who] = (name, hub.new_token(name, session=session))
     members = [people[w][0] for w in ("g1", "g2", "g3")]
     r = hub.api("POST", f"/groups/team-{team}", token=org, json={"users": members})
     assert r.status_code == 201, r.text
