@@ -113,24 +113,26 @@ class HubDriver:
 
     def wait_services(self, timeout: float = 180) -> None:
         """Until the submission service and the leaderboard (those running) answer through the proxy."""
-        checks = []
-        if "submit" in self.services:
-            checks.append(f"{self.url}/services/submit/api/health")
-        if "leaderboard" in self.services:
-            checks.append(f"{self.url}/services/leaderboard/_stcore/health")
         deadline = time.monotonic() + timeout
-        for url in checks:
-            while True:
-                try:
-                    if requests.get(url, timeout=10).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{url} did not answer in {timeout:.0f} s\n{self.process.log_tail(60)}")
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"the hub exited\n{self.process.log_tail(60)}")
-                time.sleep(0.5)
+        if "submit" in self.services:
+            self.wait_for(f"{self.url}/services/submit/api/health", deadline - time.monotonic())
+        if "leaderboard" in self.services:
+            self.wait_for(f"{self.url}/services/leaderboard/_stcore/health", deadline - time.monotonic())
+
+    def wait_for(self, url: str, timeout: float = 180) -> None:
+        """Until ``url`` answers 200 (the hub answers before its services listen)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if requests.get(url, timeout=10).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer in {timeout:.0f} s\n{self.process.log_tail(80)}")
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the hub exited\n{self.process.log_tail(80)}")
+            time.sleep(0.5)
 
     # --- pages, as a person uses them --------------------------------------------------------
 

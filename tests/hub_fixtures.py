@@ -68,18 +68,8 @@ def hub_settings(root: Path, data_root: Path, **overrides) -> HubSettings:
 SUITE_LIMITS = {"uploads_per_minute": 1000, "free_invalid_per_day": 1000}
 
 
-@contextmanager
-def running_hub(
-    settings: HubSettings,
-    log: Path,
-    solutions: Path | None = None,
-    config: Path | None = None,
-    extra_env: dict | None = None,
-):
-    """JupyterHub with ``settings``, its organizer made first; a :class:`RunningHub`, stopped at the end
-    (:func:`hub.testing.start_hub`; a secure-mode test copies the solutions instead of linking them)."""
-    with testing.start_hub(settings, log, solutions=solutions, config=config, extra_env=extra_env) as running:
-        yield running
+# JupyterHub with given settings, its organizer made first; a RunningHub, stopped at the end.
+running_hub = testing.start_hub
 
 
 @pytest.fixture(scope="module")

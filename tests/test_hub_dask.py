@@ -18,10 +18,8 @@ import uuid
 
 import pytest
 import requests
-from hub_fixtures import RunningHub, hub_settings, kernel_run
+from hub_fixtures import RunningHub, hub_settings, kernel_run, running_hub
 
-from hub.accounts import prepare_organizer
-from hub.launcher import HubProcess
 from hub.services import (
     GATEWAY_CONFIG,
     GATEWAY_SCOPE,
@@ -175,24 +173,9 @@ def gateway_hub(demo, tmp_path_factory) -> RunningHub:
         pytest.skip("dask-gateway-server is not installed")
     root = tmp_path_factory.mktemp("dask-hub")
     settings = hub_settings(root, demo.data_root, **GATEWAY)
-    password = prepare_organizer(settings.db_url, settings.organizer)
-    process = HubProcess(settings, log=root / "jupyterhub.log").start()
-    try:
-        process.wait_ready(120)
-        url = f"{settings.public_url}/services/dask-gateway/api/health"
-        deadline = time.monotonic() + 60
-        while True:  # the hub answers before its services are listening
-            try:
-                if requests.get(url, timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"dask-gateway did not answer at {url}:\n{process.log_tail(80)}")
-            time.sleep(0.5)
-        yield RunningHub(settings, process, settings.organizer, password)
-    finally:
-        process.stop()
+    with running_hub(settings, root / "jupyterhub.log") as running:
+        running.wait_for(f"{settings.public_url}/services/dask-gateway/api/health", 60)
+        yield running
 
 
 NOTEBOOK = """
