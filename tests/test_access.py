@@ -285,6 +285,22 @@ def test_with_a_services_own_token(world, method, path, op):
         assert_error(r, 403, {"not-a-user"})
 
 
+@pytest.mark.parametrize(("method", "path", "op"), operations(lambda m, p, op: not public(op)))
+def test_with_a_users_token_that_lacks_access_to_the_service(world, method, path, op):
+    """A contestant's own token limited to reading their name (a token for some other tool) is
+    refused by jupyterhub's HubAuthenticated check: it lacks access:services!service=submit."""
+    if not hasattr(world, "narrow"):
+        r = world.hub.api(
+            "POST",
+            f"/users/{world.a.user}/tokens",
+            token=world.a.token,
+            json={"note": "narrow", "expires_in": 3600, "scopes": ["read:users:name!user"]},
+        )
+        assert r.status_code == 201, r.text
+        world.narrow = r.json()["token"]
+    assert_error(send(world, f"token {world.narrow}", method, path, op, who=world.a), 403, {"no-access"})
+
+
 @pytest.mark.parametrize(("method", "path", "op"), operations(lambda m, p, op: organizer_only(p)))
 def test_a_contestant_on_organizer_endpoints(world, method, path, op):
     for p in (world.a, world.b, world.x):
