@@ -40,16 +40,9 @@ variables, it receives only ``CONTESTHUB_GATEWAY`` (JSON: addresses, the cluster
 worker and scheduler sizes, per-cluster limits by team, the caps on clusters per user and per team;
 read by config/dask_gateway_config.py).
 
-What a managed service receives (JupyterHub sets the JUPYTERHUB_* variables): ``JUPYTERHUB_API_TOKEN``
-(its own token, persisted under the runtime dir), ``JUPYTERHUB_API_URL``, ``JUPYTERHUB_BASE_URL``,
-``JUPYTERHUB_SERVICE_NAME``, ``JUPYTERHUB_SERVICE_URL`` (``http://127.0.0.1:<port>``: where to
-listen), ``JUPYTERHUB_SERVICE_PREFIX`` (``/services/<name>/``: the path prefix of every request
-the proxy forwards), ``JUPYTERHUB_CLIENT_ID`` and ``JUPYTERHUB_OAUTH_CALLBACK_URL``; from us
-``CONTESTHUB_DATA_ROOT``, ``CONTESTHUB_PRIVATE_ROOT``, ``CONTESTHUB_PORT`` (the port to listen on),
-``CONTESTHUB_PUBLIC_URL``, ``CONTESTHUB_TEAMS_FROM_GROUPS`` (1 when an identity provider owns
-the ``team-*`` groups) and, when set in the hub's environment, ``CONTESTHUB_DB_URL``,
-``CONTESTHUB_CONTEST``, ``CONTESTHUB_HOME`` and ``CONTESTHUB_LANG``. Their working folder is the
-checkout.
+What a managed service receives (JupyterHub sets the JUPYTERHUB_* variables, :func:`_environment`
+the CONTESTHUB_* ones) is the one contract of leaderboard/service_env.py, which the services
+read it with. Their working folder is the checkout.
 """
 
 from __future__ import annotations
@@ -62,7 +55,8 @@ from pathlib import Path
 
 from hub.runtime import service_token
 from hub.settings import HubSettings
-from leaderboard.roles import ORGANIZER_GROUP, ORGANIZER_GROUP_ENV, TEAM_PREFIX_ENV, team_group_prefix
+from leaderboard import service_env
+from leaderboard.roles import ORGANIZER_GROUP, ORGANIZER_GROUP_ENV, team_group_prefix
 from sandbox.settings import PROJECT_ROOT
 
 LEADERBOARD_APP = PROJECT_ROOT / "leaderboard" / "app.py"
@@ -91,15 +85,8 @@ CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:se
 # contesthub up`) moves its services' and sandboxes' clocks with it, so that every process of
 # the platform agrees on "now". Unset in production, where they pass nothing.
 CLOCK_VARIABLES = ("LD_PRELOAD", "FAKETIME", "FAKETIME_SHARED", "DONT_FAKE_MONOTONIC")
-# Passed on from the hub's environment to the services when set.
-PASSED_ON = (
-    "CONTESTHUB_DB_URL",
-    "CONTESTHUB_CONTEST",
-    "CONTESTHUB_HOME",
-    "CONTESTHUB_LANG",
-    TEAM_PREFIX_ENV,
-    *CLOCK_VARIABLES,
-)
+# Passed on from the hub's environment to the services when set (leaderboard/service_env.py).
+PASSED_ON = (*service_env.PASSED_ON, *CLOCK_VARIABLES)
 
 
 def submit_service_available() -> bool:
@@ -175,17 +162,18 @@ def _dies_with_the_hub(command: list[str]) -> list[str]:
 
 
 def _environment(settings: HubSettings, port: int | None) -> dict[str, str]:
+    """What a service reads (the contract of leaderboard/service_env.py)."""
     env = {
-        "CONTESTHUB_DATA_ROOT": str(settings.data_root),
-        "CONTESTHUB_PRIVATE_ROOT": str(settings.private_root),
-        "CONTESTHUB_PUBLIC_URL": settings.public_url,
+        service_env.DATA_ROOT: str(settings.data_root),
+        service_env.PRIVATE_ROOT: str(settings.private_root),
+        service_env.PUBLIC_URL: settings.public_url,
         # Organizers: the members of this group hold the hub's admin role (leaderboard/roles.py).
         ORGANIZER_GROUP_ENV: ORGANIZER_GROUP,
         # Whether an identity provider owns the team-* groups (hub/groups.py, hub/submit_service/).
-        "CONTESTHUB_TEAMS_FROM_GROUPS": "1" if settings.auth != "local" else "0",
+        service_env.TEAMS_FROM_GROUPS: "1" if settings.auth != "local" else "0",
     }
     if port is not None:
-        env["CONTESTHUB_PORT"] = str(port)
+        env[service_env.PORT] = str(port)
     env.update({k: os.environ[k] for k in PASSED_ON if os.environ.get(k)})
     return env
 

@@ -55,3 +55,35 @@ def test_every_trait_of_ours_has_help():
         own = {n: t for n, t in cls.class_traits(config=True).items() if n in vars(cls)}
         undocumented += [f"{cls.__name__}.{n}" for n, t in own.items() if not (t.help or "").strip()]
     assert undocumented == [], f"traits without help=: {undocumented}"
+
+
+def test_a_service_reads_what_the_hub_gives_it_and_every_variable_is_documented(tmp_path):
+    """hub/services.py writes a service's environment, leaderboard/service_env.py reads it: the
+    submission service started by this hub listens on its port, under its prefix, over the hub's
+    roots; every variable handed over is a row of the contract's table."""
+    from hub.services import CLOCK_VARIABLES, PASSED_ON, hub_services
+    from leaderboard import service_env
+
+    settings = HubSettings.load(
+        {"data_root": tmp_path / "d", "private_root": tmp_path / "p", "submit_port": 18123, "auth": "oidc"},
+        environ={"CONTESTHUB_HOME": str(tmp_path)},
+    )
+    services, _ = hub_services(settings, include_submit=True, include_leaderboard=True, include_gateway=False)
+    submit = next(s for s in services if s["name"] == "submit")
+    env = {
+        **submit["environment"],
+        "JUPYTERHUB_SERVICE_URL": submit["url"],
+        "JUPYTERHUB_SERVICE_PREFIX": "/services/submit/",
+    }
+    got = service_env.ServiceEnv.from_environ(env, name="submit")
+    assert (got.paths.data_root, got.paths.private_root) == (settings.data_root, settings.private_root)
+    assert (got.listen_host, got.listen_port, got.prefix) == ("127.0.0.1", 18123, "/services/submit/")
+    assert got.teams_from_groups  # an identity provider owns the groups in oidc mode
+    assert (got.team_group_prefix, got.organizer_group) == ("team-", "organizers")
+
+    table = service_env.__doc__
+    handed = {k for s in services for k in s.get("environment", {})} | set(PASSED_ON)
+    undocumented = sorted(k for k in handed - set(CLOCK_VARIABLES) if f"``{k}``" not in table)
+    assert undocumented == [], (
+        f"variables a service gets that leaderboard/service_env.py does not describe: {undocumented}"
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubAuth
 from tornado import httpserver, ioloop, web
@@ -14,11 +13,11 @@ from tornado import httpserver, ioloop, web
 from hub.die_with_parent import die_with_parent
 from hub.submit_service import base, contestants, organizers, upload
 from hub.submit_service.base import NotFoundHandler
-from hub.submit_service.context import TEAMS_FROM_GROUPS, WATCH_EVERY, Context
+from hub.submit_service.context import WATCH_EVERY, Context
 from leaderboard import contest as contest_config
 from leaderboard import store as store_mod
+from leaderboard.service_env import ServiceEnv
 from sandbox import clock
-from sandbox.settings import Paths
 
 log = logging.getLogger("contesthub.submit")
 HANDLER_MODULES = (base, contestants, upload, organizers)
@@ -58,24 +57,23 @@ def die_with_the_hub() -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s submit] %(message)s")
     die_with_the_hub()
-    paths = Paths.from_env()
+    env = ServiceEnv.from_environ(name="submit")  # what the hub (or a Deployment) set: one contract
+    paths = env.paths
     contest = contest_config.Watched(paths)
     started = clock.now()
     store = store_mod.connect(paths)
     # Uploads a killed service left half-written were never accepted: nothing names them.
     store.files.sweep_incoming(before=started.timestamp())
     hub_auth = HubAuth(allow_token_in_url=False, cache_max_age=60)
-    ctx = Context(paths, contest, store, hub_auth, teams_from_groups=TEAMS_FROM_GROUPS)
-    url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:10101"))
-    port = int(os.environ.get("CONTESTHUB_PORT") or url.port or 10101)
-    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/submit/")
+    ctx = Context(paths, contest, store, hub_auth, teams_from_groups=env.teams_from_groups)
+    port, prefix = env.listen_port, env.prefix
     app = make_app(ctx, prefix)
     server = httpserver.HTTPServer(app, max_body_size=ctx.contest.upload_limit + 1, max_buffer_size=1 << 20)
-    server.listen(port, url.hostname or "127.0.0.1")
+    server.listen(port, env.listen_host)
     ioloop.PeriodicCallback(ctx.refresh_pending, WATCH_EVERY * 1000).start()
     ioloop.PeriodicCallback(ctx.sync_groups_later, 60_000).start()
     ctx.sync_groups_later()
-    log.info("submission service listening on %s:%s%s", url.hostname, port, prefix)
+    log.info("submission service listening on %s:%s%s", env.listen_host, port, prefix)
     try:
         ioloop.IOLoop.current().start()
     except KeyboardInterrupt:  # the hub stopping its services (Ctrl-C on `contesthub up`): not an error

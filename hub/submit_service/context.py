@@ -29,8 +29,6 @@ from sandbox.settings import Paths
 
 log = logging.getLogger("contesthub.submit")
 
-# "1" where an identity provider owns the hub's groups (OAuth; set by hub/services.py).
-TEAMS_FROM_GROUPS = os.environ.get("CONTESTHUB_TEAMS_FROM_GROUPS") == "1"
 # Threads for the handlers' database work: the event loop never waits for the database.
 # Three lanes, so that nothing queues behind what it need not wait for: writes (one at a time
 # on SQLite anyway), the refresh of pending submissions' statuses (what every waiting client's
