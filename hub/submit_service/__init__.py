@@ -35,7 +35,7 @@ its ``default_handlers``), ``app`` (the routes and ``main``).
 """
 
 from hub.submit_service.app import die_with_the_hub, main, make_app
-from hub.submit_service.base import Base, Refusal, allowed_methods, http_status
+from hub.submit_service.base import Base, Refusal, allowed_methods, http_status, is_int, row_id, text_field
 from hub.submit_service.context import BOARD_TTL, WATCH_EVERY, Context, PendingWatch
 
 __all__ = [
@@ -48,6 +48,9 @@ __all__ = [
     "allowed_methods",
     "die_with_the_hub",
     "http_status",
+    "is_int",
     "main",
     "make_app",
+    "row_id",
+    "text_field",
 ]
