@@ -1,4 +1,5 @@
-"""Shared by the hub benchmarks (hub_load, deadline_rush) and tests/test_load.py: one real hub.
+"""What the hub benchmarks (hub_load, deadline_rush) add to :mod:`hub.testing`, the one hub driver
+of the tests and the benchmarks.
 
 * :func:`demo_data`: the demo datasets built once (scale 1) into ``var/bench/hub/`` (kept
   between runs; the build skips what is up to date), with the contest's hidden solutions.
@@ -6,9 +7,8 @@
   own private and home roots in a fresh folder, the organizer account made as on ``contesthub
   up``'s first start, and the submission service and leaderboard running. Stopping it stops
   every server, the services and the proxy (:meth:`hub.launcher.HubProcess.stop`).
-* HTTP helpers that act the way a person or a notebook does: the login form (with the xsrf
-  cookie), the hub's REST API with a token, the submission service with a token (a cell in a
-  contestant's kernel: :func:`hub.kernel_client.run_code`, shared with the tests).
+* HTTP helpers that act the way a person or a notebook does come from
+  :class:`hub.testing.HubDriver` (a cell in a contestant's kernel: :func:`hub.kernel_client.run_code`).
 * :func:`predictions`: valid (or broken) prediction files for ``outpatient_forecast``, each
   with different bytes, so every submission is a file of its own in the store.
 * :func:`memory`: RSS (and PSS) of the hub, the proxy, the services and the contestants'
@@ -23,20 +23,22 @@ import os
 import random
 import statistics
 import time
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
-from hub.accounts import AccountStore, prepare_organizer
-from hub.launcher import HubProcess, descendants, free_ports
-from hub.settings import HubSettings
+from hub.launcher import HubProcess, descendants
+from hub.testing import CHALLENGE, HttpError, HubDriver, contest_file, hub_settings, start_hub
+from sandbox.descriptor import test_table_name
 from sandbox.settings import PROJECT_ROOT, Paths
+
+# Re-exported for the scenarios (benchmarks/deadline_rush.py, benchmarks/hub_load.py).
+__all__ = ["CHALLENGE", "HttpError", "contest_file"]
 
 BENCH_HOME = PROJECT_ROOT / "var" / "bench" / "hub"
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
-CHALLENGE = "outpatient_forecast"
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -69,7 +71,7 @@ class Predictions:
         root = data.data_root / "hospital_outpatient" / "latest"
         con = duckdb.connect()
         try:
-            test = _table(root, "daily_visits_test")
+            test = _table(root, test_table_name("daily_visits"))
             train = _table(root, "daily_visits")
             rows = con.execute(
                 f"""
@@ -102,23 +104,6 @@ def _table(root: Path, table: str) -> str:
     return str(folder / "**" / "*.parquet") if folder.is_dir() else str(root / f"{table}.parquet")
 
 
-def contest_file(folder: Path, **limits: int) -> Path:
-    """config/contest.toml with other ``[limits]`` (``uploads_per_minute=1000``, ...), written
-    into ``folder``: a load test, or a test suite, uploads far faster than any person, and a
-    hub reads it through ``CONTESTHUB_CONTEST``."""
-    import re
-
-    text = (PROJECT_ROOT / "config" / "contest.toml").read_text("utf-8")
-    for key, value in limits.items():
-        text, n = re.subn(rf"^{key} = .*$", f"{key} = {int(value)}", text, count=1, flags=re.M)
-        if n != 1:
-            raise KeyError(f"config/contest.toml has no [limits] key {key}")
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "contest.toml"
-    path.write_text(text, "utf-8")
-    return path
-
-
 # Limits of the contest the load benchmarks run: the rush is limited by the platform, not by
 # the rules that keep one team from costing it too much (tests/test_upload_limits.py has those).
 LOAD_LIMITS = {"uploads_per_minute": 100_000, "free_invalid_per_day": 100_000}
@@ -128,15 +113,11 @@ LOAD_LIMITS = {"uploads_per_minute": 100_000, "free_invalid_per_day": 100_000}
 
 
 @dataclass
-class Hub:
-    """A running hub (with its submission service and leaderboard) and its organizer."""
+class Hub(HubDriver):
+    """A running hub (with its submission service and leaderboard) and its organizer
+    (:class:`hub.testing.HubDriver`, the tests' driver too), started by :meth:`start`."""
 
-    settings: HubSettings
-    process: HubProcess
-    organizer: str
-    organizer_password: str
-    root: Path
-    _org_token: str | None = field(default=None, repr=False)
+    _stack: ExitStack | None = field(default=None, repr=False)
 
     @classmethod
     def start(
@@ -150,190 +131,40 @@ class Hub:
         timeout: float = 180,
         **overrides,
     ) -> Hub:
-        """Start a hub in ``root`` over the built ``data`` (its solutions are linked in).
+        """Start a hub in ``root`` over the built ``data`` (its solutions are linked in), and wait
+        for its services.
 
         ``accounts`` (name -> password) are made approved in the hub's accounts table first, as
         an organizer's roster import does (bcrypt hashes, in parallel: not part of any timing).
         """
-        ports = free_ports(5)
-        values = {
-            "mode": "demo",
-            "port": ports[0],
-            "hub_port": ports[1],
-            "proxy_api_port": ports[2],
-            "submit_port": ports[3],
-            "leaderboard_port": ports[4],
-            "data_root": data.data_root,
-            "private_root": root / "private",
-            "home_root": root / "homes",
-            "hub_db_url": "",
-            "cpu_limit": 1,
-            "mem_limit": "2G",
-            "min_password_length": 8,
-            "demo_open_login": False,
-            "idle_timeout": 0,
-            "services": services,
-            **overrides,
-        }
-        settings = HubSettings.load(values, environ={})
-        settings.private_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        link = settings.private_root / "solutions"
-        if not link.exists():
-            link.symlink_to(data.private_root / "solutions")
-        password = prepare_organizer(settings.db_url, settings.organizer)
-        if not password:
-            raise RuntimeError(f"{root} already holds a hub: use a fresh folder")
-        if accounts:
-            store = AccountStore(settings.db_url)
-            try:
-                with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
-                    list(pool.map(lambda kv: store.create(*kv, approved=True, by="organizer"), accounts.items()))
-            finally:
-                store.close()
-        process = HubProcess(settings, extra_env=extra_env, log=root / "jupyterhub.log").start()
-        hub = cls(settings, process, settings.organizer, password, root)
-        try:
-            process.wait_ready(timeout)
-            hub.wait_services(timeout)
-        except BaseException:
-            process.stop()
-            raise
+        settings = hub_settings(root, data.data_root, services=services, idle_timeout=0, **overrides)
+        stack = ExitStack()
+        hub = stack.enter_context(
+            start_hub(
+                settings,
+                root / "jupyterhub.log",
+                solutions=data.private_root / "solutions",
+                extra_env=extra_env,
+                accounts=accounts,
+                timeout=timeout,
+                wait_services=True,
+                driver=cls,
+            )
+        )
+        hub._stack = stack
         return hub
 
     def stop(self) -> int | None:
-        return self.process.stop()
+        code = super().stop()
+        if self._stack is not None:
+            self._stack.close()
+        return code
 
     def __enter__(self) -> Hub:
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-    @property
-    def url(self) -> str:
-        return self.settings.public_url
-
-    @property
-    def store_paths(self) -> Paths:
-        """The paths the submission service uses (its store is under this private root)."""
-        return Paths(self.settings.data_root, self.settings.private_root, PROJECT_ROOT / "datasets")
-
-    def wait_services(self, timeout: float = 180) -> None:
-        """Until the submission service and the leaderboard answer through the proxy."""
-        names = self.settings.service_names or ()
-        checks = []
-        if "submit" in names:
-            checks.append(f"{self.url}/services/submit/api/health")
-        if "leaderboard" in names:
-            checks.append(f"{self.url}/services/leaderboard/_stcore/health")
-        deadline = time.monotonic() + timeout
-        for url in checks:
-            while True:
-                try:
-                    if requests.get(url, timeout=10).status_code == 200:
-                        break
-                except requests.RequestException:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{url} did not answer in {timeout:.0f} s\n{self.process.log_tail(60)}")
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"the hub exited\n{self.process.log_tail(60)}")
-                time.sleep(0.5)
-
-    # --- as a person -----------------------------------------------------------------------
-
-    def login(self, name: str, password: str, timeout: float = 120) -> requests.Session:
-        """The login form, as a browser fills it in: GET the page (xsrf cookie), POST the form."""
-        s = requests.Session()
-        r = s.get(f"{self.url}/hub/login", timeout=timeout)
-        r.raise_for_status()
-        r = s.post(
-            f"{self.url}/hub/login",
-            data={"username": name, "password": password, "_xsrf": s.cookies["_xsrf"]},
-            allow_redirects=False,
-            timeout=timeout,
-        )
-        if r.status_code != 302:
-            raise HttpError("login", r)
-        return s
-
-    def api(self, method: str, path: str, *, token: str | None = None, session=None, **kw) -> requests.Response:
-        headers = kw.pop("headers", {})
-        if token:
-            headers["Authorization"] = f"token {token}"
-        if session is not None and "_xsrf" in session.cookies:
-            headers["X-XSRFToken"] = session.cookies["_xsrf"]
-        return (session or requests).request(
-            method, f"{self.url}/hub/api{path}", headers=headers, timeout=kw.pop("timeout", 120), **kw
-        )
-
-    def new_token(self, name: str, *, session=None, token: str | None = None, note: str = "load") -> str:
-        r = self.api(
-            "POST", f"/users/{name}/tokens", session=session, token=token, json={"note": note, "expires_in": 86400}
-        )
-        if r.status_code != 201:
-            raise HttpError("token", r)
-        return r.json()["token"]
-
-    def organizer_token(self) -> str:
-        if self._org_token is None:
-            session = self.login(self.organizer, self.organizer_password)
-            self._org_token = self.new_token(self.organizer, session=session, note="organizer")
-        return self._org_token
-
-    def service(self, method: str, path: str, token: str | None, **kw) -> requests.Response:
-        headers = {"Authorization": f"token {token}"} if token else {}
-        headers.update(kw.pop("headers", {}))
-        return requests.request(
-            method,
-            f"{self.url}/services/submit/api/{path}",
-            headers=headers,
-            timeout=kw.pop("timeout", 120),
-            **kw,
-        )
-
-    # --- as an organizer -------------------------------------------------------------------
-
-    def make_team(self, name: str, members: list[str]) -> None:
-        r = self.service("POST", "admin/teams", self.organizer_token(), json={"name": name, "members": members})
-        if r.status_code != 201:
-            raise HttpError("team", r)
-
-    def grant(self, team: str, extra: int, reason: str = "load test", challenge: str = CHALLENGE) -> None:
-        r = self.service(
-            "POST",
-            f"admin/teams/{team}/grants",
-            self.organizer_token(),
-            json={"challenge": challenge, "extra": extra, "reason": reason},
-        )
-        if r.status_code != 201:
-            raise HttpError("grant", r)
-
-    def make_users(self, names: list[str]) -> None:
-        """Hub users made by the organizer through the REST API (no password: token use only)."""
-        for i in range(0, len(names), 100):
-            r = self.api("POST", "/users", token=self.organizer_token(), json={"usernames": names[i : i + 100]})
-            if r.status_code != 201:
-                raise HttpError("users", r)
-
-    def pending(self) -> int:
-        """Submissions the service has not finished scoring (its health endpoint)."""
-        return self.service("GET", "health", None).json()["pending"]
-
-    def wait_scored(self, timeout: float = 1800) -> float:
-        """Until no submission is pending; the seconds it took."""
-        started = time.monotonic()
-        while self.pending():
-            if time.monotonic() - started > timeout:
-                raise RuntimeError(f"submissions still pending after {timeout:.0f} s")
-            time.sleep(0.5)
-        return time.monotonic() - started
-
-
-class HttpError(RuntimeError):
-    def __init__(self, step: str, r: requests.Response):
-        super().__init__(f"{step}: {r.request.method} {r.url} -> {r.status_code} {r.text[:500]}")
-        self.step, self.status = step, r.status_code
 
 
 # --- memory --------------------------------------------------------------------------------

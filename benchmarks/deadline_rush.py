@@ -89,11 +89,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _hub
 import _measure
 
-from sandbox import clock
+from sandbox import clock, statuses
+from sandbox.descriptor import test_table_name
 from sandbox.settings import PROJECT_ROOT, Paths
 
-FINAL = ("scored", "invalid", "error")
-PENDING = ("received", "validating")
+FINAL = statuses.FINISHED
+PENDING = statuses.PENDING
 
 
 @dataclass
@@ -373,7 +374,7 @@ def check(hub: _hub.Hub, rush: Rush) -> dict:
                 if subject in subjects:
                     audit_actions[(subject, action)] += 1
             verification = audit.verify(s)
-            statuses = dict(s.execute(select(Submission.status, func.count()).group_by(Submission.status)).all())
+            status_counts = dict(s.execute(select(Submission.status, func.count()).group_by(Submission.status)).all())
         accepted = [u for u in rush.uploads if u.status == 202]
         by_id = {u.id: u for u in accepted}
 
@@ -391,12 +392,12 @@ def check(hub: _hub.Hub, rush: Rush) -> dict:
                 problems["file missing"].append(f"{u.id}: {st.files.path(sub.sha256)}")
             elif not st.files.verify(sub.sha256):
                 problems["file damaged"].append(f"{u.id}: {sub.sha256}")
-            want = "scored" if u.kind == "valid" else "invalid"
+            want = statuses.SCORED if u.kind == "valid" else statuses.INVALID
             if sub.status != want:
                 problems["not finished as expected"].append(f"{u.id} ({u.kind}): {sub.status} {sub.errors}")
-            if sub.status == "scored" and sub.id not in active:
+            if sub.status == statuses.SCORED and sub.id not in active:
                 problems["scored without a score"].append(str(sub.id))
-            if sub.status == "invalid" and sub.charged:
+            if sub.status == statuses.INVALID and sub.charged:
                 problems["invalid but charged"].append(str(sub.id))
             if u.final is not None and u.final != sub.status:
                 problems["client saw another status"].append(f"{u.id}: {u.final} vs {sub.status}")
@@ -463,7 +464,7 @@ def check(hub: _hub.Hub, rush: Rush) -> dict:
         store_figures = {
             "submissions": len(subs),
             "by status": dict(Counter(sub.status for sub in subs.values())),
-            "store-wide statuses": statuses,
+            "store-wide statuses": status_counts,
             "scoring lag (received to finished)": _hub.summary(lags),
             "finished during the rush": len(in_rush),
             "audit entries": verification.entries,
@@ -483,7 +484,7 @@ def _emergency_files(data: Paths, n: int, folder: Path, seed: int = 5) -> list[P
     """``n`` valid prediction files for ``emergency_visit`` (every test id, a random probability each)."""
     import duckdb
 
-    test = data.data_root / "hospital_outpatient" / "latest" / "visit_records_test.parquet"
+    test = data.data_root / "hospital_outpatient" / "latest" / f"{test_table_name('visit_records')}.parquet"
     ids = [r[0] for r in duckdb.connect().execute(f"SELECT visit_id FROM read_parquet('{test}') ORDER BY 1").fetchall()]
     rng = random.Random(seed)
     out = []
@@ -548,7 +549,7 @@ def _scored_per_second(data: Paths, files: list[Path], workers: int, folder: Pat
             pool.terminate()
             pool.wait(120)
         with store.read_session() as s:
-            done = sorted(s.scalars(select(Submission.finished_at).where(Submission.status == "scored")).all())
+            done = sorted(s.scalars(select(Submission.finished_at).where(Submission.status == statuses.SCORED)).all())
     finally:
         store.dispose()
     span = (done[-1] - done[0]).total_seconds() if len(done) > 1 else float("nan")

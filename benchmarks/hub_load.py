@@ -70,6 +70,7 @@ import _hub
 import _measure
 
 from hub.kernel_client import run_code
+from sandbox import statuses
 from sandbox.settings import PROJECT_ROOT
 
 CELL = """
@@ -149,13 +150,13 @@ def contestant_run(hub: _hub.Hub, c: Contestant, files: _hub.Predictions, expect
             raise _hub.HttpError("submit", r)
         c.extra["upload (to 202)"] = time.perf_counter() - started
         doc = r.json()
-        while doc["status"] in ("received", "validating"):
+        while doc["status"] in (statuses.RECEIVED, statuses.VALIDATING):
             time.sleep(0.5)
             r = hub.service("GET", f"submissions/{doc['id']}", token)
             if r.status_code != 200:
                 raise _hub.HttpError("submit poll", r)
             doc = r.json()
-        if doc["status"] != "scored":
+        if doc["status"] != statuses.SCORED:
             raise RuntimeError(f"the submission ended {doc['status']}: {doc['errors']}")
         c.times["submit"] = time.perf_counter() - started
 

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import resource
@@ -60,6 +59,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _measure
+
+from sandbox.digests import sha256_file
 
 # The parent stays small on purpose: on Linux a child's ru_maxrss starts from the RSS high-water
 # mark of the process it was forked from (exec keeps it), so a parent that imported DuckDB or
@@ -299,13 +300,9 @@ def large_root(parquet: Path) -> Path:
         for i in range(pf.num_row_groups):  # keep the row groups as published
             writer.write_table(pf.read_row_group(i))
     os.replace(tmp, target)
-    digest = hashlib.sha256()
-    with open(target, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 24), b""):
-            digest.update(chunk)
     size = target.stat().st_size
     entry["tables"][TABLE]["bytes"] = size
-    entry["tables"][TABLE]["files"][0].update(bytes=size, sha256=digest.hexdigest())
+    entry["tables"][TABLE]["files"][0].update(bytes=size, sha256=sha256_file(target))
     (dst / "catalog.json").write_text(json.dumps(entry, ensure_ascii=False, indent=1), "utf-8")
     (LARGE_ROOT / DATASET / "latest").symlink_to(f"v{version}")
     history = [v for v in d["versions"] if v["version"] == version]

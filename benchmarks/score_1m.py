@@ -67,7 +67,7 @@ def prepare(challenge_id: str) -> tuple[Path, Path]:
     solution, version = solution_for(ch, paths)
     sub = HOME / f"submission_{challenge_id}_v{version}.csv"
     with_split = HOME / f"solution_{challenge_id}_v{version}.parquet"
-    test = paths.data_root / ch.dataset / f"v{version}" / f"{ch.table}_test.parquet"
+    test = paths.data_root / ch.dataset / f"v{version}" / f"{ch.test_table}.parquet"
     if not sub.exists():
         duckdb.sql(
             f"COPY (SELECT visit_id, {CHALLENGES[challenge_id][0]} FROM read_parquet('{test}') "

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from hub import runtime
-from hub.accounts import USERNAME_PATTERN, LocalAccountsAuthenticator
+from hub.accounts import LocalAccountsAuthenticator
+from hub.names import USERNAME_PATTERN
 from hub.sandboxes import DEMO_WARNING, DemoSpawner, pre_spawn_hook, secure_mode_config
 from hub.services import (
     CLOCK_VARIABLES,

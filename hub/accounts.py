@@ -19,8 +19,9 @@ So this module is a small authenticator of our own on JupyterHub's helpers (its 
   generated password that someone else handed out, so it works once: the login goes to
   the password page, and no server starts until the member has chosen a password of their own.
 * **the organizer**, made by ``contesthub up`` on first start (:func:`prepare_organizer`):
-  a generated password printed once, only its hash stored; ``c.Authenticator.admin_users``
-  makes it an admin. A restart finds the account and keeps it.
+  a generated password printed once, only its hash stored; config/jupyterhub_config.py puts it
+  in the ``organizers`` group, which holds the admin role. A restart finds the account and keeps it.
+* **names** follow hub/names.py, the rule the login form and the roster import use too.
 
 Accounts live in a table ``contesthub_accounts`` of the hub's own database (SQLite in the
 private root, or PostgreSQL), through an engine of our own; no plain password is stored
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -66,11 +66,10 @@ from tornado.httputil import url_concat
 from traitlets import Bool, Float, Integer, List, Unicode
 
 from hub.login_throttle import Policy, Throttle, client_address
+from hub.names import RULE_EN, RULE_ZH, valid_username
 from hub.runtime import ensure_dir
 from sandbox import clock
 
-# Safe as a JupyterHub name, a Unix account (with the jupyter- prefix) and a Kubernetes label.
-USERNAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,30}$"
 PENDING, APPROVED = "pending", "approved"
 # Who made an account: its owner at /hub/signup, a roster import, or `contesthub up` (the organizer).
 SIGNUP, ROSTER, ORGANIZER = "signup", "roster", "organizer"
@@ -493,11 +492,8 @@ class SignupHandler(BaseHandler):
         password = self.get_body_argument("password", "", strip=False)
         confirmation = self.get_body_argument("password_confirmation", "", strip=False)
         problem = None
-        if not re.fullmatch(USERNAME_PATTERN, name) or not auth.validate_username(name):
-            problem = (
-                "Choose a name of 1 to 31 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit.",
-                "用户名须为 1–31 个小写字母、数字、“.”、“_”或“-”，并以字母或数字开头。",
-            )
+        if not valid_username(name) or not auth.validate_username(name):
+            problem = (RULE_EN, RULE_ZH)
         elif await asyncio.to_thread(auth.store.get, name) or self.find_user(name) or name in auth.admin_users:
             problem = ("This name is taken; choose another.", "该用户名已被占用，请换一个。")
         else:

@@ -23,6 +23,8 @@ from dask_gateway_server.backends.base import PublicException
 from dask_gateway_server.backends.local import UnsafeLocalBackend
 from traitlets import Dict, Integer, Unicode
 
+from leaderboard.roles import TEAM_GROUP_PREFIX
+
 SEPARATOR = " | "  # between the Chinese and the English reason (sandbox.api.dask_client splits on it)
 
 
@@ -35,7 +37,9 @@ class CappedLocalBackend(UnsafeLocalBackend):
     max_clusters_per_team = Integer(
         2, config=True, help="Clusters the members of one team may have running (or starting) at once; 0: no cap."
     )
-    team_group_prefix = Unicode("team-", config=True, help="JupyterHub groups named <prefix><team> are teams.")
+    team_group_prefix = Unicode(
+        TEAM_GROUP_PREFIX, config=True, help="JupyterHub groups named <prefix><team> are teams."
+    )
     # Each active cluster's team when it started (the database is in memory: only this process's clusters).
     _teams = Dict()
 

@@ -26,6 +26,7 @@ import requests
 from sqlalchemy import select
 
 from leaderboard.models import Member, Team
+from leaderboard.roles import TEAM_GROUP_PREFIX
 from leaderboard.store import Store
 
 log = logging.getLogger("contesthub.groups")
@@ -51,7 +52,7 @@ def wanted(store: Store, prefix: str) -> dict[str, set[str]]:
 
 
 def reconcile(
-    store: Store, api_url: str, token: str, prefix: str = "team-", *, provider_owns_groups: bool = False
+    store: Store, api_url: str, token: str, prefix: str = TEAM_GROUP_PREFIX, *, provider_owns_groups: bool = False
 ) -> dict[str, int]:
     """Make the hub's ``team-*`` groups match the store's teams; returns what changed."""
     http = requests.Session()

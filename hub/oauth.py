@@ -8,7 +8,7 @@ password. At every login the provider's groups replace the user's hub groups
 (``manage_groups``):
 
 * a group named ``team-<name>`` (``CONTESTHUB_TEAM_GROUP_PREFIX``) becomes the hub group of
-  the same name, and the submission service (``hub/submit_service.py``) puts the user in the
+  the same name, and the submission service (``hub/submit_service/``) puts the user in the
   contest team ``<name>`` on first contact;
 * the provider's admin group (``oauth_admin_group``, default ``organizers``) becomes the hub
   group ``organizers``: organizers, hub admins (``admin_groups``, and the ``admin`` role that
@@ -77,8 +77,8 @@ from traitlets import List, Unicode
 from traitlets.config import Config
 
 from hub import runtime
-from hub.services import ORGANIZER_GROUP
 from hub.settings import HubSettings, SettingsError
+from leaderboard.roles import ORGANIZER_GROUP, TEAM_GROUP_PREFIX, team_group_prefix
 from sandbox.settings import PROJECT_ROOT
 
 PROVIDERS = ("oidc", "github")
@@ -99,8 +99,7 @@ REFUSED = (
 
 def team_prefix(environ: Mapping[str, str] | None = None) -> str:
     """The hub group prefix of teams, as the submission service reads it."""
-    env = os.environ if environ is None else environ
-    return env.get("CONTESTHUB_TEAM_GROUP_PREFIX") or "team-"
+    return team_group_prefix(environ)
 
 
 # --- the authenticators --------------------------------------------------------------------
@@ -146,7 +145,7 @@ class ClaimGroups:
 
     claim: str = "groups"
     admin_group: str = ORGANIZER_GROUP
-    keep: tuple[str, ...] = ("team-*",)
+    keep: tuple[str, ...] = (f"{TEAM_GROUP_PREFIX}*",)
     user_key: str = GenericOAuthenticator.user_auth_state_key
 
     def __call__(self, auth_state: Mapping[str, Any]) -> list[str]:
@@ -172,8 +171,8 @@ class GitHubTeams:
 
     org: str
     admin_team: str = ORGANIZER_GROUP
-    prefix: str = "team-"
-    keep: tuple[str, ...] = ("team-*",)
+    prefix: str = TEAM_GROUP_PREFIX
+    keep: tuple[str, ...] = (f"{TEAM_GROUP_PREFIX}*",)
 
     def __call__(self, auth_state: Mapping[str, Any]) -> list[str]:
         names = set()

@@ -32,6 +32,7 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError
 
 from hub.accounts import ROSTER, AccountStore, new_password
+from hub.names import MAX_LENGTH, valid_username
 from leaderboard import teams
 from leaderboard.contest import Contest
 from leaderboard.store import Store
@@ -39,7 +40,6 @@ from sandbox.errors import NotFound, Problem, ProblemsError
 from sandbox.sources import detect_encoding
 
 COLUMNS = {"team": ("team", "队伍"), "member": ("member", "成员"), "email": ("email", "邮箱")}
-USER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -88,10 +88,13 @@ def read(path: Path) -> list[Entry]:
         cell = {k: (raw[i].strip() if i < len(raw) else "") for k, i in where.items()}
         if not cell["team"]:
             problems.append(Problem(name, f"row {n}, column team", "is empty", "the team's name"))
-        if not USER.match(cell["member"]):
+        if not valid_username(cell["member"]):
             problems.append(
                 Problem(
-                    name, f"row {n}, column member", f"{cell['member']!r} is not a valid user name", "a-z, 0-9, . _ -"
+                    name,
+                    f"row {n}, column member",
+                    f"{cell['member']!r} is not a valid user name",
+                    f"1 to {MAX_LENGTH} of a-z, 0-9, . _ - (a letter or digit first): the login accepts no other",
                 )
             )
         if not EMAIL.match(cell["email"]):

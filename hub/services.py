@@ -19,12 +19,12 @@ Every managed service ends when the hub dies, however it dies (a clean stop ends
 JupyterHub starts them in sessions of their own, so a killed hub (SIGKILL, the OOM killer)
 would leave them running, holding their ports, and the next hub could not start its own. The
 submission service asks the kernel for SIGTERM on the hub's death itself
-(``die_with_the_hub`` in hub/submit_service.py); the others are started through
+(``die_with_the_hub`` in hub/submit_service/); the others are started through
 ``python -m hub.die_with_parent --parent <hub pid> -- <command>``, which makes the same request
 and then execs the command (same pid, environment and output; see hub/die_with_parent.py).
 Contestants' servers are not services: they survive a killed hub, and the next hub finds them.
 
-``submit`` and ``leaderboard`` are included only when their code exists (``hub/submit_service.py``,
+``submit`` and ``leaderboard`` are included only when their code exists (``hub/submit_service/``,
 ``leaderboard/app.py``), so the hub starts while they are being written.
 
 ``dask-gateway`` runs when the ``gateway`` setting is on, the mode is demo and
@@ -40,16 +40,9 @@ variables, it receives only ``CONTESTHUB_GATEWAY`` (JSON: addresses, the cluster
 worker and scheduler sizes, per-cluster limits by team, the caps on clusters per user and per team;
 read by config/dask_gateway_config.py).
 
-What a managed service receives (JupyterHub sets the JUPYTERHUB_* variables): ``JUPYTERHUB_API_TOKEN``
-(its own token, persisted under the runtime dir), ``JUPYTERHUB_API_URL``, ``JUPYTERHUB_BASE_URL``,
-``JUPYTERHUB_SERVICE_NAME``, ``JUPYTERHUB_SERVICE_URL`` (``http://127.0.0.1:<port>``: where to
-listen), ``JUPYTERHUB_SERVICE_PREFIX`` (``/services/<name>/``: the path prefix of every request
-the proxy forwards), ``JUPYTERHUB_CLIENT_ID`` and ``JUPYTERHUB_OAUTH_CALLBACK_URL``; from us
-``CONTESTHUB_DATA_ROOT``, ``CONTESTHUB_PRIVATE_ROOT``, ``CONTESTHUB_PORT`` (the port to listen on),
-``CONTESTHUB_PUBLIC_URL``, ``CONTESTHUB_TEAMS_FROM_GROUPS`` (1 when an identity provider owns
-the ``team-*`` groups) and, when set in the hub's environment, ``CONTESTHUB_DB_URL``,
-``CONTESTHUB_CONTEST``, ``CONTESTHUB_HOME`` and ``CONTESTHUB_LANG``. Their working folder is the
-checkout.
+What a managed service receives (JupyterHub sets the JUPYTERHUB_* variables, :func:`_environment`
+the CONTESTHUB_* ones) is the one contract of leaderboard/service_env.py, which the services
+read it with. Their working folder is the checkout.
 """
 
 from __future__ import annotations
@@ -62,6 +55,8 @@ from pathlib import Path
 
 from hub.runtime import service_token
 from hub.settings import HubSettings
+from leaderboard import service_env
+from leaderboard.roles import ORGANIZER_GROUP, ORGANIZER_GROUP_ENV, team_group_prefix
 from sandbox.settings import PROJECT_ROOT
 
 LEADERBOARD_APP = PROJECT_ROOT / "leaderboard" / "app.py"
@@ -86,22 +81,12 @@ SUBMIT_SCOPES = [
 ]
 # What jupyterhub-idle-culler needs to find idle servers and stop them (its documented role).
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
-# Organizers: the members of this group hold JupyterHub's admin role (the submission service
-# recognises organizers by it too).
-ORGANIZER_GROUP = "organizers"
 # A hub whose clock was moved with libfaketime (the suite's date-bomb guard: `faketime DATE
 # contesthub up`) moves its services' and sandboxes' clocks with it, so that every process of
 # the platform agrees on "now". Unset in production, where they pass nothing.
 CLOCK_VARIABLES = ("LD_PRELOAD", "FAKETIME", "FAKETIME_SHARED", "DONT_FAKE_MONOTONIC")
-# Passed on from the hub's environment to the services when set.
-PASSED_ON = (
-    "CONTESTHUB_DB_URL",
-    "CONTESTHUB_CONTEST",
-    "CONTESTHUB_HOME",
-    "CONTESTHUB_LANG",
-    "CONTESTHUB_TEAM_GROUP_PREFIX",
-    *CLOCK_VARIABLES,
-)
+# Passed on from the hub's environment to the services when set (leaderboard/service_env.py).
+PASSED_ON = (*service_env.PASSED_ON, *CLOCK_VARIABLES)
 
 
 def submit_service_available() -> bool:
@@ -145,7 +130,7 @@ def gateway_spec(settings: HubSettings) -> dict:
     """What config/dask_gateway_config.py reads from ``CONTESTHUB_GATEWAY``."""
     from hub.settings import GATEWAY_SCHEDULER_CORES, GATEWAY_SCHEDULER_MEMORY
 
-    prefix = os.environ.get("CONTESTHUB_TEAM_GROUP_PREFIX") or "team-"
+    prefix = team_group_prefix()
     limits = settings.gateway_limits
     return {
         "proxy_address": f"127.0.0.1:{settings.gateway_port}",
@@ -177,20 +162,22 @@ def _dies_with_the_hub(command: list[str]) -> list[str]:
 
 
 def _environment(settings: HubSettings, port: int | None) -> dict[str, str]:
+    """What a service reads (the contract of leaderboard/service_env.py)."""
     env = {
-        "CONTESTHUB_DATA_ROOT": str(settings.data_root),
-        "CONTESTHUB_PRIVATE_ROOT": str(settings.private_root),
-        "CONTESTHUB_CONDITIONAL_ROOT": str(settings.conditional_root),
+        service_env.DATA_ROOT: str(settings.data_root),
+        service_env.PRIVATE_ROOT: str(settings.private_root),
+        service_env.CONDITIONAL_ROOT: str(settings.conditional_root),
         # Secure mode: the service opens conditional roots to approved teams' groups (hub/conditional_acl.py).
-        "CONTESTHUB_MODE": settings.mode,
-        "CONTESTHUB_SYSTEM_USER_PREFIX": settings.system_user_prefix,
-        "CONTESTHUB_PUBLIC_URL": settings.public_url,
-        "CONTESTHUB_ORGANIZER_GROUP": ORGANIZER_GROUP,
-        # Whether an identity provider owns the team-* groups (hub/groups.py, hub/submit_service.py).
-        "CONTESTHUB_TEAMS_FROM_GROUPS": "1" if settings.auth != "local" else "0",
+        service_env.MODE: settings.mode,
+        service_env.SYSTEM_USER_PREFIX: settings.system_user_prefix,
+        service_env.PUBLIC_URL: settings.public_url,
+        # Organizers: the members of this group hold the hub's admin role (leaderboard/roles.py).
+        ORGANIZER_GROUP_ENV: ORGANIZER_GROUP,
+        # Whether an identity provider owns the team-* groups (hub/groups.py, hub/submit_service/).
+        service_env.TEAMS_FROM_GROUPS: "1" if settings.auth != "local" else "0",
     }
     if port is not None:
-        env["CONTESTHUB_PORT"] = str(port)
+        env[service_env.PORT] = str(port)
     env.update({k: os.environ[k] for k in PASSED_ON if os.environ.get(k)})
     return env
 

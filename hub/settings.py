@@ -117,6 +117,7 @@ from typing import Any
 from hub.limits import MECHANISMS as LIMIT_MECHANISMS
 from sandbox.errors import ContesthubError
 from sandbox.settings import PROJECT_ROOT
+from sandbox.sizes import parse_size
 
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "hub.toml"
 MODES = ("demo", "secure", "cluster")
@@ -450,10 +451,8 @@ GATEWAY_SCHEDULER_MEMORY = 2**30
 
 def size_bytes(name: str, text: str) -> int:
     """A size such as 4G, 512M or 2GiB in bytes; a SettingsError naming ``name`` if malformed."""
-    clean = text.strip().upper().removesuffix("B").removesuffix("I")
-    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
     try:
-        value = int(float(clean[:-1]) * units[clean[-1]]) if clean and clean[-1] in units else int(float(clean))
+        value = parse_size(text)
     except ValueError:
         value = 0
     if value <= 0:

@@ -76,7 +76,7 @@ def _build(ctx: click.Context, settings: HubSettings) -> bool:
     """The open-data layer first: every demo dataset built and published; False if one failed."""
     from sandbox.build import build_all
     from sandbox.catalog import load, summary_rows
-    from sandbox.cli import _print_listing
+    from sandbox.cli import print_listing
     from sandbox.descriptor import load_all
     from sandbox.progress import Reporter
 
@@ -88,7 +88,7 @@ def _build(ctx: click.Context, settings: HubSettings) -> bool:
     failed = [r for r in results if r.status == "failed"]
     for r in failed:
         click.echo(f"error: {r.dataset}: {r.error.message(ctx.obj['lang'])}", err=True)
-    _print_listing(ctx, summary_rows(load(paths.data_root)), "open datasets / 开放数据集")
+    print_listing(ctx, summary_rows(load(paths.data_root)), "open datasets / 开放数据集")
     if not failed:
         from leaderboard import contest, publish
 
@@ -138,7 +138,7 @@ def _banner(settings: HubSettings, services: list[str], password: str | None, lo
         lines.append(f"  submission API / 提交接口:     {url}/services/submit/")
         lines.append(f"  scorer pool / 评分进程:        {settings.scorer_workers} worker(s), hub/scorer.py")
     else:
-        lines.append("  submission API / 提交接口:     not started (no hub/submit_service.py, or --services)")
+        lines.append("  submission API / 提交接口:     not started (no hub/submit_service/, or --services)")
     lines += [
         f"  data root (read-only) / 数据:  {settings.data_root}",
         f"  private root / 私有目录:       {settings.private_root}",

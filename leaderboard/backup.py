@@ -38,7 +38,6 @@ solutions and submission files the service account's only.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -50,8 +49,9 @@ from sqlalchemy import Date, DateTime, TypeDecorator, func, insert, select, text
 from leaderboard import audit, backup_hub
 from leaderboard.backup_hub import HubParts
 from leaderboard.models import Base, Submission, SubmissionProvenance
-from leaderboard.store import CHUNK, Store
+from leaderboard.store import Store
 from sandbox import clock
+from sandbox.digests import sha256_file
 from sandbox.errors import ContesthubError
 from sandbox.settings import Paths
 
@@ -60,14 +60,6 @@ FORMAT = 1
 
 class BackupError(ContesthubError):
     code = "backup-error"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _jsonable(value):
@@ -97,7 +89,7 @@ def _copy_tree(src: Path, dst: Path, manifest: dict[str, str], base: Path) -> No
         for name in sorted(names):
             path = Path(folder) / name
             if not path.is_symlink():
-                manifest[str(path.relative_to(base))] = _sha256(path)
+                manifest[str(path.relative_to(base))] = sha256_file(path)
 
 
 def _set_modes(root: Path, file_mode: int, dir_mode: int) -> None:
@@ -164,7 +156,7 @@ def _write(store: Store, paths: Paths, contest_file: Path, work: Path, hub: HubP
         with open(path, "w", encoding="utf-8") as f:
             for r in items:
                 f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
-        files[str(path.relative_to(work))] = _sha256(path)
+        files[str(path.relative_to(work))] = sha256_file(path)
     missing = []
     # The bytes of invalid files dropped after their retention period are gone on purpose.
     kept = {r["sha256"] for r in rows[Submission.__tablename__] if r.get("file_dropped_at") is None}
@@ -178,15 +170,15 @@ def _write(store: Store, paths: Paths, contest_file: Path, work: Path, hub: HubP
         target = work / "submissions" / sha[:2] / sha
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src, target)
-        files[str(target.relative_to(work))] = _sha256(target)
+        files[str(target.relative_to(work))] = sha256_file(target)
         if files[str(target.relative_to(work))] != sha:
             raise BackupError(f"stored submission file {sha} is damaged", f"提交文件 {sha} 已损坏")
     _copy_tree(paths.data_root, work / "data", files, work)
     _copy_tree(paths.private_root / "solutions", work / "solutions", files, work)
     _copy_tree(paths.private_root / "secrets", work / "secrets", files, work)
     shutil.copy2(contest_file, work / "contest.toml")
-    files["contest.toml"] = _sha256(work / "contest.toml")
-    hub_report = backup_hub.write(hub, work, files, _sha256) if hub is not None else None
+    files["contest.toml"] = sha256_file(work / "contest.toml")
+    hub_report = backup_hub.write(hub, work, files, sha256_file) if hub is not None else None
     manifest = {
         "format": FORMAT,
         "created_at": clock.now().isoformat(),
@@ -227,7 +219,7 @@ def restore(
         )
     manifest = json.loads(manifest_path.read_text("utf-8"))
     for rel, sha in manifest["files"].items():
-        if not (src / rel).exists() or _sha256(src / rel) != sha:
+        if not (src / rel).exists() or sha256_file(src / rel) != sha:
             raise BackupError(f"{rel} in the backup is missing or damaged", f"备份中的 {rel} 缺失或损坏")
     with store.session() as s:
         if s.execute(select(func.count()).select_from(Submission)).scalar_one():

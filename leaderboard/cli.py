@@ -9,7 +9,7 @@ from rich.table import Table
 
 from leaderboard import contest as contest_config
 from leaderboard.scoring import score_file
-from sandbox import catalog
+from sandbox import catalog, statuses
 from sandbox.cli import echo_json, out
 from sandbox.errors import NotFound
 
@@ -38,6 +38,7 @@ def validate_cmd(ctx: click.Context, contest_file: str | None, as_json: bool) ->
     leakage_margin (leaderboard/leakage.py); a leaking challenge is refused, naming the predictor.
     """
     from leaderboard import leakage
+    from leaderboard.publish import public_challenge
 
     c = contest_config.load_for(ctx.obj["paths"], contest_file)
     published = catalog.load(ctx.obj["paths"].data_root)["datasets"]
@@ -46,20 +47,13 @@ def validate_cmd(ctx: click.Context, contest_file: str | None, as_json: bool) ->
     rows = []
     for ch in c.challenges:
         entry = published.get(ch.dataset, {}).get("entry")
-        test = entry["tables"].get(f"{ch.table}_test") if entry else None
+        test = entry["tables"].get(ch.test_table) if entry else None
         rows.append(
-            {
-                "id": ch.id,
-                "title": ch.title,
-                "data": f"{ch.dataset}.{ch.table}_test",
-                "metric": ch.metric,
-                "higher_is_better": ch.higher_is_better,
+            public_challenge(ch)
+            | {
+                "data": ch.test_relation,
                 "test_rows": test["rows"] if test else None,
                 "public_fraction": ch.public_fraction,
-                "daily_quota": ch.daily_quota,
-                "opens": ch.opens.isoformat(),
-                "closes": ch.closes.isoformat(),
-                "reveal": ch.reveal.isoformat(),
                 "leakage": reports[ch.id].to_dict(),
             }
         )
@@ -325,24 +319,16 @@ def grant_cmd(ctx, team: str, challenge_id: str, extra: int, reason: str, day, c
 
 @click.command("submissions")
 @click.option("--challenge", "challenge_id")
-@click.option("--status", type=click.Choice(["received", "validating", "scored", "invalid", "error"]))
+@click.option("--status", type=click.Choice(statuses.ALL))
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def submissions_cmd(ctx, challenge_id: str | None, status: str | None, limit: int, as_json: bool) -> None:
     """List submissions, newest first (organizers; public scores only)."""
-    from sqlalchemy import select
+    from leaderboard import organizer
 
-    from leaderboard import submissions
-    from leaderboard.models import Submission
-
-    q = select(Submission).order_by(Submission.id.desc()).limit(limit)
-    if challenge_id:
-        q = q.where(Submission.challenge == challenge_id)
-    if status:
-        q = q.where(Submission.status == status)
     with _store(ctx).session() as s:
-        rows = [submissions.public_view(x, next((sc for sc in x.scores if sc.active), None)) for x in s.scalars(q)]
+        rows = organizer.submission_listing(s, challenge=challenge_id, status=status, limit=limit)
     if as_json:
         echo_json(rows)
         return
@@ -373,16 +359,14 @@ def submissions_cmd(ctx, challenge_id: str | None, status: str | None, limit: in
 def reveal_cmd(ctx, challenge_id: str, contest_file, by: str) -> None:
     """Make CHALLENGE_ID's private ranking public (after its deadline; recorded) and publish its
     signed results bundle (公布最终排名与签名结果)."""
-    from leaderboard import integrity, ranking, results
+    from leaderboard import organizer, ranking
 
     ctx.obj["contest_file"] = contest_file
     contest = _contest(ctx)
     store = _store(ctx)
-    with store.session() as s:
-        ranking.reveal(s, contest, challenge_id, by=by)
-    report = integrity.attach_report(store, contest, ctx.obj["paths"], challenge_id)
-    bundle = results.publish_bundle(store, contest, ctx.obj["paths"], challenge_id, by=by)
-    click.echo(f"signed results / 已签名的结果: {bundle}")
+    done = organizer.reveal(store, contest, ctx.obj["paths"], challenge_id, by=by)
+    report = done["report"]
+    click.echo(f"signed results / 已签名的结果: {done['bundle']}")
     with store.session() as s:
         rows = ranking.private_standings(s, contest.challenge(challenge_id))
     band = report.get("intervals", {})
@@ -415,20 +399,19 @@ def reveal_cmd(ctx, challenge_id: str, contest_file, by: str) -> None:
 @click.pass_context
 def rescore_cmd(ctx, challenge_id, reason, publish_id, discard_id, as_json, contest_file, by) -> None:
     """Score CHALLENGE_ID's submissions again and show rank changes; publish or discard it after (重新评分)."""
-    from leaderboard import ranking
+    from leaderboard import organizer, ranking
 
     ctx.obj["contest_file"] = contest_file
     store = _store(ctx)
     if publish_id or discard_id:
-        with store.session() as s:
-            run = ranking.decide_rescore(s, publish_id or discard_id, by=by, publish=bool(publish_id))
-        click.echo(f"rescore {run.id}: {run.status}")
+        run = organizer.decide_rescore(store, publish_id or discard_id, by=by, publish=bool(publish_id))
+        click.echo(f"rescore {run['rescore']}: {run['status']}")
         return
     if not reason:
         raise click.UsageError("say why with --reason")
     result = ranking.rescore(store, _contest(ctx), ctx.obj["paths"], challenge_id, by=by, reason=reason)
     if as_json:
-        echo_json({"rescore": result.id, "scored": result.scored, "invalid": result.invalid, "changes": result.changes})
+        echo_json(organizer.rescore_summary(result))
         return
     _table(
         f"rescore {result.id} of {challenge_id}: rank changes (not published) / 排名变化（未发布）",

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jsonschema
 
 from leaderboard import metrics, schedule
-from sandbox.descriptor import Dataset, load_all
+from sandbox.descriptor import Dataset, load_all, test_table_name
 from sandbox.errors import NotFound, Problem, ProblemsError
 from sandbox.settings import PROJECT_ROOT, Paths
 
@@ -78,6 +78,16 @@ class Challenge:
     @property
     def scorer(self) -> metrics.Metric:
         return metrics.get(self.metric)
+
+    @property
+    def test_table(self) -> str:
+        """The name of the published table of the rows to predict, within its dataset."""
+        return test_table_name(self.table)
+
+    @property
+    def test_relation(self) -> str:
+        """``<dataset>.<table>_test``: what a contestant queries (``sandbox.sql``) for the rows to predict."""
+        return f"{self.dataset}.{self.test_table}"
 
     @property
     def higher_is_better(self) -> bool:

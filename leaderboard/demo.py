@@ -4,9 +4,9 @@
 English names and their members, submissions spread over the days a challenge has been
 open with scores that improve as teams learn (each team at its own pace), some files
 refused with the submission checks' error codes, a few final selections, and a quota grant.
-It is what ``contesthub up`` can show on an empty board and what the leaderboard benchmark
-measures (1,000 teams, 100,000 submissions in a few seconds: rows go in with bulk INSERTs
-and explicit ids, not one ORM object at a time).
+The tests of the app and the ranking use it, and the leaderboard benchmark seeds its 1,000
+teams and 100,000 submissions with it (rows go in with bulk INSERTs and explicit ids, not one
+ORM object at a time; under a minute, cached in ``var/bench/``); ``contesthub up`` does not.
 
 Keep it apart from real data: demo teams are named ``demo-NNNN`` (their display names are
 free text, as a real team's are), demo files have made-up digests that no stored file has,
@@ -33,7 +33,7 @@ from leaderboard import submissions as submissions_mod
 from leaderboard.contest import Challenge, Contest
 from leaderboard.models import Member, Quota, Score, Submission, Team
 from leaderboard.store import Store
-from sandbox import clock
+from sandbox import clock, statuses
 
 PREFIX = "demo-"
 DEMO_ACTOR = "demo-organizer"
@@ -266,7 +266,7 @@ def seed(
                 "file_name": _FILES[int(file_kind[k])].format(n=int(file_n[k])),
                 "size": int(sizes[k]),
                 "sha256": digests[64 * k : 64 * (k + 1)],
-                "status": "invalid" if bad else "scored",
+                "status": statuses.INVALID if bad else statuses.SCORED,
                 "charged": not bad,
                 "errors": errors,
                 "provenance": {"client": "contesthub demo"},
@@ -279,7 +279,7 @@ def seed(
     # A third of the teams choose their final submissions (two good recent ones).
     by_team_ch: dict[tuple[int, str], list[dict]] = {}
     for row in sub_rows:
-        if row["status"] == "scored":
+        if row["status"] == statuses.SCORED:
             by_team_ch.setdefault((row["team_id"], row["challenge"]), []).append(row)
     for (_tid, ch_id), rows in by_team_ch.items():
         if rng.random() < 0.33:

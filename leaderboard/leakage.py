@@ -155,7 +155,7 @@ def check(challenge: Challenge, paths: Paths) -> LeakageReport:
     except NotFound:
         report.skipped = f"{challenge.dataset} is not built yet"
         return report
-    if f"{challenge.table}_test" not in entry["tables"]:
+    if challenge.test_table not in entry["tables"]:
         report.skipped = f"{challenge.dataset}.{challenge.table} has no published test table"
         return report
     con = duckdb.connect()
@@ -167,7 +167,7 @@ def check(challenge: Challenge, paths: Paths) -> LeakageReport:
 
 def _check(con, ch: Challenge, paths: Paths, entry: dict, solution: Path, report: LeakageReport) -> LeakageReport:
     tables = entry["tables"]
-    mine = _columns(tables[f"{ch.table}_test"])
+    mine = _columns(tables[ch.test_table])
     time = next((c for c in ch.id_columns if c in mine and mine[c].unit), None)
     if time is None:  # no time among the ids (a visit id): the test table's date, if it has one
         time = next((n for n, c in mine.items() if c.unit), None)

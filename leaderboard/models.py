@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from sandbox import clock
+from sandbox import clock, statuses
 
 
 class UTCDateTime(TypeDecorator):
@@ -109,7 +109,7 @@ class Submission(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     # received → validating → scored | invalid | error
-    status: Mapped[str] = mapped_column(String(16), default="received")
+    status: Mapped[str] = mapped_column(String(16), default=statuses.RECEIVED)
     # True while the submission holds one unit of its team's daily quota.
     charged: Mapped[bool] = mapped_column(Boolean, default=True)
     errors: Mapped[list] = mapped_column(default=list)

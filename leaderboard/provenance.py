@@ -21,6 +21,14 @@ from leaderboard.models import Submission, SubmissionProvenance
 from leaderboard.store import Store
 from sandbox.errors import ContesthubError, NotFound
 
+
+class ProvenanceRecorded(ContesthubError):
+    """A submission's provenance is sent once: a second one conflicts with what is kept."""
+
+    code = "provenance-recorded"
+    http_status = 409
+
+
 MAX_NOTEBOOK = 768 * 1024
 MAX_PACKAGES, MAX_PACKAGE_TEXT = 2000, 200
 MAX_READS = 200
@@ -128,10 +136,9 @@ def attach(store: Store, user: str, submission_id: int, doc: object) -> dict:
                 f"no submission {submission_id} of yours", f"你没有编号为 {submission_id} 的提交"
             )  # another's submission looks exactly like a missing one
         if s.get(SubmissionProvenance, submission_id) is not None:
-            raise ContesthubError(
+            raise ProvenanceRecorded(
                 f"the provenance of submission {submission_id} is already recorded",
                 f"提交 {submission_id} 的来源信息已记录",
-                code="provenance-recorded",
             )
         row = SubmissionProvenance(
             submission_id=submission_id,

@@ -17,11 +17,34 @@ import tempfile
 
 import duckdb
 
-from leaderboard.contest import Contest
+from leaderboard.contest import Challenge, Contest
 from leaderboard.scoring import expect_for, solution_for
 from sandbox.settings import Paths
 
 FILE = "contest.json"
+
+
+def public_challenge(ch: Challenge) -> dict:
+    """What anyone may know of a challenge from the contest file alone: the one public view,
+    served by the submission service (``api/challenges``), printed by ``contest validate`` and
+    extended here with what the built data says (:func:`public_spec`). Nothing about the
+    hidden answers or the split."""
+    return {
+        "id": ch.id,
+        "title": ch.title,
+        "description": ch.description,
+        "metric": ch.metric,
+        "metric_title": ch.scorer.title,
+        "higher_is_better": ch.higher_is_better,
+        "test_table": ch.test_relation,
+        "id_columns": list(ch.id_columns),
+        "prediction": ch.prediction,
+        "daily_quota": ch.daily_quota,
+        "final_selections": ch.final_selections,
+        "opens": ch.opens.isoformat(),
+        "closes": ch.closes.isoformat(),
+        "reveal": ch.reveal.isoformat(),
+    }
 
 
 def public_spec(contest: Contest, paths: Paths) -> dict:
@@ -31,14 +54,8 @@ def public_spec(contest: Contest, paths: Paths) -> dict:
         solution, version = solution_for(ch, paths)
         expect = expect_for(ch, con, solution)
         challenges.append(
-            {
-                "id": ch.id,
-                "title": ch.title,
-                "description": ch.description,
-                "metric": ch.metric,
-                "metric_title": ch.scorer.title,
-                "higher_is_better": ch.higher_is_better,
-                "test_table": f"{ch.dataset}.{ch.table}_test",
+            public_challenge(ch)
+            | {
                 "dataset_version": version,
                 "id_columns": list(expect.id_columns),
                 "prediction_columns": list(expect.prediction_columns),
@@ -46,11 +63,6 @@ def public_spec(contest: Contest, paths: Paths) -> dict:
                 "labels": list(expect.labels),
                 "max_bytes": expect.max_bytes,
                 "max_uncompressed_bytes": expect.max_uncompressed_bytes,
-                "daily_quota": ch.daily_quota,
-                "final_selections": ch.final_selections,
-                "opens": ch.opens.isoformat(),
-                "closes": ch.closes.isoformat(),
-                "reveal": ch.reveal.isoformat(),
             }
         )
     con.close()

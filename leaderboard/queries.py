@@ -30,16 +30,16 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import streamlit as st
-from sqlalchemy import String, and_, cast, func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from leaderboard import contest as contest_mod
-from leaderboard import ranking, schedule
+from leaderboard import organizer, ranking, schedule
 from leaderboard.models import Member, QuotaGrant, Reveal, Score, Submission, Team
 from leaderboard.store import Store, connect, default_url
 from sandbox import catalog as catalog_mod
-from sandbox import clock
+from sandbox import clock, statuses
 from sandbox.quoting import lit
 from sandbox.settings import Paths
 
@@ -156,87 +156,11 @@ BOARD_COLUMNS = [
 ]
 
 
-def _ranked(df: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
-    """Best public submission per team, in board order: score, then the earlier submission."""
-    if df.empty:
-        return df.assign(rank=pd.Series(dtype="int64"))
-    order = df.sort_values(
-        ["public_score", "created_at", "submission_id"],
-        ascending=[not higher_is_better, True, True],
-        kind="mergesort",
-    )
-    best = order.drop_duplicates("team_id", keep="first").reset_index(drop=True)
-    best["rank"] = range(1, len(best) + 1)
-    return best
-
-
 def public_board_rows(session: Session, ch: contest_mod.Challenge, now: dt.datetime) -> pd.DataFrame:
-    """:func:`leaderboard.ranking.public_standings` as a frame, computed the fastest way per database.
-
-    On PostgreSQL the domain function's window queries are fast. On SQLite each of its two
-    window queries (now and 24 hours ago) takes about a second at 100,000 submissions, so
-    there the challenge's scored submissions are read once (four columns, public scores
-    only) and ranked with pandas by the same rules: best score, then the earlier
-    submission, then the lower id; shared ranks and tie marks for equal scores; movement
-    against the ranking 24 hours earlier. ``tests/test_leaderboard_app.py`` checks that both
-    ways give the same rows.
-    """
-    if session.get_bind().dialect.name != "sqlite":
-        rows = ranking.public_standings(session, ch, now=now)
-        df = pd.DataFrame(rows, columns=BOARD_COLUMNS)
-        df["movement_24h"] = df["movement_24h"].astype("Int64")
-        return df
-    return _public_board_pandas(session, ch, now)
-
-
-def _public_board_pandas(session: Session, ch: contest_mod.Challenge, now: dt.datetime) -> pd.DataFrame:
-    q = (
-        select(
-            Submission.id.label("submission_id"),
-            Submission.team_id,
-            # As text: parsing 100,000 timestamps one by one in Python is most of the read's cost.
-            cast(Submission.created_at, String).label("created_at"),
-            Score.public_score,
-        )
-        .join(Score, and_(Score.submission_id == Submission.id, Score.active.is_(True)))
-        .where(
-            Submission.challenge == ch.id,
-            Submission.status == "scored",
-            Score.public_score.is_not(None),
-            Submission.created_at <= now,
-        )
-    )
-    # Core, not the ORM, and plain tuples: building a frame from 100,000 Row objects costs more
-    # than the query itself.
-    rows = [tuple(r) for r in session.connection().execute(q)]
-    df = pd.DataFrame.from_records(rows, columns=["submission_id", "team_id", "created_at", "public_score"])
-    if df.empty:
-        return pd.DataFrame(columns=BOARD_COLUMNS)
-    df["created_at"] = pd.to_datetime(df["created_at"], format="ISO8601", utc=True)
-    best = _ranked(df, ch.higher_is_better)
-    grouped = df.groupby("team_id")
-    best["entries"] = best["team_id"].map(grouped.size())
-    best["last_submission"] = best["team_id"].map(grouped["created_at"].max())
-    score = best["public_score"]
-    starts = score.ne(score.shift())
-    best["tie_rank"] = best["rank"].where(starts).ffill().astype("int64")
-    best["tied"] = score.eq(score.shift()) | score.eq(score.shift(-1))
-    before = _ranked(df[df["created_at"] <= now - dt.timedelta(hours=24)], ch.higher_is_better)
-    was = (
-        best["team_id"].map(before.set_index("team_id")["rank"])
-        if len(before)
-        else pd.Series(float("nan"), index=best.index)
-    )
-    best["movement_24h"] = (was - best["rank"]).astype("Int64")
-    names = {
-        i: (n, d)
-        for i, n, d in session.execute(
-            select(Team.id, Team.name, Team.display_name).where(Team.id.in_(best["team_id"].tolist()))
-        )
-    }
-    best["team"] = best["team_id"].map(lambda i: names[i][0])
-    best["display_name"] = best["team_id"].map(lambda i: names[i][1])
-    return best.rename(columns={"public_score": "score"})[BOARD_COLUMNS]
+    """:func:`leaderboard.ranking.public_standings` as a frame: the one ranking, on every database."""
+    df = pd.DataFrame(ranking.public_standings(session, ch, now=now), columns=BOARD_COLUMNS)
+    df["movement_24h"] = df["movement_24h"].astype("Int64")
+    return df
 
 
 @st.cache_data(**_CACHE)
@@ -299,7 +223,7 @@ def race(source: Source, challenge_id: str, teams: tuple[str, ...], now: dt.date
             .where(
                 Team.name.in_(teams),
                 Submission.challenge == ch.id,
-                Submission.status == "scored",
+                Submission.status == statuses.SCORED,
                 Score.public_score.is_not(None),
                 Submission.created_at <= (now or clock.now()),
             )
@@ -433,29 +357,18 @@ def reruns(source: Source) -> pd.DataFrame:
 def recent_submissions(source: Source, limit: int = 100) -> pd.DataFrame:
     """The newest submissions, whatever became of them (for the organizers' live stream)."""
 
+    columns = ["id", "created_at", "team", "user", "challenge", "file_name", "size", "status", "score", "errors"]
+
     def read(s: Session) -> pd.DataFrame:
-        rows = s.execute(
-            select(
-                Submission.id,
-                Submission.created_at,
-                Team.display_name,
-                Submission.user,
-                Submission.challenge,
-                Submission.file_name,
-                Submission.size,
-                Submission.status,
-                Score.public_score,
-                Submission.errors,
-            )
-            .join(Team, Team.id == Submission.team_id)
-            .outerjoin(Score, and_(Score.submission_id == Submission.id, Score.active.is_(True)))
-            .order_by(Submission.id.desc())
-            .limit(limit)
-        ).all()
+        rows = organizer.submission_listing(s, limit=limit)
         df = pd.DataFrame(
-            rows,
-            columns=["id", "created_at", "team", "user", "challenge", "file_name", "size", "status", "score", "errors"],
+            [
+                {**r, "team": r["team_display_name"], "score": r["public_score"], "created_at": r["created_at"]}
+                for r in rows
+            ],
+            columns=columns,
         )
+        df["created_at"] = pd.to_datetime(df["created_at"], utc=True)
         df["errors"] = df["errors"].map(lambda es: ", ".join(sorted({e.get("code", "?") for e in es or []})))
         return df
 
@@ -475,7 +388,7 @@ def error_codes(source: Source) -> pd.DataFrame:
 
     def read(s: Session) -> pd.DataFrame:
         counts: Counter = Counter()
-        q = select(Submission.challenge, Submission.errors).where(Submission.status.in_(("invalid", "error")))
+        q = select(Submission.challenge, Submission.errors).where(Submission.status.in_(statuses.REFUSED))
         for challenge, errors in s.execute(q):
             if isinstance(errors, str):  # a driver that hands JSON back as text
                 errors = json.loads(errors)

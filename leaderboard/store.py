@@ -36,6 +36,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from sandbox.digests import sha256_file
 from sandbox.errors import ContesthubError
 from sandbox.settings import Paths
 from sandbox.submission_checks import TOO_LARGE_WHAT_TO_DO
@@ -222,12 +223,14 @@ def connect(
 
 class UploadTooLarge(ContesthubError):
     code = "file-too-large"
+    http_status = 413
 
 
 class StorageFailed(ContesthubError):
     """The upload area could not take the file (the disk is full, or failing); nothing was kept."""
 
     code = "storage-failed"
+    http_status = 507
 
     def __init__(self) -> None:
         super().__init__(
@@ -353,11 +356,7 @@ class FileStore:
         path = self.path(sha256)
         if not path.exists():
             return False
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
-        return h.hexdigest() == sha256
+        return sha256_file(path) == sha256
 
     def sweep_incoming(self, before: float) -> int:
         """Remove uploads last written before ``before`` (a crash left them; they were never

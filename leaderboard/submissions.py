@@ -44,13 +44,13 @@ from leaderboard.contest import Challenge, Contest
 from leaderboard.models import Quota, QuotaGrant, Score, Submission, Team
 from leaderboard.scoring import ScoreResult, score_file
 from leaderboard.store import Store, Upload
-from sandbox import clock
+from sandbox import clock, statuses
 from sandbox.errors import ContesthubError, NotFound
 from sandbox.settings import Paths
 
 log = logging.getLogger("contesthub.submissions")
 
-PENDING = ("received", "validating")
+PENDING = statuses.PENDING
 # A submission is claimed by scorers at most this many times: a second claim that ends with
 # its scorer down (killed, out of memory or time) makes it error/scoring-failed.
 MAX_ATTEMPTS = 2
@@ -62,18 +62,38 @@ class SubmissionRefused(ContesthubError):
     code = "submission-refused"
 
 
+class ChallengeNotOpen(SubmissionRefused):
+    code, http_status = "challenge-not-open", 403
+
+
+class ChallengeClosed(SubmissionRefused):
+    code, http_status = "challenge-closed", 403
+
+
+class QuotaExceeded(SubmissionRefused):
+    code, http_status = "quota-exceeded", 429
+
+
+class TeamStorageFull(SubmissionRefused):
+    code, http_status = "team-storage-full", 413
+
+
+class StorageRefused(SubmissionRefused):
+    """The file could not be kept (the disk); not the team's doing, and not charged."""
+
+    code, http_status = "storage-failed", 507
+
+
 def _check_open(ch: Challenge, now: dt.datetime) -> None:
     if now < ch.opens:
-        raise SubmissionRefused(
+        raise ChallengeNotOpen(
             f"{ch.id} opens at {ch.opens:%Y-%m-%d %H:%M %z}; submit after that",
             f"赛题 {ch.id} 将于 {ch.opens:%Y-%m-%d %H:%M} 开放，请届时再提交",
-            code="challenge-not-open",
         )
     if now >= ch.closes:
-        raise SubmissionRefused(
+        raise ChallengeClosed(
             f"{ch.id} closed at {ch.closes:%Y-%m-%d %H:%M %z}; no more submissions are accepted",
             f"赛题 {ch.id} 已于 {ch.closes:%Y-%m-%d %H:%M} 截止，不再接受提交",
-            code="challenge-closed",
         )
 
 
@@ -115,11 +135,10 @@ def _charge(session: Session, team_id: int, ch: Challenge, day: dt.date) -> None
 
 
 def _quota_exceeded(ch: Challenge) -> SubmissionRefused:
-    return SubmissionRefused(
+    return QuotaExceeded(
         f"your team has used all of today's submissions for {ch.id} ({ch.daily_quota} a day); "
         "the quota resets at midnight (contest time)",
         f"你的队伍今天在 {ch.id} 的提交次数已用完（每天 {ch.daily_quota} 次）；次数在比赛时区零点重置",
-        code="quota-exceeded",
     )
 
 
@@ -152,6 +171,8 @@ def precheck(
 
 class RateLimited(SubmissionRefused):
     """The team uploaded ``uploads_per_minute`` files in the last minute; ``retry_after`` seconds."""
+
+    code, http_status = "rate-limited", 429
 
     def __init__(self, limit: int, retry_after: int):
         super().__init__(
@@ -199,13 +220,12 @@ def _check_storage(session: Session, contest: Contest, team_id: int, size: int) 
     used = stored_bytes(session, team_id)
     if used + size > cap:
         days = contest.limits.invalid_retention_days
-        raise SubmissionRefused(
+        raise TeamStorageFull(
             f"your team's stored submission files take {used / 2**20:,.1f} MiB of the {cap >> 20:,} MiB allowed, "
             f"too little room for this {size / 2**20:,.1f} MiB file; the bytes of invalid files are deleted "
             f"{days} days after they were checked, or ask the organizers",
             f"你的队伍已保存的提交文件占用 {used / 2**20:,.1f} MiB（上限 {cap >> 20:,} MiB），放不下这个 "
             f"{size / 2**20:,.1f} MiB 的文件；无效文件的内容会在检查 {days} 天后删除，也可以联系组织方",
-            code="team-storage-full",
         )
 
 
@@ -327,7 +347,7 @@ def _record(s: Session, contest: Contest, inc: Incoming) -> Submission:
         file_name=inc.file_name[:255],
         size=upload.size,
         sha256=upload.sha256,
-        status="received",
+        status=statuses.RECEIVED,
         charged=True,
         provenance=_clean_provenance(inc.provenance),
     )
@@ -344,11 +364,10 @@ def _record(s: Session, contest: Contest, inc: Incoming) -> Submission:
 
 
 def _storage_failed() -> SubmissionRefused:
-    return SubmissionRefused(
+    return StorageRefused(
         "the platform could not store your file (its disk may be full); it did not count against your quota, "
         "try again later",
         "平台暂时无法保存你的文件（磁盘可能已满）；本次不计入提交次数，请稍后再试",
-        code="storage-failed",
     )
 
 
@@ -361,7 +380,9 @@ def _clean_provenance(provenance: dict | None) -> dict:
 def has_queue(store: Store) -> bool:
     """Whether a submission waits for a scorer (a read: idle workers ask this, not :func:`claim`)."""
     with store.read_session() as s:
-        return s.execute(select(Submission.id).where(Submission.status == "received").limit(1)).first() is not None
+        return (
+            s.execute(select(Submission.id).where(Submission.status == statuses.RECEIVED).limit(1)).first() is not None
+        )
 
 
 def claim(
@@ -387,7 +408,7 @@ def _claim(s: Session, worker: str, lease: float, now: dt.datetime, submission_i
     if submission_id is None:
         target = (
             select(Submission.id)
-            .where(Submission.status == "received")
+            .where(Submission.status == statuses.RECEIVED)
             .order_by(Submission.id)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -397,9 +418,9 @@ def _claim(s: Session, worker: str, lease: float, now: dt.datetime, submission_i
         target = submission_id
     sid = s.execute(
         update(Submission)
-        .where(Submission.id == target, Submission.status == "received")
+        .where(Submission.id == target, Submission.status == statuses.RECEIVED)
         .values(
-            status="validating",
+            status=statuses.VALIDATING,
             attempts=Submission.attempts + 1,
             claimed_by=worker,
             lease_until=now + dt.timedelta(seconds=lease),
@@ -419,7 +440,7 @@ def renew(store: Store, submission_id: int, worker: str, lease: float, now: dt.d
                 update(Submission)
                 .where(
                     Submission.id == submission_id,
-                    Submission.status == "validating",
+                    Submission.status == statuses.VALIDATING,
                     Submission.claimed_by == worker,
                 )
                 .values(lease_until=now + dt.timedelta(seconds=lease))
@@ -432,7 +453,7 @@ def renew(store: Store, submission_id: int, worker: str, lease: float, now: dt.d
 def _claimed(session: Session, submission_id: int, worker: str | None) -> Submission | None:
     """The submission, locked, if ``worker`` (any worker: None) still holds its claim."""
     sub = session.get(Submission, submission_id, with_for_update=True, populate_existing=True)
-    if sub is None or sub.status != "validating" or (worker is not None and sub.claimed_by != worker):
+    if sub is None or sub.status != statuses.VALIDATING or (worker is not None and sub.claimed_by != worker):
         return None
     return sub
 
@@ -482,16 +503,16 @@ def _finish(s: Session, contest: Contest, submission_id: int, worker: str | None
     sub.finished_at, sub.lease_until = now, None
     if result is not None and result.valid:
         s.add(Score.of(sub.id, result, active=True))
-        sub.status, sub.errors = "scored", []
+        sub.status, sub.errors = statuses.SCORED, []
         payload = {"public_score": result.public_score, "metric": f"{result.metric}@{result.metric_version}"}
     elif result is not None:
-        sub.status, sub.errors = "invalid", result.errors
+        sub.status, sub.errors = statuses.INVALID, result.errors
         free = free_invalid_left(s, contest, sub.team_id, sub.challenge, sub.quota_day, lock=True) > 0
         if free:
             _refund(s, sub)
         payload = {"codes": sorted({e["code"] for e in sub.errors}), "refunded": free}
     else:
-        sub.status, sub.errors = "error", errors or []
+        sub.status, sub.errors = statuses.ERROR, errors or []
         _refund(s, sub)
         payload = {"codes": sorted({e["code"] for e in sub.errors}), "refunded": True}
     audit.record(s, "scorer", f"submission.{sub.status}", f"{sub.challenge}#{sub.id}", payload)
@@ -516,7 +537,7 @@ def free_invalid_left(
             Submission.team_id == team_id,
             Submission.challenge == challenge,
             Submission.quota_day == day,
-            Submission.status == "invalid",
+            Submission.status == statuses.INVALID,
             Submission.charged.is_(False),
         )
     ).scalar_one()
@@ -526,7 +547,7 @@ def free_invalid_left(
 def _scorer_down(session: Session, sub: Submission, why: str, actor: str) -> None:
     """A claim that ended with its scorer down: back to the queue, or, the second time, error."""
     if sub.attempts >= MAX_ATTEMPTS:
-        sub.status, sub.finished_at, sub.lease_until = "error", clock.now(), None
+        sub.status, sub.finished_at, sub.lease_until = statuses.ERROR, clock.now(), None
         sub.errors = [
             _error(
                 "scoring-failed",
@@ -545,7 +566,7 @@ def _scorer_down(session: Session, sub: Submission, why: str, actor: str) -> Non
             {"codes": ["scoring-failed"], "refunded": True, "why": why},
         )
         return
-    sub.status, sub.claimed_by, sub.lease_until = "received", None, None
+    sub.status, sub.claimed_by, sub.lease_until = statuses.RECEIVED, None, None
     audit.record(session, actor, "submission.requeue", f"{sub.challenge}#{sub.id}", {"why": why})
 
 
@@ -571,7 +592,7 @@ def reap(store: Store, gone: Callable[[str], bool], now: dt.datetime | None = No
             sid
             for sid, who, until in s.execute(
                 select(Submission.id, Submission.claimed_by, Submission.lease_until).where(
-                    Submission.status == "validating"
+                    Submission.status == statuses.VALIDATING
                 )
             )
             if until is None or until < now or gone(who or "")
@@ -626,7 +647,7 @@ def mark_file_lost(store: Store, submission_id: int, *, actor: str = "scorer") -
     submission becomes ``error`` (off the leaderboard) and gives its quota unit back."""
     with store.session() as s:
         sub = s.get(Submission, submission_id)
-        sub.status, sub.finished_at = "error", clock.now()
+        sub.status, sub.finished_at = statuses.ERROR, clock.now()
         sub.errors = [file_lost_error()]
         _refund(s, sub)
         payload = {"codes": ["file-lost"], "refunded": True}
@@ -693,7 +714,7 @@ def drop_invalid_files(store: Store, contest: Contest, now: dt.datetime | None =
         rows = s.scalars(
             select(Submission)
             .where(
-                Submission.status == "invalid",
+                Submission.status == statuses.INVALID,
                 Submission.finished_at < before,
                 Submission.file_dropped_at.is_(None),
             )
@@ -811,7 +832,7 @@ def select_final(
                 Submission.id.in_(ids),
                 Submission.team_id == team.id,
                 Submission.challenge == ch.id,
-                Submission.status == "scored",
+                Submission.status == statuses.SCORED,
             )
         )
         .scalars()

@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session
 from leaderboard import audit
 from leaderboard.contest import Contest
 from leaderboard.models import AuditEntry, Member, Quota, Submission, Team
-from sandbox import clock
+from sandbox import clock, statuses
 from sandbox.errors import ContesthubError, NotFound
 
 NAME = re.compile(r"^[^/\x00-\x1f\x7f]{1,100}$")
-COUNTED = ("received", "validating", "scored")  # submissions that hold quota
+COUNTED = statuses.COUNTED  # submissions that hold quota
 
 
 class TeamError(ContesthubError):

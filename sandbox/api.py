@@ -37,6 +37,7 @@ from sandbox import conditional_access
 from sandbox.errors import ContesthubError, NotFound
 from sandbox.quoting import lit, q
 from sandbox.settings import Paths
+from sandbox.sizes import parse_size
 
 
 class SandboxError(ContesthubError):
@@ -78,10 +79,10 @@ class Limits:
         threads = max(1, int(float(cpu))) if cpu else _usable_cpus()
         mem = os.environ.get("CONTESTHUB_MEMORY_LIMIT")
         if mem:
-            memory = _parse_bytes(mem)
+            memory = parse_size(mem)
         elif os.environ.get("MEM_LIMIT"):
             # The kernel also holds pandas frames and the notebook: give DuckDB half.
-            memory = int(_parse_bytes(os.environ["MEM_LIMIT"]) * 0.5)
+            memory = int(parse_size(os.environ["MEM_LIMIT"]) * 0.5)
         else:
             memory = int(_physical_memory() * 0.5)
         spill = Path(os.environ.get("CONTESTHUB_SPILL_DIR", Path.home() / ".cache" / "contesthub" / "duckdb"))
@@ -94,14 +95,6 @@ class Limits:
             if self.memory_bytes < 2**30
             else f"{self.memory_bytes / 2**30:.1f} GiB"
         )
-
-
-def _parse_bytes(text: str) -> int:
-    text = text.strip().upper().removesuffix("B").removesuffix("I")
-    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(float(text))
 
 
 # --- the confined connection ---------------------------------------------------------------

@@ -36,6 +36,7 @@ from sandbox import clock, privacy, quality, sources
 from sandbox.catalog import load as _catalog_load
 from sandbox.catalog import write_root_catalog
 from sandbox.descriptor import ACCESS_RIGHTS, Dataset, TableSpec
+from sandbox.digests import sha256_file
 from sandbox.errors import ContesthubError, QualityGateError
 from sandbox.progress import QUIET, Reporter
 from sandbox.quoting import lit, q
@@ -128,14 +129,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _atomic_write_json(path: Path, doc: object) -> None:

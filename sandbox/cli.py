@@ -18,6 +18,7 @@ from sandbox import catalog as cat
 from sandbox.descriptor import load_all
 from sandbox.progress import Reporter
 from sandbox.settings import Paths
+from sandbox.sizes import format_bytes
 
 
 def out() -> Console:
@@ -29,14 +30,6 @@ def out() -> Console:
 
 def echo_json(doc: object) -> None:
     click.echo(json.dumps(doc, ensure_ascii=False, indent=2, default=str))
-
-
-def human_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _lang(ctx: click.Context) -> str:
@@ -155,7 +148,7 @@ def build_cmd(
                 str(r.version or "-"),
                 str(len(r.tables) or "-"),
                 f"{sum(t.rows for t in r.tables):,}" if r.tables else "-",
-                human_bytes(sum(t.bytes for t in r.tables)) if r.tables else "-",
+                format_bytes(sum(t.bytes for t in r.tables)) if r.tables else "-",
                 str(sum(t.quarantined for t in r.tables)) if r.tables else "-",
                 str(sum(t.suppressed for t in r.tables)) if r.tables else "-",
                 f"{r.seconds:.1f}",
@@ -167,7 +160,8 @@ def build_cmd(
         ctx.exit(1)
 
 
-def _print_listing(ctx: click.Context, rows: list[dict], title: str) -> None:
+def print_listing(ctx: click.Context, rows: list[dict], title: str) -> None:
+    """The catalog as a table: `datasets list`, `datasets search` and `contesthub up` after its build."""
     lang = _lang(ctx)
     table = Table(title=title)
     for col in ("id", "title", "theme", "tier", "tables", "rows", "size", "version", "licence"):
@@ -180,7 +174,7 @@ def _print_listing(ctx: click.Context, rows: list[dict], title: str) -> None:
             cat.TIERS[r["tier"]][lang],
             r["tables"],
             f"{r['rows']:,}",
-            human_bytes(r["bytes"]),
+            format_bytes(r["bytes"]),
             f"v{r['version']}",
             r["licence"],
         )
@@ -198,7 +192,7 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         echo_json(rows)
     else:
-        _print_listing(ctx, rows, "open datasets / 开放数据集")
+        print_listing(ctx, rows, "open datasets / 开放数据集")
 
 
 @datasets.command("search")
@@ -213,7 +207,7 @@ def search_cmd(ctx: click.Context, query: str, theme: str | None, tier: str | No
     if as_json:
         echo_json(rows)
     else:
-        _print_listing(ctx, rows, f"search: {query}")
+        print_listing(ctx, rows, f"search: {query}")
 
 
 @datasets.command("show")
@@ -251,7 +245,7 @@ def show_cmd(ctx: click.Context, dataset_id: str, version: int | None, as_json: 
                 f"privacy: k={p['k']}, {p['suppressed_rows']} suppressed"
             )
         table = Table(
-            title=f"{e['id']}.{name} — {_t(ctx, t['title'])}: {t['rows']:,} rows, {human_bytes(t['bytes'])}; {head}"
+            title=f"{e['id']}.{name} — {_t(ctx, t['title'])}: {t['rows']:,} rows, {format_bytes(t['bytes'])}; {head}"
         )
         for col in ("field", "type", "title", "unit", "constraints", "privacy"):
             table.add_column(col)

@@ -60,6 +60,12 @@ DEFAULT_AVERAGE_RISK = 0.05
 TEMPORAL_TYPES = {"date", "datetime", "time", "year"}
 
 
+def test_table_name(table: str) -> str:
+    """The published test table of a table with a holdout: its held-out rows without the hidden
+    columns. The build writes it, challenges point contestants to it, the leakage check reads it."""
+    return f"{table}_test"
+
+
 @dataclass(frozen=True)
 class Field:
     name: str
@@ -132,7 +138,7 @@ class TableSpec:
     @property
     def test_table(self) -> str | None:
         """Name of the published test table (the held-out rows without the hidden columns)."""
-        return f"{self.name}_test" if self.holdout else None
+        return test_table_name(self.name) if self.holdout else None
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -396,13 +402,13 @@ def _semantic_problems(doc: dict, file: str) -> list[Problem]:
                             "one of " + ", ".join(n for n in tables if n != tname),
                         )
                     )
-            if f"{tname}_test" in tables:
+            if test_table_name(tname) in tables:
                 out.append(
                     Problem(
                         file,
                         f"{base}.holdout",
-                        f"the test table {tname}_test would clash with a table",
-                        "no table named <table>_test",
+                        f"the test table {test_table_name(tname)} would clash with a table",
+                        f"no table named {test_table_name('<table>')}",
                     )
                 )
         for j, fk in enumerate(schema.get("foreignKeys") or []):

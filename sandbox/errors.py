@@ -15,6 +15,9 @@ class ContesthubError(Exception):
     """A failure caused by input or state the user can fix."""
 
     code = "error"
+    # The HTTP status a service answers it with (a refusal of the request as sent, unless a
+    # subclass says otherwise: 404 for what does not exist, 429 for too many, ...).
+    http_status = 400
 
     def __init__(self, en: str, zh: str | None = None, *, code: str | None = None, details: object = None):
         super().__init__(en)
@@ -33,6 +36,7 @@ class ContesthubError(Exception):
 
 class NotFound(ContesthubError):
     code = "not-found"
+    http_status = 404
 
 
 @dataclass(frozen=True)

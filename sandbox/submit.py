@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
-from sandbox import clock
+from sandbox import clock, statuses
 from sandbox.errors import ContesthubError
 
-PENDING = ("received", "validating")
+PENDING = statuses.PENDING
 LONG_POLL = 30  # seconds the service may hold a request for a pending submission (its maximum)
 
 
@@ -49,7 +49,7 @@ class SubmissionResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("scored", "valid")
+        return self.status in (statuses.SCORED, "valid")
 
     def lines(self, lang: str = "zh") -> list[str]:
         zh = lang == "zh"
@@ -60,14 +60,14 @@ class SubmissionResult:
                 if zh
                 else f"the file passes every check ({rows:,} rows) and can be submitted; checking costs no quota"
             ]
-        if self.status == "invalid" and not self.id:
+        if self.status == statuses.INVALID and not self.id:
             head = (
                 "文件未通过检查（未提交，不计入次数）："
                 if zh
                 else "the file does not pass the checks (nothing was sent):"
             )
             return [head, *self._problem_lines(zh)]
-        if self.status == "scored":
+        if self.status == statuses.SCORED:
             return [
                 f"提交 #{self.id} 已评分：公开榜得分 {self.public_score:.6g}（{self.metric}）"
                 if zh
@@ -75,7 +75,7 @@ class SubmissionResult:
             ]
         if self.status in PENDING:
             return [f"提交 #{self.id} 仍在评分中" if zh else f"submission #{self.id} is still being scored"]
-        if self.status == "invalid" and self.raw.get("charged"):
+        if self.status == statuses.INVALID and self.raw.get("charged"):
             head = (
                 f"提交 #{self.id} 未通过检查；今天的免费无效提交已用完，本次计入提交次数："
                 if zh
@@ -323,7 +323,7 @@ def validate(challenge: str, predictions) -> SubmissionResult:
             loaded = validate_file(con, path, Path(work) / "unpacked", expect, test_ids)
         except SubmissionInvalid as exc:
             errors = [{**p.to_dict(), "row": p.rows[0] if p.rows else None} for p in exc.problems]
-            return SubmissionResult(id=0, challenge=challenge, status="invalid", errors=errors, file=str(path))
+            return SubmissionResult(id=0, challenge=challenge, status=statuses.INVALID, errors=errors, file=str(path))
         finally:
             con.close()
     return SubmissionResult(id=0, challenge=challenge, status="valid", file=str(path), raw={"rows": loaded.rows})

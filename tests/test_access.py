@@ -123,7 +123,7 @@ def submit(w: World, p: Person, challenge: str, body: bytes, file_name: str, sta
 def world(hub) -> World:
     if "submit" not in hub.services:
         pytest.skip("the submission service is not running in this hub (see the hub's output)")
-    org = hub.new_token(hub.organizer_session(), hub.organizer)
+    org = hub.new_token(hub.organizer, session=hub.organizer_session())
     ids = ContestIds.load(hub.settings.data_root)
     people = {}
     for key, team in (("a", f"alpha-{uuid.uuid4().hex[:6]}"), ("b", f"beta-{uuid.uuid4().hex[:6]}"), ("x", XSS_TEAM)):
@@ -135,7 +135,7 @@ def world(hub) -> World:
             timeout=60,
         )
         assert r.status_code == 201, r.text
-        people[key] = Person(name, password, hub.new_token(session, name), team)
+        people[key] = Person(name, password, hub.new_token(name, session=session), team)
     # An expired token: made now, used after the rest of the set-up (at least 2 s later).
     r = hub.api(
         "POST",
@@ -283,6 +283,22 @@ def test_with_a_services_own_token(world, method, path, op):
         r = send(world, f"token {token}", method, path, op)
         assert r.status_code == 403, (service, r.status_code, r.text[:300])
         assert_error(r, 403, {"not-a-user"})
+
+
+@pytest.mark.parametrize(("method", "path", "op"), operations(lambda m, p, op: not public(op)))
+def test_with_a_users_token_that_lacks_access_to_the_service(world, method, path, op):
+    """A contestant's own token limited to reading their name (a token for some other tool) is
+    refused by jupyterhub's HubAuthenticated check: it lacks access:services!service=submit."""
+    if not hasattr(world, "narrow"):
+        r = world.hub.api(
+            "POST",
+            f"/users/{world.a.user}/tokens",
+            token=world.a.token,
+            json={"note": "narrow", "expires_in": 3600, "scopes": ["read:users:name!user"]},
+        )
+        assert r.status_code == 201, r.text
+        world.narrow = r.json()["token"]
+    assert_error(send(world, f"token {world.narrow}", method, path, op, who=world.a), 403, {"no-access"})
 
 
 @pytest.mark.parametrize(("method", "path", "op"), operations(lambda m, p, op: organizer_only(p)))
@@ -545,7 +561,7 @@ def test_a_member_removed_with_the_cli_stays_out_of_the_team(world, run_cli, dem
     w = world
     team = f"leavers-{uuid.uuid4().hex[:6]}"
     name, _, session = w.hub.account()
-    token = f"token {w.hub.new_token(session, name)}"
+    token = f"token {w.hub.new_token(name, session=session)}"
     r = call(w, "POST", "admin/teams", f"token {w.org}", json={"name": team, "members": [name]})
     assert r.status_code == 201, r.text
     assert wait_for_group(w, f"team-{team}", lambda users: name in users) == [name]
@@ -578,7 +594,7 @@ def test_a_hand_made_team_group_does_not_make_a_member(world):
     admin page) to ``team-X`` gives no seat in team X, and the mirror takes it away again."""
     w = world
     name, _, session = w.hub.account()
-    token = f"token {w.hub.new_token(session, name)}"
+    token = f"token {w.hub.new_token(name, session=session)}"
     group = f"team-{w.b.team}"
     r = w.hub.api("POST", f"/groups/{quote(group, safe='')}/users", token=w.org, json={"users": [name]})
     assert r.status_code == 200, r.text

@@ -12,7 +12,8 @@ import time
 import duckdb
 from factories import field, table
 
-from sandbox.build import latest_version, sha256_file, versions
+from sandbox.build import latest_version, versions
+from sandbox.digests import sha256_file
 
 FIELDS = [field("id", "integer"), field("value", "number"), field("label")]
 

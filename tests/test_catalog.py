@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from sandbox import catalog
-from sandbox.build import sha256_file
+from sandbox.digests import sha256_file
 
 
 def test_list_json_has_every_demo_dataset(demo, run_cli):

@@ -217,11 +217,12 @@ def test_sandboxes_get_the_open_data_read_only_and_never_the_private_root(merged
 
 def test_sandbox_limits_reach_the_sandbox_api(merged, monkeypatch):
     """KubeSpawner exports the limits as CPU_LIMIT / MEM_LIMIT; sandbox/api.py sizes DuckDB from them."""
-    from sandbox.api import Limits, _parse_bytes
+    from sandbox.api import Limits
+    from sandbox.sizes import parse_size
 
     su = merged["singleuser"]
     assert su["cpu"]["limit"] >= su["cpu"]["guarantee"] > 0
-    assert _parse_bytes(str(su["memory"]["limit"])) == _parse_bytes(str(su["memory"]["guarantee"]))
+    assert parse_size(str(su["memory"]["limit"])) == parse_size(str(su["memory"]["guarantee"]))
     # Not set by hand: the spawner's CPU_LIMIT / MEM_LIMIT are the one source.
     assert "CONTESTHUB_THREADS" not in su["extraEnv"]
     assert "CONTESTHUB_MEMORY_LIMIT" not in su["extraEnv"]
@@ -229,10 +230,10 @@ def test_sandbox_limits_reach_the_sandbox_api(merged, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     # What JupyterHub's Spawner.get_env puts there: str(float) cores, bytes.
     monkeypatch.setenv("CPU_LIMIT", str(float(su["cpu"]["limit"])))
-    monkeypatch.setenv("MEM_LIMIT", str(_parse_bytes(str(su["memory"]["limit"]))))
+    monkeypatch.setenv("MEM_LIMIT", str(parse_size(str(su["memory"]["limit"]))))
     limits = Limits.from_env()
     assert limits.threads == int(su["cpu"]["limit"])
-    assert limits.memory_bytes == _parse_bytes(str(su["memory"]["limit"])) // 2
+    assert limits.memory_bytes == parse_size(str(su["memory"]["limit"])) // 2
 
 
 def test_sandboxes_reach_only_the_hub_proxy_submit_and_dask(merged, manifests):

@@ -68,12 +68,13 @@ from fault_tools import (
     store_problems,
     wait_for,
 )
-from hub_fixtures import SUITE_LIMITS, RunningHub, _hub, hub_settings, kernel_run
+from hub_fixtures import SUITE_LIMITS, RunningHub, hub_settings, kernel_run
 from sqlalchemy import select
 
 from hub import scorer
 from hub.accounts import prepare_organizer
 from hub.launcher import HubProcess, descendants
+from hub.testing import contest_file
 from leaderboard import audit, contest, submissions, teams
 from leaderboard import store as store_mod
 from leaderboard.models import AuditEntry, Quota, Score, Submission
@@ -84,7 +85,6 @@ EMERGENCY = "emergency_visit"  # 28 807 test rows, probabilities: a file of ~750
 FORECAST = "outpatient_forecast"  # 5 520 rows: a small file, for the submission loop
 SUBMIT_MARK = "hub.submit_service"
 SCORER_MARK = "hub.scorer"  # the pool, its workers ("hub.scorer worker") and their scoring children
-contest_file = _hub.contest_file
 ARTIFACTS = PROJECT_ROOT / "var" / "test-artifacts"
 
 
@@ -128,7 +128,7 @@ class FaultHub:
     def team(self, label: str) -> tuple[str, str]:
         """A new team with one new contestant, made through the organizer API: (user, token)."""
         user, _, session = self.hub.account()
-        token = self.hub.new_token(session, user)
+        token = self.hub.new_token(user, session=session)
         r = self.service(
             "POST", "admin/teams", self.org, json={"name": f"{label}-{uuid.uuid4().hex[:6]}", "members": [user]}
         )
@@ -250,7 +250,7 @@ def fh(demo, demo_contest, tmp_path_factory):
         faults = FaultHub(
             hub=hub,
             settings_env=env,
-            org=hub.new_token(hub.organizer_session(), hub.organizer),
+            org=hub.new_token(hub.organizer, session=hub.organizer_session()),
             store=store_mod.connect(
                 Paths(demo.data_root, settings.private_root, PROJECT_ROOT / "datasets"),
                 url,

@@ -46,6 +46,7 @@ from hypothesis import strategies as st
 
 from leaderboard import contest as contest_config
 from sandbox import clock
+from sandbox.digests import sha256_file
 
 OPENAPI = Path(__file__).resolve().parents[1] / "hub" / "openapi.json"
 CHALLENGES = (FORECAST, EMERGENCY, TRIAGE)
@@ -122,7 +123,7 @@ def new_team(hub, org: str, prefix: str) -> tuple[str, str, str]:
     submissions on every challenge today and tomorrow (a run across midnight, contest time, keeps them):
     (user, token, team)."""
     user, _, session = hub.account()
-    token = hub.new_token(session, user)
+    token = hub.new_token(user, session=session)
     team = f"{prefix}-{uuid.uuid4().hex[:6]}"
     api = f"{hub.url}/services/submit/api"
     auth = {"Authorization": f"token {org}"}
@@ -145,7 +146,7 @@ def new_team(hub, org: str, prefix: str) -> tuple[str, str, str]:
 def fx(hub, tmp_path_factory) -> Fuzz:
     if "submit" not in hub.services:
         pytest.skip("the submission service is not running in this hub (see the hub's output)")
-    org = hub.new_token(hub.organizer_session(), hub.organizer)
+    org = hub.new_token(hub.organizer, session=hub.organizer_session())
     user, token, team = new_team(hub, org, "hostile")
     return Fuzz(
         hub,
@@ -160,12 +161,7 @@ def fx(hub, tmp_path_factory) -> Fuzz:
     )
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(MiB):
-            h.update(chunk)
-    return h.hexdigest()
+sha256_of = sha256_file
 
 
 def assert_bilingual(doc: dict, where: str) -> None:

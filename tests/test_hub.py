@@ -46,7 +46,7 @@ print(json.dumps({
 def contestant_server(hub):
     """A contestant with a running server: (name, token, user model)."""
     name, _, session = hub.account()
-    token = hub.new_token(session, name)
+    token = hub.new_token(name, session=session)
     t0 = time.monotonic()
     model = hub.spawn(name, token)
     print(f"server of {name} ready in {time.monotonic() - t0:.1f} s")
@@ -227,7 +227,7 @@ def test_server_token_reaches_the_submit_service(hub, probe):
 
 def test_notebook_token_reaches_the_submit_service_through_the_proxy(hub, probe):
     if "submit" not in hub.services:
-        pytest.skip("hub/submit_service.py is not there or does not import yet (see the output)")
+        pytest.skip("hub/submit_service/ is not there or does not import yet (see the output)")
     env = probe["kernel_env"]
     assert env["CONTESTHUB_SUBMIT_URL"] == f"{hub.url}/services/submit/"
     r = requests.get(

@@ -56,7 +56,7 @@ def test_a_roster_password_works_once_and_leads_to_the_password_page(hub, run_cl
     assert "一次性密码" in page.text and "one-time password" in page.text
 
     # No server until the password is changed, not even through the REST API.
-    token = hub.new_token(s, "otp01")
+    token = hub.new_token("otp01", session=s)
     r = hub.api("POST", "/users/otp01/server", token=token)
     assert r.status_code == 403 and "/hub/accounts/password" in r.json()["message"], r.text
     assert "一次性密码" in r.json()["message"]

@@ -18,10 +18,8 @@ import uuid
 
 import pytest
 import requests
-from hub_fixtures import RunningHub, hub_settings, kernel_run
+from hub_fixtures import RunningHub, hub_settings, kernel_run, running_hub
 
-from hub.accounts import prepare_organizer
-from hub.launcher import HubProcess
 from hub.services import (
     GATEWAY_CONFIG,
     GATEWAY_SCOPE,
@@ -175,24 +173,9 @@ def gateway_hub(demo, tmp_path_factory) -> RunningHub:
         pytest.skip("dask-gateway-server is not installed")
     root = tmp_path_factory.mktemp("dask-hub")
     settings = hub_settings(root, demo.data_root, **GATEWAY)
-    password = prepare_organizer(settings.db_url, settings.organizer)
-    process = HubProcess(settings, log=root / "jupyterhub.log").start()
-    try:
-        process.wait_ready(120)
-        url = f"{settings.public_url}/services/dask-gateway/api/health"
-        deadline = time.monotonic() + 60
-        while True:  # the hub answers before its services are listening
-            try:
-                if requests.get(url, timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"dask-gateway did not answer at {url}:\n{process.log_tail(80)}")
-            time.sleep(0.5)
-        yield RunningHub(settings, process, settings.organizer, password)
-    finally:
-        process.stop()
+    with running_hub(settings, root / "jupyterhub.log") as running:
+        running.wait_for(f"{settings.public_url}/services/dask-gateway/api/health", 60)
+        yield running
 
 
 NOTEBOOK = """
@@ -232,11 +215,11 @@ def gateway_api(hub: RunningHub, path: str, token: str) -> requests.Response:
 @needs_gateway
 def test_a_notebook_computes_on_a_gateway_cluster_within_its_team_limit(gateway_hub):
     hub = gateway_hub
-    org = hub.new_token(hub.organizer_session(), hub.organizer)
+    org = hub.new_token(hub.organizer, session=hub.organizer_session())
     name, _, session = hub.account()
     r = hub.api("POST", "/groups/team-alpha", token=org, json={"users": [name]})
     assert r.status_code == 201, r.text
-    token = hub.new_token(session, name)
+    token = hub.new_token(name, session=session)
     hub.spawn(name, token)
 
     started = time.monotonic()
@@ -276,7 +259,7 @@ def test_the_gateway_wants_a_token_with_access_to_it(gateway_hub):
     # A token the hub does not know: the hub answers 403, which dask-gateway passes on as a 500
     # ("Permission failure verifying user's JupyterHub API token"); refused either way.
     assert gateway_api(hub, "clusters/", "not-a-token").status_code in (401, 500)
-    assert gateway_api(hub, "clusters/", hub.new_token(session, name)).status_code == 200
+    assert gateway_api(hub, "clusters/", hub.new_token(name, session=session)).status_code == 200
 
 
 def gateway_call(hub: RunningHub, method: str, path: str, token: str, **kw) -> requests.Response:
@@ -299,12 +282,12 @@ sandbox.dask_client()
 def test_clusters_are_capped_per_user_and_per_team(gateway_hub):
     """The attack: one contestant (or one team) starting cluster after cluster until the machine is theirs."""
     hub = gateway_hub
-    org = hub.new_token(hub.organizer_session(), hub.organizer)
+    org = hub.new_token(hub.organizer, session=hub.organizer_session())
     team = f"gamma{uuid.uuid4().hex[:6]}"
     people = {}
     for who in ("g1", "g2", "g3", "solo"):
         name, _, session = hub.account()
-        people[who] = (name, hub.new_token(session, name))
+        people[who] = (name, hub.new_token(name, session=session))
     members = [people[w][0] for w in ("g1", "g2", "g3")]
     r = hub.api("POST", f"/groups/team-{team}", token=org, json={"users": members})
     assert r.status_code == 201, r.text

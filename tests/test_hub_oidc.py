@@ -305,7 +305,7 @@ def logged_in(oidc_hub, provider):
         s, r = oidc_login(oidc_hub, provider, sub)
         assert r.status_code == 302, (r.status_code, r.text[-2000:], oidc_hub.process.log_tail(40))
         assert "jupyterhub-hub-login" in s.cookies
-        out[name] = oidc_hub.new_token(s, name, note="oidc test")
+        out[name] = oidc_hub.new_token(name, session=s, note="oidc test")
     return out
 
 

@@ -57,11 +57,11 @@ print(json.dumps({"id": r.id, "status": r.status, "errors": r.errors, "text": st
 def race(hub):
     if "submit" not in hub.services:
         pytest.skip("the submission service is not running in this hub (see the hub's output)")
-    org = hub.new_token(hub.organizer_session(), hub.organizer)
+    org = hub.new_token(hub.organizer, session=hub.organizer_session())
     people = {}
     for team in ("alpha", "beta"):
         name, _, session = hub.account()
-        token = hub.new_token(session, name)
+        token = hub.new_token(name, session=session)
         r = service(hub, "POST", "admin/teams", org, json={"name": team, "members": [name]})
         assert r.status_code == 201, r.text
         people[team] = (name, token)
@@ -226,7 +226,7 @@ def test_a_roster_import_makes_accounts_that_log_in_and_teams_the_service_knows(
     rows = list(csv.DictReader(io.StringIO(out.read_text("utf-8-sig"))))
     assert [(r["team"], r["member"]) for r in rows] == [("数据先锋", "ann01"), ("数据先锋", "bob02")]
     session = hub.login("ann01", rows[0]["password"])  # approved already: no waiting for an organizer
-    token = hub.new_token(session, "ann01")
+    token = hub.new_token("ann01", session=session)
     me = service(hub, "GET", "me", token).json()
     assert me["team"]["name"] == "数据先锋" and me["team"]["members"] == ["ann01", "bob02"]
     again = run_cli("teams", "import", str(roster), root=root)  # the same roster twice changes nothing

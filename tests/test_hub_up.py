@@ -135,7 +135,7 @@ def test_up_prints_urls_and_organizer_once_and_ctrl_c_stops_everything(up_env):
         me = hub.api("GET", "/user", session=s).json()
         assert "organizers" in me["groups"]
         name, pw, session = hub.account()  # a contestant signs up, is approved, starts a server
-        hub.spawn(name, hub.new_token(session, name))
+        hub.spawn(name, hub.new_token(name, session=session))
         below += [p for p in descendants(first.proc.pid) if p not in below]
         assert len(below) >= 4  # jupyterhub, the proxy, the idle culler, the server (and the services)
     finally:
@@ -173,9 +173,9 @@ def test_a_fresh_up_under_a_moved_clock_opens_the_demo_and_scores_a_starter_subm
         assert "demo contest open from 2028-01-31 to 2028-05-01 23:59 (Asia/Shanghai)" in up.output
         password = re.search(r"password / 密码: (\S+)", up.output).group(1)
         hub = RunningHub(settings, None, settings.organizer, password)
-        org = hub.new_token(hub.login(settings.organizer, password), settings.organizer)
+        org = hub.new_token(settings.organizer, session=hub.login(settings.organizer, password))
         name, _pw, session = hub.account()
-        token = hub.new_token(session, name)
+        token = hub.new_token(name, session=session)
         r = hub.service("POST", "admin/teams", org, json={"name": "late-comers", "members": [name]})
         assert r.status_code == 201, r.text
         challenges = {c["id"]: c for c in hub.service("GET", "challenges", token).json()}

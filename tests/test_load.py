@@ -19,16 +19,19 @@ from pathlib import Path
 
 import pytest
 
+# The scenario and its prediction files are the benchmark's own (benchmarks/deadline_rush.py).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import _hub
 import deadline_rush
 
+from hub.testing import HubDriver
+
 
 @pytest.fixture(scope="module")
-def platform(hub) -> _hub.Hub:
+def platform(hub) -> HubDriver:
     if "submit" not in hub.services:
         pytest.skip("the submission service is not running in this hub (see the hub's output)")
-    return _hub.Hub(hub.settings, hub.process, hub.organizer, hub.organizer_password, Path(hub.settings.private_root))
+    return hub  # the same driver (hub.testing) as the benchmark's
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,7 @@ def files(demo) -> _hub.Predictions:
     return _hub.Predictions(demo)
 
 
-def rush_and_check(platform: _hub.Hub, files: _hub.Predictions, cfg: deadline_rush.RushConfig) -> dict:
+def rush_and_check(platform: HubDriver, files: _hub.Predictions, cfg: deadline_rush.RushConfig) -> dict:
     rush = deadline_rush.run(platform, cfg, files)
     checked = deadline_rush.check(platform, rush)
     fig = deadline_rush.figures(rush, checked)

@@ -7,8 +7,8 @@ import importlib.resources
 import duckdb
 import pytest
 
-from sandbox.build import sha256_file
 from sandbox.catalog import entry
+from sandbox.digests import sha256_file
 
 REAL = [
     # (dataset, table, package, path in package, delimiter, rows)

@@ -11,16 +11,9 @@ from leaderboard import queries
 from leaderboard.views import common
 from leaderboard.views.common import t
 from sandbox.catalog import THEMES, TIERS
+from sandbox.sizes import format_bytes
 
 ALL = "__all__"
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _constraints(c: dict) -> str:
@@ -178,7 +171,7 @@ def main() -> None:
             t("facet_tier"): [TIERS[r["tier"]][lang] for r in found],
             t("facet_publisher"): [r[f"publisher_{lang}"] for r in found],
             t("col_rows"): [int(r["rows"]) for r in found],
-            t("col_size"): [_size(int(r["bytes"])) for r in found],
+            t("col_size"): [format_bytes(int(r["bytes"])) for r in found],
             t("col_version"): [int(r["version"]) for r in found],
             t("col_licence"): [r["licence"] for r in found],
         }
@@ -262,7 +255,7 @@ def main() -> None:
                 t("col_table"): tables,
                 t("col_title"): [e["tables"][n]["title"][lang] for n in tables],
                 t("col_rows"): [int(e["tables"][n]["rows"]) for n in tables],
-                t("col_size"): [_size(int(e["tables"][n]["bytes"])) for n in tables],
+                t("col_size"): [format_bytes(int(e["tables"][n]["bytes"])) for n in tables],
                 t("col_files"): [len(e["tables"][n]["files"]) for n in tables],
             }
         ),

@@ -42,6 +42,8 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
+from leaderboard import roles
+
 log = logging.getLogger("contesthub.leaderboard")
 
 IDENTITY_KEY = "_contesthub_identity"
@@ -68,11 +70,7 @@ def prefix() -> str:
     return value if value.endswith("/") else value + "/"
 
 
-def is_organizer(user: dict | None) -> bool:
-    """Admins, and the members of the organizers group (which the hub gives the admin role: a
-    role does not set the user model's ``admin`` flag, the group does show in ``groups``)."""
-    group = os.environ.get("CONTESTHUB_ORGANIZER_GROUP", "organizers")
-    return bool(user and (user.get("admin") or group in (user.get("groups") or [])))
+is_organizer = roles.is_organizer  # admins and the organizers' group, the rule every service applies
 
 
 def identity() -> dict | None:

@@ -14,6 +14,7 @@ import streamlit as st
 from leaderboard import queries
 from leaderboard.views import common, hub_auth
 from leaderboard.views.common import t
+from sandbox import statuses
 
 
 @st.fragment(run_every=10)
@@ -22,8 +23,8 @@ def _stream(src, contest) -> None:
     st.subheader(t("live_stream"))
     counts = queries.status_counts(src)
     cols = st.columns(4)
-    for col, status in zip(cols, ("scored", "invalid", "error", "pending"), strict=True):
-        n = counts.get(status, 0) if status != "pending" else counts.get("received", 0) + counts.get("validating", 0)
+    for col, status in zip(cols, (statuses.SCORED, statuses.INVALID, statuses.ERROR, "pending"), strict=True):
+        n = counts.get(status, 0) if status != "pending" else sum(counts.get(s, 0) for s in statuses.PENDING)
         col.metric(t(f"status_{status}"), f"{n:,}")
     recent = queries.recent_submissions(src, 100)
     table = pd.DataFrame(
@@ -43,7 +44,7 @@ def _stream(src, contest) -> None:
     st.dataframe(table, hide_index=True)
 
 
-_STATUSES = ("scored", "invalid", "error", "received", "validating")
+_STATUSES = statuses.ALL
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import streamlit as st
 from leaderboard import queries
 from leaderboard.views import common, hub_auth
 from leaderboard.views.common import t
+from sandbox import statuses
 
 
 def _history_chart(rows: pd.DataFrame, ch, contest) -> alt.LayerChart:
@@ -38,7 +39,7 @@ def _history_chart(rows: pd.DataFrame, ch, contest) -> alt.LayerChart:
 
 def _final(rows: pd.DataFrame, ch) -> tuple[pd.DataFrame, bool]:
     """The submissions that count for the private ranking: the team's choice, else its best N."""
-    scored = rows[rows["status"] == "scored"]
+    scored = rows[rows["status"] == statuses.SCORED]
     chosen = scored[scored["selected"].astype(bool)]
     if len(chosen):
         return chosen, True
@@ -125,10 +126,10 @@ def main() -> None:
         if rows.empty:
             continue
         st.subheader(common.challenge_title(ch))
-        scored = rows[rows["status"] == "scored"]
+        scored = rows[rows["status"] == statuses.SCORED]
         a, b, c = st.columns(3)
         a.metric(t("col_submissions"), len(rows))
-        b.metric(t("refused"), int((rows["status"].isin(["invalid", "error"])).sum()))
+        b.metric(t("refused"), int((rows["status"].isin(statuses.REFUSED)).sum()))
         if len(scored):
             best = scored["public_score"].max() if ch.higher_is_better else scored["public_score"].min()
             c.metric(t("best_public"), common.score_text(best, ch))

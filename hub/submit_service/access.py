@@ -1,4 +1,4 @@
-"""The submission service's conditional-data endpoints (issue 17): grants, reads, requests.
+"""Conditional data (issue 17): grants, reads, requests; and data requests and error reports.
 
 The platform side of ``sandbox.sql``/``sandbox.dask`` over conditional data: a sandbox asks
 which conditional datasets its team may read now (``GET access/grants``) and reports each query
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from hub.submit_service import Base, Refusal, is_int, text_field
+from hub.submit_service.base import Base, Refusal, is_int, text_field
 from leaderboard import access, teams
 from sandbox.descriptor import load_all
 from sandbox.errors import NotFound
@@ -129,15 +129,6 @@ class RequestsHandler(Base):
         self.send(await self.ctx.write(apply), 201)
 
 
-def routes(api: str) -> list[tuple[str, type]]:
-    return [
-        (rf"{api}/access/grants", GrantsHandler),
-        (rf"{api}/access/queries", QueriesHandler),
-        (rf"{api}/access/requests", RequestsHandler),
-        (rf"{api}/reports", ReportsHandler),
-    ]
-
-
 class ReportsHandler(Base):
     """Data requests and error reports: anyone signed in sends one (POST); the list (GET)
     is the public status page's, without who sent what (leaderboard/reports.py)."""
@@ -179,3 +170,11 @@ class ReportsHandler(Base):
                 return {"id": r.id, "kind": r.kind, "status": r.status}
 
         self.send(await self.ctx.write(send), 201)
+
+
+default_handlers = [
+    (r"/access/grants", GrantsHandler),
+    (r"/access/queries", QueriesHandler),
+    (r"/access/requests", RequestsHandler),
+    (r"/reports", ReportsHandler),
+]
