@@ -42,7 +42,7 @@ def test_a_restored_backup_brings_back_a_contestant_who_finds_their_notebooks(de
     }
     with running_hub(a, tmp_path / "a.log") as hub:
         name, password, session = hub.account()
-        token = hub.new_token(session, name)
+        token = hub.new_token(name, session=session)
         hub.spawn(name, token)
         put = _contents(hub, name, token, NOTEBOOK, method="PUT", json={"type": "notebook", "content": notebook})
         assert put.status_code in (200, 201), put.text
@@ -85,7 +85,7 @@ def test_a_restored_backup_brings_back_a_contestant_who_finds_their_notebooks(de
         process.wait_ready(120)
         hub_b = RunningHub(b, process, b.organizer, organizer_password)
         session_b = hub_b.login(name, password)
-        token_b = hub_b.new_token(session_b, name)
+        token_b = hub_b.new_token(name, session=session_b)
         hub_b.spawn(name, token_b)
         listing = _contents(hub_b, name, token_b)
         assert listing.status_code == 200, listing.text

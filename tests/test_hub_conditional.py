@@ -67,11 +67,11 @@ def probe(hub, person, root) -> dict:
 def two_teams(hub):
     if "submit" not in hub.services:
         pytest.skip("the submission service is not running in this hub (see the hub's output)")
-    org = hub.new_token(hub.organizer_session(), hub.organizer)
+    org = hub.new_token(hub.organizer, session=hub.organizer_session())
     people = {}
     for team in ("cond_a", "cond_b"):
         name, _, session = hub.account()
-        token = hub.new_token(session, name)
+        token = hub.new_token(name, session=session)
         r = hub.service("POST", "admin/teams", org, json={"name": team, "members": [name]})
         assert r.status_code == 201, r.text
         people[team] = (name, token)
