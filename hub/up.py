@@ -45,7 +45,7 @@ def _port_in_use(ip: str, port: int) -> bool:
 
 
 def _check_can_start(settings: HubSettings) -> None:
-    for name in ("port", "hub_port", "proxy_api_port", "submit_port", "leaderboard_port"):
+    for name in ("port", "hub_port", "proxy_api_port", "submit_port", "leaderboard_port", "data_port"):
         port = getattr(settings, name)
         ip = settings.ip if name == "port" else "127.0.0.1"
         if _port_in_use(ip, port):
@@ -186,6 +186,7 @@ def _demo_warning(settings: HubSettings) -> None:
 @click.option("--proxy-api-port", type=int, help="configurable-http-proxy's API [CONTESTHUB_PROXY_API_PORT].")
 @click.option("--submit-port", type=int, help="The submission service [CONTESTHUB_SUBMIT_PORT].")
 @click.option("--leaderboard-port", type=int, help="The leaderboard [CONTESTHUB_LEADERBOARD_PORT].")
+@click.option("--data-port", type=int, help="The public data service [CONTESTHUB_DATA_PORT].")
 @click.option("--home-root", type=click.Path(file_okay=False), help="Contestants' homes [CONTESTHUB_HOME_ROOT].")
 @click.option("--cpu-limit", type=float, help="CPUs per contestant [CONTESTHUB_CPU_LIMIT].")
 @click.option("--mem-limit", help="Memory per contestant, e.g. 4G [CONTESTHUB_MEM_LIMIT].")

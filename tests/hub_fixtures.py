@@ -66,7 +66,7 @@ def available_services() -> str:
 
 
 def hub_settings(root: Path, data_root: Path, **overrides) -> HubSettings:
-    ports = free_ports(7)
+    ports = free_ports(8)
     values = {
         "mode": "demo",
         "port": ports[0],
@@ -76,6 +76,7 @@ def hub_settings(root: Path, data_root: Path, **overrides) -> HubSettings:
         "leaderboard_port": ports[4],
         "gateway_port": ports[5],
         "gateway_api_port": ports[6],
+        "data_port": ports[7],
         "gateway": False,  # dask-gateway only where a test asks for it (tests/test_hub_dask.py)
         "data_root": data_root,
         "private_root": root / "private",
