@@ -11,6 +11,7 @@ import os
 
 import click
 
+from hub.data_cli import data
 from hub.up import up_cmd
 from leaderboard.cli import (
     audit_cmd,
@@ -108,6 +109,9 @@ for command in (
 ):
     cli.add_command(command)
 
+
+# `contesthub data`: a hub's public data service from a laptop (hub/data_cli.py).
+cli.add_command(data)
 
 # `contesthub up`: the open data, JupyterHub, the services (hub/up.py).
 cli.add_command(up_cmd)

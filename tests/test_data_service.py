@@ -340,3 +340,54 @@ def test_through_the_hub_without_login(demo, tmp_path):
         leak = requests.get(base + "files/..%2F..%2Fprivate%2Fhub%2Fjupyterhub.sqlite", timeout=30)
         assert leak.status_code == 404
         assert (settings.runtime_dir / "data-cache" / HOSPITAL).is_dir()  # exports cached in the runtime dir
+
+
+def test_cli_search_and_download_round_trip(open_data, tmp_path):
+    """``contesthub data``: what a laptop does against a hub, the checksum checked."""
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+
+    with data_service(open_data, tmp_path / "cache", prefix="/services/data/") as base:
+        hub_url = base.removesuffix("/services/data/")
+        runner = CliRunner()
+        found = runner.invoke(cli, ["--lang", "en", "data", "search", "门诊", "--hub", hub_url])
+        assert found.exit_code == 0, found.output
+        assert found.output.splitlines()[0].startswith(HOSPITAL)
+        out = tmp_path / "got"
+        run = runner.invoke(
+            cli, ["data", "download", HOSPITAL, "daily_visits", "--out", str(out)], env={"CONTESTHUB_URL": hub_url}
+        )
+        assert run.exit_code == 0, run.output
+        got = out / f"{HOSPITAL}-v1-daily_visits.parquet"
+        published = open_data / HOSPITAL / "v1" / "daily_visits.parquet"
+        assert got.read_bytes() == published.read_bytes() and "✓" in run.output
+        csv_run = runner.invoke(
+            cli,
+            ["data", "download", "metro_ridership", "--format", "csv", "--encoding", "gbk", "--hub", hub_url,
+             "--out", str(out)],
+        )  # fmt: skip
+        assert csv_run.exit_code == 0, csv_run.output
+        assert "上海" in (out / "metro_ridership-v1-daily_entries.gbk.csv").read_bytes().decode("gbk")
+        # A resumed download: half a file left by a cut connection is completed, not restarted.
+        whole = got.read_bytes()
+        got.unlink()
+        (out / (got.name + ".part")).write_bytes(whole[: len(whole) // 2])
+        again = runner.invoke(cli, ["data", "download", HOSPITAL, "daily_visits", "--hub", hub_url, "--out", str(out)])
+        assert again.exit_code == 0 and got.read_bytes() == whole
+        # A file spoiled on the server's disk (its bytes, not its size): the client refuses it.
+        cached = next((tmp_path / "cache").rglob("daily_entries.gbk.csv"))
+        spoiled = bytearray(cached.read_bytes())
+        spoiled[-2] ^= 1
+        cached.write_bytes(bytes(spoiled))
+        bad = runner.invoke(
+            cli,
+            ["--lang", "en", "data", "download", "metro_ridership", "daily_entries", "--format", "csv",
+             "--encoding", "gbk", "--hub", hub_url, "--out", str(tmp_path / "bad")],
+        )  # fmt: skip
+        assert bad.exit_code == 1 and "does not match" in bad.output
+        assert not list((tmp_path / "bad").iterdir())
+        denied = runner.invoke(cli, ["--lang", "en", "data", "download", "us_employment", "--hub", hub_url])
+        assert denied.exit_code == 1 and "not open to the public" in denied.output
+        nohub = runner.invoke(cli, ["--lang", "en", "data", "search", "x"], env={"CONTESTHUB_URL": ""})
+        assert nohub.exit_code == 1 and "--hub" in nohub.output
