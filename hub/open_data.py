@@ -455,6 +455,7 @@ def _local_con() -> duckdb.DuckDBPyConnection:
     if con is None:
         con = duckdb.connect(config={"threads": int(os.environ.get("CONTESTHUB_DATA_THREADS", "1"))})
         con.execute(f"SET memory_limit = {lit(os.environ.get('CONTESTHUB_DATA_MEMORY', '512MB'))}")
+        con.execute("SET preserve_insertion_order = true")
         _local.con = con
     return con
 
@@ -498,7 +499,10 @@ def read_rows(cat: Catalog, ds_id: str, table_name: str, version: int | None, ar
     where, params = list(rq.where), list(rq.params)
     first = 0
     if rq.sort is None:
-        order = "__f, __r"
+        # The published order: DuckDB keeps it without sorting (preserve_insertion_order, set
+        # on every connection), so the scan stops at the page's last row instead of sorting
+        # every matching row of the table.
+        order = None
         if rq.after is not None:
             first = rq.after[0]
             where.append("(__f, __r) > (?, ?)")
@@ -524,7 +528,8 @@ def read_rows(cat: Catalog, ds_id: str, table_name: str, version: int | None, ar
         raise _bad_next()
     sql = (
         f"SELECT * FROM ({_source(paths, first, partitioned, columns)}) "
-        f"{'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY {order} LIMIT {rq.size + 1}"
+        f"{'WHERE ' + ' AND '.join(where) if where else ''} {f'ORDER BY {order}' if order else ''} "
+        f"LIMIT {rq.size + 1}"
     )
     try:
         rows = _local_con().execute(sql, params).fetchall()
@@ -613,13 +618,14 @@ def _write_export(cat: Catalog, e: dict, t: dict, ds_id: str, target: Path, fmt:
     fields = [f["name"] for f in t["schema"]["fields"]]
     paths = cat.table_files(ds_id, e, t)
     partitioned = bool(t.get("partition_by"))
-    src = f"SELECT {', '.join(q(f) for f in fields)} FROM ({_source(paths, 0, partitioned, '*')}) ORDER BY __f, __r"
+    # In the published order without a sort (preserve_insertion_order, DuckDB's default).
+    src = f"SELECT {', '.join(q(f) for f in fields)} FROM ({_source(paths, 0, partitioned, '*')})"
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     os.close(fd)
     tmp = Path(tmp_name)
     raw = tmp.with_name(tmp.name + ".raw")
     try:
-        con = duckdb.connect(config={"threads": 2})
+        con = duckdb.connect(config={"threads": 2, "preserve_insertion_order": True})
         con.execute(f"SET memory_limit = {lit(os.environ.get('CONTESTHUB_DATA_MEMORY', '512MB'))}")
         if fmt == "parquet":
             con.execute(f"COPY ({src}) TO {lit(str(tmp))} (FORMAT parquet, COMPRESSION zstd)")

@@ -472,6 +472,17 @@ def test_catalog_search_facets_schema_quality_preview_and_challenges(app_env, de
     schema = table(at, 5)
     visits = schema[schema["字段"] == "outpatient_visits"].iloc[0]
     assert visits["单位"] == "人次 (visits)" and visits["指标定义"].startswith("当日在门诊挂号就诊的人次")
+    # Where a program gets the table: the public data service's downloads and API.
+    links = " ".join(m.value for m in at.markdown)
+    for url in (
+        "/services/data/api/datasets/hospital_outpatient/tables/daily_visits/download?format=csv)",
+        "/services/data/api/datasets/hospital_outpatient/tables/daily_visits/download?format=csv&encoding=gbk)",
+        "/services/data/api/datasets/hospital_outpatient/tables/daily_visits/rows)",
+    ):
+        assert url in links, links
+    assert "[下载 Parquet](" in links
+    cli = "命令行：contesthub data download hospital_outpatient daily_visits"
+    assert any(c.value.startswith(cli) for c in at.caption)
     preview = table(at, 6)
     assert len(preview) == 20 and list(preview.columns) == [
         "date",

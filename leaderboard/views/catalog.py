@@ -4,6 +4,8 @@ versions, quality report, sizes, the first rows, and the challenges built on it.
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import streamlit as st
 
@@ -124,6 +126,35 @@ def _privacy(table: dict, lang: str) -> None:
         st.markdown("**" + t("privacy") + "**")
         for line in lines:
             st.caption(line)
+
+
+def data_service_url() -> str:
+    """The public data service (hub/data_service.py) under the hub's public URL; relative when unknown."""
+    return os.environ.get("CONTESTHUB_PUBLIC_URL", "").rstrip("/") + "/services/data/"
+
+
+def _links(e: dict, ds_id: str, table: str) -> None:
+    """Where a program (or a person) gets this table: the data service's API and downloads."""
+    st.markdown("**" + t("data_links") + "**")
+    base = data_service_url()
+    if e["open_tier"] != "unconditional":
+        st.caption(t("data_links_closed"))
+        return
+    api = f"{base}api/datasets/{ds_id}"
+    rows = f"{api}/tables/{table}/rows"
+    download = f"{api}/tables/{table}/download"
+    st.markdown(
+        " · ".join(
+            [
+                f"[{t('link_parquet')}]({download}?format=parquet)",
+                f"[{t('link_csv')}]({download}?format=csv)",
+                f"[{t('link_csv_gbk')}]({download}?format=csv&encoding=gbk)",
+                f"[{t('link_rows')}]({rows})",
+                f"[{t('link_dataset_api')}]({api})",
+            ]
+        )
+    )
+    st.caption(t("data_links_cli", id=ds_id, table=table))
 
 
 def main() -> None:
@@ -272,6 +303,7 @@ def main() -> None:
     table = e["tables"][name]
     if table.get("description"):
         st.caption(common.md(table["description"][lang]))
+    _links(e, chosen, name)
     st.markdown("**" + t("schema") + "**")
     st.dataframe(_schema(table, lang), hide_index=True)
     st.markdown("**" + t("quality") + "**")
