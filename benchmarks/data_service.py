@@ -14,8 +14,8 @@ its defaults). Sides alternate; each side is measured ``--runs`` times, the medi
 
 1. A filtered 100-row JSON page under ``--clients`` concurrent clients (keep-alive
    connections, one thread each, in a separate process) for ``--seconds``: each request asks
-   for the first page of visits at one hospital, the hospital changing from request to request
-   (``hospital_id=H0001 .. H00nn``). p50, p95 and requests/s. Each side's answer to one query is
+   for the first page of visits by people living in one area, the area changing from request to request
+   (``residence_area=`` each of its 26 values in turn). p50, p95 and requests/s. Each side's answer to one query is
    checked against DuckDB over the Parquet: same 100 visit ids, in the same order.
 2. The whole table as CSV, once per run: ours ``download?format=csv`` (UTF-8 with BOM) both
    cold (the cache emptied first: the export is written, then sent) and warm (sent from the
@@ -50,7 +50,7 @@ HOME = PROJECT_ROOT / "var" / "bench" / "data_service"
 DATASETTE_VENV = PROJECT_ROOT / "var" / "bench" / "datasette-venv"
 DATASETTE_VERSION = "0.65.5"
 DATASET, TABLE = "hospital_outpatient", "visit_records"
-FILTER = "hospital_id"
+FILTER = "residence_area"
 PAGE = 100
 
 
@@ -168,14 +168,16 @@ class Server:
             self.proc.kill()
 
 
-def ours(root: Path, cache: Path) -> Server:
+def ours(root: Path, cache: Path, row_cache: bool = True) -> Server:
     port = _free_port()
     base = f"http://127.0.0.1:{port}/"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTESTHUB_", "JUPYTERHUB_"))}
     env.update({"CONTESTHUB_DATA_ROOT": str(root), "CONTESTHUB_DATA_RATE": "0"})
+    if not row_cache:
+        env["CONTESTHUB_DATA_ROW_CACHE"] = "0"
     rows = f"{base}api/datasets/{DATASET}/tables/{TABLE}/rows"
     return Server(
-        "contesthub data service",
+        "contesthub" if row_cache else "contesthub, no page cache",
         [sys.executable, "-m", "hub.data_service", "--port", str(port), "--prefix", "/", "--cache", str(cache)],
         env,
         base + "api/openapi.json",
@@ -302,11 +304,15 @@ def main() -> None:
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     cache = HOME / "cache"
-    sides = {"ours": lambda: ours(parquet.parents[2], cache), "datasette": lambda: datasette(db)}
+    sides = {
+        "ours": lambda: ours(parquet.parents[2], cache),
+        "ours_nocache": lambda: ours(parquet.parents[2], cache, row_cache=False),
+        "datasette": lambda: datasette(db),
+    }
     results: dict[str, dict[str, list]] = {k: {"load": [], "csv": [], "csv_warm": []} for k in sides}
     for i in range(args.runs):
         for key, make in sides.items():
-            if key == "ours":
+            if key != "datasette":  # the export is written again: the first download pays for it
                 shutil.rmtree(cache, ignore_errors=True)
             with make() as server:
                 if i == 0:
@@ -316,7 +322,7 @@ def main() -> None:
                 csv_r = _measure.measure(SCRIPT, "csv", server.csv)
                 csv_r["mbps"] = csv_r["bytes"] / 1e6 / csv_r["seconds"]
                 results[key]["csv"].append(csv_r)
-                if key == "ours":
+                if key != "datasette":
                     warm = _measure.measure(SCRIPT, "csv", server.csv)
                     warm["mbps"] = warm["bytes"] / 1e6 / warm["seconds"]
                     results[key]["csv_warm"].append(warm)
@@ -326,7 +332,7 @@ def main() -> None:
                     f"  round {i + 1}/{args.runs} {server.label:<26} {load['rps']:8.1f} req/s"
                     f"  p50 {load['p50_ms']:6.1f} ms"
                     f"  p95 {load['p95_ms']:6.1f} ms  errors {load['errors']}  CSV {csv_r['mbps']:6.1f} MB/s"
-                    + (f" (warm {warm['mbps']:.1f})" if key == "ours" else ""),
+                    + (f" (warm {warm['mbps']:.1f})" if key != "datasette" else ""),
                     flush=True,
                 )
     med = lambda key, part, field: statistics.median(r[field] for r in results[key][part])  # noqa: E731
@@ -337,7 +343,11 @@ def main() -> None:
     o, d = "ours", "datasette"
     print(f"\nmedians of {args.runs} runs, {rows:,} rows, {args.clients} clients x {args.seconds:g} s")
     print(f"  {'':<28}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'CSV MB/s':>10}")
-    for key, label in ((o, "contesthub data service"), (d, f"datasette {DATASETTE_VERSION}")):
+    for key, label in (
+        (o, "contesthub data service"),
+        ("ours_nocache", "  the same, no page cache"),
+        (d, f"datasette {DATASETTE_VERSION}"),
+    ):
         print(
             f"  {label:<28}{med(key, 'load', 'rps'):9.1f}{med(key, 'load', 'p50_ms'):9.1f}"
             f"{med(key, 'load', 'p95_ms'):9.1f}{med(key, 'csv', 'mbps'):10.1f}"
@@ -349,6 +359,11 @@ def main() -> None:
     p95 = med(o, "load", "p95_ms")
     print(f"\n  req/s: {rps_ratio:.2f}x Datasette (target >= 2x), our p95 {p95:.0f} ms (target <= 100 ms): "
           f"{'met' if rps_ratio >= 2 and p95 <= 100 else 'NOT met'}")  # fmt: skip
+    nc_ratio = med("ours_nocache", "load", "rps") / med(d, "load", "rps")
+    nc_p95 = med("ours_nocache", "load", "p95_ms")
+    print(f"  without the page cache (each page read from the Parquet): {nc_ratio:.2f}x Datasette, "
+          f"p95 {nc_p95:.0f} ms: "
+          f"{'met' if nc_ratio >= 2 and nc_p95 <= 100 else 'NOT met'}")  # fmt: skip
     print(f"  CSV export: {csv_ratio:.2f}x Datasette cold, {warm_ratio:.2f}x from the cache (target >= 2x): "
           f"{'met' if csv_ratio >= 2 else 'NOT met cold'}{'' if warm_ratio >= 2 else ', NOT met warm'}")  # fmt: skip
 

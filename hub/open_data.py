@@ -36,6 +36,7 @@ import shutil
 import tempfile
 import threading
 import urllib.parse
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -456,6 +457,7 @@ def _local_con() -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(config={"threads": int(os.environ.get("CONTESTHUB_DATA_THREADS", "1"))})
         con.execute(f"SET memory_limit = {lit(os.environ.get('CONTESTHUB_DATA_MEMORY', '512MB'))}")
         con.execute("SET preserve_insertion_order = true")
+        con.execute("SET parquet_metadata_cache = true")  # the footer read once, not per page
         _local.con = con
     return con
 
@@ -492,6 +494,63 @@ def read_rows(cat: Catalog, ds_id: str, table_name: str, version: int | None, ar
     e, t = cat.table(ds_id, table_name, version)
     fields = [f["name"] for f in t["schema"]["fields"]]
     paths = cat.table_files(ds_id, e, t)
+    # A published version never changes: the same question has the same answer (its files'
+    # checksums are part of the key, so a rebuilt catalog cannot be answered from the past).
+    key = (
+        ds_id,
+        e["version"],
+        table_name,
+        tuple(f["sha256"] for f in t["files"]),
+        tuple(sorted((k, tuple(v)) for k, v in args.items() if k != "lang")),
+    )
+    hit = _rows_cache.get(key)
+    if hit is None:
+        hit = _page(t, fields, paths, args)
+        _rows_cache.put(key, hit)
+    out, next_token = hit
+    return {
+        "ok": True,
+        "dataset": ds_id,
+        "table": table_name,
+        "version": e["version"],
+        "columns": fields,
+        "rows": out,
+        "next": next_token,
+        "next_url": url(next_token) if next_token else None,
+    }
+
+
+class _LRU:
+    """A small thread-safe LRU of pages; ``CONTESTHUB_DATA_ROW_CACHE`` entries (0: none)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.items: OrderedDict = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            value = self.items.get(key)
+            if value is not None:
+                self.items.move_to_end(key)
+            return value
+
+    def put(self, key, value) -> None:
+        if self.size <= 0:
+            return
+        with self.lock:
+            self.items[key] = value
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+_rows_cache = _LRU(int(os.environ.get("CONTESTHUB_DATA_ROW_CACHE", "1024")))
+
+
+def _page(
+    e: dict, t: dict, fields: list[str], paths: list[Path], args: dict[str, list[str]]
+) -> tuple[list, str | None]:
     partitioned = bool(t.get("partition_by"))
     types = column_types(paths, fields, partitioned)
     rq = parse_rows_query(args, fields, types)
@@ -545,16 +604,7 @@ def read_rows(cat: Catalog, ds_id: str, table_name: str, version: int | None, ar
         last = rows[-1]
         pos = [last[-2], last[-1]]
         next_token = _encode_cursor(([_plain(last[fields.index(rq.sort)])] if rq.sort else []) + pos)
-    return {
-        "ok": True,
-        "dataset": ds_id,
-        "table": table_name,
-        "version": e["version"],
-        "columns": fields,
-        "rows": out,
-        "next": next_token,
-        "next_url": url(next_token) if next_token else None,
-    }
+    return out, next_token
 
 
 def _plain(v):
