@@ -548,9 +548,7 @@ class _LRU:
 _rows_cache = _LRU(int(os.environ.get("CONTESTHUB_DATA_ROW_CACHE", "1024")))
 
 
-def _page(
-    e: dict, t: dict, fields: list[str], paths: list[Path], args: dict[str, list[str]]
-) -> tuple[list, str | None]:
+def _page(t: dict, fields: list[str], paths: list[Path], args: dict[str, list[str]]) -> tuple[list, str | None]:
     partitioned = bool(t.get("partition_by"))
     types = column_types(paths, fields, partitioned)
     rq = parse_rows_query(args, fields, types)
