@@ -19,6 +19,8 @@ In the style of Datasette, every catalog page has a JSON twin and every list is 
 ``api/datasets/{id}/tables/{t}/download``              ``format=parquet|csv``, ``encoding=gbk``,
                                                        ``version``; Range, ETag, SHA-256 header
 ``api/catalog.jsonld``                                 DCAT-AP JSON-LD (sandbox/catalog.py)
+``api/lists/{opening|sharing|plan}.{json|csv}``        开放清单, 共享清单, 开放计划
+                                                       (sandbox/gov_catalog.py)
 ``files/{id}/v{N}/{path}``                             the published Parquet files DCAT names
 ``api/openapi.json``                                   this table, for programs
 =====================================================  ============================================
@@ -88,6 +90,7 @@ class Context:
         self.cache = cache
         self.limit = RateLimit(rate)
         self.trusted_proxies = trusted_proxies
+        self.pages = open_data.LRU(open_data.ROW_CACHE)
         self.pool = ThreadPoolExecutor(max_workers=int(os.environ.get("CONTESTHUB_DATA_WORKERS", "4")))
 
     async def run(self, fn, *args):
@@ -221,8 +224,15 @@ class RowsHandler(Base):
             keep = [(k, v) for k, vs in args.items() if k != "_next" for v in vs]
             return f"{self.base}api/datasets/{ds_id}/tables/{table}/rows?{urlencode([*keep, ('_next', token)])}"
 
-        doc = await self.ctx.run(open_data.read_rows, self.ctx.catalog, ds_id, table, version, args, next_url)
-        self.write_json(doc)
+        # The same URL, the same catalog: the same bytes (published versions never change).
+        key = (self.ctx.catalog.stamp(), self.request.uri, self.base)
+        body = self.ctx.pages.get(key)
+        if body is None:
+            doc = await self.ctx.run(open_data.read_rows, self.ctx.catalog, ds_id, table, version, args, next_url)
+            body = json.dumps(doc, ensure_ascii=False, default=open_data._json_value).encode()
+            self.ctx.pages.put(key, body)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(body)
 
 
 class DownloadHandler(Base):
@@ -308,6 +318,21 @@ class CatalogHandler(Base):
         self.finish(json.dumps(doc, ensure_ascii=False))
 
 
+class ListHandler(Base):
+    """开放清单 / 共享清单 / 开放计划 as JSON or as CSV (UTF-8 with BOM)."""
+
+    async def get(self, name: str, ext: str) -> None:
+        rows = await self.ctx.run(open_data.catalog_list, self.ctx.catalog, name)
+        if ext == "csv":
+            from sandbox.gov_catalog import to_csv
+
+            self.set_header("Content-Type", "text/csv; charset=utf-8")
+            self.set_header("Content-Disposition", f"attachment; filename={name}.csv")
+            self.finish(to_csv(rows))
+        else:
+            self.write_json({"list": name, "rows": rows})
+
+
 class OpenAPIHandler(Base):
     def get(self) -> None:
         self.write_json(openapi(self.prefix))
@@ -344,13 +369,26 @@ def make_app(ctx: Context, prefix: str) -> web.Application:
         (rf"{p}api/datasets/{seg}/tables/{seg}/rows", RowsHandler),
         (rf"{p}api/datasets/{seg}/tables/{seg}/download", DownloadHandler),
         (rf"{p}api/catalog.jsonld", CatalogHandler),
+        (rf"{p}api/lists/(opening|sharing|plan)\.(json|csv)", ListHandler),
         (rf"{p}api/openapi.json", OpenAPIHandler),
         (rf"{p}files/(.+)", FileHandler),
     ]
     args = {"ctx": ctx, "prefix": prefix}
     return web.Application(
-        [(r, h, args) for r, h in routes], default_handler_class=NotFoundHandler, default_handler_args=args
+        [(r, h, args) for r, h in routes],
+        default_handler_class=NotFoundHandler,
+        default_handler_args=args,
+        log_function=_log_request,
     )
+
+
+def _log_request(handler: web.RequestHandler) -> None:
+    """Refusals and failures at INFO; the answered requests (thousands a second) at DEBUG only."""
+    status = handler.get_status()
+    level = logging.WARNING if status >= 500 else logging.INFO if status >= 400 else logging.DEBUG
+    if log.isEnabledFor(level):
+        took = 1000 * handler.request.request_time()
+        log.log(level, "%d %s %s %.1fms", status, handler.request.method, handler.request.path, took)
 
 
 def openapi(prefix: str) -> dict:
@@ -426,6 +464,21 @@ def openapi(prefix: str) -> dict:
             },
             "/api/catalog.jsonld": {
                 "get": {"summary": "DCAT-AP JSON-LD catalog", "responses": {"200": {"description": "JSON-LD"}}}
+            },
+            "/api/lists/{list}.{format}": {
+                "get": {
+                    "summary": "opening list, sharing list, opening plan (开放清单、共享清单、开放计划)",
+                    "parameters": [
+                        {
+                            "name": "list",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"enum": ["opening", "sharing", "plan"]},
+                        },
+                        {"name": "format", "in": "path", "required": True, "schema": {"enum": ["json", "csv"]}},
+                    ],
+                    "responses": {"200": {"description": "rows"}, **common},
+                }
             },
             "/api/openapi.json": {"get": {"summary": "this description", "responses": {"200": {"description": "ok"}}}},
         },

@@ -105,6 +105,11 @@ class Catalog:
                     self._stamp = stamp
         return self._doc
 
+    def stamp(self) -> tuple | None:
+        """What identifies the published catalog now (changes with every build)."""
+        self.doc()
+        return self._stamp
+
     def contest(self) -> dict:
         self.doc()
         return self._contest
@@ -303,6 +308,23 @@ def dcat(cat: Catalog, base: str) -> dict:
         if tiers.get(ds["dct:identifier"]) != PUBLIC_TIER:
             ds["dcat:distribution"] = []
     return doc
+
+
+def catalog_list(cat: Catalog, name: str) -> list[dict]:
+    """The opening list, the sharing list or the opening plan (sandbox/gov_catalog.py)."""
+    from sandbox import gov_catalog
+
+    doc = cat.doc()
+    if name == "opening":
+        return gov_catalog.opening_list(doc)
+    if name == "sharing":
+        return gov_catalog.sharing_list(doc)
+    if name == "plan":
+        return gov_catalog.opening_plan(gov_catalog.published_plan(cat.data_root), doc)
+    raise NotFound(
+        f"no list {name!r}; the lists are opening, sharing and plan",
+        f"没有清单 {name!r}；可用的清单：opening（开放清单）、sharing（共享清单）、plan（开放计划）",
+    )
 
 
 # --- rows ---------------------------------------------------------------------------------------
@@ -520,7 +542,7 @@ def read_rows(cat: Catalog, ds_id: str, table_name: str, version: int | None, ar
     }
 
 
-class _LRU:
+class LRU:
     """A small thread-safe LRU of pages; ``CONTESTHUB_DATA_ROW_CACHE`` entries (0: none)."""
 
     def __init__(self, size: int):
@@ -545,7 +567,8 @@ class _LRU:
                 self.items.popitem(last=False)
 
 
-_rows_cache = _LRU(int(os.environ.get("CONTESTHUB_DATA_ROW_CACHE", "1024")))
+ROW_CACHE = int(os.environ.get("CONTESTHUB_DATA_ROW_CACHE", "1024"))
+_rows_cache = LRU(ROW_CACHE)
 
 
 def _page(t: dict, fields: list[str], paths: list[Path], args: dict[str, list[str]]) -> tuple[list, str | None]:

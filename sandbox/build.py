@@ -32,7 +32,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from sandbox import clock, privacy, quality, sources
+from sandbox import clock, gov_catalog, privacy, quality, sources
 from sandbox.catalog import write_root_catalog
 from sandbox.descriptor import ACCESS_RIGHTS, Dataset, TableSpec
 from sandbox.errors import ContesthubError, QualityGateError
@@ -610,6 +610,7 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
         hashing.shutdown(cancel_futures=True)
         shutil.rmtree(scratch, ignore_errors=True)
     write_root_catalog(paths.data_root)
+    gov_catalog.publish_plan(paths.datasets_dir, paths.data_root)
     return BuildResult(ds.id, "built", version, time.perf_counter() - started, results)
 
 
@@ -752,6 +753,8 @@ def _catalog_meta(ds: Dataset) -> dict:
         "spatial",
     )
     meta = {k: ds.meta[k] for k in keep}
+    if "catalog" in ds.meta:  # China's catalog fields (sandbox/gov_catalog.py)
+        meta["catalog"] = ds.meta["catalog"]
     meta["source"] = {k: v for k, v in meta["source"].items() if k in ("description", "citation", "package")}
     return meta
 

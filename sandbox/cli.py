@@ -60,10 +60,15 @@ def validate_cmd(ctx: click.Context, ids: tuple[str, ...], as_json: bool) -> Non
     """Check dataset descriptors; report every problem with file and field path."""
     paths: Paths = ctx.obj["paths"]
     found = load_all(paths.datasets_dir, ids)  # raises DescriptorError listing every problem
+    from sandbox import gov_catalog
+
+    plan = gov_catalog.load_plan(paths.datasets_dir)  # datasets/planned.yaml, the opening plan
     if as_json:
-        echo_json({"valid": True, "datasets": [d.id for d in found]})
+        echo_json({"valid": True, "datasets": [d.id for d in found], "planned": [p["id"] for p in plan]})
     else:
         click.echo(f"{len(found)} descriptor(s) valid: {', '.join(d.id for d in found)}")
+        if plan:
+            click.echo(f"opening plan valid: {len(plan)} planned dataset(s)")
 
 
 @datasets.command("init")

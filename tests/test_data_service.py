@@ -391,3 +391,17 @@ def test_cli_search_and_download_round_trip(open_data, tmp_path):
         assert denied.exit_code == 1 and "not open to the public" in denied.output
         nohub = runner.invoke(cli, ["--lang", "en", "data", "search", "x"], env={"CONTESTHUB_URL": ""})
         assert nohub.exit_code == 1 and "--hub" in nohub.output
+
+
+def test_opening_sharing_and_plan_lists_as_json_and_csv(service):
+    opening = requests.get(service + "api/lists/opening.json", timeout=30).json()
+    ids = {r["id"] for r in opening["rows"]}
+    assert "hospital_outpatient" in ids and "us_employment" in ids  # conditional is opened too, on conditions
+    assert next(r for r in opening["rows"] if r["id"] == "us_employment")["opening_type_zh"] == "有条件开放"
+    sharing = requests.get(service + "api/lists/sharing.csv", timeout=30)
+    assert sharing.headers["Content-Type"].startswith("text/csv") and sharing.content.startswith(b"\xef\xbb\xbf")
+    assert "无条件共享" in sharing.content.decode("utf-8-sig")
+    plan = requests.get(service + "api/lists/plan.json", timeout=30).json()["rows"]
+    assert {r["id"] for r in plan} >= {"bus_punctuality", "pension_coverage"}
+    assert {r["status"] for r in plan} <= {"planned", "overdue", "published"}
+    _error(requests.get(service + "api/lists/secret.json", timeout=30), 404, "not-found")
