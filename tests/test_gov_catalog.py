@@ -124,7 +124,11 @@ def test_opening_and_sharing_lists_and_dcat(demo):
     # A dataset without the catalog block is listed with its publisher as the provider.
     assert opening["rand_hie"]["resource_code"] == "" and opening["rand_hie"]["provider_zh"]
     sharing = {r["id"]: r["sharing_type_zh"] for r in gov_catalog.sharing_list(cat)}
-    assert sharing == {"hospital_outpatient": "无条件共享", "metro_ridership": "无条件共享", "school_enrollment": "有条件共享"}
+    assert sharing == {
+        "hospital_outpatient": "无条件共享",
+        "metro_ridership": "无条件共享",
+        "school_enrollment": "有条件共享",
+    }
     text = gov_catalog.to_csv(gov_catalog.opening_list(cat))
     assert text.startswith(b"\xef\xbb\xbfresource_code,id,title_zh")
     parsed = list(csv.DictReader(io.StringIO(text[3:].decode("utf-8"))))
