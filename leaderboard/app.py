@@ -63,6 +63,7 @@ def main() -> None:
         st.Page(PAGES / "board.py", title=t("page_board"), icon=":material/leaderboard:", url_path="leaderboard"),
         st.Page(PAGES / "team.py", title=t("page_team"), icon=":material/groups:", url_path="team"),
         st.Page(PAGES / "catalog.py", title=t("page_catalog"), icon=":material/dataset:", url_path="catalog"),
+        st.Page(PAGES / "lists.py", title=t("page_lists"), icon=":material/checklist:", url_path="lists"),
     ]
     if hub_auth.is_organizer(user):
         # Registered per session: for everybody else the page does not exist at all.

@@ -668,3 +668,27 @@ def test_hub_oauth_sign_in_sets_a_token_cookie_that_identifies_an_admin(fake_hub
     assert user["name"] == "org" and hub_auth.is_organizer(user)
     assert hub_auth.user_for_cookies({"service-leaderboard": "stolen"}) is None
     assert hub_auth.user_for_cookies({}) is None
+
+
+@sqlite_only
+def test_catalog_lists_page_opening_sharing_plan_zh_and_en(app_env, demo, race):
+    """开放清单 / 共享清单 / 开放计划, Chinese by default, English on the switch; overdue plans flagged."""
+    app_env.setenv("CONTESTHUB_DATA_ROOT", str(demo.data_root))
+    at = open_app("lists")  # the clock pinned at NOW, 2026-12-01
+    assert at.title[0].value == "开放清单、共享清单与开放计划"
+    assert [s.value for s in at.subheader] == ["开放清单", "共享清单", "开放计划"]
+    opening = table(at, 0)
+    row = opening[opening["数据集"] == "hospital_outpatient"].iloc[0]
+    assert row["信息资源代码"] == "B0601-00001/00001" and row["开放类型"] == "无条件开放"
+    assert row["使用方式"] == "下载、接口、沙箱" and row["更新周期"] == "每日" and row["国家主题分类"] == "06.01"
+    sharing = table(at, 1)
+    assert set(sharing["共享类型"]) == {"无条件共享", "有条件共享"}
+    plan = table(at, 2).set_index("数据集")
+    assert plan.loc["bus_punctuality", "状态"] == "已逾期" and plan.loc["bus_punctuality", "逾期天数"] == 31
+    assert plan.loc["pension_coverage", "状态"] == "计划中" and plan.loc["scenic_visitors", "状态"] == "已发布"
+    assert at.warning[0].value == "1 项计划已逾期未开放：bus_punctuality"
+    links = " ".join(m.value for m in at.markdown)
+    assert "/services/data/api/lists/plan.csv)" in links and "/services/data/api/lists/opening.json)" in links
+    at.radio(key="lang_choice").set_value("en").run()
+    assert [s.value for s in at.subheader] == ["Opening list", "Sharing list", "Opening plan"]
+    assert table(at, 2).set_index("Dataset").loc["bus_punctuality", "Status"] == "overdue"

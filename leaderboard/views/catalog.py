@@ -4,8 +4,6 @@ versions, quality report, sizes, the first rows, and the challenges built on it.
 
 from __future__ import annotations
 
-import os
-
 import pandas as pd
 import streamlit as st
 
@@ -128,15 +126,10 @@ def _privacy(table: dict, lang: str) -> None:
             st.caption(line)
 
 
-def data_service_url() -> str:
-    """The public data service (hub/data_service.py) under the hub's public URL; relative when unknown."""
-    return os.environ.get("CONTESTHUB_PUBLIC_URL", "").rstrip("/") + "/services/data/"
-
-
 def _links(e: dict, ds_id: str, table: str) -> None:
     """Where a program (or a person) gets this table: the data service's API and downloads."""
     st.markdown("**" + t("data_links") + "**")
-    base = data_service_url()
+    base = common.data_service_url()
     if e["open_tier"] != "unconditional":
         st.caption(t("data_links_closed"))
         return
