@@ -43,6 +43,7 @@ from pathlib import Path
 import duckdb
 
 from sandbox import catalog as _catalog
+from sandbox import freshness
 from sandbox.errors import ContesthubError, NotFound
 from sandbox.quoting import lit, q
 
@@ -277,6 +278,7 @@ def dataset_document(cat: Catalog, ds_id: str, base: str) -> dict:
         "tables": tables,
         "challenges": challenges,
         "citation": _citation(e),
+        "freshness": freshness.of_entry(e),
     }
 
 

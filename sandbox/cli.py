@@ -206,6 +206,30 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
         _print_listing(ctx, rows, "open datasets / 开放数据集")
 
 
+@datasets.command("freshness")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def freshness_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Which datasets are due again (last build + update cycle) and which are overdue (数据更新时效)."""
+    from sandbox import catalog as cat
+    from sandbox import freshness
+
+    rows = freshness.report(cat.load(ctx.obj["paths"].data_root))
+    if as_json:
+        echo_json({"datasets": rows, "overdue": [r["id"] for r in rows if r["overdue"]]})
+        return
+    zh = _lang(ctx) == "zh"
+    for r in rows:
+        state = (
+            (f"逾期 {r['overdue_days']} 天" if zh else f"overdue by {r['overdue_days']} day(s)")
+            if r["overdue"]
+            else ("按时" if zh else "on time")
+            if r["due"]
+            else ("不定期" if zh else "no cycle")
+        )
+        click.echo(f"{r['id']:<24} {r['update_frequency'] or '-':<10} {r['due'] or '-':<26} {state}")
+
+
 @datasets.command("search")
 @click.argument("query", default="")
 @click.option("--theme", type=click.Choice(sorted(cat.THEMES)), help="Only this theme.")

@@ -141,3 +141,27 @@ def test_opening_and_sharing_lists_and_dcat(demo):
     assert hosp["dct:accessRights"]["@id"].endswith("/PUBLIC")
     assert hosp["dct:accrualPeriodicity"]["@id"].endswith("/DAILY")
     assert "adms:identifier" not in dcat["rand_hie"]
+
+
+def test_freshness_due_is_last_build_plus_update_cycle(demo, run_cli):
+    import json as _json
+
+    from sandbox import freshness
+
+    cat = catalog.load(demo.data_root)
+    e = cat["datasets"]["hospital_outpatient"]["entry"]  # daily
+    built = dt.datetime.fromisoformat(e["built_at"])
+    on_time = freshness.of_entry(e, built + dt.timedelta(hours=23))
+    assert on_time["due"] == (built + dt.timedelta(days=1)).isoformat() and not on_time["overdue"]
+    late = freshness.of_entry(e, built + dt.timedelta(days=3, hours=1))
+    assert late["overdue"] and late["overdue_days"] == 2
+    monthly = freshness.of_entry({**e, "built_at": "2026-01-31T10:00:00+00:00", "update_frequency": "monthly"})
+    assert monthly["due"] == "2026-02-28T10:00:00+00:00"  # a calendar month, not 30 days
+    assert freshness.of_entry({**e, "update_frequency": "irregular"})["due"] is None
+    with clock.pinned(built + dt.timedelta(days=10)):
+        out = run_cli("datasets", "freshness", "--json", root=demo)
+    assert out.exit_code == 0, out.output
+    doc = _json.loads(out.output)
+    daily = {r["id"] for r in doc["datasets"] if r["update_frequency"] == "daily"}
+    assert "hospital_outpatient" in doc["overdue"] and daily <= set(doc["overdue"])
+    assert doc["datasets"][0]["overdue"]  # the overdue first
