@@ -358,6 +358,8 @@ def main() -> None:
                     + (f" (warm {warm['mbps']:.1f})" if key != "datasette" else ""),
                     flush=True,
                 )
+                if load["first_error"]:
+                    print(f"    first error: {load['first_error'][0][:200]}", flush=True)
     med = lambda key, part, field: statistics.median(r[field] for r in results[key][part])  # noqa: E731
     for key in sides:
         lines = [r["lines"] for r in results[key]["csv"]]

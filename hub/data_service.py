@@ -23,6 +23,7 @@ In the style of Datasette, every catalog page has a JSON twin and every list is 
                                                        (sandbox/gov_catalog.py)
 ``files/{id}/v{N}/{path}``                             the published Parquet files DCAT names
 ``api/openapi.json``                                   this table, for programs
+``api/usage.json?dataset=``                            downloads and API calls per dataset and day
 =====================================================  ============================================
 
 Only the unconditional tier's data is served (hub/open_data.py says how nothing else is
@@ -41,6 +42,7 @@ import json
 import logging
 import os
 import re
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,7 +50,7 @@ from urllib.parse import urlencode
 
 from tornado import httpserver, ioloop, web
 
-from hub import open_data
+from hub import data_usage, open_data
 from hub.login_throttle import client_address
 from sandbox.errors import ContesthubError, NotFound
 
@@ -91,6 +93,7 @@ class Context:
         self.limit = RateLimit(rate)
         self.trusted_proxies = trusted_proxies
         self.pages = open_data.LRU(open_data.ROW_CACHE)
+        self.usage = data_usage.Usage(cache)
         self.pool = ThreadPoolExecutor(max_workers=int(os.environ.get("CONTESTHUB_DATA_WORKERS", "4")))
 
     async def run(self, fn, *args):
@@ -213,6 +216,7 @@ class DatasetsHandler(Base):
 class DatasetHandler(Base):
     async def get(self, ds_id: str) -> None:
         self.write_json(await self.ctx.run(open_data.dataset_document, self.ctx.catalog, ds_id, self.base))
+        self.ctx.usage.count(ds_id, "api")
 
 
 class RowsHandler(Base):
@@ -233,6 +237,7 @@ class RowsHandler(Base):
             self.ctx.pages.put(key, body)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(body)
+        self.ctx.usage.count(ds_id, "api")
 
 
 class DownloadHandler(Base):
@@ -244,7 +249,8 @@ class DownloadHandler(Base):
         ex = await self.ctx.run(
             open_data.export, self.ctx.catalog, self.ctx.cache, ds_id, table, self.version_arg(), fmt, encoding
         )
-        await send_file(self, ex.path, ex.sha256, ex.media_type, ex.filename)
+        if await send_file(self, ex.path, ex.sha256, ex.media_type, ex.filename):
+            self.ctx.usage.count(ds_id, "download")
 
     head = get
 
@@ -254,12 +260,15 @@ class FileHandler(Base):
 
     async def get(self, rel: str) -> None:
         ds_id, _, f, path = await self.ctx.run(self.ctx.catalog.published_file, rel)
-        await send_file(self, path, f["sha256"], "application/vnd.apache.parquet", f"{ds_id}-{Path(f['path']).name}")
+        name = f"{ds_id}-{Path(f['path']).name}"
+        if await send_file(self, path, f["sha256"], "application/vnd.apache.parquet", name):
+            self.ctx.usage.count(ds_id, "download")
 
     head = get
 
 
-async def send_file(h: Base, path: Path, sha256: str, media: str, filename: str) -> None:
+async def send_file(h: Base, path: Path, sha256: str, media: str, filename: str) -> bool:
+    """Send the file (or the asked range); True when it was a download (a GET from its first byte)."""
     size = path.stat().st_size
     etag = f'"{sha256}"'
     h.set_header("ETag", etag)
@@ -271,7 +280,7 @@ async def send_file(h: Base, path: Path, sha256: str, media: str, filename: str)
     if etag in [t.strip() for t in h.request.headers.get("If-None-Match", "").split(",")]:
         h.set_status(304)
         h.finish()
-        return
+        return False
     start, end = 0, size - 1
     rng = h.request.headers.get("Range", "")
     if rng and h.request.headers.get("If-Range", etag) == etag:
@@ -297,7 +306,7 @@ async def send_file(h: Base, path: Path, sha256: str, media: str, filename: str)
     h.set_header("Content-Length", str(end - start + 1))
     if h.request.method == "HEAD":
         h.finish()
-        return
+        return False
     with path.open("rb") as fh:
         fh.seek(start)
         left = end - start + 1
@@ -309,6 +318,7 @@ async def send_file(h: Base, path: Path, sha256: str, media: str, filename: str)
             h.write(chunk)
             await h.flush()
     h.finish()
+    return start == 0
 
 
 class CatalogHandler(Base):
@@ -331,6 +341,14 @@ class ListHandler(Base):
             self.finish(to_csv(rows))
         else:
             self.write_json({"list": name, "rows": rows})
+
+
+class UsageHandler(Base):
+    """Downloads and API calls per dataset and day: aggregates only (hub/data_usage.py)."""
+
+    def get(self) -> None:
+        dataset = self.get_query_argument("dataset", "") or None
+        self.write_json({"rows": self.ctx.usage.rows(dataset)})
 
 
 class OpenAPIHandler(Base):
@@ -371,6 +389,7 @@ def make_app(ctx: Context, prefix: str) -> web.Application:
         (rf"{p}api/catalog.jsonld", CatalogHandler),
         (rf"{p}api/lists/(opening|sharing|plan)\.(json|csv)", ListHandler),
         (rf"{p}api/openapi.json", OpenAPIHandler),
+        (rf"{p}api/usage.json", UsageHandler),
         (rf"{p}files/(.+)", FileHandler),
     ]
     args = {"ctx": ctx, "prefix": prefix}
@@ -502,11 +521,17 @@ def main() -> None:
     ctx = Context(data_root, cache, ns.rate, trusted)
     server = httpserver.HTTPServer(make_app(ctx, ns.prefix), xheaders=False, max_body_size=1 << 16)
     server.listen(ns.port, ns.address)
+    ioloop.PeriodicCallback(ctx.usage.save, 5_000).start()
+    loop = ioloop.IOLoop.current()
+    # The hub stops its services with SIGTERM: stop the loop, so that the counts are saved.
+    signal.signal(signal.SIGTERM, lambda *_: loop.add_callback_from_signal(loop.stop))
     log.info("public data service on %s:%s%s over %s", ns.address, ns.port, ns.prefix, data_root)
     try:
         ioloop.IOLoop.current().start()
     except KeyboardInterrupt:
         log.info("public data service stopped")
+    finally:
+        ctx.usage.save()
 
 
 if __name__ == "__main__":

@@ -120,13 +120,15 @@ def data_service_available() -> bool:
 
 
 def data_service(settings: HubSettings) -> dict:
+    from hub.data_usage import data_cache_dir
+
     """The public data service: anyone through the proxy, reading the data root only.
 
     It is not given the private root (nor the store): nothing it could be tricked into
     reading there. Its exports are cached under the runtime folder.
     """
     env = {k: v for k, v in _environment(settings, settings.data_port).items() if k != "CONTESTHUB_PRIVATE_ROOT"}
-    env["CONTESTHUB_DATA_CACHE"] = str(settings.runtime_dir / "data-cache")
+    env["CONTESTHUB_DATA_CACHE"] = str(data_cache_dir(settings.private_root))
     env["CONTESTHUB_TRUSTED_PROXIES"] = settings.trusted_proxies
     return {
         "name": "data",

@@ -154,6 +154,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col_descriptor": ("描述文件版本", "Descriptor version"),
     "used_by": ("使用此数据的赛题", "Challenges using this data"),
     "data_links": ("下载与数据接口", "Downloads and API"),
+    "usage_title": ("下载与接口调用（每日）", "Downloads and API calls per day"),
+    "usage_none": ("尚无下载或接口调用记录。", "No downloads or API calls yet."),
+    "usage_api": ("接口调用", "API calls"),
+    "usage_download": ("下载", "Downloads"),
+    "usage_day": ("日期", "Day"),
+    "usage_count": ("次数", "Count"),
+    "usage_total": (
+        "共 {days} 天：接口调用 {api} 次，下载 {download} 次（只记总数，不记来源）。",
+        "{days} day(s): {api} API call(s), {download} download(s) (counts only, no addresses kept).",
+    ),
     "lists_title": ("开放清单、共享清单与开放计划", "Opening list, sharing list and opening plan"),
     "lists_intro": (
         "按政务数据资源目录要求公布：开放类型、共享类型、使用方式、更新周期和国家主题分类。",

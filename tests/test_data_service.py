@@ -405,3 +405,26 @@ def test_opening_sharing_and_plan_lists_as_json_and_csv(service):
     assert {r["id"] for r in plan} >= {"bus_punctuality", "pension_coverage"}
     assert {r["status"] for r in plan} <= {"planned", "overdue", "published"}
     _error(requests.get(service + "api/lists/secret.json", timeout=30), 404, "not-found")
+
+
+def test_usage_counts_per_dataset_and_day_kept_across_a_restart(open_data, tmp_path):
+    cache = tmp_path / "cache"
+    with data_service(open_data, cache) as base:
+        for _ in range(2):
+            requests.get(base + f"api/datasets/{HOSPITAL}/tables/daily_visits/rows", timeout=30).raise_for_status()
+        requests.get(base + f"api/datasets/{HOSPITAL}", timeout=30).raise_for_status()
+        url = base + f"api/datasets/{HOSPITAL}/tables/hospitals/download"
+        whole = requests.get(url, timeout=30)
+        requests.get(url, headers={"Range": "bytes=10-20"}, timeout=30)  # a resumed piece: not a download
+        requests.get(url, headers={"If-None-Match": whole.headers["ETag"]}, timeout=30)  # 304: not one either
+        requests.get(base + "api/datasets/metro_ridership/tables/daily_entries/download?format=csv", timeout=60)
+        rows = requests.get(base + "api/usage.json", timeout=30).json()["rows"]
+        mine = requests.get(base + "api/usage.json", params={"dataset": HOSPITAL}, timeout=30).json()["rows"]
+    assert [(r["dataset"], r["api"], r["download"]) for r in rows] == [(HOSPITAL, 3, 1), ("metro_ridership", 0, 1)]
+    assert len(mine) == 1 and set(mine[0]) == {"day", "dataset", "api", "download"}  # counts only, no addresses
+    saved = json.loads((cache / "usage.json").read_text("utf-8"))  # written when the service stopped
+    assert saved["days"][rows[0]["day"]][HOSPITAL] == {"api": 3, "download": 1}
+    with data_service(open_data, cache) as base:  # a restart adds to what was counted
+        requests.get(base + f"api/datasets/{HOSPITAL}", timeout=30).raise_for_status()
+        again = requests.get(base + "api/usage.json", params={"dataset": HOSPITAL}, timeout=30).json()["rows"]
+    assert again[0]["api"] == 4

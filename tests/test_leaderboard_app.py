@@ -692,3 +692,27 @@ def test_catalog_lists_page_opening_sharing_plan_zh_and_en(app_env, demo, race):
     at.radio(key="lang_choice").set_value("en").run()
     assert [s.value for s in at.subheader] == ["Opening list", "Sharing list", "Opening plan"]
     assert table(at, 2).set_index("Dataset").loc["bus_punctuality", "Status"] == "overdue"
+
+
+@sqlite_only
+def test_catalog_draws_downloads_and_api_calls_per_day(app_env, demo, race, tmp_path):
+    import json
+
+    from hub import data_usage
+
+    app_env.setenv("CONTESTHUB_DATA_ROOT", str(demo.data_root))
+    folder = data_usage.data_cache_dir(tmp_path / "app-private")
+    folder.mkdir(parents=True)
+    days = {
+        "2026-11-29": {"hospital_outpatient": {"api": 40, "download": 3}, "metro_ridership": {"api": 9, "download": 9}},
+        "2026-11-30": {"hospital_outpatient": {"api": 12, "download": 5}},
+    }
+    (folder / "usage.json").write_text(json.dumps({"days": days}), "utf-8")
+    at = open_app("catalog")
+    at.selectbox(key="catalog_dataset").set_value("hospital_outpatient").run()
+    assert "下载与接口调用（每日）" in [s.value for s in at.subheader]
+    assert "共 2 天：接口调用 52 次，下载 8 次（只记总数，不记来源）。" in [c.value for c in at.caption]
+    strings, numbers = rendered(at)
+    assert {40, 3, 12, 5} <= set(numbers) and 9 not in numbers  # this dataset's bars only
+    at.selectbox(key="catalog_dataset").set_value("school_enrollment").run()
+    assert "尚无下载或接口调用记录。" in [c.value for c in at.caption]

@@ -4,6 +4,7 @@ versions, quality report, sizes, the first rows, and the challenges built on it.
 
 from __future__ import annotations
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -150,6 +151,33 @@ def _links(e: dict, ds_id: str, table: str) -> None:
     st.caption(t("data_links_cli", id=ds_id, table=table))
 
 
+def _usage_chart(src, ds_id: str) -> None:
+    """Downloads and API calls of the dataset per day (the data service's aggregates, hub/data_usage.py)."""
+    from hub import data_usage
+
+    st.subheader(t("usage_title"))
+    rows = data_usage.rows(data_usage.load(data_usage.data_cache_dir(src.private_root)), ds_id)
+    if not rows:
+        st.caption(t("usage_none"))
+        return
+    long = pd.DataFrame(
+        [{"day": r["day"], "kind": t(f"usage_{kind}"), "count": r[kind]} for r in rows for kind in data_usage.KINDS]
+    )
+    chart = (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            x=alt.X("day:N", title=t("usage_day")),
+            y=alt.Y("count:Q", title=t("usage_count")),
+            color=alt.Color("kind:N", title=""),
+            xOffset="kind:N",
+        )
+    )
+    st.altair_chart(chart, width="stretch")
+    total = {kind: sum(r[kind] for r in rows) for kind in data_usage.KINDS}
+    st.caption(t("usage_total", api=total["api"], download=total["download"], days=len(rows)))
+
+
 def main() -> None:
     src = common.source()
     lang, tr = common.lang(), common.translator()
@@ -260,6 +288,8 @@ def main() -> None:
         ),
         hide_index=True,
     )
+
+    _usage_chart(src, chosen)
 
     contest = queries.contest(src)
     users = [ch for ch in contest.challenges if ch.dataset == chosen]
