@@ -134,6 +134,8 @@ def _banner(settings: HubSettings, services: list[str], password: str | None, lo
         lines.append(f"  scorer pool / 评分进程:        {settings.scorer_workers} worker(s), hub/scorer.py")
     else:
         lines.append("  submission API / 提交接口:     not started (no hub/submit_service.py, or --services)")
+    if "data" in services:
+        lines.append(f"  public data / 公共数据服务:    {url}/services/data/api/datasets   (no login)")
     lines += [
         f"  data root (read-only) / 数据:  {settings.data_root}",
         f"  private root / 私有目录:       {settings.private_root}",
