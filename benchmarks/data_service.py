@@ -17,8 +17,9 @@ its defaults). Sides alternate; each side is measured ``--runs`` times, the medi
    for the first page of visits by people living in one area, the area changing from request to request
    (``residence_area=`` each of its 26 values in turn). p50 and p95 of every request, and
    requests/s = whole pages answered within the window / its seconds (errors and requests
-   still open when it ends, e.g. waiting for the client's 60-s timeout, are not counted). Each side's answer to one query is
-   checked against DuckDB over the Parquet: same 100 visit ids, in the same order.
+   still open when it ends, e.g. waiting for the client's 60-s timeout, are not counted).
+   Each side's answer to one query is checked against DuckDB over the Parquet: same 100
+   visit ids, in the same order.
 2. The whole table as CSV, once per run: ours ``download?format=csv`` (UTF-8 with BOM) both
    cold (the cache emptied first: the export is written, then sent) and warm (sent from the
    cache), Datasette's ``visit_records.csv?_stream=on&_size=max`` (every row, streamed).

@@ -712,7 +712,7 @@ def test_catalog_draws_downloads_and_api_calls_per_day(app_env, demo, race, tmp_
     at.selectbox(key="catalog_dataset").set_value("hospital_outpatient").run()
     assert "下载与接口调用（每日）" in [s.value for s in at.subheader]
     assert "共 2 天：接口调用 52 次，下载 8 次（只记总数，不记来源）。" in [c.value for c in at.caption]
-    strings, numbers = rendered(at)
+    _strings, numbers = rendered(at)
     assert {40, 3, 12, 5} <= set(numbers) and 9 not in numbers  # this dataset's bars only
     at.selectbox(key="catalog_dataset").set_value("school_enrollment").run()
     assert "尚无下载或接口调用记录。" in [c.value for c in at.caption]
