@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 import requests
-from hub_fixtures import hub_settings, running_hub
+from hub_fixtures import ARTIFACTS, chromium_page, hub_settings, running_hub
 
 from sandbox.settings import PROJECT_ROOT
 
@@ -311,8 +311,9 @@ def test_rate_limit_answers_429_with_retry_after(open_data, tmp_path):
 
 
 def test_through_the_hub_without_login(demo, tmp_path):
-    """The service as the hub runs it: public at /services/data/, no cookie, no token."""
-    settings = hub_settings(tmp_path, demo.data_root, services="data")
+    """The service as the hub runs it: public at /services/data/, no cookie, no token; the
+    leaderboard's catalog page, in Chromium, links a table's download there."""
+    settings = hub_settings(tmp_path, demo.data_root, services="data,leaderboard")
     with running_hub(settings, tmp_path / "jupyterhub.log") as hub:
         base = f"{hub.url}/services/data/"
         found = None
@@ -340,6 +341,16 @@ def test_through_the_hub_without_login(demo, tmp_path):
         leak = requests.get(base + "files/..%2F..%2Fprivate%2Fhub%2Fjupyterhub.sqlite", timeout=30)
         assert leak.status_code == 404
         assert (settings.runtime_dir / "data-cache" / HOSPITAL).is_dir()  # exports cached in the runtime dir
+        with chromium_page() as page:
+            page.goto(f"{hub.url}/services/leaderboard/catalog")
+            link = page.get_by_role("link", name="下载 CSV（UTF-8）")
+            link.wait_for(timeout=120_000)
+            href = link.get_attribute("href")
+            page.screenshot(path=str(ARTIFACTS / "data-service-catalog-links.png"), full_page=True)
+        assert href.startswith(f"{hub.url}/services/data/api/datasets/") and href.endswith("download?format=csv")
+        got = requests.get(href, timeout=60)  # what the link gives a visitor: no cookie, no token
+        assert got.status_code == 200 and got.content.startswith(b"\xef\xbb\xbf")
+        assert got.headers["X-Checksum-SHA256"] == hashlib.sha256(got.content).hexdigest()
 
 
 def test_cli_search_and_download_round_trip(open_data, tmp_path):
