@@ -387,10 +387,24 @@ def sql_cmd(query: str, fmt: str, limit: int) -> None:
 @click.argument("challenge_id")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the submission as JSON.")
+@click.option("--hub", help="From a laptop: the hub's public URL [CONTESTHUB_URL].")
+@click.option("--token", help="From a laptop: your API token from the hub's Token page [CONTESTHUB_TOKEN].")
 @click.pass_context
-def submit_cmd(ctx: click.Context, challenge_id: str, file: str, as_json: bool) -> None:
-    """Submit FILE for CHALLENGE_ID from a terminal in your JupyterLab (costs one of today's submissions)."""
+def submit_cmd(
+    ctx: click.Context, challenge_id: str, file: str, as_json: bool, hub: str | None, token: str | None
+) -> None:
+    """Submit FILE for CHALLENGE_ID from JupyterLab, or from a laptop with --hub and --token (costs one of
+    today's submissions)."""
+    import os
+
     from sandbox.submit import submit
+
+    hub = hub or os.environ.get("CONTESTHUB_URL")
+    token = token or os.environ.get("CONTESTHUB_TOKEN")
+    if hub:  # a laptop: the hub's submission service through its proxy, with the person's own token
+        os.environ["CONTESTHUB_SUBMIT_URL"] = hub.rstrip("/") + "/services/submit"
+        if token:
+            os.environ["JUPYTERHUB_API_TOKEN"] = token
 
     result = submit(challenge_id, file, quiet=True)
     if as_json:

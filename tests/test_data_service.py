@@ -439,3 +439,43 @@ def test_usage_counts_per_dataset_and_day_kept_across_a_restart(open_data, tmp_p
         requests.get(base + f"api/datasets/{HOSPITAL}", timeout=30).raise_for_status()
         again = requests.get(base + "api/usage.json", params={"dataset": HOSPITAL}, timeout=30).json()["rows"]
     assert again[0]["api"] == 4
+
+
+def test_submit_from_a_laptop_with_a_token(hub, demo, tmp_path):
+    """``contesthub submit CH FILE --hub URL --token T``: what a laptop does, as the Kaggle CLI does."""
+    import duckdb
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+
+    if "submit" not in hub.services:
+        pytest.skip("the submission service is not running in this hub")
+    org = hub.new_token(hub.organizer_session(), hub.organizer)
+    name, _, session = hub.account()
+    token = hub.new_token(session, name)
+    r = requests.post(
+        f"{hub.url}/services/submit/api/admin/teams",
+        headers={"Authorization": f"token {org}"},
+        json={"name": "laptop", "members": [name]},
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
+    test = demo.data_root / HOSPITAL / "latest" / "daily_visits_test.parquet"
+    csv_file = tmp_path / "predictions.csv"
+    duckdb.sql(
+        f"COPY (SELECT date, hospital_id, 100.0 AS outpatient_visits FROM read_parquet('{test}')) "
+        f"TO '{csv_file}' (HEADER)"
+    )
+    env = {"JUPYTERHUB_API_TOKEN": "", "CONTESTHUB_SUBMIT_URL": ""}
+    run = CliRunner().invoke(
+        cli, ["--lang", "en", "submit", "outpatient_forecast", str(csv_file), "--hub", hub.url, "--token", token,
+              "--json"], env=env,
+    )  # fmt: skip
+    assert run.exit_code == 0, run.output
+    doc = json.loads(run.output)
+    assert doc["status"] == "scored" and doc["team"] == "laptop", doc
+    bad = CliRunner().invoke(
+        cli, ["--lang", "en", "submit", "outpatient_forecast", str(csv_file), "--hub", hub.url, "--token", "nope"],
+        env=env,
+    )  # fmt: skip
+    assert bad.exit_code == 1 and "token" in bad.output.lower() and "Traceback" not in bad.output
