@@ -137,17 +137,14 @@ def _links(e: dict, ds_id: str, table: str) -> None:
     api = f"{base}api/datasets/{ds_id}"
     rows = f"{api}/tables/{table}/rows"
     download = f"{api}/tables/{table}/download"
-    st.markdown(
-        " · ".join(
-            [
-                f"[{t('link_parquet')}]({download}?format=parquet)",
-                f"[{t('link_csv')}]({download}?format=csv)",
-                f"[{t('link_csv_gbk')}]({download}?format=csv&encoding=gbk)",
-                f"[{t('link_rows')}]({rows})",
-                f"[{t('link_dataset_api')}]({api})",
-            ]
-        )
-    )
+    links = [
+        (t("link_parquet"), f"{download}?format=parquet"),
+        (t("link_csv"), f"{download}?format=csv"),
+        (t("link_csv_gbk"), f"{download}?format=csv&encoding=gbk"),
+        (t("link_rows"), rows),
+        (t("link_dataset_api"), api),
+    ]
+    st.markdown(" · ".join(f"[{text}]({url})" for text, url in links))
     st.caption(t("data_links_cli", id=ds_id, table=table))
 
 
@@ -160,9 +157,8 @@ def _usage_chart(src, ds_id: str) -> None:
     if not rows:
         st.caption(t("usage_none"))
         return
-    long = pd.DataFrame(
-        [{"day": r["day"], "kind": t(f"usage_{kind}"), "count": r[kind]} for r in rows for kind in data_usage.KINDS]
-    )
+    kinds = {"api": t("usage_api"), "download": t("usage_download")}
+    long = pd.DataFrame([{"day": r["day"], "kind": kinds[k], "count": r[k]} for r in rows for k in data_usage.KINDS])
     chart = (
         alt.Chart(long)
         .mark_bar()

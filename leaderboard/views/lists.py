@@ -12,41 +12,50 @@ from leaderboard.views import common
 from leaderboard.views.common import t
 from sandbox import gov_catalog
 
-# (column key in the rows, label key); the language's own column is shown.
-OPENING = [
-    ("resource_code", "col_resource_code"),
-    ("id", "col_dataset"),
-    ("title", "col_title"),
-    ("provider", "col_provider"),
-    ("provider_code", "col_provider_code"),
-    ("theme", "facet_theme"),
-    ("theme_code", "col_theme_code"),
-    ("opening_type", "col_opening_type"),
-    ("usage_mode", "col_usage_mode"),
-    ("update_cycle", "col_update_cycle"),
-]
-SHARING = [*OPENING[:7], ("sharing_type", "col_sharing_type"), *OPENING[8:]]
-PLAN = [
-    ("id", "col_dataset"),
-    ("title", "col_title"),
-    ("publisher", "facet_publisher"),
-    ("theme", "facet_theme"),
-    ("opening_type", "col_opening_type"),
-    ("planned_date", "col_planned_date"),
-    ("status", "col_status"),
-    ("days_overdue", "col_days_overdue"),
-]
+
+# (column key in the rows, its label); the language's own column is shown.
+def _opening() -> list[tuple[str, str]]:
+    return [
+        ("resource_code", t("col_resource_code")),
+        ("id", t("col_dataset")),
+        ("title", t("col_title")),
+        ("provider", t("col_provider")),
+        ("provider_code", t("col_provider_code")),
+        ("theme", t("facet_theme")),
+        ("theme_code", t("col_theme_code")),
+        ("opening_type", t("col_opening_type")),
+        ("usage_mode", t("col_usage_mode")),
+        ("update_cycle", t("col_update_cycle")),
+    ]
+
+
+def _sharing() -> list[tuple[str, str]]:
+    opening = _opening()
+    return [*opening[:7], ("sharing_type", t("col_sharing_type")), *opening[8:]]
+
+
+def _plan() -> list[tuple[str, str]]:
+    return [
+        ("id", t("col_dataset")),
+        ("title", t("col_title")),
+        ("publisher", t("facet_publisher")),
+        ("theme", t("facet_theme")),
+        ("opening_type", t("col_opening_type")),
+        ("planned_date", t("col_planned_date")),
+        ("status", t("col_status")),
+        ("days_overdue", t("col_days_overdue")),
+    ]
 
 
 def _frame(rows: list[dict], columns: list[tuple[str, str]], lang: str) -> pd.DataFrame:
     def value(r: dict, key: str):
         return r.get(f"{key}_{lang}", r.get(key, ""))
 
-    return pd.DataFrame({t(label): [value(r, key) for r in rows] for key, label in columns})
+    return pd.DataFrame({label: [value(r, key) for r in rows] for key, label in columns})
 
 
-def _section(name: str, title_key: str, rows: list[dict], columns: list[tuple[str, str]], lang: str) -> None:
-    st.subheader(t(title_key))
+def _section(name: str, title: str, rows: list[dict], columns: list[tuple[str, str]], lang: str) -> None:
+    st.subheader(title)
     if not rows:
         st.caption(t("list_empty"))
     else:
@@ -68,11 +77,11 @@ def main() -> None:
     st.title(t("lists_title"))
     st.caption(t("lists_intro"))
     doc = queries.catalog(src.data_root)
-    _section("opening", "list_opening", gov_catalog.opening_list(doc), OPENING, lang)
-    _section("sharing", "list_sharing", gov_catalog.sharing_list(doc), SHARING, lang)
+    _section("opening", t("list_opening"), gov_catalog.opening_list(doc), _opening(), lang)
+    _section("sharing", t("list_sharing"), gov_catalog.sharing_list(doc), _sharing(), lang)
     plan = gov_catalog.opening_plan(gov_catalog.published_plan(src.data_root), doc)
     overdue = [p for p in plan if p["status"] == "overdue"]
-    _section("plan", "list_plan", plan, PLAN, lang)
+    _section("plan", t("list_plan"), plan, _plan(), lang)
     if overdue:
         st.warning(t("plan_overdue", n=len(overdue), ids=", ".join(p["id"] for p in overdue)))
 
