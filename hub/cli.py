@@ -11,6 +11,7 @@ import os
 
 import click
 
+from hub.data_cli import data
 from hub.up import up_cmd
 from leaderboard.cli import (
     audit_cmd,
@@ -116,6 +117,8 @@ for command in (
 # `contesthub access`: conditional data (leaderboard/access_cli.py).
 cli.add_command(__import__("leaderboard.access_cli", fromlist=["access_cmd"]).access_cmd)
 cli.add_command(__import__("leaderboard.access_cli", fromlist=["reports_cmd"]).reports_cmd)
+# `contesthub data`: a hub's public data service from a laptop (hub/data_cli.py).
+cli.add_command(data)
 
 # `contesthub up`: the open data, JupyterHub, the services (hub/up.py).
 cli.add_command(up_cmd)

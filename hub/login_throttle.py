@@ -33,6 +33,7 @@ that account, whatever its headers say.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import sys
@@ -183,12 +184,25 @@ def _plain(ip: str) -> str:
 
 
 def _local_owner(request, peer: tuple) -> int | None:
-    """The uid owning the other end of ``request``'s connection, when it is a socket of this machine."""
+    """The uid owning the other end of ``request``'s connection, when it is a socket of this machine.
+
+    Found once per connection (reading /proc/net/tcp costs milliseconds on a busy machine, and a
+    socket's owner never changes): the keep-alive requests after the first reuse it."""
+    connection = request.connection
+    known = getattr(connection, "_contesthub_owner", _UNKNOWN)
+    if known is not _UNKNOWN:
+        return known
     try:
-        server = request.connection.stream.socket.getsockname()
+        server = connection.stream.socket.getsockname()
     except (AttributeError, OSError):
         return None
-    return socket_owner((peer[0], peer[1]), (server[0], server[1]))
+    owner = socket_owner((peer[0], peer[1]), (server[0], server[1]))
+    with contextlib.suppress(AttributeError):
+        connection._contesthub_owner = owner
+    return owner
+
+
+_UNKNOWN = object()
 
 
 def socket_owner(local: tuple[str, int], remote: tuple[str, int]) -> int | None:

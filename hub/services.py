@@ -10,6 +10,9 @@ service            what                                    public URL
                    ``submit``: it scores what that accepts)
 ``leaderboard``    the public Streamlit leaderboard,       ``/services/leaderboard/``
                    ``streamlit run leaderboard/app.py``
+``data``           the public data service (open data for  ``/services/data/``
+                   anyone, no login), ``python -m
+                   hub.data_service`` (hub/data_service.py)
 ``dask-gateway``   dask-gateway-server with                ``/services/dask-gateway/``
                    config/dask_gateway_config.py
 ``idle-culler``    jupyterhub-idle-culler                  (none)
@@ -95,6 +98,31 @@ def submit_service_available() -> bool:
 
 def leaderboard_available(app: Path = LEADERBOARD_APP) -> bool:
     return app.exists()
+
+
+def data_service_available() -> bool:
+    return importlib.util.find_spec("hub.data_service") is not None
+
+
+def data_service(settings: HubSettings) -> dict:
+    from hub.data_usage import data_cache_dir
+
+    """The public data service: anyone through the proxy, reading the data root only.
+
+    It is not given the private root (nor the store): nothing it could be tricked into
+    reading there. Its exports are cached under the runtime folder.
+    """
+    env = {k: v for k, v in _environment(settings, settings.data_port).items() if k != "CONTESTHUB_PRIVATE_ROOT"}
+    env["CONTESTHUB_DATA_CACHE"] = str(data_cache_dir(settings.private_root))
+    env["CONTESTHUB_TRUSTED_PROXIES"] = settings.trusted_proxies
+    return {
+        "name": "data",
+        "url": f"http://127.0.0.1:{settings.data_port}",
+        "command": _dies_with_the_hub([sys.executable, "-m", "hub.data_service"]),
+        "api_token": service_token(settings.runtime_dir, "data"),
+        "environment": env,
+        "cwd": str(PROJECT_ROOT),
+    }
 
 
 def gateway_available() -> bool:
@@ -188,6 +216,7 @@ def hub_services(
     include_submit: bool | None = None,
     include_leaderboard: bool | None = None,
     include_gateway: bool | None = None,
+    include_data: bool | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """``(c.JupyterHub.services, c.JupyterHub.load_roles)`` for the hub-managed services.
 
@@ -274,6 +303,10 @@ def hub_services(
                 "cwd": str(PROJECT_ROOT),
             }
         )
+    if include_data is None:
+        include_data = data_service_available() if wanted is None else "data" in wanted
+    if include_data:
+        services.append(data_service(settings))
     if include_gateway is None:
         include_gateway = settings.gateway and gateway_left_out(settings) is None
     if include_gateway:

@@ -15,6 +15,7 @@ key (env CONTESTHUB_...)   meaning                                     default (
 ``proxy_api_port``         configurable-http-proxy's API               8001
 ``submit_port``            the submission service                      8010
 ``leaderboard_port``       the Streamlit leaderboard                   8501
+``data_port``              the public data service (hub/data_service)  8030
 ``data_root``              published open data (read-only)             $CONTESTHUB_HOME/data
 ``private_root``           organizer-only files, hub state             $CONTESTHUB_HOME/private
 ``home_root``              contestants' homes                          $CONTESTHUB_HOME/homes
@@ -43,7 +44,7 @@ key (env CONTESTHUB_...)   meaning                                     default (
                            addresses or networks; hub/login_throttle.py)
 ``demo_open_login``        no passwords at all (DummyAuthenticator)    false
 ``services``               hub services to run: auto (each whose      auto
-                           code exists), none, or e.g. submit,leaderboard
+                           code exists), none, or e.g. submit,leaderboard,data
                            (the scorer pool runs with submit)
 ``scorers``                scorer worker processes (hub/scorer.py);   0
                            0: one per core
@@ -122,7 +123,7 @@ from sandbox.sizes import parse_size
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "hub.toml"
 MODES = ("demo", "secure", "cluster")
 AUTHS = ("local", "oidc", "github")  # local accounts, or an identity provider (hub/oauth.py)
-SERVICES = ("submit", "leaderboard")  # the optional hub services (the idle culler follows idle_timeout)
+SERVICES = ("submit", "leaderboard", "data")  # the optional hub services (the idle culler follows idle_timeout)
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
 
@@ -140,6 +141,7 @@ class HubSettings:
     proxy_api_port: int = 8001
     submit_port: int = 8010
     leaderboard_port: int = 8501
+    data_port: int = 8030
     data_root: Path = PROJECT_ROOT / "var" / "data"
     private_root: Path = PROJECT_ROOT / "var" / "private"
     home_root: Path = PROJECT_ROOT / "var" / "homes"
@@ -249,6 +251,7 @@ class HubSettings:
             "proxy_api_port": self.proxy_api_port,
             "submit_port": self.submit_port,
             "leaderboard_port": self.leaderboard_port,
+            "data_port": self.data_port,
             "gateway_port": self.gateway_port,
             "gateway_api_port": self.gateway_api_port,
         }

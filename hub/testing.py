@@ -37,6 +37,7 @@ PORT_SETTINGS = (
     "proxy_api_port",
     "submit_port",
     "leaderboard_port",
+    "data_port",
     "gateway_port",
     "gateway_api_port",
 )

@@ -46,7 +46,7 @@ def _port_in_use(ip: str, port: int) -> bool:
 
 
 def _check_can_start(settings: HubSettings) -> None:
-    for name in ("port", "hub_port", "proxy_api_port", "submit_port", "leaderboard_port"):
+    for name in ("port", "hub_port", "proxy_api_port", "submit_port", "leaderboard_port", "data_port"):
         port = getattr(settings, name)
         ip = settings.ip if name == "port" else "127.0.0.1"
         if _port_in_use(ip, port):
@@ -139,6 +139,8 @@ def _banner(settings: HubSettings, services: list[str], password: str | None, lo
         lines.append(f"  scorer pool / 评分进程:        {settings.scorer_workers} worker(s), hub/scorer.py")
     else:
         lines.append("  submission API / 提交接口:     not started (no hub/submit_service/, or --services)")
+    if "data" in services:
+        lines.append(f"  public data / 公共数据服务:    {url}/services/data/api/datasets   (no login)")
     lines += [
         f"  data root (read-only) / 数据:  {settings.data_root}",
         f"  private root / 私有目录:       {settings.private_root}",
@@ -191,6 +193,7 @@ def _demo_warning(settings: HubSettings) -> None:
 @click.option("--proxy-api-port", type=int, help="configurable-http-proxy's API [CONTESTHUB_PROXY_API_PORT].")
 @click.option("--submit-port", type=int, help="The submission service [CONTESTHUB_SUBMIT_PORT].")
 @click.option("--leaderboard-port", type=int, help="The leaderboard [CONTESTHUB_LEADERBOARD_PORT].")
+@click.option("--data-port", type=int, help="The public data service [CONTESTHUB_DATA_PORT].")
 @click.option("--home-root", type=click.Path(file_okay=False), help="Contestants' homes [CONTESTHUB_HOME_ROOT].")
 @click.option("--cpu-limit", type=float, help="CPUs per contestant [CONTESTHUB_CPU_LIMIT].")
 @click.option("--mem-limit", help="Memory per contestant, e.g. 4G [CONTESTHUB_MEM_LIMIT].")

@@ -65,6 +65,7 @@ def main() -> None:
         st.Page(PAGES / "catalog.py", title=t("page_catalog"), icon=":material/dataset:", url_path="catalog"),
         st.Page(PAGES / "access.py", title=t("page_access"), icon=":material/lock_open:", url_path="conditional"),
         st.Page(PAGES / "reports.py", title=t("page_reports"), icon=":material/feedback:", url_path="reports"),
+        st.Page(PAGES / "lists.py", title=t("page_lists"), icon=":material/checklist:", url_path="lists"),
     ]
     if hub_auth.is_organizer(user):
         # Registered per session: for everybody else the page does not exist at all.

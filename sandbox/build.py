@@ -32,7 +32,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from sandbox import clock, privacy, quality, sources
+from sandbox import clock, gov_catalog, privacy, quality, sources
 from sandbox.catalog import load as _catalog_load
 from sandbox.catalog import write_root_catalog
 from sandbox.descriptor import ACCESS_RIGHTS, Dataset, TableSpec
@@ -655,6 +655,7 @@ def _build_locked(ds, paths: Paths, scale, force, reporter: Reporter, memory_lim
         write_root_catalog(root)  # the dataset's own root, which approved sandboxes read
     # The public catalog lists conditional data too, without its files.
     write_root_catalog(paths.data_root, paths.conditional_root)
+    gov_catalog.publish_plan(paths.datasets_dir, paths.data_root)
     return BuildResult(ds.id, "built", version, time.perf_counter() - started, results)
 
 
@@ -799,6 +800,8 @@ def _catalog_meta(ds: Dataset) -> dict:
     meta = {k: ds.meta[k] for k in keep}
     if "access" in ds.meta:  # the agreement applicants accept, its reviewers, or why it is not open
         meta["access"] = ds.meta["access"]
+    if "catalog" in ds.meta:  # China's catalog fields (sandbox/gov_catalog.py)
+        meta["catalog"] = ds.meta["catalog"]
     meta["source"] = {k: v for k, v in meta["source"].items() if k in ("description", "citation", "package")}
     return meta
 

@@ -212,6 +212,7 @@ def export_dcat(data_root: Path, base_url: str = "") -> dict:
     datasets = []
     for ds_id, d in cat["datasets"].items():
         e = d["entry"]
+        gov = e.get("catalog") or {}
         dists = []
         for tname, t in e["tables"].items():
             for f in t["files"]:
@@ -254,7 +255,32 @@ def export_dcat(data_root: Path, base_url: str = "") -> dict:
                 ],
                 "dcat:keyword": [{"@language": "zh", "@value": k} for k in e["keywords"]["zh"]]
                 + [{"@language": "en", "@value": k} for k in e["keywords"]["en"]],
-                "dcat:theme": {"@id": f"contesthub-theme:{e['theme']}", "skos:prefLabel": THEMES[e["theme"]]["en"]},
+                "dcat:theme": [
+                    {"@id": f"contesthub-theme:{e['theme']}", "skos:prefLabel": THEMES[e["theme"]]["en"]},
+                    # The national theme classification (sandbox/gov_catalog.py), when declared.
+                    *(
+                        [{"@id": f"cn-theme:{gov['theme_code']}", "skos:notation": gov["theme_code"]}]
+                        if gov.get("theme_code")
+                        else []
+                    ),
+                ],
+                **(
+                    {
+                        "adms:identifier": {"@type": "adms:Identifier", "skos:notation": gov["resource_code"]},
+                        "dct:creator": {
+                            "@type": "foaf:Agent",
+                            "dct:identifier": gov["provider_code"],
+                            "foaf:name": [
+                                {"@language": "zh", "@value": gov["provider"]["zh"]},
+                                {"@language": "en", "@value": gov["provider"]["en"]},
+                            ],
+                        },
+                        "contesthub:sharingType": gov["sharing_type"],
+                        "contesthub:usageMode": gov["usage_mode"],
+                    }
+                    if gov
+                    else {}
+                ),
                 "dct:publisher": {
                     "@type": "foaf:Agent",
                     "foaf:name": [
@@ -303,6 +329,9 @@ def export_dcat(data_root: Path, base_url: str = "") -> dict:
             "spdx": "http://spdx.org/rdf/terms#",
             "xsd": "http://www.w3.org/2001/XMLSchema#",
             "contesthub-theme": "urn:contesthub:theme:",
+            "cn-theme": "urn:cn:gov-data-theme:",
+            "adms": "http://www.w3.org/ns/adms#",
+            "contesthub": "urn:contesthub:",
         },
         "@type": "dcat:Catalog",
         "dct:title": [

@@ -53,10 +53,15 @@ def validate_cmd(ctx: click.Context, ids: tuple[str, ...], as_json: bool) -> Non
     """Check dataset descriptors; report every problem with file and field path."""
     paths: Paths = ctx.obj["paths"]
     found = load_all(paths.datasets_dir, ids)  # raises DescriptorError listing every problem
+    from sandbox import gov_catalog
+
+    plan = gov_catalog.load_plan(paths.datasets_dir)  # datasets/planned.yaml, the opening plan
     if as_json:
-        echo_json({"valid": True, "datasets": [d.id for d in found]})
+        echo_json({"valid": True, "datasets": [d.id for d in found], "planned": [p["id"] for p in plan]})
     else:
         click.echo(f"{len(found)} descriptor(s) valid: {', '.join(d.id for d in found)}")
+        if plan:
+            click.echo(f"opening plan valid: {len(plan)} planned dataset(s)")
 
 
 @datasets.command("init")
@@ -193,6 +198,30 @@ def list_cmd(ctx: click.Context, as_json: bool) -> None:
         echo_json(rows)
     else:
         print_listing(ctx, rows, "open datasets / 开放数据集")
+
+
+@datasets.command("freshness")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def freshness_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Which datasets are due again (last build + update cycle) and which are overdue (数据更新时效)."""
+    from sandbox import catalog as cat
+    from sandbox import freshness
+
+    rows = freshness.report(cat.load(ctx.obj["paths"].data_root))
+    if as_json:
+        echo_json({"datasets": rows, "overdue": [r["id"] for r in rows if r["overdue"]]})
+        return
+    zh = _lang(ctx) == "zh"
+    for r in rows:
+        state = (
+            (f"逾期 {r['overdue_days']} 天" if zh else f"overdue by {r['overdue_days']} day(s)")
+            if r["overdue"]
+            else ("按时" if zh else "on time")
+            if r["due"]
+            else ("不定期" if zh else "no cycle")
+        )
+        click.echo(f"{r['id']:<24} {r['update_frequency'] or '-':<10} {r['due'] or '-':<26} {state}")
 
 
 @datasets.command("search")
@@ -354,10 +383,24 @@ def sql_cmd(query: str, fmt: str, limit: int) -> None:
 @click.argument("challenge_id")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the submission as JSON.")
+@click.option("--hub", help="From a laptop: the hub's public URL [CONTESTHUB_URL].")
+@click.option("--token", help="From a laptop: your API token from the hub's Token page [CONTESTHUB_TOKEN].")
 @click.pass_context
-def submit_cmd(ctx: click.Context, challenge_id: str, file: str, as_json: bool) -> None:
-    """Submit FILE for CHALLENGE_ID from a terminal in your JupyterLab (costs one of today's submissions)."""
+def submit_cmd(
+    ctx: click.Context, challenge_id: str, file: str, as_json: bool, hub: str | None, token: str | None
+) -> None:
+    """Submit FILE for CHALLENGE_ID from JupyterLab, or from a laptop with --hub and --token (costs one of
+    today's submissions)."""
+    import os
+
     from sandbox.submit import submit
+
+    hub = hub or os.environ.get("CONTESTHUB_URL")
+    token = token or os.environ.get("CONTESTHUB_TOKEN")
+    if hub:  # a laptop: the hub's submission service through its proxy, with the person's own token
+        os.environ["CONTESTHUB_SUBMIT_URL"] = hub.rstrip("/") + "/services/submit"
+        if token:
+            os.environ["JUPYTERHUB_API_TOKEN"] = token
 
     result = submit(challenge_id, file, quiet=True)
     if as_json:

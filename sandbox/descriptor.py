@@ -21,6 +21,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from sandbox import gov_catalog
 from sandbox.errors import DescriptorError, NotFound, Problem
 
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "dataset.schema.json"
@@ -618,7 +619,7 @@ def load_file(path: Path, root: Path | None = None) -> tuple[Dataset | None, lis
         )
     if problems:  # semantic checks assume the basic shape is right
         return None, problems
-    problems = _semantic_problems(doc, file)
+    problems = _semantic_problems(doc, file) + gov_catalog.problems(doc, file)
     return (None if problems else _to_dataset(doc, path)), problems
 
 

@@ -108,11 +108,11 @@ def test_conditional_data_in_secure_mode(hub, monkeypatch):
         monkeypatch.setenv(key, value)
     paths = Paths(hub.settings.data_root, hub.settings.private_root, PROJECT_ROOT / "datasets")
     st = store_mod.connect(paths)
-    org = hub.new_token(hub.organizer_session(), hub.organizer)
+    org = hub.new_token(hub.organizer, session=hub.organizer_session())
     people = {}
     for team in TEAMS:
         name, _, session = hub.account()
-        token = hub.new_token(session, name)
+        token = hub.new_token(name, session=session)
         assert hub.service("POST", "admin/teams", org, json={"name": team, "members": [name]}).status_code == 201
         people[team] = (name, token)
         hub.spawn(name, token, timeout=240)

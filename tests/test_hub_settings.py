@@ -79,7 +79,11 @@ def test_service_entries(tmp_path):
 
     fields = set(Service.class_trait_names())
     assert all(set(x) <= fields for x in services), [set(x) - fields for x in services]
-    assert set(by_name) == {"submit", "scorer", "leaderboard", "idle-culler"}
+    assert set(by_name) == {"submit", "scorer", "leaderboard", "data", "idle-culler"}
+    # The public data service never learns where the private root (the hidden solutions) is.
+    data = by_name["data"]
+    assert "CONTESTHUB_PRIVATE_ROOT" not in data["environment"]
+    assert data["environment"]["CONTESTHUB_PORT"] == str(s.data_port) and data["command"][-1] == "hub.data_service"
     submit = by_name["submit"]
     assert submit["command"] == [sys.executable, "-m", "hub.submit_service"]
     assert submit["url"] == f"http://127.0.0.1:{s.submit_port}"
@@ -106,7 +110,7 @@ def test_service_entries(tmp_path):
     again = {x["name"]: x for x in hub_services(s, include_submit=True, include_leaderboard=True)[0]}
     assert all(again[n]["api_token"] == by_name[n]["api_token"] for n in by_name)
     # Without their code, the services are left out and the hub still starts.
-    names = [x["name"] for x in hub_services(s, include_submit=False, include_leaderboard=False)[0]]
+    names = [x["name"] for x in hub_services(s, include_submit=False, include_leaderboard=False, include_data=False)[0]]
     assert names == ["idle-culler"]
 
 

@@ -564,6 +564,17 @@ def test_catalog_search_facets_schema_quality_preview_and_challenges(app_env, de
     schema = table(at, 5)
     visits = schema[schema["字段"] == "outpatient_visits"].iloc[0]
     assert visits["单位"] == "人次 (visits)" and visits["指标定义"].startswith("当日在门诊挂号就诊的人次")
+    # Where a program gets the table: the public data service's downloads and API.
+    links = " ".join(m.value for m in at.markdown)
+    for url in (
+        "/services/data/api/datasets/hospital_outpatient/tables/daily_visits/download?format=csv)",
+        "/services/data/api/datasets/hospital_outpatient/tables/daily_visits/download?format=csv&encoding=gbk)",
+        "/services/data/api/datasets/hospital_outpatient/tables/daily_visits/rows)",
+    ):
+        assert url in links, links
+    assert "[下载 Parquet](" in links
+    cli = "命令行：contesthub data download hospital_outpatient daily_visits"
+    assert any(c.value.startswith(cli) for c in at.caption)
     preview = table(at, 6)
     assert len(preview) == 20 and list(preview.columns) == [
         "date",
@@ -791,3 +802,51 @@ def test_hub_oauth_sign_in_sets_a_token_cookie_that_identifies_an_admin(fake_hub
     assert user["name"] == "org" and hub_auth.is_organizer(user)
     assert hub_auth.user_for_cookies({"service-leaderboard": "stolen"}) is None
     assert hub_auth.user_for_cookies({}) is None
+
+
+@sqlite_only
+def test_catalog_lists_page_opening_sharing_plan_zh_and_en(app_env, demo, race):
+    """开放清单 / 共享清单 / 开放计划, Chinese by default, English on the switch; overdue plans flagged."""
+    app_env.setenv("CONTESTHUB_DATA_ROOT", str(demo.data_root))
+    at = open_app("lists")  # the clock pinned at NOW, 2026-12-01
+    assert at.title[0].value == "开放清单、共享清单与开放计划"
+    assert [s.value for s in at.subheader] == ["开放清单", "共享清单", "开放计划"]
+    opening = table(at, 0)
+    row = opening[opening["数据集"] == "hospital_outpatient"].iloc[0]
+    assert row["信息资源代码"] == "B0601-00001/00001" and row["开放类型"] == "无条件开放"
+    assert row["使用方式"] == "下载、接口、沙箱" and row["更新周期"] == "每日" and row["国家主题分类"] == "06.01"
+    sharing = table(at, 1)
+    assert set(sharing["共享类型"]) == {"无条件共享", "有条件共享"}
+    plan = table(at, 2).set_index("数据集")
+    assert plan.loc["bus_punctuality", "状态"] == "已逾期" and plan.loc["bus_punctuality", "逾期天数"] == 31
+    assert plan.loc["pension_coverage", "状态"] == "计划中" and plan.loc["scenic_visitors", "状态"] == "已发布"
+    assert at.warning[0].value == "1 项计划已逾期未开放：bus_punctuality"
+    links = " ".join(m.value for m in at.markdown)
+    assert "/services/data/api/lists/plan.csv)" in links and "/services/data/api/lists/opening.json)" in links
+    at.radio(key="lang_choice").set_value("en").run()
+    assert [s.value for s in at.subheader] == ["Opening list", "Sharing list", "Opening plan"]
+    assert table(at, 2).set_index("Dataset").loc["bus_punctuality", "Status"] == "overdue"
+
+
+@sqlite_only
+def test_catalog_draws_downloads_and_api_calls_per_day(app_env, demo, race, tmp_path):
+    import json
+
+    from hub import data_usage
+
+    app_env.setenv("CONTESTHUB_DATA_ROOT", str(demo.data_root))
+    folder = data_usage.data_cache_dir(tmp_path / "app-private")
+    folder.mkdir(parents=True)
+    days = {
+        "2026-11-29": {"hospital_outpatient": {"api": 40, "download": 3}, "metro_ridership": {"api": 9, "download": 9}},
+        "2026-11-30": {"hospital_outpatient": {"api": 12, "download": 5}},
+    }
+    (folder / "usage.json").write_text(json.dumps({"days": days}), "utf-8")
+    at = open_app("catalog")
+    at.selectbox(key="catalog_dataset").set_value("hospital_outpatient").run()
+    assert "下载与接口调用（每日）" in [s.value for s in at.subheader]
+    assert "共 2 天：接口调用 52 次，下载 8 次（只记总数，不记来源）。" in [c.value for c in at.caption]
+    _strings, numbers = rendered(at)
+    assert {40, 3, 12, 5} <= set(numbers) and 9 not in numbers  # this dataset's bars only
+    at.selectbox(key="catalog_dataset").set_value("school_enrollment").run()
+    assert "尚无下载或接口调用记录。" in [c.value for c in at.caption]

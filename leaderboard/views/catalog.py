@@ -4,6 +4,7 @@ versions, quality report, sizes, the first rows, and the challenges built on it.
 
 from __future__ import annotations
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -119,6 +120,53 @@ def _privacy(table: dict, lang: str) -> None:
             st.caption(line)
 
 
+def _links(e: dict, ds_id: str, table: str) -> None:
+    """Where a program (or a person) gets this table: the data service's API and downloads."""
+    st.markdown("**" + t("data_links") + "**")
+    base = common.data_service_url()
+    if e["open_tier"] != "unconditional":
+        st.caption(t("data_links_closed"))
+        return
+    api = f"{base}api/datasets/{ds_id}"
+    rows = f"{api}/tables/{table}/rows"
+    download = f"{api}/tables/{table}/download"
+    links = [
+        (t("link_parquet"), f"{download}?format=parquet"),
+        (t("link_csv"), f"{download}?format=csv"),
+        (t("link_csv_gbk"), f"{download}?format=csv&encoding=gbk"),
+        (t("link_rows"), rows),
+        (t("link_dataset_api"), api),
+    ]
+    st.markdown(" · ".join(f"[{text}]({url})" for text, url in links))
+    st.caption(t("data_links_cli", id=ds_id, table=table))
+
+
+def _usage_chart(src, ds_id: str) -> None:
+    """Downloads and API calls of the dataset per day (the data service's aggregates, hub/data_usage.py)."""
+    from hub import data_usage
+
+    st.subheader(t("usage_title"))
+    rows = data_usage.rows(data_usage.load(data_usage.data_cache_dir(src.private_root)), ds_id)
+    if not rows:
+        st.caption(t("usage_none"))
+        return
+    kinds = {"api": t("usage_api"), "download": t("usage_download")}
+    long = pd.DataFrame([{"day": r["day"], "kind": kinds[k], "count": r[k]} for r in rows for k in data_usage.KINDS])
+    chart = (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            x=alt.X("day:N", title=t("usage_day")),
+            y=alt.Y("count:Q", title=t("usage_count")),
+            color=alt.Color("kind:N", title=""),
+            xOffset="kind:N",
+        )
+    )
+    st.altair_chart(chart, width="stretch")
+    total = {kind: sum(r[kind] for r in rows) for kind in data_usage.KINDS}
+    st.caption(t("usage_total", api=total["api"], download=total["download"], days=len(rows)))
+
+
 def main() -> None:
     src = common.source()
     lang, tr = common.lang(), common.translator()
@@ -230,6 +278,8 @@ def main() -> None:
         hide_index=True,
     )
 
+    _usage_chart(src, chosen)
+
     contest = queries.contest(src)
     users = [ch for ch in contest.challenges if ch.dataset == chosen]
     st.subheader(t("used_by"))
@@ -265,6 +315,7 @@ def main() -> None:
     table = e["tables"][name]
     if table.get("description"):
         st.caption(common.md(table["description"][lang]))
+    _links(e, chosen, name)
     st.markdown("**" + t("schema") + "**")
     st.dataframe(_schema(table, lang), hide_index=True)
     st.markdown("**" + t("quality") + "**")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import os
 import re
 
 import pandas as pd
@@ -67,6 +68,11 @@ def pinned_now() -> dt.datetime | None:
 
 def now() -> dt.datetime:
     return clock.now()
+
+
+def data_service_url() -> str:
+    """The public data service (hub/data_service.py) under the hub's public URL; relative when unknown."""
+    return os.environ.get("CONTESTHUB_PUBLIC_URL", "").rstrip("/") + "/services/data/"
 
 
 def source() -> queries.Source:
