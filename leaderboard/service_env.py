@@ -13,6 +13,8 @@ variable                            meaning                                     
 ``CONTESTHUB_CONDITIONAL_ROOT``     conditional data, one root per dataset             hub/services.py
 ``CONTESTHUB_MODE``                 demo | secure | cluster (hub/conditional_acl.py)   hub/services.py
 ``CONTESTHUB_SYSTEM_USER_PREFIX``   Unix account prefix of contestants (secure mode)   hub/services.py
+``CONTESTHUB_DATA_CACHE``           the data service's export and page cache           hub/services.py (data)
+``CONTESTHUB_TRUSTED_PROXIES``      proxies whose X-Forwarded-For names the client     hub/services.py (data)
 ``CONTESTHUB_HOME``                 base of both roots when they are not given         passed on when set
 ``CONTESTHUB_DATASETS``             folder of dataset descriptors                      passed on when set
 ``CONTESTHUB_DB_URL``               the contest store (else SQLite, private root)      passed on when set

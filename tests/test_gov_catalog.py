@@ -23,6 +23,8 @@ GOOD = {
     "usage_mode": ["download", "api", "sandbox"],
     "theme_code": "06.01",
 }
+# A conditional dataset's data-use agreement (its own rule: tests/test_conditional_build.py).
+AGREEMENT = {"agreement": {"version": "1", "text": {"zh": "仅用于本次比赛。", "en": "For this contest only."}}}
 
 
 def _problems(paths, ds_id: str, **meta) -> list[str]:
@@ -44,11 +46,11 @@ def test_catalog_fields_are_validated(paths):
     for key in ("resource_code", "provider_code", "sharing_type", "theme_code"):
         assert f"datasets/shapes/dataset.yaml: catalog.{key}: " in text, text
     # Download and API are public use: not for a dataset that is open on conditions only.
-    (problem,) = _problems(paths, "closed", catalog=GOOD, open_tier="conditional")
+    (problem,) = _problems(paths, "closed", catalog=GOOD, open_tier="conditional", access=AGREEMENT)
     assert problem.startswith("datasets/closed/dataset.yaml: catalog.usage_mode: download, api is public use")
     assert "usage_mode [sandbox]" in problem
     sandbox_only = {**GOOD, "usage_mode": ["sandbox"]}
-    assert _problems(paths, "sandboxed", catalog=sandbox_only, open_tier="conditional") == []
+    assert _problems(paths, "sandboxed", catalog=sandbox_only, open_tier="conditional", access=AGREEMENT) == []
     shared = {**sandbox_only, "sharing_type": "unconditional"}
     (problem,) = _problems(paths, "notopen", catalog=shared, open_tier="not-open")
     assert "catalog.sharing_type: a dataset that is not open cannot be shared unconditionally" in problem
