@@ -310,3 +310,24 @@ def test_scorer_threads_meeting_a_missing_cache_all_score(demo, demo_contest, tm
         assert all(r.valid for r in results) and len({(r.public_score, r.private_score) for r in results}) == 1
         cache = private / "cache" / "scoring" / ch.id
         assert len(list(cache.glob("*.duckdb"))) == 1 and not list(cache.glob(".*.tmp*"))
+
+
+def test_a_scorer_follows_a_rebuild_while_it_runs(tmp_path):
+    # A scorer keeps the latest version it read until the root catalog is replaced, as a build
+    # does (a new file renamed over the old one): then it reads the new version at once.
+    from leaderboard.scoring import _latest_version
+    from sandbox.errors import NotFound
+
+    def publish(version: int) -> None:
+        entry = {"latest": version, "versions": [], "entry": {"version": version}}
+        doc = {"generated_at": None, "datasets": {"d": entry}}
+        (tmp_path / "new.json").write_text(json.dumps(doc), "utf-8")
+        os.replace(tmp_path / "new.json", tmp_path / "catalog.json")
+
+    publish(1)
+    assert _latest_version(tmp_path, "d") == 1
+    publish(2)
+    assert _latest_version(tmp_path, "d") == 2
+    (tmp_path / "catalog.json").unlink()
+    with pytest.raises(NotFound):  # nothing published: a clear error, not a stale version
+        _latest_version(tmp_path, "d")
