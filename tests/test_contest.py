@@ -331,3 +331,27 @@ def test_a_scorer_follows_a_rebuild_while_it_runs(tmp_path):
     (tmp_path / "catalog.json").unlink()
     with pytest.raises(NotFound):  # nothing published: a clear error, not a stale version
         _latest_version(tmp_path, "d")
+
+
+def test_a_scorer_child_keeps_no_unpacked_file_between_submissions(demo, demo_contest, tmp_path):
+    # One database for one scoring after another, as a scorer's child keeps: a gzipped file is
+    # unpacked into its work folder, scored, and the folder is empty before the next file.
+    from leaderboard.scoring import Database, Resources
+
+    ch = demo_contest.challenge("outpatient_forecast")
+    rows = [
+        {"date": r["date"], "hospital_id": r["hospital_id"], "outpatient_visits": r["outpatient_visits"]}
+        for r in _solution(demo, ch)
+    ]
+    plain = _write(tmp_path, rows)
+    packed = tmp_path / "sub.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    spill = tmp_path / "spill"
+    database = Database(Resources(temp_directory=spill))
+    try:
+        for path in (packed, plain, packed):
+            result = score_file(ch, path, demo, database=database)
+            assert result.valid and result.public_score == 0.0 and result.private_score == 0.0
+            assert list((spill / "work").iterdir()) == []
+    finally:
+        database.close()
