@@ -32,11 +32,18 @@ def worker_main(workers: dict[str, Callable[..., Callable[[], dict | None]]]) ->
     """
     name, args = sys.argv[2], sys.argv[3:]
     work = workers[name](*args)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     extra = work() or {}
     seconds = time.perf_counter() - started
     peak = peak_rss_mib()
-    print("RESULT " + json.dumps({"seconds": seconds, "peak_mib": peak, **extra}))
+    print("RESULT " + json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu, "peak_mib": peak, **extra}))
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far, every thread's, user and system (with its children's
+    that ended). On a shared machine wall time depends on what else runs; this much less."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def peak_rss_mib() -> float:
@@ -74,7 +81,9 @@ def rounds(script: Path, sides: dict[str, tuple], runs: int) -> dict[str, list[d
         for label, (name, *args) in sides.items():
             r = measure(script, name, *args)
             results[label].append(r)
-            print(f"  round {i + 1}/{runs} {label:<28} {r['seconds']:8.2f} s  {r['peak_mib']:8.0f} MiB", flush=True)
+            cpu = f"  {r['cpu_seconds']:8.2f} CPU-s" if "cpu_seconds" in r else ""
+            mem = f"{r['peak_mib']:8.0f} MiB"
+            print(f"  round {i + 1}/{runs} {label:<28} {r['seconds']:8.2f} s{cpu}  {mem}", flush=True)
     return results
 
 

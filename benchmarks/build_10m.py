@@ -176,10 +176,14 @@ def main() -> None:
         _measure.median(res["(b) bare DuckDB COPY"], "peak_mib"),
     )
     d_mem = _measure.median(res["(d) pandas"], "peak_mib")
+    a_cpu, b_cpu = (
+        _measure.median(res["(a) contesthub build"], "cpu_seconds"),
+        _measure.median(res["(b) bare DuckDB COPY"], "cpu_seconds"),
+    )
     a_rate, c_rate = rows / a, args.frictionless_rows / c
     print(f"\nmedians of {args.runs} runs ({rows:,} rows; frictionless on the first {args.frictionless_rows:,} rows)")
-    print(f"  (a) contesthub build      {a:7.2f} s  {a_mem:6.0f} MiB  {a_rate:12,.0f} rows/s")
-    print(f"  (b) bare DuckDB COPY      {b:7.2f} s  {b_mem:6.0f} MiB")
+    print(f"  (a) contesthub build      {a:7.2f} s  {a_mem:6.0f} MiB  {a_rate:12,.0f} rows/s  {a_cpu:7.2f} CPU-s")
+    print(f"  (b) bare DuckDB COPY      {b:7.2f} s  {b_mem:6.0f} MiB  {'':>19}  {b_cpu:7.2f} CPU-s")
     print(
         f"  (c) frictionless          {c:7.2f} s  on the slice, {c_rate:12,.0f} rows/s "
         f"(whole file would take ~{rows / c_rate:,.0f} s)"
@@ -195,6 +199,10 @@ def main() -> None:
         ("(a) / (c) speed per row", a_rate / c_rate, ">= 20", a_rate / c_rate >= 20),
         ("(a) / (d) peak memory", a_mem / d_mem, "<= 0.333", a_mem / d_mem <= 1 / 3),
     ]
+    print(
+        f"\n(a) / (b) in CPU-seconds {a_cpu / b_cpu:.2f} (wall time depends on what else the machine runs; "
+        f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
+    )
     print("\nratios")
     for label, value, target, ok in checks:
         print(f"  {label:<26} {value:8.2f}   target {target:<8} {'met' if ok else 'NOT met'}")

@@ -289,14 +289,8 @@ def gate(con: duckdb.DuckDBPyConnection, table: TableSpec, source_sql: str, publ
         )
     result.suppressed_rows = int(rows)
     if groups:
-        match = (
-            " AND ".join(
-                f"g.__g{i} IS NOT DISTINCT FROM {group_key(f, f's.{q(f.name)}')}" for i, f in enumerate(quasi_fields)
-            )
-            or "TRUE"
-        )
         # Over the source rows (alias s), so it filters before de-identifying and sorting.
-        result.suppress_condition = f"EXISTS (SELECT 1 FROM {small} g WHERE {match})"
+        result.suppress_condition = _in_small_groups(quasi_fields, small)
     result.risk = {
         **_risk(con, classes, f"__p >= {k}"),
         "thresholds": {"max": round(table.max_risk, 6), "average": table.risk_average},
@@ -304,6 +298,23 @@ def gate(con: duckdb.DuckDBPyConnection, table: TableSpec, source_sql: str, publ
     }
     _check_risk(table, published, names, result.risk)
     return result
+
+
+def _in_small_groups(quasi_fields: list[Field], small: str) -> str:
+    """SQL over the source rows (alias ``s``): true on a row whose group is in the table ``small``.
+
+    Each row's group keys as one struct, looked up among the small groups' structs: DuckDB
+    plans that as one hash join against a few hundred rows. (A correlated ``EXISTS`` comparing
+    each key with ``IS NOT DISTINCT FROM`` was decorrelated into a copy of every source row:
+    10 CPU-seconds on the 10-million-row benchmark table, against 0.8.) Struct equality
+    matches a missing value with a missing value, as ``IS NOT DISTINCT FROM`` does, and a
+    struct is never NULL itself, so a row outside every small group is never dropped.
+    """
+    if not quasi_fields:  # no quasi-identifier: the table is one group
+        return f"EXISTS (SELECT 1 FROM {small})"
+    row = ", ".join(f"'g{i}': {group_key(f, f's.{q(f.name)}')}" for i, f in enumerate(quasi_fields))
+    groups = ", ".join(f"'g{i}': __g{i}" for i in range(len(quasi_fields)))
+    return f"({{{row}}} IN (SELECT {{{groups}}} FROM {small}))"
 
 
 def _check_risk(table: TableSpec, published: str, names: str, risk: dict) -> None:

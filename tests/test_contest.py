@@ -310,3 +310,48 @@ def test_scorer_threads_meeting_a_missing_cache_all_score(demo, demo_contest, tm
         assert all(r.valid for r in results) and len({(r.public_score, r.private_score) for r in results}) == 1
         cache = private / "cache" / "scoring" / ch.id
         assert len(list(cache.glob("*.duckdb"))) == 1 and not list(cache.glob(".*.tmp*"))
+
+
+def test_a_scorer_follows_a_rebuild_while_it_runs(tmp_path):
+    # A scorer keeps the latest version it read until the root catalog is replaced, as a build
+    # does (a new file renamed over the old one): then it reads the new version at once.
+    from leaderboard.scoring import _latest_version
+    from sandbox.errors import NotFound
+
+    def publish(version: int) -> None:
+        entry = {"latest": version, "versions": [], "entry": {"version": version}}
+        doc = {"generated_at": None, "datasets": {"d": entry}}
+        (tmp_path / "new.json").write_text(json.dumps(doc), "utf-8")
+        os.replace(tmp_path / "new.json", tmp_path / "catalog.json")
+
+    publish(1)
+    assert _latest_version(tmp_path, "d") == 1
+    publish(2)
+    assert _latest_version(tmp_path, "d") == 2
+    (tmp_path / "catalog.json").unlink()
+    with pytest.raises(NotFound):  # nothing published: a clear error, not a stale version
+        _latest_version(tmp_path, "d")
+
+
+def test_a_scorer_child_keeps_no_unpacked_file_between_submissions(demo, demo_contest, tmp_path):
+    # One database for one scoring after another, as a scorer's child keeps: a gzipped file is
+    # unpacked into its work folder, scored, and the folder is empty before the next file.
+    from leaderboard.scoring import Database, Resources
+
+    ch = demo_contest.challenge("outpatient_forecast")
+    rows = [
+        {"date": r["date"], "hospital_id": r["hospital_id"], "outpatient_visits": r["outpatient_visits"]}
+        for r in _solution(demo, ch)
+    ]
+    plain = _write(tmp_path, rows)
+    packed = tmp_path / "sub.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    spill = tmp_path / "spill"
+    database = Database(Resources(temp_directory=spill))
+    try:
+        for path in (packed, plain, packed):
+            result = score_file(ch, path, demo, database=database)
+            assert result.valid and result.public_score == 0.0 and result.private_score == 0.0
+            assert list((spill / "work").iterdir()) == []
+    finally:
+        database.close()

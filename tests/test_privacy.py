@@ -110,6 +110,22 @@ def test_small_groups_are_suppressed_when_the_descriptor_says_so(make_dataset, b
     assert groups == [("男", "30-34", 12)]
 
 
+def test_suppression_tells_a_missing_quasi_identifier_from_a_value(make_dataset, build, paths):
+    # Twelve people with no gender and no age form a group like any other; three women of no
+    # age are a small group of their own, and only they are dropped.
+    ds = make_dataset(
+        {"p": table(FIELDS, "p.csv", k_anonymity={"k": 11, "on_small_groups": "suppress"}, privacy=SMALL_TABLE_RISK)},
+        {"p.csv": _rows({("男", 33): 12, ("", ""): 12, ("女", ""): 3})},
+    )
+    result = build(ds)
+    assert result.status == "built", result.error and result.error.en
+    assert result.tables[0].suppressed == 3 and result.tables[0].rows == 24
+    groups = duckdb.sql(
+        f"SELECT gender, age, count(*) FROM '{paths.data_root}/{ds.id}/latest/p.parquet' GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    assert groups == [("男", "30-34", 12), (None, None, 12)]
+
+
 def test_k_is_configurable(make_dataset, build):
     ds = make_dataset({"p": table(FIELDS, "p.csv", k_anonymity={"k": 20})}, {"p.csv": _rows({("男", 33): 12})})
     result = build(ds)
