@@ -21,6 +21,7 @@ from leaderboard.cli import (
     rescore_cmd,
     restore_cmd,
     reveal_cmd,
+    rounds_cmd,
     score_cmd,
     submissions_cmd,
     teams_cmd,
@@ -105,6 +106,7 @@ for command in (
     backup_cmd,
     restore_cmd,
     duplicates_cmd,
+    rounds_cmd,
 ):
     cli.add_command(command)
 

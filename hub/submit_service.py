@@ -540,6 +540,7 @@ def http_status(e: ContesthubError) -> int:
         "file-too-large": 413,
         "challenge-closed": 403,
         "challenge-not-open": 403,
+        "not-advanced": 403,
         "storage-failed": 507,
         "rate-limited": 429,
         "team-storage-full": 413,

@@ -71,6 +71,8 @@ class Team(Base):
     display_name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"))
+    # The contest region (赛区) a team plays in, when rounds advance teams per region.
+    region: Mapped[str | None] = mapped_column(String(64))
 
     members: Mapped[list[Member]] = relationship(back_populates="team", order_by="Member.joined_at")
 
@@ -215,6 +217,21 @@ class Rescore(Base):
     # pending → published | discarded
     status: Mapped[str] = mapped_column(String(16), default="pending")
     decided_at: Mapped[dt.datetime | None]
+
+
+class Advancement(Base):
+    """A team admitted to a round after the first, by ``contesthub rounds advance`` (leaderboard/rounds.py)."""
+
+    __tablename__ = "advancements"
+
+    round: Mapped[str] = mapped_column(String(64), primary_key=True)  # the round the team may enter
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+    from_round: Mapped[str] = mapped_column(String(64), index=True)
+    region: Mapped[str | None] = mapped_column(String(64))
+    # Why: {"challenge": id, "rank": n} or {"rank_sum": n, "ranks": {challenge: rank}}.
+    basis: Mapped[dict] = mapped_column(default=dict)
+    at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+    by: Mapped[str] = mapped_column(String(255))
 
 
 class AuditEntry(Base):
