@@ -77,6 +77,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "view_final": ("最终排名", "Final ranking"),
     "view_public": ("公榜", "Public ranking"),
     "board_empty": ("还没有已评分的提交。", "No scored submissions yet."),
+    "round": ("轮次", "Round"),
+    "round_open_to_all": ("{round}对所有队伍开放。", "{round} is open to every team."),
+    "round_admitted": (
+        "{round}只接受从{previous}晋级的 {n} 支队伍：{teams}",
+        "{round} admits only the {n} teams that advanced from {previous}: {teams}",
+    ),
+    "round_not_decided": (
+        "{round}只接受从{previous}晋级的队伍；{previous}公布后由组织方确定晋级名单。",
+        "{round} admits only the teams that advance from {previous}; the organizers decide them after "
+        "{previous} is revealed.",
+    ),
     "search_team": ("搜索队伍", "Search a team"),
     "search_placeholder": ("队名的一部分", "part of a team name"),
     "search_nothing": ("没有名称包含「{query}」的队伍。", "No team name contains “{query}”."),

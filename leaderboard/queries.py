@@ -250,6 +250,19 @@ def reveal_state(source: Source, challenge_id: str) -> dict | None:
     return _read(source, read)
 
 
+def round_admitted(source: Source, round_id: str) -> list[dict]:
+    """The teams admitted to a round after the first (public: names, regions, no scores)."""
+    from leaderboard import rounds
+
+    return _read(
+        source,
+        lambda s: [
+            {"team": a["team"], "display_name": a["display_name"], "region": a["region"]}
+            for a in rounds.advanced(s, round_id)
+        ],
+    )
+
+
 @st.cache_data(**_CACHE)
 def final_board(source: Source, challenge_id: str) -> pd.DataFrame | None:
     """The private ranking after the reveal, with the public → private shift; ``None`` before it.

@@ -344,11 +344,12 @@ def test_after_the_reveal_the_final_ranking_with_shift_intervals_and_groups(race
 @sqlite_only
 def test_home_team_and_organizer_pages_after_the_reveal(race, demo_contest):
     reveal(race, demo_contest, REPORT)
-    after = demo_contest.challenge(CH).reveal + dt.timedelta(hours=1)
+    # Revealed at the deadline plus an hour; the review phase runs until the planned reveal.
+    after = demo_contest.challenge(CH).reveal - dt.timedelta(hours=1)
     at = open_app(now=after, user=ORGANIZER)
     statuses = list(table(at, 1)[T("col_status")])
     assert statuses == ["已公布最终排名", "已截止，待公布", "已截止，待公布"]
-    assert at.markdown[0].value == T("current_phase", phase="评审与公布", end="2027-02-07 23:59")
+    assert at.markdown[0].value == T("current_phase", phase="评审与公布", end="2027-02-03 10:00")
 
     at.switch_page("views/team.py").run()
     at.selectbox(key="team_pick").set_value("alpha").run()

@@ -15,6 +15,7 @@ import json
 import pytest
 from contest_fixtures import prediction_frame
 from sqlalchemy import func, select
+from test_leaderboard_app import app_env, open_app, table  # noqa: F401 (a fixture)
 
 from leaderboard import contest, ranking, rounds, submissions, teams
 from leaderboard.contest import ContestConfigError
@@ -105,6 +106,7 @@ def upload(store, c, user, challenge_id, demo, tmp_path, noise, seed=0, now=R1_O
     return submissions.accept(store, c, user=user, challenge_id=challenge_id, upload=up, file_name=file.name, now=now)
 
 
+@pytest.mark.usefixtures("app_env")
 def test_round_one_advances_exactly_the_rule_and_the_others_are_refused_in_round_two(
     store, demo, tmp_path, run_cli, monkeypatch
 ):
@@ -188,6 +190,17 @@ def test_round_one_advances_exactly_the_rule_and_the_others_are_refused_in_round
         r1 = ranking.public_standings(s, c.challenge("r1_forecast"), now=R2_OPEN)
         r2 = ranking.public_standings(s, c.challenge("r2_forecast"), now=R2_OPEN)
     assert {r["team"] for r in r1} == set(TEAMS) and [r["team"] for r in r2] == ["e1"]
+
+    # The leaderboard: a round picker, who the final admits, and the final's own board.
+    monkeypatch.setenv("CONTESTHUB_CONTEST", str(c.path))
+    at = open_app("board", now=R2_OPEN)
+    assert at.selectbox(key="board_round").options == ["初赛", "决赛"]
+    assert "初赛对所有队伍开放" in at.caption[0].value
+    assert list(table(at)["队伍"].sort_values()) == sorted(TEAMS)
+    at.selectbox(key="board_round").set_value("final").run()
+    assert at.caption[0].value == "决赛只接受从初赛晋级的 4 支队伍：e1、e3、w1、w2"
+    assert at.selectbox(key="board_challenge").options == ["r2_forecast"]
+    assert list(table(at)["队伍"]) == ["e1"]
 
 
 @pytest.mark.parametrize(
