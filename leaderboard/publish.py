@@ -51,6 +51,7 @@ def public_spec(contest: Contest, paths: Paths) -> dict:
                 "opens": ch.opens.isoformat(),
                 "closes": ch.closes.isoformat(),
                 "reveal": ch.reveal.isoformat(),
+                "round": getattr(contest.round_of(ch.id), "id", None),
             }
         )
     con.close()

@@ -233,10 +233,17 @@ def test_home_shows_title_phase_countdown_challenges_and_daily_submissions(race,
     assert "组队冻结" in at.caption[0].value and "2027-01-24 23:59" in at.caption[0].value
     assert at.metric[1].value == "9"  # every submission, refused ones included
     challenges = table(at, 1)
-    assert list(challenges[T("col_challenge")]) == ["门诊量预测", "急诊就诊识别", "分诊科室预测"]
-    assert list(challenges[T("col_teams")]) == [4, 2, 0]
-    assert list(challenges[T("col_submissions")]) == [7, 2, 0]
-    assert list(challenges[T("col_status")]) == ["开放提交"] * 3
+    assert list(challenges[T("col_challenge")]) == [
+        "门诊量预测",
+        "急诊就诊识别",
+        "分诊科室预测",
+        "失业保险申领预测",
+        "小学招生数预测",
+        "景区客流预测",
+    ]
+    assert list(challenges[T("col_teams")]) == [4, 2, 0, 0, 0, 0]
+    assert list(challenges[T("col_submissions")]) == [7, 2, 0, 0, 0, 0]
+    assert list(challenges[T("col_status")]) == ["开放提交"] * 6
     assert len(at.get("vega_lite_chart")) == 2  # the timeline and submissions per day
 
     at.radio(key="lang_choice").set_value("en").run()
@@ -246,6 +253,9 @@ def test_home_shows_title_phase_countdown_challenges_and_daily_submissions(race,
         "Outpatient visit forecast",
         "Emergency visit detection",
         "Department triage",
+        "Unemployment insurance claims forecast",
+        "Primary school intake forecast",
+        "Scenic spot visitor forecast",
     ]
 
 
@@ -348,7 +358,7 @@ def test_home_team_and_organizer_pages_after_the_reveal(race, demo_contest):
     after = demo_contest.challenge(CH).reveal - dt.timedelta(hours=1)
     at = open_app(now=after, user=ORGANIZER)
     statuses = list(table(at, 1)[T("col_status")])
-    assert statuses == ["已公布最终排名", "已截止，待公布", "已截止，待公布"]
+    assert statuses == ["已公布最终排名"] + ["已截止，待公布"] * 5
     assert at.markdown[0].value == T("current_phase", phase="评审与公布", end="2027-02-03 10:00")
 
     at.switch_page("views/team.py").run()

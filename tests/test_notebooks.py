@@ -251,7 +251,14 @@ def test_pinned_version_equals_version_1(executed, demo):
 
 # --- the challenges' starter notebooks -----------------------------------------------------
 
-CHALLENGES = ("outpatient_forecast", "emergency_visit", "department_triage")
+CHALLENGES = (
+    "outpatient_forecast",
+    "emergency_visit",
+    "department_triage",
+    "claims_forecast",
+    "primary_entrants",
+    "scenic_visitors_forecast",
+)
 # The starters validate on the last part of their training data: they fit on the rows up to the
 # cutoff and score the rows after it. The forecast's days run to 30 September 2024, its cutoff is
 # 4 August; visit dates are published to the quarter, so the visit challenges, whose training
@@ -259,6 +266,9 @@ CHALLENGES = ("outpatient_forecast", "emergency_visit", "department_triage")
 CUTOFF = {  # table: (time column, cutoff as SQL, the validation period the notebook must print)
     "daily_visits": ("date", "DATE '2024-08-04'", ("2024-08-05", "2024-09-30")),
     "visit_records": ("visit_date", "'2024-Q1'", ("2024-Q2", "2024-Q2")),
+    "monthly_employment": ("month", "DATE '2024-03-31'", ("2024-04-01", "2024-06-01")),
+    "county_schools": ("school_year", "2022", ("2023", "2023")),
+    "daily_visitors": ("date", "DATE '2024-08-04'", ("2024-08-05", "2024-09-30")),
 }
 SCORE_LINE = re.compile(r"validation (RMSE|ROC AUC|macro F1): (\S+)")
 PERIOD_LINE = re.compile(r"validation period: (\S+) – (\S+), (\d+) ")
@@ -416,10 +426,11 @@ def test_starter_validation_beats_a_trivial_baseline(starter, demo):
     if challenge.metric == "rmse":
         assert found[1] == "RMSE"
         # predicting the mean of the training rows for every validation row
+        y = challenge.target
         [(trivial,)] = duckdb.sql(f"""
-            SELECT sqrt(avg(power(v.outpatient_visits - m.mean, 2)))
-            FROM {rows} AS v, (SELECT avg(outpatient_visits) AS mean FROM {rows} WHERE date <= {cutoff}) AS m
-            WHERE v.date > {cutoff}""").fetchall()
+            SELECT sqrt(avg(power(v.{y} - m.mean, 2)))
+            FROM {rows} AS v, (SELECT avg({y}) AS mean FROM {rows} WHERE {day} <= {cutoff}) AS m
+            WHERE v.{day} > {cutoff}""").fetchall()
         assert 0 < score < trivial / 2, (score, trivial)
     elif challenge.metric == "roc_auc":
         assert found[1] == "ROC AUC"
