@@ -13,7 +13,7 @@ import pwd
 import sys
 from pathlib import Path
 
-from hub import runtime
+from hub import lab_settings, runtime
 from hub.accounts import USERNAME_PATTERN, LocalAccountsAuthenticator
 from hub.sandboxes import DEMO_WARNING, DemoSpawner, pre_spawn_hook, secure_mode_config
 from hub.services import (
@@ -124,9 +124,11 @@ else:  # cluster: Zero to JupyterHub provides the network and storage settings
 if settings.mode != "cluster":
     # The venv's Python, whether or not its bin/ is on PATH.
     c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+    # JupyterLab in Chinese, without the news prompt (hub/lab_settings.py).
+    c.Spawner.args = lab_settings.spawner_args()
     if settings.mode == "demo" and os.geteuid() == 0:
-        c.Spawner.args = ["--allow-root"]  # servers run as the hub's account, here root
-c.Spawner.default_url = "/lab"
+        c.Spawner.args.append("--allow-root")  # servers run as the hub's account, here root
+c.Spawner.default_url = lab_settings.LAB  # the first start opens the getting-started notebook instead
 c.Spawner.pre_spawn_hook = pre_spawn_hook
 c.Spawner.http_timeout = 90
 c.Spawner.start_timeout = 120

@@ -1,0 +1,68 @@
+"""JupyterLab as a contestant first meets it: Chinese menus, the getting-started notebook open,
+no "Jupyter news" prompt (hub/lab_settings.py, sandbox/lab/overrides.json).
+
+The settings file is checked against JupyterLab's own schemas; the browser test logs in to a
+real hub (tests/hub_fixtures.py) with headless Chromium and keeps a screenshot in
+``var/test-artifacts/hub-jupyterlab-zh.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import jsonschema
+from hub_fixtures import ARTIFACTS, chromium_page
+
+from hub import lab_settings
+
+SCHEMAS = Path(sys.prefix) / "share" / "jupyter" / "lab" / "schemas"
+
+
+def test_the_overrides_are_valid_jupyterlab_settings_and_the_chinese_pack_is_installed():
+    overrides = json.loads((lab_settings.settings_dir() / "overrides.json").read_text("utf-8"))
+    for plugin, values in overrides.items():
+        package, name = plugin.rsplit(":", 1)
+        schema = json.loads((SCHEMAS / package / f"{name}.json").read_text("utf-8"))
+        for key, value in values.items():
+            assert key in schema["properties"], (plugin, key)
+            jsonschema.validate(value, schema["properties"][key])
+    assert overrides["@jupyterlab/translation-extension:plugin"]["locale"] == "zh_CN"
+    assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
+    packs = {e.name for e in entry_points(group="jupyterlab.languagepack")}
+    assert "zh_CN" in packs, packs
+    assert lab_settings.spawner_args() == [f"--LabApp.app_settings_dir={lab_settings.settings_dir()}"]
+
+
+def test_only_the_start_that_hands_out_the_getting_started_notebook_opens_it():
+    assert lab_settings.default_url(["getting_started.ipynb", "emergency_visit.ipynb"]) == (
+        "/lab/tree/getting_started.ipynb"
+    )
+    assert lab_settings.default_url([]) == "/lab"  # later starts: the contestant's own layout
+    assert lab_settings.default_url(["claims_forecast.ipynb"]) == "/lab"  # a starter added later
+
+
+def test_first_login_shows_jupyterlab_in_chinese_on_the_getting_started_notebook(hub):
+    name, password, _ = hub.account()
+    with chromium_page() as page:
+        page.goto(f"{hub.url}/hub/login")
+        page.fill("#username_input", name)
+        page.fill("#password_input", password)
+        page.click("#login_submit")
+        page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
+        page.wait_for_selector(".jp-NotebookPanel .jp-RenderedMarkdown h1", timeout=60_000)  # its title, rendered
+        assert page.url.endswith(f"/user/{name}/lab/tree/getting_started.ipynb"), page.url
+        menus = page.locator("#jp-menu-panel .lm-MenuBar-itemLabel").all_inner_texts()
+        assert {"文件", "编辑", "运行", "内核", "设置", "帮助"} <= set(menus), menus
+        assert not {"File", "Edit", "Kernel", "Help"} & set(menus), menus
+        assert page.locator(".jp-Launcher").count() == 0  # the notebook, not the launcher
+        page.locator(".lm-MenuBar-itemLabel", has_text="设置").click()
+        page.wait_for_selector(".lm-Menu-itemLabel >> text=语言", timeout=10_000)
+        page.screenshot(path=str(ARTIFACTS / "hub-jupyterlab-zh.png"))
+        page.keyboard.press("Escape")
+        # JupyterLab asks about news a few seconds after it starts, unless told not to.
+        page.wait_for_timeout(5_000)
+        text = page.locator("body").inner_text()
+        assert "Jupyter news" not in text and "新闻" not in text
