@@ -71,6 +71,21 @@ class Challenge:
     # How much better than the naive baseline a predictor from public tables alone may score (the
     # share of the gap to a perfect score it closes) before `contest validate` calls it a leak.
     leakage_margin: float = 0.05
+    # A ranking challenge: the id column whose rows are ranked together (the other id is the item).
+    group: str | None = None
+
+    @property
+    def item(self) -> str | None:
+        """A ranking challenge's item column: the id that is not the group."""
+        return next((c for c in self.id_columns if c != self.group), None) if self.group else None
+
+    def evaluate(self, y, p, groups=None, items=None) -> float:
+        """The metric of row-level answers ``y`` and predictions ``p``. A ranking challenge also
+        needs each row's group and item: its rows are ranked within their group by score."""
+        if self.group is None:
+            return self.scorer(y, p, **self.metric_params)
+        truth, ranked = metrics.as_rankings(y, p, groups, items)
+        return self.scorer(truth, ranked, **self.metric_params)
 
     @property
     def upload_limit(self) -> int:
@@ -353,6 +368,7 @@ def load(
                 reveal=when["reveal"],
                 upload_limit_mb=upload_limit_mb,
                 leakage_margin=float(c.get("leakage_margin", 0.05)),
+                group=c.get("group"),
             )
         )
         ch = challenges[-1]
@@ -529,7 +545,26 @@ def _check_challenge(file: str, key: str, c: dict, datasets: dict[str, Dataset])
             )
         )
     if m.kind == "ranking":
-        out.append(Problem(file, f"{key}.metric", "ranking challenges are not supported yet", "another metric"))
+        if "positive" not in c:
+            out.append(
+                Problem(
+                    file,
+                    f"{key}.positive",
+                    f"{c['metric']} ranks items; say which target value marks a relevant one",
+                    "positive = the target value of a chosen item",
+                )
+            )
+        if c.get("group") not in c["id_columns"] or len(c["id_columns"]) != 2:
+            out.append(
+                Problem(
+                    file,
+                    f"{key}.group",
+                    f"{c['metric']} ranks the items of each group: the ids must be a group and an item",
+                    'id_columns = ["<group>", "<item>"], group = "<group>"',
+                )
+            )
+    elif "group" in c:
+        out.append(Problem(file, f"{key}.group", "only a ranking challenge has groups", "no group"))
     ds = datasets.get(c["dataset"])
     if ds is None:
         out.append(

@@ -63,6 +63,7 @@ def test_the_demo_contest_is_valid(demo, run_cli):
         "claims_forecast",
         "primary_entrants",
         "scenic_visitors_forecast",
+        "mode_ranking",
     }
     datasets = {d.id: d for d in load_all(PROJECT_ROOT / "datasets")}
     themes = {c["id"]: datasets[c["data"].split(".")[0]].meta["theme"] for c in doc["challenges"]}

@@ -240,10 +240,11 @@ def test_home_shows_title_phase_countdown_challenges_and_daily_submissions(race,
         "失业保险申领预测",
         "小学招生数预测",
         "景区客流预测",
+        "出行方式推荐排序",
     ]
-    assert list(challenges[T("col_teams")]) == [4, 2, 0, 0, 0, 0]
-    assert list(challenges[T("col_submissions")]) == [7, 2, 0, 0, 0, 0]
-    assert list(challenges[T("col_status")]) == ["开放提交"] * 6
+    assert list(challenges[T("col_teams")]) == [4, 2, 0, 0, 0, 0, 0]
+    assert list(challenges[T("col_submissions")]) == [7, 2, 0, 0, 0, 0, 0]
+    assert list(challenges[T("col_status")]) == ["开放提交"] * 7
     assert len(at.get("vega_lite_chart")) == 2  # the timeline and submissions per day
 
     at.radio(key="lang_choice").set_value("en").run()
@@ -256,6 +257,7 @@ def test_home_shows_title_phase_countdown_challenges_and_daily_submissions(race,
         "Unemployment insurance claims forecast",
         "Primary school intake forecast",
         "Scenic spot visitor forecast",
+        "Travel mode ranking",
     ]
 
 
@@ -358,7 +360,7 @@ def test_home_team_and_organizer_pages_after_the_reveal(race, demo_contest):
     after = demo_contest.challenge(CH).reveal - dt.timedelta(hours=1)
     at = open_app(now=after, user=ORGANIZER)
     statuses = list(table(at, 1)[T("col_status")])
-    assert statuses == ["已公布最终排名"] + ["已截止，待公布"] * 5
+    assert statuses == ["已公布最终排名"] + ["已截止，待公布"] * 6
     assert at.markdown[0].value == T("current_phase", phase="评审与公布", end="2027-02-03 10:00")
 
     at.switch_page("views/team.py").run()

@@ -154,6 +154,7 @@ def test_a_challenge_whose_data_is_not_built_is_not_checked(make_dataset, paths,
         "claims_forecast",
         "primary_entrants",
         "scenic_visitors_forecast",
+        "mode_ranking",
     ],
 )
 def test_the_demo_challenges_do_not_leak(demo, challenge_id):
