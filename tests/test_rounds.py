@@ -247,3 +247,21 @@ def test_round_mistakes_name_file_and_key(tmp_path, edit, key, what):
     with pytest.raises(ContestConfigError) as err:
         contest.load(contest_file(tmp_path, text.replace(edit[0], edit[1])))
     assert any(p.path == key and what in p.what for p in err.value.problems), err.value.problems
+
+
+def test_a_demos_rounds_move_with_its_anchor_day(tmp_path):
+    """A demo's dates move by whole days to the day it was first brought up; rounds' too."""
+    text = HEAD + "demo = { day = 2026-12-01 }\n" + ROUNDS
+    for cid, body in (("r1_forecast", FORECAST), ("r1_emergency", EMERGENCY), ("r2_forecast", FORECAST)):
+        text += CHALLENGE.format(id=cid, body=body)
+    path = tmp_path / "demo-rounds.toml"
+    path.write_text(text, "utf-8")
+    anchor = dt.date(2029, 3, 10)
+    c = contest.load(path, anchor_day=anchor)
+    days = (anchor - dt.date(2026, 12, 1)).days
+    final = c.round("final")
+    assert final.opens == dt.datetime(2026, 12, 15, tzinfo=CST) + dt.timedelta(days=days)
+    assert final.reveal.astimezone(CST).time() == dt.time(10, 0)
+    assert c.challenge("r2_forecast").closes == final.closes
+    # Only the first round must be open on the demo's day; the final comes later, as written.
+    assert c.round("preliminary").opens <= dt.datetime.combine(anchor, dt.time(12), CST) < final.opens
