@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hub import lab_settings, runtime
 from hub.accounts import USERNAME_PATTERN, LocalAccountsAuthenticator
+from hub.rules import Rules, options_from_form
 from hub.sandboxes import DEMO_WARNING, DemoSpawner, pre_spawn_hook, secure_mode_config
 from hub.services import (
     CLOCK_VARIABLES,
@@ -129,7 +130,25 @@ if settings.mode != "cluster":
     if settings.mode == "demo" and os.geteuid() == 0:
         c.Spawner.args.append("--allow-root")  # servers run as the hub's account, here root
 c.Spawner.default_url = lab_settings.LAB  # the first start opens the getting-started notebook instead
-c.Spawner.pre_spawn_hook = pre_spawn_hook
+# The contest's rules and data licences, accepted once before the first server (hub/rules.py).
+rules = Rules(Paths.from_env(settings.data_root, settings.private_root), os.environ.get("CONTESTHUB_CONTEST"))
+
+
+async def contest_options_form(spawner) -> str:
+    # A function, not the bound method: traitlets deep-copies config values into every spawner.
+    return await rules.options_form(spawner)
+
+
+c.Spawner.options_form = contest_options_form
+c.Spawner.options_from_form = options_from_form
+
+
+async def contest_pre_spawn_hook(spawner) -> None:
+    await pre_spawn_hook(spawner)  # the home first: a refusal for its sake comes before the rules
+    await rules.check(spawner)
+
+
+c.Spawner.pre_spawn_hook = contest_pre_spawn_hook
 c.Spawner.http_timeout = 90
 c.Spawner.start_timeout = 120
 c.Spawner.cpu_limit = settings.cpu_limit

@@ -196,7 +196,8 @@ class RunningHub:
 
     def spawn(self, name: str, token: str, timeout: float = 120) -> dict:
         """Start the user's server and wait until the hub reports it ready; the user model."""
-        r = self.api("POST", f"/users/{name}/server", token=token)
+        # The suite's contestants accept the contest rules through the API (hub/rules.py).
+        r = self.api("POST", f"/users/{name}/server", token=token, json={"accept_rules": True})
         assert r.status_code in (201, 202, 400), (r.status_code, r.text)  # 400: already running
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -278,6 +279,15 @@ def chromium_page(width: int = 1280, height: int = 800):
             yield browser.new_page(viewport={"width": width, "height": height})
         finally:
             browser.close()
+
+
+def accept_rules(page) -> str:
+    """On the hub's spawn page after a first login: tick the rules box and start; the rules' text."""
+    page.wait_for_selector("#contesthub-rules", timeout=60_000)
+    text = page.locator("#contesthub-rules").inner_text()
+    page.check("#accept_rules")
+    page.locator("#spawn_form [type=submit]").click()
+    return text
 
 
 def kernel_run(hub: RunningHub, user: str, token: str, code: str, timeout: float = 120) -> dict:

@@ -76,7 +76,7 @@ def test_a_roster_password_works_once_and_leads_to_the_password_page(hub, run_cl
     assert hub.try_login("otp01", one_time)[1].status_code == 403  # the login form again, with its error
     _, r = hub.try_login("otp01", new)
     assert r.status_code == 302 and "accounts/password" not in r.headers["Location"]
-    r = hub.api("POST", "/users/otp01/server", token=token)
+    r = hub.api("POST", "/users/otp01/server", token=token, json={"accept_rules": True})
     assert r.status_code in (201, 202), r.text
     hub.api("DELETE", "/users/otp01/server", token=token)
 

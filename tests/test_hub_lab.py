@@ -1,5 +1,6 @@
-"""JupyterLab as a contestant first meets it: Chinese menus, the getting-started notebook open,
-no "Jupyter news" prompt (hub/lab_settings.py, sandbox/lab/overrides.json).
+"""JupyterLab as a contestant first meets it: the contest rules and data licences to accept
+once (hub/rules.py), then Chinese menus, the getting-started notebook open, no "Jupyter news"
+prompt (hub/lab_settings.py, sandbox/lab/overrides.json).
 
 The settings file is checked against JupyterLab's own schemas; the browser test logs in to a
 real hub (tests/hub_fixtures.py) with headless Chromium and keeps a screenshot in
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import jsonschema
-from hub_fixtures import ARTIFACTS, chromium_page
+from hub_fixtures import ARTIFACTS, accept_rules, chromium_page
 
 from hub import lab_settings
 
@@ -51,6 +53,9 @@ def test_first_login_shows_jupyterlab_in_chinese_on_the_getting_started_notebook
         page.fill("#username_input", name)
         page.fill("#password_input", password)
         page.click("#login_submit")
+        rules = accept_rules(page)
+        assert "比赛规则和数据许可" in rules and "contest rules and data licences" in rules
+        assert "Creative Commons Attribution 4.0" in rules  # the demo datasets' licence
         page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
         page.wait_for_selector(".jp-NotebookPanel .jp-RenderedMarkdown h1", timeout=60_000)  # its title, rendered
         assert page.url.endswith(f"/user/{name}/lab/tree/getting_started.ipynb"), page.url
@@ -66,3 +71,27 @@ def test_first_login_shows_jupyterlab_in_chinese_on_the_getting_started_notebook
         page.wait_for_timeout(5_000)
         text = page.locator("body").inner_text()
         assert "Jupyter news" not in text and "新闻" not in text
+
+
+def test_the_rules_are_accepted_once_and_the_api_cannot_skip_them(hub):
+    name, _, session = hub.account()
+    token = hub.new_token(session, name)
+    refused = hub.api("POST", f"/users/{name}/server", token=token)
+    assert refused.status_code == 403, refused.text
+    message = refused.json()["message"]
+    assert "请先在 /hub/spawn 阅读并接受比赛规则和数据许可" in message and "accept the contest rules" in message
+    assert not hub.api("GET", f"/users/{name}", token=token).json().get("servers")
+    page = session.get(f"{hub.url}/hub/spawn/{name}", timeout=30)
+    assert 'id="contesthub-rules"' in page.text and 'name="accept_rules"' in page.text
+
+    hub.spawn(name, token)  # accepts through the API: recorded
+    assert hub.api("DELETE", f"/users/{name}/server", token=token).status_code in (202, 204)
+    for _ in range(120):
+        if not hub.api("GET", f"/users/{name}", token=token).json().get("servers"):
+            break
+        time.sleep(0.5)
+    again = hub.api("POST", f"/users/{name}/server", token=token)  # no form, no acceptance asked again
+    assert again.status_code in (201, 202), again.text
+    page = session.get(f"{hub.url}/hub/spawn/{name}", timeout=30)
+    assert 'id="contesthub-rules"' not in page.text
+    hub.api("DELETE", f"/users/{name}/server", token=token)
