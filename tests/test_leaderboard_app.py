@@ -370,12 +370,14 @@ def test_home_team_and_organizer_pages_after_the_reveal(race, demo_contest):
 
     at.switch_page("views/organizer.py").run()
     status = table(at, 0)
-    assert list(status[T("col_status")]) == [
-        T("reveal_done", at="2027-02-01 00:59", by="org"),
-        T("reveal_ready"),
-        T("reveal_ready"),
-    ]
-    assert list(status[T("col_report")]) == ["是", "", ""]
+    assert (
+        list(status[T("col_status")])
+        == [
+            T("reveal_done", at="2027-02-01 00:59", by="org"),
+        ]
+        + [T("reveal_ready")] * 6
+    )
+    assert list(status[T("col_report")]) == ["是"] + [""] * 6
 
 
 @sqlite_only
@@ -452,7 +454,7 @@ def test_the_organizer_page_exists_only_for_organizers(race):
     assert at.title[0].value == "Organizers"
     assert at.sidebar.caption[0].value == "Signed in as org (organizer)"
     status = table(at, 0)
-    assert list(status["Status"]) == ["sealed (still open)"] * 3
+    assert list(status["Status"]) == ["sealed (still open)"] * 7
     assert [m.value for m in at.metric] == ["7", "2", "0", "0"]  # scored, refused, error, waiting
     stream = table(at, 1)
     assert len(stream) == 9 and f"{XSS}.csv" in set(stream["File"]) and XSS in set(stream["Team"])
@@ -515,6 +517,8 @@ def test_catalog_search_facets_schema_quality_preview_and_challenges(app_env, de
     assert "1,500 rows read, 2 rows with problems, 2 quarantined." in [w.value for w in at.warning]
     quality = next(d.value for d in at.dataframe if "Code" in d.value.columns)
     assert set(quality["Code"]) == {"constraint-error"}
+    assert not any(c.value == "No challenge uses this dataset." for c in at.caption)  # primary_entrants does
+    at.selectbox(key="catalog_dataset").set_value("rand_hie").run()
     assert any(c.value == "No challenge uses this dataset." for c in at.caption)
 
 

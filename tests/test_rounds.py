@@ -17,6 +17,7 @@ from contest_fixtures import prediction_frame
 from sqlalchemy import func, select
 from test_leaderboard_app import app_env, open_app, table  # noqa: F401 (a fixture)
 
+from hub.submit_service import http_status
 from leaderboard import contest, ranking, rounds, submissions, teams
 from leaderboard.contest import ContestConfigError
 from leaderboard.models import AuditEntry, Quota, Submission
@@ -158,6 +159,8 @@ def test_round_one_advances_exactly_the_rule_and_the_others_are_refused_in_round
     assert {t["team"] for t in doc["teams"]} == ADVANCED
     assert {t["team"]: t["region"] for t in doc["teams"]} == {"e1": "east", "e3": "east", "w1": "west", "w2": "west"}
     assert again.exit_code != 0 and "already advanced" in again.output
+    listed = json.loads(run_cli("rounds", "--contest", str(c.path), "list", "--json", root=demo).output)
+    assert [(r["id"], r["admitted"]) for r in listed] == [("preliminary", None), ("final", sorted(ADVANCED))]
     with store.session() as s:
         assert {a["team"] for a in rounds.advanced(s, "final")} == ADVANCED
         (entry,) = s.execute(select(AuditEntry).where(AuditEntry.action == "round.advance")).scalars()
@@ -169,7 +172,7 @@ def test_round_one_advances_exactly_the_rule_and_the_others_are_refused_in_round
     for user in ("e2-ann", "w3-ann"):
         with pytest.raises(submissions.SubmissionRefused) as refused:
             upload(store, c, user, "r2_forecast", demo, tmp_path, 0.1, now=R2_OPEN)
-        assert refused.value.code == "not-advanced"
+        assert refused.value.code == "not-advanced" and http_status(refused.value) == 403
         assert "did not advance to Final" in refused.value.en and "未从初赛晋级决赛" in refused.value.zh
         with store.session() as s:
             team = teams.get(s, user[:2])
