@@ -152,6 +152,40 @@ class Round:
     advance: Advance | None = None
 
 
+@dataclass(frozen=True)
+class Criterion:
+    id: str
+    title: dict[str, str]
+    weight: float
+    low: int = 1
+    high: int = 10
+
+
+@dataclass(frozen=True)
+class Award:
+    """一等奖, 二等奖, ...: the next ``count`` entries, or the next ``share`` of all entries (rounded up)."""
+
+    id: str
+    title: dict[str, str]
+    count: int | None = None
+    share: float | None = None
+
+
+@dataclass(frozen=True)
+class ApplicationTrack:
+    """应用创新赛道 (``[application_track]``): write-ups scored by jurors (leaderboard/applications.py)."""
+
+    title: dict[str, str]
+    opens: dt.datetime
+    closes: dt.datetime
+    reveal: dt.datetime
+    criteria: tuple[Criterion, ...]
+    awards: tuple[Award, ...]
+    writeup_mb: int = 10
+    jurors_per_entry: int = 3
+    trim: int = 1
+
+
 # The phases of a round; a contest without [[rounds]] is one round, whose phases keep these ids.
 PHASES = {
     "open": {"zh": "开放提交", "en": "Open for submissions"},
@@ -172,6 +206,7 @@ class Contest:
     anchor_day: dt.date | None = None
     limits: Limits = Limits()
     rounds: tuple[Round, ...] = ()
+    application_track: ApplicationTrack | None = None
 
     @property
     def upload_limit(self) -> int:
@@ -393,6 +428,7 @@ def load(
                         "opens <= demo.day < closes",
                     )
                 )
+    track = _track(file, doc.get("application_track"), tz, days, problems)
     if problems:
         raise ContestConfigError(problems)
     return Contest(
@@ -406,7 +442,37 @@ def load(
         anchor_day=anchor_day if demo_day is not None else None,
         limits=Limits(**doc.get("limits", {})),
         rounds=rounds,
+        application_track=track,
     )
+
+
+def _track(file: str, raw: dict | None, tz: ZoneInfo, days: int, problems: list[Problem]) -> ApplicationTrack | None:
+    if raw is None:
+        return None
+    track = ApplicationTrack(
+        title=raw["title"],
+        opens=_time(raw["opens"], tz, days),
+        closes=_time(raw["closes"], tz, days),
+        reveal=_time(raw["reveal"], tz, days),
+        criteria=tuple(
+            Criterion(c["id"], c["title"], float(c["weight"]), c.get("min", 1), c.get("max", 10))
+            for c in raw["criteria"]
+        ),
+        awards=tuple(Award(a["id"], a["title"], a.get("count"), a.get("share")) for a in raw["awards"]),
+        writeup_mb=raw.get("writeup_mb", 10),
+        jurors_per_entry=raw.get("jurors_per_entry", 3),
+        trim=raw.get("trim", 1),
+    )
+    if not track.opens < track.closes <= track.reveal:
+        problems.append(
+            Problem(file, "application_track.opens", "the times are out of order", "opens < closes <= reveal")
+        )
+    for i, c in enumerate(track.criteria):
+        if c.low >= c.high:
+            problems.append(Problem(file, f"application_track.criteria[{i}].min", "min must be below max", "min < max"))
+    if len({c.id for c in track.criteria}) != len(track.criteria):
+        problems.append(Problem(file, "application_track.criteria", "a criterion is defined twice", "unique ids"))
+    return track
 
 
 def _rounds(file: str, raw: list[dict], challenges: list[Challenge], problems: list[Problem]) -> tuple[Round, ...]:
