@@ -12,6 +12,7 @@ import os
 import click
 
 from hub.up import up_cmd
+from leaderboard.applications_cli import applications_cmd
 from leaderboard.cli import (
     audit_cmd,
     backup_cmd,
@@ -107,6 +108,7 @@ for command in (
     restore_cmd,
     duplicates_cmd,
     rounds_cmd,
+    applications_cmd,
 ):
     cli.add_command(command)
 

@@ -20,6 +20,8 @@ from leaderboard import applications as apps
 from leaderboard import contest, teams
 from leaderboard.applications import ApplicationError, File
 from leaderboard.models import Application, AuditEntry
+from sandbox import clock
+from sandbox.settings import PROJECT_ROOT, Paths
 
 CST = dt.timezone(dt.timedelta(hours=8))
 OPEN = dt.datetime(2026, 12, 1, 10, tzinfo=CST)
@@ -188,3 +190,38 @@ def test_icc1_is_shrout_and_fleiss_example():
     ratings = [[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]]
     assert apps.icc1(ratings) == pytest.approx(0.17, abs=0.005)
     assert apps.trimmed_mean([1, 5, 9], 1) == 5 and apps.trimmed_mean([3, 4], 1) == 3.5
+
+
+def test_the_track_from_the_command_line(tmp_path, run_cli, paths, monkeypatch):
+    monkeypatch.delenv("CONTESTHUB_DB_URL", raising=False)
+    path = tmp_path / "contest.toml"
+    path.write_text(CONTEST, "utf-8")
+    md = write(tmp_path, "writeup.md", "# 我们的应用\n")
+    root = Paths(paths.data_root, paths.private_root, PROJECT_ROOT / "datasets")
+
+    def cli(*args):
+        result = run_cli("applications", "--contest", str(path), *args, root=root)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    with clock.pinned(OPEN):
+        for i, name in enumerate(TEAMS[:3]):
+            created = run_cli("teams", "--contest", str(path), "create", name, f"member-{i}", "--by", "org", root=root)
+            assert created.exit_code == 0, created.output
+            assert "version 1 kept" in cli("submit", f"member-{i}", "--title", f"作品 {i}", "--writeup", str(md))
+    with clock.pinned(JUDGING):
+        cli("conflict", "j1", TEAMS[0])
+        cli("assign", *[a for j in ("j1", "j2", "j3", "j4") for a in ("--juror", j)], "--by", "org")
+        for j in ("j1", "j2", "j3", "j4"):
+            mine = json.loads(cli("mine", j, "--json"))
+            assert not any(name in json.dumps(mine, ensure_ascii=False) for name in TEAMS)
+            for entry in mine:
+                cli("score", j, entry["code"], *[f"{k}=7" for k in WEIGHTS])
+        report = json.loads(cli("results", "--json"))
+    assert [r["score"] for r in report["entries"]] == pytest.approx([7.0] * 3) and all(
+        r["jurors"] == 3 for r in report["entries"]
+    )
+    with clock.pinned(AFTER):
+        assert "published" in cli("reveal", "--by", "org")
+        public = json.loads(cli("finalists"))
+    assert {p["display_name"] for p in public} == set(TEAMS[:3])
