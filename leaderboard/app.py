@@ -64,6 +64,12 @@ def main() -> None:
         st.Page(PAGES / "team.py", title=t("page_team"), icon=":material/groups:", url_path="team"),
         st.Page(PAGES / "catalog.py", title=t("page_catalog"), icon=":material/dataset:", url_path="catalog"),
     ]
+    try:
+        track = queries.contest(common.source()).application_track
+    except Exception:  # a broken contest file is reported by the page that needs it
+        track = None
+    if track is not None:
+        pages.append(st.Page(PAGES / "finalists.py", title=t("page_finalists"), icon=":material/emoji_events:"))
     if hub_auth.is_organizer(user):
         # Registered per session: for everybody else the page does not exist at all.
         pages.append(

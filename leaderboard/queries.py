@@ -250,6 +250,13 @@ def reveal_state(source: Source, challenge_id: str) -> dict | None:
     return _read(source, read)
 
 
+def finalists(source: Source) -> list[dict] | None:
+    """The application track's awarded entries after their reveal; None before it (leaderboard/applications.py)."""
+    from leaderboard import applications
+
+    return _read(source, applications.finalists)
+
+
 def round_admitted(source: Source, round_id: str) -> list[dict]:
     """The teams admitted to a round after the first (public: names, regions, no scores)."""
     from leaderboard import rounds

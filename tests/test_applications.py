@@ -15,6 +15,7 @@ import math
 import numpy as np
 import pytest
 from sqlalchemy import select
+from test_leaderboard_app import app_env, open_app, table  # noqa: F401 (a fixture)
 
 from leaderboard import applications as apps
 from leaderboard import contest, teams
@@ -100,7 +101,8 @@ def write(tmp_path, name: str, data: bytes | str):
     return path
 
 
-def test_five_jurors_six_entries_blind_conflicts_even_assignment_and_trimmed_means(store, track, tmp_path):
+@pytest.mark.usefixtures("app_env")
+def test_five_jurors_six_entries_blind_conflicts_even_assignment_and_trimmed_means(store, track, tmp_path, monkeypatch):
     c = track
     pdf = write(tmp_path, "report.pdf", b"%PDF-1.4\n% an application\n")
     png = write(tmp_path, "screen.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
@@ -163,6 +165,10 @@ def test_five_jurors_six_entries_blind_conflicts_even_assignment_and_trimmed_mea
             apps.reveal(s, c, by="org", now=JUDGING)
         assert early.value.code == "reveal-too-early"
         assert apps.finalists(s) is None
+    monkeypatch.setenv("CONTESTHUB_CONTEST", str(c.path))
+    monkeypatch.setenv("CONTESTHUB_DB_URL", store.url)
+    at = open_app("finalists", now=JUDGING)
+    assert "评审进行中" in at.info[0].value and not at.dataframe  # nothing of the scores before the reveal
     with store.session() as s:
         report = apps.reveal(s, c, by="org", now=AFTER)
 
@@ -183,6 +189,10 @@ def test_five_jurors_six_entries_blind_conflicts_even_assignment_and_trimmed_mea
         (entry,) = s.execute(select(AuditEntry).where(AuditEntry.action == "application.reveal")).scalars()
     assert [p["display_name"] for p in public] == order[: len(public)]  # names shown once published
     assert "first" in entry.payload
+    at = open_app("finalists", now=AFTER)
+    shown = table(at)
+    assert list(shown["队伍"]) == order and list(shown["奖项"])[:2] == ["一等奖", "二等奖"]
+    assert list(shown["评审得分"]) == [round(expected[n], 2) for n in order]
 
 
 def test_icc1_is_shrout_and_fleiss_example():
