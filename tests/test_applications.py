@@ -18,7 +18,7 @@ from sqlalchemy import select
 from test_leaderboard_app import app_env, open_app, table  # noqa: F401 (a fixture)
 
 from leaderboard import applications as apps
-from leaderboard import contest, teams
+from leaderboard import backup, contest, teams
 from leaderboard.applications import ApplicationError, File
 from leaderboard.models import Application, AuditEntry
 from sandbox import clock
@@ -189,6 +189,11 @@ def test_five_jurors_six_entries_blind_conflicts_even_assignment_and_trimmed_mea
         (entry,) = s.execute(select(AuditEntry).where(AuditEntry.action == "application.reveal")).scalars()
     assert [p["display_name"] for p in public] == order[: len(public)]  # names shown once published
     assert "first" in entry.payload
+    # A backup keeps the entries' files with the submissions'.
+    with store.session() as s:
+        shas = {f["sha256"] for a in s.execute(select(Application)).scalars() for f in a.files}
+    manifest = backup.backup(store, Paths(tmp_path / "data", tmp_path / "private", tmp_path), c.path, tmp_path / "bk")
+    assert {f"submissions/{h[:2]}/{h}" for h in shas} <= set(manifest["files"])
     at = open_app("finalists", now=AFTER)
     shown = table(at)
     assert list(shown["队伍"]) == order and list(shown["奖项"])[:2] == ["一等奖", "二等奖"]
