@@ -27,7 +27,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "col_award": ("奖项", "Award"),
     "col_entry": ("作品", "Entry"),
     "col_jury_score": ("评审得分", "Jury score"),
-    "finalists_writeups": ("作品说明", "Write-ups"),
     "page_organizer": ("组织方", "Organizers"),
     "signed_in_as": ("已登录：{name}（{role}）", "Signed in as {name} ({role})"),
     "role_organizer": ("组织方", "organizer"),
