@@ -27,6 +27,7 @@ from hub.services import (
     hub_services,
 )
 from hub.settings import HubSettings, SettingsError
+from leaderboard.applications import JURORS_GROUP
 from leaderboard.store import default_url
 from sandbox.settings import Paths
 
@@ -88,7 +89,9 @@ else:
     # Organizers are the members of the `organizers` group, which holds the admin role (see
     # services below); the organizer account made on first start is one. Add organizers on
     # the admin page (Groups). The group only ever gains members here, never loses them.
-    c.JupyterHub.load_groups = {ORGANIZER_GROUP: {"users": [settings.organizer]}}
+    # The `jurors` group (empty at first; organizers add jurors on the admin page) holds the
+    # application track's jurors (leaderboard/applications.py).
+    c.JupyterHub.load_groups = {ORGANIZER_GROUP: {"users": [settings.organizer]}, JURORS_GROUP: {"users": []}}
     # Every account may log in once approved: the authenticator itself refuses the others
     # (JupyterHub >= 5 otherwise also wants an allow list).
     c.Authenticator.allow_all = True

@@ -95,3 +95,8 @@ def test_the_rules_are_accepted_once_and_the_api_cannot_skip_them(hub):
     page = session.get(f"{hub.url}/hub/spawn/{name}", timeout=30)
     assert 'id="contesthub-rules"' not in page.text
     hub.api("DELETE", f"/users/{name}/server", token=token)
+
+
+def test_the_hub_has_a_jurors_group_for_the_application_track(hub):
+    r = hub.api("GET", "/groups/jurors", session=hub.organizer_session())
+    assert r.status_code == 200 and r.json()["name"] == "jurors", r.text
