@@ -108,7 +108,7 @@ def contestant_run(hub: _hub.Hub, c: Contestant, files: _hub.Predictions, expect
 
         step = "spawn"
         started = time.perf_counter()
-        r = hub.api("POST", f"/users/{c.name}/server", token=token, timeout=300)
+        r = hub.api("POST", f"/users/{c.name}/server", token=token, timeout=300, json={"accept_rules": True})
         if r.status_code not in (201, 202):
             raise _hub.HttpError("spawn", r)
         c.extra["spawn request"] = time.perf_counter() - started

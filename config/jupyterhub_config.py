@@ -13,9 +13,10 @@ import pwd
 import sys
 from pathlib import Path
 
-from hub import runtime
+from hub import lab_settings, runtime
 from hub.accounts import LocalAccountsAuthenticator
 from hub.names import USERNAME_PATTERN
+from hub.rules import Rules, options_from_form
 from hub.sandboxes import DEMO_WARNING, DemoSpawner, pre_spawn_hook, secure_mode_config
 from hub.services import (
     CLOCK_VARIABLES,
@@ -27,6 +28,7 @@ from hub.services import (
     hub_services,
 )
 from hub.settings import HubSettings, SettingsError
+from leaderboard.applications import JURORS_GROUP
 from leaderboard.store import default_url
 from sandbox.settings import Paths
 
@@ -88,7 +90,9 @@ else:
     # Organizers are the members of the `organizers` group, which holds the admin role (see
     # services below); the organizer account made on first start is one. Add organizers on
     # the admin page (Groups). The group only ever gains members here, never loses them.
-    c.JupyterHub.load_groups = {ORGANIZER_GROUP: {"users": [settings.organizer]}}
+    # The `jurors` group (empty at first; organizers add jurors on the admin page) holds the
+    # application track's jurors (leaderboard/applications.py).
+    c.JupyterHub.load_groups = {ORGANIZER_GROUP: {"users": [settings.organizer]}, JURORS_GROUP: {"users": []}}
     # Every account may log in once approved: the authenticator itself refuses the others
     # (JupyterHub >= 5 otherwise also wants an allow list).
     c.Authenticator.allow_all = True
@@ -125,10 +129,30 @@ else:  # cluster: Zero to JupyterHub provides the network and storage settings
 if settings.mode != "cluster":
     # The venv's Python, whether or not its bin/ is on PATH.
     c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+    # JupyterLab in Chinese, without the news prompt (hub/lab_settings.py).
+    c.Spawner.args = lab_settings.spawner_args()
     if settings.mode == "demo" and os.geteuid() == 0:
-        c.Spawner.args = ["--allow-root"]  # servers run as the hub's account, here root
-c.Spawner.default_url = "/lab"
-c.Spawner.pre_spawn_hook = pre_spawn_hook
+        c.Spawner.args.append("--allow-root")  # servers run as the hub's account, here root
+c.Spawner.default_url = lab_settings.LAB  # the first start opens the getting-started notebook instead
+# The contest's rules and data licences, accepted once before the first server (hub/rules.py).
+rules = Rules(Paths.from_env(settings.data_root, settings.private_root), os.environ.get("CONTESTHUB_CONTEST"))
+
+
+async def contest_options_form(spawner) -> str:
+    # A function, not the bound method: traitlets deep-copies config values into every spawner.
+    return await rules.options_form(spawner)
+
+
+c.Spawner.options_form = contest_options_form
+c.Spawner.options_from_form = options_from_form
+
+
+async def contest_pre_spawn_hook(spawner) -> None:
+    await pre_spawn_hook(spawner)  # the home first: a refusal for its sake comes before the rules
+    await rules.check(spawner)
+
+
+c.Spawner.pre_spawn_hook = contest_pre_spawn_hook
 c.Spawner.http_timeout = 90
 c.Spawner.start_timeout = 120
 c.Spawner.cpu_limit = settings.cpu_limit

@@ -13,6 +13,7 @@ import click
 
 from hub.data_cli import data
 from hub.up import up_cmd
+from leaderboard.applications_cli import applications_cmd
 from leaderboard.cli import (
     audit_cmd,
     backup_cmd,
@@ -22,6 +23,7 @@ from leaderboard.cli import (
     rescore_cmd,
     restore_cmd,
     reveal_cmd,
+    rounds_cmd,
     score_cmd,
     submissions_cmd,
     teams_cmd,
@@ -110,6 +112,8 @@ for command in (
     duplicates_cmd,
     verify_results_cmd,
     verify_run_cmd,
+    rounds_cmd,
+    applications_cmd,
 ):
     cli.add_command(command)
 

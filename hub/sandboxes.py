@@ -37,6 +37,7 @@ from jupyterhub.spawner import LocalProcessSpawner, SimpleLocalProcessSpawner, S
 from traitlets import Integer, List, Unicode
 from traitlets.config import Config
 
+from hub import lab_settings
 from hub import limits as sandbox_limits
 from hub.starters import Handout, copy_starter_notebooks
 from hub.unix_accounts import AccountRefused, accounts_store, ensure_account, system_username, useradd_command
@@ -67,6 +68,8 @@ async def pre_spawn_hook(spawner) -> None:
     if mounted:
         spawner.log.info("Conditional data %s may be read by %s's server", ", ".join(mounted), spawner.user.name)
     done = await asyncio.to_thread(spawner.hand_out_starters, home)
+    # The first start (the one that hands the getting-started notebook out) opens it, not the launcher.
+    spawner.default_url = lab_settings.default_url(done.copied)
     if done.copied:
         spawner.log.info("Copied starter notebooks into %s: %s", home, ", ".join(done.copied))
     if done.refused:

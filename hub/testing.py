@@ -234,7 +234,8 @@ class HubDriver:
 
     def spawn(self, name: str, token: str, timeout: float = 120) -> dict:
         """Start the user's server and wait until the hub reports it ready; the user model."""
-        r = self.api("POST", f"/users/{name}/server", token=token)
+        # Contestants driven here accept the contest rules through the API (hub/rules.py).
+        r = self.api("POST", f"/users/{name}/server", token=token, json={"accept_rules": True})
         if r.status_code not in (201, 202, 400):  # 400: already running
             raise HttpError("spawn", r)
         deadline = time.monotonic() + timeout

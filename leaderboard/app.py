@@ -67,6 +67,12 @@ def main() -> None:
         st.Page(PAGES / "reports.py", title=t("page_reports"), icon=":material/feedback:", url_path="reports"),
         st.Page(PAGES / "lists.py", title=t("page_lists"), icon=":material/checklist:", url_path="lists"),
     ]
+    try:
+        track = queries.contest(common.source()).application_track
+    except Exception:  # a broken contest file is reported by the page that needs it
+        track = None
+    if track is not None:
+        pages.append(st.Page(PAGES / "finalists.py", title=t("page_finalists"), icon=":material/emoji_events:"))
     if hub_auth.is_organizer(user):
         # Registered per session: for everybody else the page does not exist at all.
         pages.append(

@@ -162,6 +162,8 @@ def _write(store: Store, paths: Paths, contest_file: Path, work: Path, hub: HubP
     kept = {r["sha256"] for r in rows[Submission.__tablename__] if r.get("file_dropped_at") is None}
     # The notebooks' copies kept with their submissions' provenance, in the same file store.
     kept |= {r["notebook_stored"] for r in rows.get(SubmissionProvenance.__tablename__, []) if r["notebook_stored"]}
+    # The application track's write-ups, notebooks and screenshots are in the same file store.
+    kept |= {f["sha256"] for r in rows.get("applications", []) for f in r.get("files") or []}
     for sha in sorted(kept):
         src = store.files.path(sha)
         if not src.exists():  # accepted a moment ago, file not renamed yet: restore refunds it

@@ -242,14 +242,17 @@ def teams_list(ctx: click.Context, as_json: bool) -> None:
 @click.argument("name")
 @click.argument("members", nargs=-1)
 @click.option("--display-name", help="The name shown on the leaderboard (default: NAME).")
+@click.option("--region", help="The team's region (赛区), when rounds advance teams per region.")
 @ORGANIZER
 @click.pass_context
-def teams_create(ctx: click.Context, name: str, members: tuple[str, ...], display_name: str | None, by: str) -> None:
+def teams_create(
+    ctx: click.Context, name: str, members: tuple[str, ...], display_name: str | None, region: str | None, by: str
+) -> None:
     """Create team NAME with MEMBERS (user names)."""
     from leaderboard import teams
 
     with _store(ctx).session() as s:
-        teams.create(s, _contest(ctx), name, actor=by, display_name=display_name, members=members)
+        teams.create(s, _contest(ctx), name, actor=by, display_name=display_name, members=members, region=region)
     click.echo(f"team {name} created with {len(members)} member(s) / 已创建队伍")
 
 
@@ -265,6 +268,20 @@ def teams_add(ctx: click.Context, team: str, user: str, by: str) -> None:
     with _store(ctx).session() as s:
         teams.add_member(s, _contest(ctx), team, user, actor=by)
     click.echo(f"{user} joined {team} / 已加入")
+
+
+@teams_cmd.command("region")
+@click.argument("team")
+@click.argument("region")
+@ORGANIZER
+@click.pass_context
+def teams_region(ctx: click.Context, team: str, region: str, by: str) -> None:
+    """Put TEAM in REGION (赛区); an empty REGION takes it out of any."""
+    from leaderboard import teams
+
+    with _store(ctx).session() as s:
+        teams.set_region(s, _contest(ctx), team, region, actor=by)
+    click.echo(f"{team}: region {region or '-'} / 赛区已设置")
 
 
 @teams_cmd.command("remove")
@@ -622,4 +639,83 @@ def verify_run_cmd(ctx, challenge_id: str, team: str | None, contest_file, by: s
             ]
             for v in verdicts
         ],
+    )
+
+
+@click.group("rounds")
+@contest_option
+@click.pass_context
+def rounds_cmd(ctx: click.Context, contest_file: str | None) -> None:
+    """Rounds: who advanced, and advancing after a round's reveal (轮次与晋级)."""
+    ctx.obj["contest_file"] = contest_file
+
+
+@rounds_cmd.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def rounds_list(ctx: click.Context, as_json: bool) -> None:
+    """Each round: its challenges, dates, rule and the teams admitted to it."""
+    from leaderboard import rounds
+
+    contest, store = _contest(ctx), _store(ctx)
+    with store.session() as s:
+        rows = [
+            {
+                "id": r.id,
+                "title": r.title,
+                "challenges": list(r.challenges),
+                "opens": r.opens.isoformat(),
+                "closes": r.closes.isoformat(),
+                "reveal": r.reveal.isoformat(),
+                "advance": None
+                if r.advance is None
+                else {"top": r.advance.top, "by": r.advance.by, "per_region": r.advance.per_region},
+                "admitted": None if i == 0 else [a["team"] for a in rounds.advanced(s, r.id)],
+            }
+            for i, r in enumerate(contest.rounds)
+        ]
+    store.dispose()
+    if as_json:
+        echo_json(rows)
+        return
+    _table(
+        "rounds / 轮次",
+        ["round", "challenges", "opens", "closes", "admitted"],
+        [
+            [
+                f"{r['id']} {r['title']['zh']}",
+                ", ".join(r["challenges"]),
+                r["opens"],
+                r["closes"],
+                "all / 全部" if r["admitted"] is None else ", ".join(r["admitted"]) or "-",
+            ]
+            for r in rows
+        ],
+    )
+
+
+@rounds_cmd.command("advance")
+@click.argument("round_id")
+@click.option("--json", "as_json", is_flag=True)
+@ORGANIZER
+@click.pass_context
+def rounds_advance(ctx: click.Context, round_id: str, as_json: bool, by: str) -> None:
+    """Advance ROUND_ID's teams to the next round by its rule, after its reveal (recorded) (晋级)."""
+    from leaderboard import rounds
+
+    contest = _contest(ctx)
+    store = _store(ctx)
+    try:
+        with store.session() as s:
+            chosen = rounds.advance(s, contest, round_id, by=by)
+    finally:
+        store.dispose()
+    nxt = contest.next_round(round_id)
+    if as_json:
+        echo_json({"round": round_id, "to": nxt.id, "teams": chosen})
+        return
+    _table(
+        f"{round_id} → {nxt.id}: advanced / 晋级",
+        ["team", "region", "basis"],
+        [[c["team"], c["region"], ", ".join(f"{k}={v}" for k, v in c["basis"].items())] for c in chosen],
     )

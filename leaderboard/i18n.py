@@ -19,6 +19,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "page_team": ("队伍", "Teams"),
     "page_catalog": ("数据目录", "Data catalog"),
     "page_lists": ("开放清单", "Catalog lists"),
+    "page_finalists": ("应用创新赛道", "Application track"),
+    "finalists_title": ("{track}：获奖作品", "{track}: awarded entries"),
+    "finalists_sealed": (
+        "评审进行中：获奖作品将在组织方公布后显示（最早 {at}）。",
+        "Judging is under way: the awarded entries appear once the organizers publish them (from {at}).",
+    ),
+    "col_award": ("奖项", "Award"),
+    "col_entry": ("作品", "Entry"),
+    "col_jury_score": ("评审得分", "Jury score"),
     "page_organizer": ("组织方", "Organizers"),
     "signed_in_as": ("已登录：{name}（{role}）", "Signed in as {name} ({role})"),
     "role_organizer": ("组织方", "organizer"),
@@ -83,6 +92,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "view_final": ("最终排名", "Final ranking"),
     "view_public": ("公榜", "Public ranking"),
     "board_empty": ("还没有已评分的提交。", "No scored submissions yet."),
+    "round": ("轮次", "Round"),
+    "round_open_to_all": ("{round}对所有队伍开放。", "{round} is open to every team."),
+    "round_admitted": (
+        "{round}只接受从{previous}晋级的 {n} 支队伍：{teams}",
+        "{round} admits only the {n} teams that advanced from {previous}: {teams}",
+    ),
+    "round_not_decided": (
+        "{round}只接受从{previous}晋级的队伍；{previous}公布后由组织方确定晋级名单。",
+        "{round} admits only the teams that advance from {previous}; the organizers decide them after "
+        "{previous} is revealed.",
+    ),
     "search_team": ("搜索队伍", "Search a team"),
     "search_placeholder": ("队名的一部分", "part of a team name"),
     "search_nothing": ("没有名称包含「{query}」的队伍。", "No team name contains “{query}”."),

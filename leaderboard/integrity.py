@@ -55,7 +55,12 @@ def _private_predictions(store: Store, ch: Challenge, paths: Paths, rows: list[d
 def intervals(
     store: Store, ch: Challenge, paths: Paths, *, replicates: int = 200, top: int = 20, seed: int = 20270203
 ) -> dict:
-    """Bootstrap intervals and tied groups for the ``top`` teams of the private ranking."""
+    """Bootstrap intervals and tied groups for the ``top`` teams of the private ranking.
+
+    Not for a ranking challenge (empty): its rows are not independent draws, a resample would
+    have to draw whole groups, which this does not do yet."""
+    if ch.group is not None:
+        return {}
     with store.read_session() as s:
         rows = ranking.private_standings(s, ch, organizer=True)[:top]
     if not rows:

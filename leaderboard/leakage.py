@@ -182,7 +182,7 @@ def _check(con, ch: Challenge, paths: Paths, entry: dict, solution: Path, report
     ).fetchall()
     report.baseline = _baseline(con, ch, time, entities, mine)
     fitted = _Fitted.load(con, ch)
-    report.baseline_score = round(_score(ch, fitted.y_test, fitted.predict(None, None)), 6)
+    report.baseline_score = round(_score(ch, fitted, fitted.predict(None, None)), 6)
     key_sets: list[list[str]] = []
     for keys in ([*entities, time], [time], entities):
         if keys and all(keys) and keys not in key_sets:
@@ -263,6 +263,8 @@ class _Fitted:
     base_train: np.ndarray
     base_test: np.ndarray
     classes: np.ndarray | None = None
+    groups: np.ndarray | None = None  # a ranking challenge: the hidden rows' groups and items
+    items: np.ndarray | None = None
 
     @classmethod
     def load(cls, con, ch: Challenge) -> _Fitted:
@@ -274,6 +276,20 @@ class _Fitted:
         train, test = part("train"), part("test")
         y_train, y_test = _array(train["__y"]), _array(test["__y"])
         b_train, b_test = _array(train["__b"]), _array(test["__b"])
+        if ch.group is not None:
+            ids = con.execute(
+                f"SELECT CAST({q(ch.group)} AS VARCHAR) AS g, CAST({q(ch.item)} AS VARCHAR) AS i "
+                "FROM rows WHERE __set = 'test' ORDER BY __i"
+            ).fetchnumpy()
+            return cls(
+                ch,
+                y_train.astype(float),
+                y_test,
+                b_train.astype(float),
+                b_test.astype(float),
+                groups=_array(ids["g"]),
+                items=_array(ids["i"]),
+            )
         if ch.scorer.input != "label":
             return cls(ch, y_train.astype(float), y_test, b_train.astype(float), b_test.astype(float))
         classes, codes = np.unique(y_train.astype(str), return_inverse=True)
@@ -346,14 +362,15 @@ def _predictors(con, ch, paths, entry, name, doc, matching: dict[str, _Key], fit
         x_train, x_test = x[is_train], x[~is_train]
         if (~np.isnan(x_train)).sum() < MIN_ROWS or np.nanstd(x_train) == 0 or np.isnan(x_test).all():
             continue  # nothing to learn from, or nothing known about the hidden rows
-        score = _score(ch, fitted.y_test, fitted.predict(x_train, x_test))
+        score = _score(ch, fitted, fitted.predict(x_train, x_test))
         keys = [k.text for k in matching.values()]
         out.append(Predictor(name, label, keys, round(score, 6), round(_gain(ch, reference, score), 4)))
     return out
 
 
-def _score(ch: Challenge, y: np.ndarray, pred: np.ndarray) -> float:
-    return float(ch.scorer(y, pred, **ch.metric_params))
+def _score(ch: Challenge, fitted: _Fitted, pred: np.ndarray) -> float:
+    """The challenge's metric of predictions for the hidden rows (a ranking ranks them per group)."""
+    return float(ch.evaluate(fitted.y_test, pred, fitted.groups, fitted.items))
 
 
 def _gain(ch: Challenge, reference: float, score: float) -> float:

@@ -33,6 +33,7 @@ log_loss               probabilities clipped to [1e-15, 1 - 1e-15], rows renorma
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -366,6 +367,25 @@ def normalized_gini(y_true, y_pred) -> float:
 
 
 # --- ranking -------------------------------------------------------------------------------
+
+
+def as_rankings(relevant, score, groups, items) -> tuple[list[list], list[list]]:
+    """Row-level answers of a ranking challenge as the ranking metrics read them.
+
+    One row per (group, item): ``relevant`` 1 for an item the group chose (the hidden answer),
+    ``score`` the submission's score (higher ranks first; equal scores rank by item, so the
+    order is never left to chance). Returns, group by group in a fixed order, the relevant
+    items and the items best first."""
+    g, i = np.asarray(groups).astype(str), np.asarray(items).astype(str)
+    r, sc = np.asarray(relevant, dtype=float), np.asarray(score, dtype=float)
+    order = np.lexsort((i, -sc, g))  # by group, then score descending, then item
+    g, i, r = g[order], i[order], r[order]
+    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1, len(g)] if len(g) else np.array([0])
+    truth, ranked = [], []
+    for a, b in itertools.pairwise(starts):
+        truth.append(list(i[a:b][r[a:b] > 0]))
+        ranked.append(list(i[a:b]))
+    return truth, ranked
 
 
 def _relevant_lists(y_true, y_pred) -> list[tuple[set, list]]:

@@ -71,6 +71,8 @@ class Team(Base):
     display_name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"))
+    # The contest region (赛区) a team plays in, when rounds advance teams per region.
+    region: Mapped[str | None] = mapped_column(String(64))
 
     members: Mapped[list[Member]] = relationship(back_populates="team", order_by="Member.joined_at")
 
@@ -215,6 +217,71 @@ class Rescore(Base):
     # pending → published | discarded
     status: Mapped[str] = mapped_column(String(16), default="pending")
     decided_at: Mapped[dt.datetime | None]
+
+
+class Advancement(Base):
+    """A team admitted to a round after the first, by ``contesthub rounds advance`` (leaderboard/rounds.py)."""
+
+    __tablename__ = "advancements"
+
+    round: Mapped[str] = mapped_column(String(64), primary_key=True)  # the round the team may enter
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+    from_round: Mapped[str] = mapped_column(String(64), index=True)
+    region: Mapped[str | None] = mapped_column(String(64))
+    # Why: {"challenge": id, "rank": n} or {"rank_sum": n, "ranks": {challenge: rank}}.
+    basis: Mapped[dict] = mapped_column(default=dict)
+    at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+    by: Mapped[str] = mapped_column(String(255))
+
+
+class Application(Base):
+    """One version of a team's entry to the application track (leaderboard/applications.py).
+
+    Files are kept in the submission file store under their SHA-256; every version stays, and the
+    last one before the track closes is the entry."""
+
+    __tablename__ = "applications"
+    __table_args__ = (Index("ix_applications_team_version", "team_id", "version", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    # The blind code jurors know the entry by: random at the first version, kept by later ones.
+    code: Mapped[str] = mapped_column(String(16), index=True)
+    user: Mapped[str] = mapped_column(String(255))
+    title: Mapped[str] = mapped_column(String(200))
+    # [{"role": "writeup" | "notebook" | "screenshot", "name", "sha256", "size", "kind"}]
+    files: Mapped[list] = mapped_column(default=list)
+    link: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+
+
+class JuryAssignment(Base):
+    __tablename__ = "jury_assignments"
+
+    juror: Mapped[str] = mapped_column(String(255), primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+
+
+class JurorConflict(Base):
+    """A juror who declared a conflict with a team never sees its entry."""
+
+    __tablename__ = "juror_conflicts"
+
+    juror: Mapped[str] = mapped_column(String(255), primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=clock.now)
+
+
+class JuryScore(Base):
+    __tablename__ = "jury_scores"
+
+    juror: Mapped[str] = mapped_column(String(255), primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+    criterion: Mapped[str] = mapped_column(String(64), primary_key=True)
+    score: Mapped[int] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(default=clock.now)
 
 
 class AuditEntry(Base):

@@ -60,9 +60,11 @@ def public_spec(contest: Contest, paths: Paths) -> dict:
                 "id_columns": list(expect.id_columns),
                 "prediction_columns": list(expect.prediction_columns),
                 "input": expect.input,
+                "group": ch.group,
                 "labels": list(expect.labels),
                 "max_bytes": expect.max_bytes,
                 "max_uncompressed_bytes": expect.max_uncompressed_bytes,
+                "round": getattr(contest.round_of(ch.id), "id", None),
             }
         )
     con.close()

@@ -183,6 +183,26 @@ def reveal_state(source: Source, challenge_id: str) -> dict | None:
     return _read(source, read)
 
 
+def finalists(source: Source) -> list[dict] | None:
+    """The application track's awarded entries after their reveal; None before it (leaderboard/applications.py)."""
+    from leaderboard import applications
+
+    return _read(source, applications.finalists)
+
+
+def round_admitted(source: Source, round_id: str) -> list[dict]:
+    """The teams admitted to a round after the first (public: names, regions, no scores)."""
+    from leaderboard import rounds
+
+    return _read(
+        source,
+        lambda s: [
+            {"team": a["team"], "display_name": a["display_name"], "region": a["region"]}
+            for a in rounds.advanced(s, round_id)
+        ],
+    )
+
+
 @st.cache_data(**_CACHE)
 def final_board(source: Source, challenge_id: str) -> pd.DataFrame | None:
     """The private ranking after the reveal, with the public → private shift; ``None`` before it.

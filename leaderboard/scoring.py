@@ -149,9 +149,13 @@ def split_salt(private_root: Path) -> str:
 
 
 def split_expr(challenge: Challenge, salt: str, alias: str = "s") -> str:
-    """SQL: 'public' or 'private' for a solution row, from md5(salt : challenge id : row id)."""
+    """SQL: 'public' or 'private' for a solution row, from md5(salt : challenge id : row id).
+
+    A ranking challenge splits by group (its rows are ranked together, so a group is public or
+    private as a whole)."""
+    key = (challenge.group,) if challenge.group else challenge.id_columns
     bucket = (
-        f"CAST('0x' || substr(md5({lit(f'{salt}:{challenge.id}:')} || {id_text(alias, challenge.id_columns)}), 1, 8) "
+        f"CAST('0x' || substr(md5({lit(f'{salt}:{challenge.id}:')} || {id_text(alias, key)}), 1, 8) "
         f"AS UBIGINT) % {SPLIT_BUCKETS}"
     )
     return f"CASE WHEN {bucket} < {int(challenge.public_fraction * SPLIT_BUCKETS)} THEN 'public' ELSE 'private' END"
@@ -224,6 +228,7 @@ def _expect(challenge: Challenge, labels: tuple, rows: int | None = None) -> Exp
         max_bytes=challenge.upload_limit,
         max_uncompressed_bytes=challenge.upload_limit,
         max_rows=rows,
+        group=challenge.group,
     )
 
 
@@ -433,6 +438,18 @@ def _column(a) -> np.ndarray:
 def _scores(con: duckdb.DuckDBPyConnection, challenge: Challenge, pairs: str) -> dict[str, float]:
     """The public and private score of the (row, public, y, p) rows of ``pairs``."""
     scorer, params = challenge.scorer, challenge.metric_params
+    if challenge.group is not None:  # ranking: each group's items ordered by score
+        g, i = challenge.id_columns.index(challenge.group), challenge.id_columns.index(challenge.item)
+        got = con.execute(
+            f"SELECT x.public, x.y, x.p, c.id_{g} AS g, c.id_{i} AS item FROM ({pairs}) x JOIN {TRUTH} c USING (row)"
+        ).fetchnumpy()
+        public, y, p, groups, items = (_column(got[k]) for k in ("public", "y", "p", "g", "item"))
+        return {
+            split: challenge.evaluate(
+                y[public == flag], p[public == flag], groups[public == flag], items[public == flag]
+            )
+            for split, flag in (("public", True), ("private", False))
+        }
     if scorer.order_free and (challenge.positive is not None or scorer.input == "label"):
         # y takes two values (or a label's code): the distinct (y, p) pairs and their counts are
         # a few thousand rows, not a million, and give the metric exactly.

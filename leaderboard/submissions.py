@@ -39,7 +39,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from leaderboard import audit, teams
+from leaderboard import audit, rounds, teams
 from leaderboard.contest import Challenge, Contest
 from leaderboard.models import Quota, QuotaGrant, Score, Submission, Team
 from leaderboard.scoring import ScoreResult, score_file
@@ -64,6 +64,10 @@ class SubmissionRefused(ContesthubError):
 
 class ChallengeNotOpen(SubmissionRefused):
     code, http_status = "challenge-not-open", 403
+
+
+class NotAdvanced(SubmissionRefused):
+    code, http_status = "not-advanced", 403
 
 
 class ChallengeClosed(SubmissionRefused):
@@ -94,6 +98,18 @@ def _check_open(ch: Challenge, now: dt.datetime) -> None:
         raise ChallengeClosed(
             f"{ch.id} closed at {ch.closes:%Y-%m-%d %H:%M %z}; no more submissions are accepted",
             f"赛题 {ch.id} 已于 {ch.closes:%Y-%m-%d %H:%M} 截止，不再接受提交",
+        )
+
+
+def _check_round(session: Session, contest: Contest, team: Team, ch: Challenge) -> None:
+    """Refuse a team the challenge's round did not admit (before anything is charged)."""
+    rnd = rounds.gate(session, contest, team.id, ch.id)
+    if rnd is not None:
+        prev = contest.previous_round(rnd.id)
+        raise NotAdvanced(
+            f"your team did not advance to {rnd.title['en']} ({rnd.id}) from {prev.title['en']}, "
+            f"so it cannot submit to {ch.id}; the teams that advanced are listed on the leaderboard",
+            f"你的队伍未从{prev.title['zh']}晋级{rnd.title['zh']}，不能向赛题 {ch.id} 提交；晋级名单见排行榜",
         )
 
 
@@ -161,6 +177,7 @@ def precheck(
     now = now or clock.now()
     ch = contest.challenge(challenge_id)
     _check_open(ch, now)
+    _check_round(session, contest, team, ch)
     row = session.get(Quota, (team.id, ch.id, contest.day(now)))
     if row is not None and row.used >= ch.daily_quota + row.granted:
         raise _quota_exceeded(ch)
@@ -334,6 +351,7 @@ def _record(s: Session, contest: Contest, inc: Incoming) -> Submission:
     # PostgreSQL: one acceptance at a time per team, so that the rate and storage checks count
     # what the others committed (SQLite has one writer at a time anyway).
     s.execute(select(Team.id).where(Team.id == team.id).with_for_update())
+    _check_round(s, contest, team, ch)
     day = contest.day(now)
     _charge(s, team.id, ch, day)
     _check_rate(s, contest, team.id, now)
@@ -819,6 +837,7 @@ def select_final(
             code="selection-closed",
         )
     team = _team_of(session, user)
+    _check_round(session, contest, team, ch)
     ids = sorted(set(submission_ids))
     if len(ids) > ch.final_selections:
         raise ContesthubError(

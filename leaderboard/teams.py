@@ -68,6 +68,7 @@ def create(
     actor: str,
     display_name: str | None = None,
     members: tuple[str, ...] = (),
+    region: str | None = None,
     now: dt.datetime | None = None,
 ) -> Team:
     now = now or clock.now()
@@ -81,12 +82,33 @@ def create(
         )
     if session.execute(select(Team.id).where(Team.name == name)).first():
         raise TeamError(f"a team named {name!r} already exists", f"队名 {name!r} 已被使用", code="team-exists")
-    team = Team(name=name, display_name=(display_name or name).strip()[:200], created_at=now)
+    team = Team(name=name, display_name=(display_name or name).strip()[:200], created_at=now, region=_region(region))
     session.add(team)
     session.flush()
-    audit.record(session, actor, "team.create", name, {"display_name": team.display_name})
+    audit.record(session, actor, "team.create", name, {"display_name": team.display_name, "region": team.region})
     for user in members:
         add_member(session, contest, name, user, actor=actor, now=now)
+    return team
+
+
+def _region(region: str | None) -> str | None:
+    region = (region or "").strip()
+    if len(region) > 64 or not NAME.match(region or "x"):
+        raise TeamError(
+            f"region {region!r} is not allowed: use 1–64 characters without '/' or control characters",
+            f"赛区 {region!r} 不可用：请使用 1–64 个字符，不含 '/' 和控制字符",
+            code="region-invalid",
+        )
+    return region or None
+
+
+def set_region(session: Session, contest: Contest, name: str, region: str | None, *, actor: str) -> Team:
+    """Put a team in a region (赛区), which rounds may advance teams by; recorded. Only before
+    the team freeze: after it, who plays where is settled."""
+    _check_open(contest, clock.now())
+    team = get(session, name)
+    team.region = _region(region)
+    audit.record(session, actor, "team.region", name, {"region": team.region})
     return team
 
 
@@ -216,6 +238,7 @@ def listing(session: Session) -> list[dict]:
             "name": t.name,
             "display_name": t.display_name,
             "members": [m.user for m in t.members],
+            "region": t.region or "",
             "created_at": t.created_at.isoformat(),
         }
         for t in teams

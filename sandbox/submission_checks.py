@@ -71,6 +71,7 @@ class Expect:
     max_bytes: int = 200 * MiB
     max_uncompressed_bytes: int = 1024 * MiB
     max_rows: int | None = None  # the test set's rows; None: counted by validate_file
+    group: str | None = None  # input == "ranking": the id column whose rows are ranked together
 
 
 @dataclass
@@ -616,7 +617,7 @@ def prediction_checks(expect: Expect) -> list[tuple[str, str, str, str, str]]:
     out: list[tuple[str, str, str, str, str]] = []
     for c in expect.prediction_columns:
         v = f"trim(CAST({q(c)} AS VARCHAR))"
-        if expect.input in ("value", "probability"):
+        if expect.input in ("value", "probability", "ranking"):
             num = f"TRY_CAST({v} AS DOUBLE)"
             checks = [
                 (
@@ -755,6 +756,7 @@ def check(con: duckdb.DuckDBPyConnection, loaded: Loaded, expect: Expect, test_i
                 column=",".join(expect.id_columns),
             )
         )
+    problems += _ranking_ties(con, loaded, expect)
     for (code, where, en, zh, c), n in zip(value_checks, counts, strict=True):
         if n:
             _, rows = _rows(con, loaded, where)
@@ -770,6 +772,37 @@ def check(con: duckdb.DuckDBPyConnection, loaded: Loaded, expect: Expect, test_i
                 )
             )
     return problems
+
+
+def _ranking_ties(con, loaded: Loaded, expect: Expect) -> list[Problem]:
+    """A ranking's scores must order each group's items: two items of one group with the same
+    score would leave their order to chance, so the file is refused saying which group."""
+    if expect.input != "ranking" or expect.group is None:
+        return []
+    g, (score,) = q(expect.group), expect.prediction_columns
+    num = f"TRY_CAST(trim(CAST({q(score)} AS VARCHAR)) AS DOUBLE)"
+    where = (
+        f"{num} IS NOT NULL AND ({g}, {num}) IN (SELECT ({g}, {num}) FROM {q(loaded.table)} "
+        f"WHERE {num} IS NOT NULL GROUP BY ALL HAVING count(*) > 1)"
+    )
+    (groups,) = con.execute(f"SELECT count(DISTINCT {g}) FROM {q(loaded.table)} WHERE {where}").fetchall()[0]
+    if not groups:
+        return []
+    n, rows = _rows(con, loaded, where)
+    seen = _examples(con, loaded, expect.group, where)
+    return [
+        Problem(
+            "ranking-tie",
+            f"column {score!r}: {groups} {expect.group}(s) give two or more items the same score, so their "
+            f"order is undecided; give the items of one {expect.group} different scores (higher ranks first); "
+            f"for example {seen}",
+            f"列 {score!r}：有 {groups} 个 {expect.group} 的若干项得分相同，排序无法确定；"
+            f"请为同一 {expect.group} 的每一项给出不同的分数（分数高者排在前面）；例如 {seen}",
+            column=score,
+            rows=rows,
+            count=n,
+        )
+    ]
 
 
 def _examples(con, loaded: Loaded, column: str, where: str) -> str:

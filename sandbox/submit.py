@@ -307,6 +307,7 @@ def validate(challenge: str, predictions) -> SubmissionResult:
         # the service's limit after decompressing (the same as before it, in a contest.json
         # published before it said so)
         max_uncompressed_bytes=spec.get("max_uncompressed_bytes", spec["max_bytes"]),
+        group=spec.get("group"),
     )
     folder, table = api.locate(spec["test_table"])
     files = ", ".join(lit(str(folder / f["path"])) for f in table["files"])

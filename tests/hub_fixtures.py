@@ -109,6 +109,15 @@ def chromium_page(width: int = 1280, height: int = 800):
             browser.close()
 
 
+def accept_rules(page) -> str:
+    """On the hub's spawn page after a first login: tick the rules box and start; the rules' text."""
+    page.wait_for_selector("#contesthub-rules", timeout=60_000)
+    text = page.locator("#contesthub-rules").inner_text()
+    page.check("#accept_rules")
+    page.locator("#spawn_form [type=submit]").click()
+    return text
+
+
 def kernel_run(
     hub: RunningHub, user: str, token: str, code: str, timeout: float = 120, notebook: str | None = None
 ) -> dict:

@@ -20,6 +20,7 @@ from leaderboard import contest
 from leaderboard.contest import ContestConfigError
 from leaderboard.scoring import aligned, score_file, solution_for, split_salt, split_salt_file
 from sandbox.api import SandboxError
+from sandbox.descriptor import load_all
 from sandbox.settings import PROJECT_ROOT
 
 CONFIG = PROJECT_ROOT / "config" / "contest.toml"
@@ -55,7 +56,19 @@ def test_the_demo_contest_is_valid(demo, run_cli):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     by_id = {c["id"]: c for c in doc["challenges"]}
-    assert set(by_id) == {"outpatient_forecast", "emergency_visit", "department_triage"}
+    assert set(by_id) == {
+        "outpatient_forecast",
+        "emergency_visit",
+        "department_triage",
+        "claims_forecast",
+        "primary_entrants",
+        "scenic_visitors_forecast",
+        "mode_ranking",
+    }
+    datasets = {d.id: d for d in load_all(PROJECT_ROOT / "datasets")}
+    themes = {c["id"]: datasets[c["data"].split(".")[0]].meta["theme"] for c in doc["challenges"]}
+    # The four livelihood themes, each with at least one challenge.
+    assert set(themes.values()) == {"health", "social-security-employment", "education-culture", "transport-tourism"}
     assert by_id["outpatient_forecast"]["test_rows"] == 60 * 92  # 60 hospitals, 1 Oct - 31 Dec 2024
     assert by_id["emergency_visit"]["metric"] == "roc_auc" and by_id["emergency_visit"]["higher_is_better"]
     assert doc["timezone"] == "Asia/Shanghai"

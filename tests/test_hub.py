@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 import requests
-from hub_fixtures import ARTIFACTS, chromium_page, kernel_run
+from hub_fixtures import ARTIFACTS, accept_rules, chromium_page, kernel_run
 
 from hub.starters import starters_dir
 
@@ -307,6 +307,7 @@ def test_browser_logs_in_and_reaches_jupyterlab(hub):
         page.fill("#username_input", name)
         page.fill("#password_input", password)
         page.click("#login_submit")
+        accept_rules(page)  # once, before the first server (tests/test_hub_lab.py)
         # The hub starts the server and sends the browser on to JupyterLab.
         page.wait_for_selector("#jp-main-dock-panel", timeout=120_000)
         page.wait_for_selector(

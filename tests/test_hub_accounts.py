@@ -57,7 +57,7 @@ def test_a_roster_password_works_once_and_leads_to_the_password_page(hub, run_cl
 
     # No server until the password is changed, not even through the REST API.
     token = hub.new_token("otp01", session=s)
-    r = hub.api("POST", "/users/otp01/server", token=token)
+    r = hub.api("POST", "/users/otp01/server", token=token, json={"accept_rules": True})
     assert r.status_code == 403 and "/hub/accounts/password" in r.json()["message"], r.text
     assert "一次性密码" in r.json()["message"]
 
@@ -76,7 +76,7 @@ def test_a_roster_password_works_once_and_leads_to_the_password_page(hub, run_cl
     assert hub.try_login("otp01", one_time)[1].status_code == 403  # the login form again, with its error
     _, r = hub.try_login("otp01", new)
     assert r.status_code == 302 and "accounts/password" not in r.headers["Location"]
-    r = hub.api("POST", "/users/otp01/server", token=token)
+    r = hub.api("POST", "/users/otp01/server", token=token, json={"accept_rules": True})
     assert r.status_code in (201, 202), r.text
     hub.api("DELETE", "/users/otp01/server", token=token)
 

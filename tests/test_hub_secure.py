@@ -448,7 +448,7 @@ def test_an_account_not_made_for_a_hub_user_is_never_adopted(secure_hub, open_ro
     name, _, session = hub.account(name)
     token = hub.new_token(name, session=session)
 
-    r = hub.api("POST", f"/users/{name}/server", token=token)
+    r = hub.api("POST", f"/users/{name}/server", token=token, json={"accept_rules": True})
     assert r.status_code == 403, (r.status_code, r.text)
     message = r.json()["message"]
     assert "它将使用的 Unix 账号已经存在，且不是为你创建的" in message and "not made for you" in message

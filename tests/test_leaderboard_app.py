@@ -247,10 +247,18 @@ def test_home_shows_title_phase_countdown_challenges_and_daily_submissions(race,
     assert "组队冻结" in at.caption[0].value and "2027-01-24 23:59" in at.caption[0].value
     assert at.metric[1].value == "9"  # every submission, refused ones included
     challenges = table(at, 1)
-    assert list(challenges[T("col_challenge")]) == ["门诊量预测", "急诊就诊识别", "分诊科室预测"]
-    assert list(challenges[T("col_teams")]) == [4, 2, 0]
-    assert list(challenges[T("col_submissions")]) == [7, 2, 0]
-    assert list(challenges[T("col_status")]) == ["开放提交"] * 3
+    assert list(challenges[T("col_challenge")]) == [
+        "门诊量预测",
+        "急诊就诊识别",
+        "分诊科室预测",
+        "失业保险申领预测",
+        "小学招生数预测",
+        "景区客流预测",
+        "出行方式推荐排序",
+    ]
+    assert list(challenges[T("col_teams")]) == [4, 2, 0, 0, 0, 0, 0]
+    assert list(challenges[T("col_submissions")]) == [7, 2, 0, 0, 0, 0, 0]
+    assert list(challenges[T("col_status")]) == ["开放提交"] * 7
     assert len(at.get("vega_lite_chart")) == 2  # the timeline and submissions per day
     assert T("results_key", public_key=key) in [c.value for c in at.caption]  # anyone can check the signed results
 
@@ -261,6 +269,10 @@ def test_home_shows_title_phase_countdown_challenges_and_daily_submissions(race,
         "Outpatient visit forecast",
         "Emergency visit detection",
         "Department triage",
+        "Unemployment insurance claims forecast",
+        "Primary school intake forecast",
+        "Scenic spot visitor forecast",
+        "Travel mode ranking",
     ]
 
 
@@ -359,11 +371,12 @@ def test_after_the_reveal_the_final_ranking_with_shift_intervals_and_groups(race
 @sqlite_only
 def test_home_team_and_organizer_pages_after_the_reveal(race, demo_contest):
     reveal(race, demo_contest, REPORT)
-    after = demo_contest.challenge(CH).reveal + dt.timedelta(hours=1)
+    # Revealed at the deadline plus an hour; the review phase runs until the planned reveal.
+    after = demo_contest.challenge(CH).reveal - dt.timedelta(hours=1)
     at = open_app(now=after, user=ORGANIZER)
     statuses = list(table(at, 1)[T("col_status")])
-    assert statuses == ["已公布最终排名", "已截止，待公布", "已截止，待公布"]
-    assert at.markdown[0].value == T("current_phase", phase="评审与公布", end="2027-02-07 23:59")
+    assert statuses == ["已公布最终排名"] + ["已截止，待公布"] * 6
+    assert at.markdown[0].value == T("current_phase", phase="评审与公布", end="2027-02-03 10:00")
 
     at.switch_page("views/team.py").run()
     at.selectbox(key="team_pick").set_value("alpha").run()
@@ -372,12 +385,14 @@ def test_home_team_and_organizer_pages_after_the_reveal(race, demo_contest):
 
     at.switch_page("views/organizer.py").run()
     status = table(at, 0)
-    assert list(status[T("col_status")]) == [
-        T("reveal_done", at="2027-02-01 00:59", by="org"),
-        T("reveal_ready"),
-        T("reveal_ready"),
-    ]
-    assert list(status[T("col_report")]) == ["是", "", ""]
+    assert (
+        list(status[T("col_status")])
+        == [
+            T("reveal_done", at="2027-02-01 00:59", by="org"),
+        ]
+        + [T("reveal_ready")] * 6
+    )
+    assert list(status[T("col_report")]) == ["是"] + [""] * 6
 
 
 @sqlite_only
@@ -531,7 +546,7 @@ def test_the_organizer_page_exists_only_for_organizers(race):
     assert at.title[0].value == "Organizers"
     assert at.sidebar.caption[0].value == "Signed in as org (organizer)"
     status = table(at, 0)
-    assert list(status["Status"]) == ["sealed (still open)"] * 3
+    assert list(status["Status"]) == ["sealed (still open)"] * 7
     assert [m.value for m in at.metric] == ["7", "2", "0", "0"]  # scored, refused, error, waiting
     stream = table(at, 1)
     assert len(stream) == 9 and f"{XSS}.csv" in set(stream["File"]) and XSS in set(stream["Team"])
@@ -605,6 +620,8 @@ def test_catalog_search_facets_schema_quality_preview_and_challenges(app_env, de
     assert "1,500 rows read, 2 rows with problems, 2 quarantined." in [w.value for w in at.warning]
     quality = next(d.value for d in at.dataframe if "Code" in d.value.columns)
     assert set(quality["Code"]) == {"constraint-error"}
+    assert not any(c.value == "No challenge uses this dataset." for c in at.caption)  # primary_entrants does
+    at.selectbox(key="catalog_dataset").set_value("rand_hie").run()
     assert any(c.value == "No challenge uses this dataset." for c in at.caption)
 
 

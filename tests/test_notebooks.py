@@ -251,7 +251,15 @@ def test_pinned_version_equals_version_1(executed, demo):
 
 # --- the challenges' starter notebooks -----------------------------------------------------
 
-CHALLENGES = ("outpatient_forecast", "emergency_visit", "department_triage")
+CHALLENGES = (
+    "outpatient_forecast",
+    "emergency_visit",
+    "department_triage",
+    "claims_forecast",
+    "primary_entrants",
+    "scenic_visitors_forecast",
+    "mode_ranking",
+)
 # The starters validate on the last part of their training data: they fit on the rows up to the
 # cutoff and score the rows after it. The forecast's days run to 30 September 2024, its cutoff is
 # 4 August; visit dates are published to the quarter, so the visit challenges, whose training
@@ -259,8 +267,12 @@ CHALLENGES = ("outpatient_forecast", "emergency_visit", "department_triage")
 CUTOFF = {  # table: (time column, cutoff as SQL, the validation period the notebook must print)
     "daily_visits": ("date", "DATE '2024-08-04'", ("2024-08-05", "2024-09-30")),
     "visit_records": ("visit_date", "'2024-Q1'", ("2024-Q2", "2024-Q2")),
+    "monthly_employment": ("month", "DATE '2024-03-31'", ("2024-04-01", "2024-06-01")),
+    "county_schools": ("school_year", "2022", ("2023", "2023")),
+    "daily_visitors": ("date", "DATE '2024-08-04'", ("2024-08-05", "2024-09-30")),
+    "alternatives": ("individual", "100", ("101", "150")),  # travellers, not days: fit on 1-100
 }
-SCORE_LINE = re.compile(r"validation (RMSE|ROC AUC|macro F1): (\S+)")
+SCORE_LINE = re.compile(r"validation (RMSE|ROC AUC|macro F1|MAP@3): (\S+)")
 PERIOD_LINE = re.compile(r"validation period: (\S+) – (\S+), (\d+) ")
 
 
@@ -328,7 +340,7 @@ def test_starter_computes_the_challenges_metric(challenge_id):
     """The metric function the notebook defines agrees with the contest's scorer."""
     challenge = challenge_of(challenge_id)
     nb = nbformat.read(starter_path(challenge_id), as_version=4)
-    name = {"rmse": "rmse", "roc_auc": "roc_auc", "f1_macro": "f1_macro"}[challenge.metric]
+    name = {"rmse": "rmse", "roc_auc": "roc_auc", "f1_macro": "f1_macro", "map_at_k": "map_at_k"}[challenge.metric]
     defs = [
         node
         for c in nb.cells
@@ -342,6 +354,11 @@ def test_starter_computes_the_challenges_metric(challenge_id):
     rng = np.random.default_rng(7)
     if challenge.metric == "rmse":
         y, p = rng.normal(500, 100, 1000), rng.normal(500, 100, 1000)
+    elif challenge.metric == "map_at_k":  # per traveller: the chosen modes, and the modes in ranked order
+        y = [list(rng.choice([1, 2, 3, 4], rng.integers(0, 3), replace=False)) for _ in range(300)]
+        p = [list(rng.permutation([1, 2, 3, 4])) for _ in range(300)]
+        assert namespace[name](y, p, 3) == pytest.approx(challenge.scorer(y, p, **challenge.metric_params), rel=1e-9)
+        return
     elif challenge.metric == "roc_auc":
         y, p = rng.integers(0, 2, 1000), rng.integers(0, 20, 1000) / 20  # with ties
     else:
@@ -387,6 +404,10 @@ def test_starter_saves_a_valid_submission(starter, demo):
         ).fetchall()
         assert set(predicted) <= set(labels) and len(labels) == 10
         assert predicted.nunique() >= 2  # not just the most frequent department
+    elif challenge.group is not None:  # a ranking: each traveller's scores all differ
+        values = predicted.astype(float)
+        assert np.isfinite(values).all()
+        assert (saved.assign(v=values).groupby(challenge.group)["v"].nunique() == 4).all()
     else:
         values = predicted.astype(float)
         assert np.isfinite(values).all() and (values >= 0).all()
@@ -416,11 +437,23 @@ def test_starter_validation_beats_a_trivial_baseline(starter, demo):
     if challenge.metric == "rmse":
         assert found[1] == "RMSE"
         # predicting the mean of the training rows for every validation row
+        y = challenge.target
         [(trivial,)] = duckdb.sql(f"""
-            SELECT sqrt(avg(power(v.outpatient_visits - m.mean, 2)))
-            FROM {rows} AS v, (SELECT avg(outpatient_visits) AS mean FROM {rows} WHERE date <= {cutoff}) AS m
-            WHERE v.date > {cutoff}""").fetchall()
+            SELECT sqrt(avg(power(v.{y} - m.mean, 2)))
+            FROM {rows} AS v, (SELECT avg({y}) AS mean FROM {rows} WHERE {day} <= {cutoff}) AS m
+            WHERE v.{day} > {cutoff}""").fetchall()
         assert 0 < score < trivial / 2, (score, trivial)
+    elif challenge.metric == "map_at_k":
+        assert found[1] == "MAP@3"
+        # every traveller's modes in the order of their share of choices in training
+        [(trivial,)] = duckdb.sql(f"""
+            WITH share AS (SELECT mode, avg(choice) AS s FROM {rows} WHERE individual <= {cutoff} GROUP BY mode),
+            ranked AS (
+                SELECT v.individual, v.choice,
+                       row_number() OVER (PARTITION BY v.individual ORDER BY s.s DESC, v.mode) AS r
+                FROM {rows} AS v JOIN share AS s USING (mode) WHERE v.individual > {cutoff})
+            SELECT avg(CASE WHEN r <= 3 THEN 1.0 / r ELSE 0 END) FROM ranked WHERE choice = 1""").fetchall()
+        assert trivial + 0.1 < score <= 1, (score, trivial)
     elif challenge.metric == "roc_auc":
         assert found[1] == "ROC AUC"
         assert 0.6 < score <= 1, score  # one probability for every visit gives 0.5

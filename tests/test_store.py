@@ -40,7 +40,7 @@ def _used(store, team="alpha", challenge=CH, day=TODAY):
 def test_migrations_build_the_schema_and_are_safe_to_repeat(store):
     store_mod.upgrade(store.url)  # a second time: nothing to do, nothing breaks
     with store.session() as s:
-        assert s.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0007"
+        assert s.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0009"
         assert s.execute(select(func.count()).select_from(Submission)).scalar_one() == 0
 
 

@@ -80,12 +80,43 @@ def _interval_chart(df: pd.DataFrame, ch) -> alt.Chart:
     return (bars + points).properties(height=max(120, 22 * len(data)))
 
 
+def _round_picker(src, contest, asked: str | None, lang: str) -> list[str]:
+    """Each round has its own boards: pick the round, see who it admits, then its challenges."""
+    rounds = [r.id for r in contest.rounds]
+    start = contest.round_of(asked) if asked else None
+    rid = st.selectbox(
+        t("round"),
+        rounds,
+        index=rounds.index(start.id) if start else 0,
+        format_func=lambda i: contest.round(i).title[lang],
+        key="board_round",
+    )
+    rnd, previous = contest.round(rid), contest.previous_round(rid)
+    if previous is None:
+        st.caption(t("round_open_to_all", round=common.md(rnd.title[lang])))
+        return list(rnd.challenges)
+    try:
+        admitted = queries.round_admitted(src, rid)
+    except queries.StoreUnavailable as exc:
+        common.store_unavailable(exc)
+        admitted = []
+    names = dict(round=common.md(rnd.title[lang]), previous=common.md(previous.title[lang]))
+    if admitted:
+        teams = "、".join(common.md(a["display_name"]) for a in admitted)
+        st.caption(t("round_admitted", n=len(admitted), teams=teams, **names))
+    else:
+        st.caption(t("round_not_decided", **names))
+    return list(rnd.challenges)
+
+
 def main() -> None:
     src = common.source()
     contest = queries.contest(src)
     ids = [c.id for c in contest.challenges]
     asked = st.query_params.get("challenge")
     lang, tr = common.lang(), common.translator()
+    if contest.rounds:
+        ids = _round_picker(src, contest, asked, lang)
     ch_id = st.selectbox(
         t("challenge"),
         ids,
