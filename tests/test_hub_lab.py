@@ -75,7 +75,7 @@ def test_first_login_shows_jupyterlab_in_chinese_on_the_getting_started_notebook
 
 def test_the_rules_are_accepted_once_and_the_api_cannot_skip_them(hub):
     name, _, session = hub.account()
-    token = hub.new_token(session, name)
+    token = hub.new_token(name, session=session)
     refused = hub.api("POST", f"/users/{name}/server", token=token)
     assert refused.status_code == 403, refused.text
     message = refused.json()["message"]
