@@ -137,7 +137,9 @@ def new_team(hub, org: str, prefix: str) -> tuple[str, str, str]:
             r = requests.post(f"{api}/admin/teams/{team}/grants", headers=auth, json=grant, timeout=60)
             assert r.status_code == 201, r.text
     me = requests.get(f"{api}/me", headers={"Authorization": f"token {token}"}, timeout=60).json()
-    for q in me["quotas"]:
+    granted = [q for q in me["quotas"] if q["challenge"] in CHALLENGES]
+    assert len(granted) == len(CHALLENGES), me["quotas"]
+    for q in granted:
         assert q["allowed"] == contest.challenge(q["challenge"]).daily_quota + GRANT and q["used"] == 0, q
     return user, token, team
 
