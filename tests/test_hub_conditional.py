@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from leaderboard import access, audit
 from leaderboard import store as store_mod
-from leaderboard.models import AuditEntry
+from leaderboard.models import AccessRequest, AuditEntry
 from sandbox import clock
 from sandbox.descriptor import load_all
 from sandbox.settings import PROJECT_ROOT, Paths
@@ -133,7 +133,8 @@ def test_conditional_data_in_demo_mode(hub, two_teams, demo, monkeypatch):
     time.sleep(max(0.0, (until - clock.now()).total_seconds()) + 1)
     assert "NotFound" in sql_of(a)
     with st.session() as s:
-        assert [r.id for r in access.expire_due(s)] == [a_req]
+        access.expire_due(s)  # unless the service's own minute round recorded the expiry first
+        assert s.get(AccessRequest, a_req).status == "expired"
 
     # Approved again, then revoked: refused at once.
     with st.session() as s:

@@ -189,7 +189,7 @@ def test_config_demo_mode(monkeypatch, tmp_path, capsys):
     assert c.DemoSpawner.home_dir_template == str(settings.home_root / "{username}")
     assert c.JupyterHub.authenticator_class is LocalAccountsAuthenticator
     assert c.LocalAccountsAuthenticator.db_url == c.JupyterHub.db_url == settings.db_url
-    assert c.JupyterHub.load_groups == {"organizers": {"users": ["organizer"]}}
+    assert c.JupyterHub.load_groups == {"organizers": {"users": ["organizer"]}, "jurors": {"users": []}}
     assert {"name": "admin", "groups": ["organizers"]} in c.JupyterHub.load_roles
     assert c.Spawner.default_url == "/lab"
     assert c.Spawner.cpu_limit == 3.0 and c.Spawner.mem_limit == 8 * 2**30
